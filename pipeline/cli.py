@@ -1,0 +1,170 @@
+"""Command line: ``python -m pipeline run | replay | schedule | status | schema``.
+
+Parses arguments, calls one function per command, and turns named errors into
+one clear line and a non-zero exit code (``--verbose`` shows the details).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from pipeline.config import Settings
+from pipeline.errors import PipelineError, RunLocked
+
+log = logging.getLogger("pipeline")
+
+
+def _print_progress(stage: str, message: str) -> None:
+    print(f"[{stage:>6}] {message}", flush=True)
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    """Fetch the newest market data and rebuild silver and gold.
+
+    Example: python -m pipeline run --source sample --top 100
+    """
+    from pipeline.flow import run_pipeline
+
+    result = run_pipeline(settings, trigger=args.trigger, source=args.source, top_n=args.top,
+                          progress=_print_progress)
+    basis = "" if result.global_basis else " (dominance from tracked coins: /global unavailable)"
+    print(f"run {result.run_id} succeeded: {result.silver_rows} silver rows, {result.quarantined} quarantined, "
+          f"snapshot {result.snapshot_at:%Y-%m-%d %H:%M:%S} UTC, source {result.source}{basis}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    """Rebuild silver and gold from every bronze file on disk, without the network.
+
+    Example: python -m pipeline replay
+    """
+    from pipeline.flow import replay
+
+    result = replay(settings, trigger="cli", progress=_print_progress)
+    print(f"replay {result.run_id} succeeded: {len(result.bronze_runs)} bronze runs, {result.silver_rows} silver rows, "
+          f"{result.quarantined} quarantined")
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the pipeline now and then every PIPELINE_INTERVAL_MINUTES until SIGTERM.
+
+    Example: PIPELINE_INTERVAL_MINUTES=5 python -m pipeline schedule
+    """
+    from pipeline.scheduler import run_forever
+
+    return run_forever(settings, source=args.source, interval_minutes=args.interval)
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    """Show the last runs, the data's freshness and who holds the lock.
+
+    Example: python -m pipeline status --limit 5
+    """
+    from pipeline.status import freshness, format_status
+
+    print(format_status(settings, limit=args.limit))
+    if args.check:
+        fresh = freshness(settings)
+        return 0 if fresh and not fresh["stale"] else 1
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the CREATE statements for a dialect (what sql/schema/ holds), or apply them.
+
+    Example: python -m pipeline schema --dialect postgresql > sql/schema/postgresql.sql
+    """
+    from pipeline.db import ensure_schema, make_engine, schema_ddl
+
+    if args.apply:
+        version = ensure_schema(make_engine(settings.database_url))
+        print(f"schema is at version {version}")
+    else:
+        sys.stdout.write(schema_ddl(args.dialect))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline",
+        description="CoinGecko market data → bronze files → silver history → gold marts.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details and show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, func, help_text):
+        p = sub.add_parser(name, help=help_text, description=func.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(func=func)
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="log details and show tracebacks")
+        return p
+
+    run = add("run", cmd_run, "fetch now and rebuild silver and gold")
+    run.add_argument("--source", choices=["api", "sample"], default="api",
+                     help="live CoinGecko API (default) or the bundled offline sample")
+    run.add_argument("--top", type=int, default=None, metavar="N", help="coins to fetch (default PIPELINE_TOP_N, 250)")
+    run.add_argument("--trigger", choices=["cli", "schedule", "button"], default="cli", help=argparse.SUPPRESS)
+
+    add("replay", cmd_replay, "rebuild silver and gold from bronze files, offline")
+
+    schedule = add("schedule", cmd_schedule, "the sidecar: run now, then every interval")
+    schedule.add_argument("--source", choices=["api", "sample"], default="api")
+    schedule.add_argument("--interval", type=float, default=None, metavar="MINUTES",
+                          help="minutes between runs (default PIPELINE_INTERVAL_MINUTES, 15)")
+
+    status = add("status", cmd_status, "last runs and data freshness")
+    status.add_argument("--limit", type=int, default=10, help="runs to list (default 10)")
+    status.add_argument("--check", action="store_true", help="exit 1 when the data is missing or stale")
+
+    schema = add("schema", cmd_schema, "print or apply the database schema")
+    schema.add_argument("--dialect", choices=["postgresql", "sqlite"], default="postgresql")
+    schema.add_argument("--apply", action="store_true", help="create or upgrade the schema in DATABASE_URL")
+
+    for extra in _extra_commands():
+        extra(sub, add)
+    return parser
+
+
+def _extra_commands():
+    """Commands that live in their own modules (benchmark, backfill, prune)."""
+    found = []
+    for module_name in ("pipeline.maintenance",):
+        try:
+            module = __import__(module_name, fromlist=["register"])
+        except ImportError:
+            continue
+        found.append(module.register)
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+        if verbose:
+            log.info("settings: %s", settings.describe())
+        return args.func(args, settings)
+    except RunLocked as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except PipelineError as exc:
+        if verbose:
+            log.exception("failed")
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected bug: still one line unless --verbose
+        if verbose:
+            log.exception("failed")
+        print(f"error: unexpected {type(exc).__name__}: {exc} (run with --verbose for details)", file=sys.stderr)
+        return 1

@@ -1,0 +1,137 @@
+"""Settings, read once from the environment.
+
+This is the only module that reads ``os.environ``. Secrets (the API key, a
+database password inside ``DATABASE_URL``) are kept here and never printed:
+``Settings.describe()`` masks them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from pipeline.errors import ConfigError
+
+PUBLIC_BASE_URL = "https://api.coingecko.com/api/v3"
+PRO_BASE_URL = "https://pro-api.coingecko.com/api/v3"
+API_KEY_HEADERS = {"demo": "x-cg-demo-api-key", "pro": "x-cg-pro-api-key"}
+
+
+def _int(env: dict, name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: dict, name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {value}")
+    return value
+
+
+def normalize_database_url(url: str) -> str:
+    """Use psycopg 3 for plain ``postgresql://`` URLs: its COPY is the fast bulk path."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+def mask_url(url: str) -> str:
+    """Hide the password in a database URL so it can be logged."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    data_dir: Path
+    coingecko_base_url: str
+    api_key: str | None = field(default=None, repr=False)
+    api_plan: str = "demo"
+    top_n: int = 250
+    vs_currency: str = "usd"
+    interval_minutes: int = 15
+    refresh_cooldown_seconds: int = 60
+    calls_per_minute: float = 25.0
+    request_timeout_seconds: float = 20.0
+    fetch_deadline_seconds: float = 300.0
+    max_retries: int = 5
+    backoff_base_seconds: float = 2.0
+    lock_ttl_seconds: float = 120.0
+
+    @property
+    def raw_dir(self) -> Path:
+        """Bronze lives in data/raw/YYYY-MM-DD/<run id>/."""
+        return self.data_dir / "raw"
+
+    @property
+    def api_key_header(self) -> str:
+        return API_KEY_HEADERS[self.api_plan]
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
+    def with_overrides(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    def describe(self) -> dict:
+        """Settings safe to print: the key and the DB password are masked."""
+        return {
+            "database_url": mask_url(self.database_url),
+            "data_dir": str(self.data_dir),
+            "coingecko_base_url": self.coingecko_base_url,
+            "api_key": "set" if self.api_key else "not set",
+            "api_plan": self.api_plan,
+            "top_n": self.top_n,
+            "vs_currency": self.vs_currency,
+            "interval_minutes": self.interval_minutes,
+        }
+
+    @classmethod
+    def from_env(cls, env: dict | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        data_dir = Path(env.get("DATA_DIR") or "data")
+        plan = (env.get("COINGECKO_API_PLAN") or "demo").strip().lower()
+        if plan not in API_KEY_HEADERS:
+            raise ConfigError(f"COINGECKO_API_PLAN must be 'demo' or 'pro', got {plan!r}")
+        api_key = (env.get("COINGECKO_API_KEY") or "").strip() or None
+        default_base = PRO_BASE_URL if plan == "pro" and api_key else PUBLIC_BASE_URL
+        database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'warehouse.db'}"
+        if not re.match(r"^(sqlite|postgres(ql)?)(\+\w+)?://", database_url):
+            raise ConfigError("DATABASE_URL must start with sqlite:/// or postgresql://")
+        return cls(
+            database_url=normalize_database_url(database_url),
+            data_dir=data_dir,
+            coingecko_base_url=(env.get("COINGECKO_BASE_URL") or default_base).rstrip("/"),
+            api_key=api_key,
+            api_plan=plan,
+            top_n=_int(env, "PIPELINE_TOP_N", 250),
+            vs_currency=(env.get("VS_CURRENCY") or "usd").strip().lower(),
+            interval_minutes=_int(env, "PIPELINE_INTERVAL_MINUTES", 15),
+            refresh_cooldown_seconds=_int(env, "PIPELINE_REFRESH_COOLDOWN_SECONDS", 60, minimum=0),
+            calls_per_minute=_float(env, "COINGECKO_CALLS_PER_MINUTE", 25.0),
+            request_timeout_seconds=_float(env, "COINGECKO_TIMEOUT_SECONDS", 20.0),
+            fetch_deadline_seconds=_float(env, "COINGECKO_DEADLINE_SECONDS", 300.0),
+            max_retries=_int(env, "COINGECKO_MAX_RETRIES", 5, minimum=0),
+            backoff_base_seconds=_float(env, "COINGECKO_BACKOFF_SECONDS", 2.0),
+            lock_ttl_seconds=_float(env, "PIPELINE_LOCK_TTL_SECONDS", 120.0),
+        )

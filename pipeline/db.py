@@ -1,0 +1,195 @@
+"""Engine factory, schema creation and the bulk upsert for each dialect.
+
+This is the only pipeline module that knows which database is in use:
+SQLite gets WAL (the dashboard keeps reading while a run writes) and one
+``executemany`` per batch; PostgreSQL gets COPY into a temporary table and one
+``INSERT ... ON CONFLICT`` from it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, create_engine, event, insert, select, text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from pipeline import schema
+from pipeline.errors import DatabaseUnavailable
+from pipeline.schema import SCHEMA_VERSION, metadata
+
+SEEDS_DIR = Path(__file__).resolve().parent.parent / "sql" / "seeds"
+
+#: SQLAlchemy's own text format for SQLite DATETIME columns; raw inserts must match it.
+SQLITE_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def utcnow() -> datetime:
+    """Naive UTC: every timestamp column is UTC without a zone, on both databases."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+@lru_cache(maxsize=8)
+def make_engine(database_url: str) -> Engine:
+    """One engine per URL per process (engines own connection pools)."""
+    if database_url.startswith("sqlite"):
+        path = database_url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(database_url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(database_url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+
+
+def is_postgres(conn_or_engine) -> bool:
+    return conn_or_engine.dialect.name == "postgresql"
+
+
+def check_connection(engine: Engine) -> None:
+    """Raise DatabaseUnavailable with a readable reason if the database cannot be opened."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        raise DatabaseUnavailable(f"cannot open database {engine.url.render_as_string()}: {reason}") from exc
+
+
+def ensure_schema(engine: Engine) -> int:
+    """Create or upgrade every table; idempotent, safe to call from many processes.
+
+    Returns the schema version now in place. Each migration step above version 1
+    is an entry in ``MIGRATIONS`` and runs once, in order.
+    """
+    check_connection(engine)
+    try:
+        with engine.begin() as conn:
+            if is_postgres(conn):
+                # Two processes starting together must not race on CREATE TABLE.
+                conn.execute(text("SELECT pg_advisory_xact_lock(7250001)"))
+            metadata.create_all(conn, checkfirst=True)
+            current = conn.execute(select(schema.schema_version.c.version).order_by(
+                schema.schema_version.c.version.desc()).limit(1)).scalar()
+            if current is None:
+                conn.execute(insert(schema.schema_version).values(version=1, applied_at=utcnow()))
+                current = 1
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS.get(version, []):
+                    conn.execute(text(statement))
+                conn.execute(insert(schema.schema_version).values(version=version, applied_at=utcnow()))
+                current = version
+            _load_seeds(conn)
+    except OperationalError as exc:
+        raise DatabaseUnavailable(f"cannot create schema: {str(exc.orig).strip()}") from exc
+    return current
+
+
+#: version -> SQL statements that upgrade the previous version in place.
+MIGRATIONS: dict[int, list[str]] = {}
+
+
+def _load_seeds(conn: Connection) -> None:
+    """Reference tables are replaced from their CSV in sql/seeds/ (dbt-style seeds)."""
+    with open(SEEDS_DIR / "ref_stablecoins.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    conn.execute(schema.ref_stablecoins.delete())
+    if rows:
+        conn.execute(insert(schema.ref_stablecoins), rows)
+
+
+def schema_ddl(dialect_name: str) -> str:
+    """The CREATE statements for a dialect, as written to sql/schema/<dialect>.sql."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = {"postgresql": postgresql.dialect(), "sqlite": sqlite.dialect()}[dialect_name]
+    parts = [
+        f"-- Generated by `python -m pipeline schema --dialect {dialect_name}` from pipeline/schema.py.",
+        f"-- Schema version {SCHEMA_VERSION}. Do not edit by hand: a test compares this file with the code.",
+        "",
+    ]
+    for table in metadata.sorted_tables:
+        parts.append(str(CreateTable(table).compile(dialect=dialect)).strip() + ";\n")
+        for index in sorted(table.indexes, key=lambda i: i.name):
+            parts.append(str(CreateIndex(index).compile(dialect=dialect)).strip() + ";\n")
+    return "\n".join(parts)
+
+
+# -- bulk upsert ------------------------------------------------------------------
+
+
+def _sqlite_value(value):
+    if isinstance(value, datetime):
+        return value.strftime(SQLITE_DATETIME_FORMAT)
+    return value
+
+
+def upsert_rows(conn: Connection, table, rows: Sequence[tuple], columns: Sequence[str],
+                key: Sequence[str]) -> int:
+    """Insert or update ``rows`` (tuples in ``columns`` order) keyed on ``key``.
+
+    Callers de-duplicate on the key first: PostgreSQL refuses an ``ON CONFLICT DO
+    UPDATE`` batch that touches one key twice.
+    """
+    if not rows:
+        return 0
+    if is_postgres(conn):
+        return _pg_copy_upsert(conn, table.name, rows, columns, key)
+    cols = ", ".join(columns)
+    marks = ", ".join("?" for _ in columns)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+    conflict = f"ON CONFLICT ({', '.join(key)}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING")
+    sql = f"INSERT INTO {table.name} ({cols}) VALUES ({marks}) {conflict}"
+    dbapi = conn.connection.driver_connection
+    dbapi.executemany(sql, ([_sqlite_value(v) for v in row] for row in rows))
+    return len(rows)
+
+
+def _pg_copy_upsert(conn: Connection, table_name: str, rows: Sequence[tuple],
+                    columns: Sequence[str], key: Sequence[str]) -> int:
+    dbapi = conn.connection.driver_connection
+    temp = f"tmp_{table_name}"
+    cols = ", ".join(columns)
+    with dbapi.cursor() as cur:
+        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {table_name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+        cur.execute(f"TRUNCATE {temp}")
+        copy_rows(cur, temp, columns, rows)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+        conflict = f"ON CONFLICT ({', '.join(key)}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING")
+        cur.execute(f"INSERT INTO {table_name} ({cols}) SELECT {cols} FROM {temp} {conflict}")
+    return len(rows)
+
+
+def copy_rows(cursor, table_name: str, columns: Sequence[str], rows: Iterable[tuple]) -> None:
+    """COPY tuples into a table: psycopg 3 ``copy`` + ``write_row``, or psycopg2 CSV."""
+    cols = ", ".join(columns)
+    if hasattr(cursor, "copy"):  # psycopg 3
+        with cursor.copy(f"COPY {table_name} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    for row in rows:
+        writer.writerow(["\\N" if v is None else v for v in row])
+    buffer.seek(0)
+    cursor.copy_expert(f"COPY {table_name} ({cols}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer)
+
+
+def dumps_json(value) -> str | None:
+    """Compact JSON for list/dict columns (sparkline, market_cap_percentage)."""
+    return None if value is None else json.dumps(value, separators=(",", ":"))

@@ -1,0 +1,236 @@
+"""Wires fetch → bronze → silver → gold, and the replay path. Owns no SQL and no HTTP.
+
+``run_pipeline`` is the one entry point the CLI, the scheduler sidecar and the
+dashboard's refresh button all call. A run that fails at any stage leaves gold
+as it was: silver only receives complete fetches, and gold is published in one
+transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from pipeline import bronze
+from pipeline.config import Settings
+from pipeline.db import ensure_schema, make_engine, utcnow
+from pipeline.errors import PipelineError, SourceError
+from pipeline.gold import build_gold
+from pipeline.runs import RunLease, RunLog, new_run_id
+from pipeline.silver import load
+from pipeline.silver.transform import (
+    MarketsBatch,
+    Snapshot,
+    limit_records,
+    transform_global,
+    transform_snapshots,
+)
+from pipeline.sources.coingecko import client_from_settings, fetch_global, fetch_markets
+from pipeline.sources.sample import sample_snapshots
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, str], None]
+
+
+def _quiet(stage: str, message: str) -> None:
+    log.info("[%s] %s", stage, message)
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    source: str
+    status: str = "running"
+    snapshot_at: datetime | None = None
+    bronze_runs: list[str] = field(default_factory=list)
+    bronze_records: int = 0
+    silver_rows: int = 0
+    quarantined: int = 0
+    duplicates_dropped: int = 0
+    gold_rows: dict[str, int] = field(default_factory=dict)
+    global_basis: bool = True
+    warnings: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict:
+        return {
+            "snapshot_at": self.snapshot_at,
+            "bronze_records": self.bronze_records,
+            "silver_rows": self.silver_rows,
+            "gold_rows": sum(self.gold_rows.values()) if self.gold_rows else None,
+            "quarantined_count": self.quarantined,
+            "duplicates_dropped": self.duplicates_dropped,
+        }
+
+
+def prepare_database(settings: Settings) -> Engine:
+    """The engine for DATABASE_URL, with the schema created or upgraded."""
+    engine = make_engine(settings.database_url)
+    ensure_schema(engine)
+    return engine
+
+
+def run_pipeline(settings: Settings, *, trigger: str = "cli", source: str = "api", top_n: int | None = None,
+                 progress: Progress = _quiet, engine: Engine | None = None) -> RunResult:
+    """Fetch (live API or bundled sample), keep bronze, load silver, publish gold.
+
+    Raises RunLocked before anything is written when another run holds the lock.
+    """
+    engine = engine or prepare_database(settings)
+    top_n = top_n or settings.top_n
+    run_id = new_run_id()
+    with RunLease(engine, run_id, settings.lock_ttl_seconds):
+        run_log = RunLog(engine, run_id, trigger=trigger, source=source)
+        run_log.start()
+        result = RunResult(run_id=run_id, source=source)
+        try:
+            run_log.stage("fetch")
+            if source == "api":
+                bronze_runs = [_fetch_api(settings, run_id, top_n, progress, result)]
+            elif source == "sample":
+                bronze_runs = _fetch_sample(settings, run_id, top_n, progress)
+            else:
+                raise ValueError(f"unknown source {source!r}")
+            result.bronze_runs = [r.run_id for r in bronze_runs]
+            run_log.stage("bronze")
+            result.bronze_records = sum(len(r.markets_records()) for r in bronze_runs)
+            progress("bronze", f"kept {result.bronze_records} raw records in {len(bronze_runs)} bronze run(s)")
+
+            run_log.stage("silver")
+            _load_silver(engine, bronze_runs, result, progress, sparklines_for_last=True)
+            result.snapshot_at = bronze_runs[-1].snapshot_at
+
+            run_log.stage("gold")
+            result.gold_rows = build_gold(engine)
+            progress("gold", "published " + ", ".join(f"{k}: {v}" for k, v in result.gold_rows.items()))
+            result.status = "success"
+            run_log.succeed(**result.counts())
+            return result
+        except BaseException as exc:
+            result.status = "failed"
+            message = str(exc) if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {exc}"
+            run_log.fail(message or type(exc).__name__, **result.counts())
+            raise
+
+
+def _fetch_api(settings: Settings, run_id: str, top_n: int, progress: Progress,
+               result: RunResult) -> bronze.BronzeRun:
+    started = utcnow()
+    writer = bronze.BronzeWriter(settings.raw_dir, run_id, source="api", started_at=started,
+                                 vs_currency=settings.vs_currency, top_n=top_n)
+    client = client_from_settings(settings, on_response=writer.add)
+    snapshot_at = None
+    try:
+        records = 0
+        for page in fetch_markets(client, vs_currency=settings.vs_currency, top_n=top_n):
+            snapshot_at = snapshot_at or page.fetched_at.replace(microsecond=0)
+            records += len(page.json())
+            progress("fetch", f"markets page {page.page}: {records} coins so far")
+        try:
+            fetch_global(client)
+            progress("fetch", "global market totals fetched")
+        except SourceError as exc:
+            warning = f"/global unavailable ({exc}); dominance uses the tracked coins instead"
+            result.warnings.append(warning)
+            result.global_basis = False
+            progress("fetch", warning)
+    except BaseException as exc:
+        writer.finish(snapshot_at=snapshot_at, complete=False, error=str(exc) or type(exc).__name__)
+        raise
+    writer.finish(snapshot_at=snapshot_at, complete=True)
+    return bronze.find_run(settings.raw_dir, run_id)
+
+
+def _fetch_sample(settings: Settings, run_id: str, top_n: int, progress: Progress) -> list[bronze.BronzeRun]:
+    snapshots = sample_snapshots()
+    runs = []
+    for number, snap in enumerate(snapshots, start=1):
+        bronze_id = run_id if len(snapshots) == 1 else f"{run_id}-s{number:02d}"
+        writer = bronze.BronzeWriter(settings.raw_dir, bronze_id, source="sample", started_at=utcnow(),
+                                     vs_currency=snap.vs_currency, top_n=top_n)
+        for response in snap.responses:
+            writer.add(response)
+        writer.finish(snapshot_at=snap.snapshot_at, complete=True)
+        runs.append(bronze.find_run(settings.raw_dir, bronze_id))
+    progress("fetch", f"loaded the offline sample ({len(runs)} snapshot(s), recorded "
+                      f"{snapshots[-1].snapshot_at:%Y-%m-%d %H:%M} UTC)")
+    return runs
+
+
+def _load_silver(engine: Engine, runs: list[bronze.BronzeRun], result: RunResult, progress: Progress,
+                 *, sparklines_for_last: bool, batch_records: int = 50_000) -> None:
+    """Transform and upsert bronze runs in bounded batches (memory stays flat as history grows)."""
+    pending: list[Snapshot] = []
+    pending_records = 0
+    globals_pending: list[bronze.BronzeRun] = []
+
+    def flush(with_sparklines: bool) -> None:
+        nonlocal pending, pending_records, globals_pending
+        if not pending:
+            return
+        batch: MarketsBatch = transform_snapshots(pending, with_sparklines=with_sparklines)
+        with engine.begin() as conn:
+            result.silver_rows += load.load_markets(conn, batch)
+            for run in globals_pending:
+                body = run.global_body()
+                if body is not None:
+                    load.load_global(conn, transform_global(body, run_id=run.run_id, snapshot_at=run.snapshot_at,
+                                                            source=run.source, vs_currency=run.vs_currency))
+        result.quarantined += len(batch.quarantined)
+        result.duplicates_dropped += batch.duplicates_dropped
+        progress("silver", f"{result.silver_rows} rows loaded, {result.quarantined} quarantined")
+        pending, pending_records, globals_pending = [], 0, []
+
+    for number, run in enumerate(runs):
+        is_last = number == len(runs) - 1
+        if is_last and sparklines_for_last:
+            flush(False)
+        records = limit_records(run.markets_records(), run.top_n)
+        pending.append(Snapshot(run.run_id, run.snapshot_at, run.source, records))
+        globals_pending.append(run)
+        pending_records += len(records)
+        if is_last:
+            flush(sparklines_for_last)
+        elif pending_records >= batch_records:
+            flush(False)
+
+
+def replay(settings: Settings, *, trigger: str = "cli", progress: Progress = _quiet,
+           engine: Engine | None = None) -> RunResult:
+    """Rebuild silver and gold from every complete bronze run on disk; no network.
+
+    Silver upserts are keyed by (coin, snapshot), so replaying twice gives the same tables.
+    """
+    engine = engine or prepare_database(settings)
+    run_id = new_run_id()
+    with RunLease(engine, run_id, settings.lock_ttl_seconds):
+        run_log = RunLog(engine, run_id, trigger=trigger, source="replay")
+        run_log.start()
+        result = RunResult(run_id=run_id, source="replay")
+        try:
+            run_log.stage("bronze")
+            runs = bronze.list_runs(settings.raw_dir)
+            if not runs:
+                raise PipelineError(f"no complete bronze runs under {settings.raw_dir}: nothing to replay "
+                                    f"(run `python -m pipeline run` first)")
+            result.bronze_runs = [r.run_id for r in runs]
+            progress("bronze", f"replaying {len(runs)} bronze run(s)")
+            run_log.stage("silver")
+            _load_silver(engine, runs, result, progress, sparklines_for_last=True)
+            result.bronze_records = result.silver_rows + result.quarantined + result.duplicates_dropped
+            result.snapshot_at = runs[-1].snapshot_at
+            run_log.stage("gold")
+            result.gold_rows = build_gold(engine)
+            progress("gold", "published " + ", ".join(f"{k}: {v}" for k, v in result.gold_rows.items()))
+            result.status = "success"
+            run_log.succeed(**result.counts())
+            return result
+        except BaseException as exc:
+            result.status = "failed"
+            message = str(exc) if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {exc}"
+            run_log.fail(message or type(exc).__name__, **result.counts())
+            raise

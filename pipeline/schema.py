@@ -1,0 +1,256 @@
+"""Table definitions for every layer, in one place.
+
+The DDL a DBA reads in ``sql/schema/`` is generated from these definitions
+(``python -m pipeline schema``) and a test keeps the two identical.
+Floats are double precision, never a scaled NUMERIC: micro-cap prices such as
+7.8666533e-10 must survive the round trip.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+# -- silver ------------------------------------------------------------------
+
+#: Numeric fields of a /coins/markets record, in load order, after renames.
+MARKET_NUMERIC_COLUMNS = [
+    "current_price",
+    "market_cap",
+    "fully_diluted_valuation",
+    "total_volume",
+    "high_24h",
+    "low_24h",
+    "price_change_24h",
+    "price_change_percentage_1h",
+    "price_change_percentage_24h",
+    "price_change_percentage_7d",
+    "price_change_percentage_30d",
+    "market_cap_change_24h",
+    "market_cap_change_percentage_24h",
+    "circulating_supply",
+    "total_supply",
+    "max_supply",
+    "ath",
+    "ath_change_percentage",
+    "atl",
+    "atl_change_percentage",
+]
+
+DERIVED_COLUMNS = [
+    "price_volatility_24h",
+    "volume_to_mcap_ratio",
+    "distance_from_ath_pct",
+]
+
+CATEGORY_COLUMNS = ["market_cap_category", "liquidity_category", "price_trend_category"]
+
+staging_crypto_market = Table(
+    "staging_crypto_market",
+    metadata,
+    Column("id", String(200), nullable=False),
+    Column("snapshot_at", DateTime, nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("symbol", String(100)),
+    Column("name", String(300)),
+    Column("image", Text),
+    Column("market_cap_rank", Integer),
+    *[Column(name, Double) for name in MARKET_NUMERIC_COLUMNS],
+    Column("ath_date", DateTime),
+    Column("atl_date", DateTime),
+    Column("last_updated", DateTime),
+    *[Column(name, Double) for name in DERIVED_COLUMNS],
+    *[Column(name, String(32), nullable=False) for name in CATEGORY_COLUMNS],
+    PrimaryKeyConstraint("id", "snapshot_at", name="pk_staging_crypto_market"),
+)
+
+#: The newest 7-day sparkline per coin. 168 floats a row: kept once per coin,
+#: not per snapshot, since price history is already in staging_crypto_market.
+staging_sparkline = Table(
+    "staging_sparkline",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("snapshot_at", DateTime, nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("sparkline_7d", Text, nullable=False),
+)
+Index("ix_staging_crypto_market_snapshot", staging_crypto_market.c.snapshot_at)
+Index("ix_staging_crypto_market_run", staging_crypto_market.c.run_id)
+
+staging_global_market = Table(
+    "staging_global_market",
+    metadata,
+    Column("snapshot_at", DateTime, primary_key=True),
+    Column("run_id", String(64), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("vs_currency", String(16), nullable=False),
+    Column("total_market_cap", Double),
+    Column("total_volume", Double),
+    Column("market_cap_change_percentage_24h", Double),
+    Column("active_cryptocurrencies", Integer),
+    Column("markets", Integer),
+    Column("btc_dominance_pct", Double),
+    Column("eth_dominance_pct", Double),
+    Column("market_cap_percentage", Text),
+    Column("updated_at", DateTime),
+)
+
+staging_coin_history = Table(
+    "staging_coin_history",
+    metadata,
+    Column("id", String(200), nullable=False),
+    Column("ts", DateTime, nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("price", Double),
+    Column("market_cap", Double),
+    Column("total_volume", Double),
+    PrimaryKeyConstraint("id", "ts", name="pk_staging_coin_history"),
+)
+
+quarantine_crypto_market = Table(
+    "quarantine_crypto_market",
+    metadata,
+    Column("run_id", String(64), nullable=False),
+    Column("record_index", Integer, nullable=False),
+    Column("snapshot_at", DateTime, nullable=False),
+    Column("record_id", String(200)),
+    Column("reason", Text, nullable=False),
+    Column("raw_record", Text, nullable=False),
+    PrimaryKeyConstraint("run_id", "record_index", name="pk_quarantine"),
+)
+Index("ix_quarantine_snapshot", quarantine_crypto_market.c.snapshot_at)
+
+# -- gold --------------------------------------------------------------------
+
+crypto_analytics_mart = Table(
+    "crypto_analytics_mart",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("symbol", String(100)),
+    Column("name", String(300)),
+    Column("image", Text),
+    Column("market_cap_rank", Integer),
+    Column("current_price", Double),
+    Column("market_cap", Double),
+    Column("total_volume", Double),
+    Column("market_dominance_pct", Double),
+    Column("dominance_basis", String(32), nullable=False),
+    *[Column(name, String(32), nullable=False) for name in CATEGORY_COLUMNS],
+    Column("price_change_percentage_1h", Double),
+    Column("price_change_percentage_24h", Double),
+    Column("price_change_percentage_7d", Double),
+    Column("price_change_percentage_30d", Double),
+    *[Column(name, Double) for name in DERIVED_COLUMNS],
+    Column("high_24h", Double),
+    Column("low_24h", Double),
+    Column("ath", Double),
+    Column("circulating_supply", Double),
+    Column("sparkline_7d", Text),
+    Column("last_updated", DateTime),
+    Column("snapshot_at", DateTime, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("run_id", String(64), nullable=False),
+)
+Index("ix_mart_category", crypto_analytics_mart.c.market_cap_category)
+Index("ix_mart_rank", crypto_analytics_mart.c.market_cap_rank)
+Index("ix_mart_liquidity", crypto_analytics_mart.c.liquidity_category)
+Index("ix_mart_trend", crypto_analytics_mart.c.price_trend_category)
+
+market_segment_analysis = Table(
+    "market_segment_analysis",
+    metadata,
+    Column("market_cap_category", String(32), primary_key=True),
+    Column("coin_count", Integer, nullable=False),
+    Column("total_market_cap", Double),
+    Column("market_cap_share_pct", Double),
+    Column("market_dominance_pct", Double),
+    Column("total_volume", Double),
+    Column("avg_price_change_24h", Double),
+    Column("median_price_change_24h", Double),
+    Column("avg_volatility_24h", Double),
+    Column("avg_volume_to_mcap_ratio", Double),
+    Column("gainers_count", Integer, nullable=False),
+    Column("losers_count", Integer, nullable=False),
+    Column("snapshot_at", DateTime, nullable=False),
+)
+
+market_history = Table(
+    "market_history",
+    metadata,
+    Column("snapshot_at", DateTime, primary_key=True),
+    Column("source", String(16), nullable=False),
+    Column("coin_count", Integer, nullable=False),
+    Column("total_market_cap", Double),
+    Column("total_volume", Double),
+    Column("btc_dominance_pct", Double),
+    Column("eth_dominance_pct", Double),
+    Column("stablecoin_dominance_pct", Double),
+    Column("others_dominance_pct", Double),
+    Column("dominance_basis", String(32), nullable=False),
+)
+
+GOLD_TABLES = [crypto_analytics_mart, market_segment_analysis, market_history]
+
+# -- reference and operations --------------------------------------------------
+
+ref_stablecoins = Table(
+    "ref_stablecoins",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("pegged_to", String(16), nullable=False),
+)
+
+pipeline_runs = Table(
+    "pipeline_runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("trigger", String(16), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("stage", String(16)),
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime),
+    Column("snapshot_at", DateTime),
+    Column("bronze_records", Integer),
+    Column("silver_rows", Integer),
+    Column("gold_rows", Integer),
+    Column("quarantined_count", Integer),
+    Column("duplicates_dropped", Integer),
+    Column("error_message", Text),
+    Column("host", String(200)),
+    Column("pid", Integer),
+)
+Index("ix_pipeline_runs_started", pipeline_runs.c.started_at)
+
+pipeline_lock = Table(
+    "pipeline_lock",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("run_id", String(64), nullable=False),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("acquired_at", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+)
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", DateTime, nullable=False),
+)

@@ -1,0 +1,506 @@
+"""A local fake of the CoinGecko API v3 that serves real recorded responses.
+
+Why: tests must exercise the real HTTP client (timeouts, status codes, headers,
+broken bodies) without internet access. The server runs on 127.0.0.1 in a
+background thread and answers from the recorded fixtures in
+``tests/fixtures/coingecko/`` (see PROVENANCE.md there), re-shaped the way the
+real API shapes them (paging, ``sparkline``, ``price_change_percentage``).
+
+Faults are queued with :meth:`FakeCoinGecko.add_fault`; each queued fault is
+consumed by the next matching request(s), so a test can script sequences such
+as "429, then 500, then success". At most one fault applies per request.
+
+Usage::
+
+    with FakeCoinGecko() as cg:
+        cg.add_fault("429", retry_after=2)
+        requests.get(f"{cg.base_url}/coins/markets", params={"vs_currency": "usd"})
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIXTURES_DIR = REPO_ROOT / "tests" / "fixtures" / "coingecko"
+# The real 429 body has no license, so it is read from the shared data folder
+# next to the repo instead of being copied into it.
+REAL_429_PATH = (REPO_ROOT / ".." / "shared" / "data" / "real" / "errors"
+                 / "market_chart_error429_2025-03-05_jpwnoise-Cripto-Brain.json")
+FALLBACK_429_BODY = {"status": {"error_code": 429, "error_message": (
+    "You've exceeded the Rate Limit. Please visit https://www.coingecko.com/en/api/pricing "
+    "to subscribe to our API plans for higher rate limits.")}}
+
+DEFAULT_MARKETS = "markets/markets_250_sparkline_pct1h24h7d_2022-10-16_mrmendoza-dev-cryptotracker.json"
+DEFAULT_GLOBAL = "global/global_2022-10-16_mrmendoza-dev-cryptotracker.json"
+DEFAULT_BITCOIN_CHART = "market_chart/market_chart_bitcoin_usd_max_daily_2022-11-27_mrmendoza-dev-cryptotracker.json"
+ERROR_403 = "errors/coins_markets_error403_2023-03-30_madjin-daily-crypto.json"
+
+API_PREFIX = "/api/v3"
+ENDPOINTS = frozenset({"markets", "global", "market_chart", "ping"})
+DEFAULT_PER_PAGE = 100
+MAX_PER_PAGE = 250
+DAY_MS = 86_400_000
+
+# Faults that rewrite the records of a /coins/markets page.
+DATA_FAULTS = frozenset({"missing_fields", "numbers_as_strings", "nulls", "negative", "duplicate_ids"})
+TRANSPORT_FAULTS = frozenset({"hang", "truncated"})
+ERROR_FAULTS = frozenset({"403", "429", "error"})  # plus any 3-digit status such as "500"
+
+_PCT_KEY = re.compile(r"^price_change_percentage_(.+)_in_currency$")
+_CHART_PATH = re.compile(r"^/api/v3/coins/([^/]+)/market_chart$")
+
+
+def load_fixture(name: str):
+    """Parse a fixture file fresh, so callers may mutate the result freely."""
+    with open(FIXTURES_DIR / name, "rb") as fh:
+        return json.loads(fh.read())
+
+
+@lru_cache(maxsize=None)
+def _shared_fixture(name: str):
+    """Parsed fixture shared by all fakes; the fake never mutates it (it copies records)."""
+    return load_fixture(name)
+
+
+def _real_429_bytes() -> bytes:
+    """The recorded 429 body when the shared data folder is present, else the same shape."""
+    try:
+        return REAL_429_PATH.read_bytes()
+    except OSError:
+        return _to_json(FALLBACK_429_BODY)
+
+
+def _to_json(obj) -> bytes:
+    """Compact JSON, like the real API sends."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the fake saw it; tests assert on paging, headers, and timing."""
+    method: str
+    path: str                      # e.g. "/api/v3/coins/markets"
+    query: dict[str, str]          # first value of each parameter
+    headers: dict[str, str]        # lower-case names
+    at: float                      # time.monotonic() when received
+    endpoint: str                  # "markets" | "global" | "market_chart" | "ping" | "unknown"
+
+
+@dataclass
+class Fault:
+    """A queued misbehaviour; ``remaining`` counts down to 0 and then it is dropped."""
+    kind: str
+    endpoint: str
+    page: int | None
+    remaining: int
+    retry_after: int | None
+    hang_seconds: float
+    status: int | None
+
+    def matches(self, endpoint: str, page: int) -> bool:
+        return self.endpoint == endpoint and (self.page is None or self.page == page)
+
+
+@dataclass
+class Reply:
+    """What a handler decided to send; faults may still alter it."""
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class FakeCoinGecko:
+    """In-process CoinGecko v3 stand-in bound to 127.0.0.1 on a free port."""
+
+    def __init__(self, markets: list[dict] | None = None, global_body: dict | None = None,
+                 market_charts: dict[str, dict] | None = None):
+        self._lock = threading.Lock()
+        self._markets: list[dict] = list(markets) if markets is not None else _shared_fixture(DEFAULT_MARKETS)
+        self._global: dict | None = global_body if global_body is not None else _shared_fixture(DEFAULT_GLOBAL)
+        self._charts: dict[str, dict] = (dict(market_charts) if market_charts is not None
+                                         else {"bitcoin": _shared_fixture(DEFAULT_BITCOIN_CHART)})
+        self._faults: list[Fault] = []
+        self.requests: list[RecordedRequest] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()  # wakes "hang" faults so stop() is instant
+        self._open_sockets: set = set()
+
+    # ---- lifecycle -------------------------------------------------------
+
+    def start(self) -> "FakeCoinGecko":
+        """Bind to an OS-chosen port on loopback only and serve in a daemon thread."""
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.01},
+                                        name="FakeCoinGecko", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and drop open keep-alive connections so no thread lingers."""
+        if self._server is None:
+            return
+        self._stopping.set()
+        self._server.shutdown()
+        with self._lock:
+            sockets = list(self._open_sockets)
+        for sock in sockets:
+            try:
+                sock.shutdown(2)  # socket.SHUT_RDWR
+            except OSError:
+                pass
+        self._server.server_close()
+        self._thread.join(timeout=2)
+        self._server = self._thread = None
+
+    def __enter__(self) -> "FakeCoinGecko":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("FakeCoinGecko is not started; call start() first")
+        return self._server.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        """Like https://api.coingecko.com/api/v3 (no trailing slash)."""
+        return f"http://127.0.0.1:{self.port}{API_PREFIX}"
+
+    # ---- configuration ---------------------------------------------------
+
+    def set_markets(self, records: list[dict]) -> None:
+        """Replace the ranked coin list that /coins/markets pages through."""
+        with self._lock:
+            self._markets = list(records)
+
+    def set_global(self, body: dict | None) -> None:
+        """Replace the /global body; None makes /global answer 500."""
+        with self._lock:
+            self._global = body
+
+    def set_market_chart(self, coin_id: str, body: dict | None) -> None:
+        """Add/replace (or with None remove) the market_chart body for one coin."""
+        with self._lock:
+            if body is None:
+                self._charts.pop(coin_id, None)
+            else:
+                self._charts[coin_id] = body
+
+    def add_fault(self, kind: str, *, endpoint: str = "markets", page: int | None = None, times: int = 1,
+                  retry_after: int | None = None, hang_seconds: float = 5.0, status: int | None = None) -> None:
+        """Queue a fault for the next ``times`` requests to ``endpoint`` (and ``page``, if given).
+
+        kinds: "429", "403", "500"/"503"/any 3-digit status, "error" (needs ``status=``),
+        "hang", "truncated", and markets-only "missing_fields", "numbers_as_strings",
+        "nulls", "negative", "duplicate_ids". ``status=`` overrides the code of error kinds.
+        """
+        if endpoint not in ENDPOINTS:
+            raise ValueError(f"unknown endpoint {endpoint!r}; expected one of {sorted(ENDPOINTS)}")
+        is_status = kind.isdigit() and len(kind) == 3
+        if not (is_status or kind in DATA_FAULTS | TRANSPORT_FAULTS | ERROR_FAULTS):
+            raise ValueError(f"unknown fault kind {kind!r}")
+        if kind == "error" and status is None:
+            raise ValueError('fault kind "error" needs status=')
+        if kind in DATA_FAULTS and endpoint != "markets":
+            raise ValueError(f"fault {kind!r} only applies to the markets endpoint")
+        if times < 1:
+            raise ValueError("times must be >= 1")
+        with self._lock:
+            self._faults.append(Fault(kind, endpoint, page, times, retry_after, hang_seconds, status))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    @property
+    def pending_faults(self) -> int:
+        """How many fault applications are still queued (0 = all used up)."""
+        with self._lock:
+            return sum(f.remaining for f in self._faults)
+
+    # ---- inspection ------------------------------------------------------
+
+    def requests_to(self, endpoint: str) -> list[RecordedRequest]:
+        """Recorded requests for one endpoint, oldest first."""
+        with self._lock:
+            return [r for r in self.requests if r.endpoint == endpoint]
+
+    def calls_to(self, endpoint: str) -> int:
+        """Number of requests made to one endpoint."""
+        return len(self.requests_to(endpoint))
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    # ---- request handling (called from server threads) --------------------
+
+    def _record(self, handler: BaseHTTPRequestHandler) -> tuple[RecordedRequest, str]:
+        split = urlsplit(handler.path)
+        query = {k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        endpoint, coin_id = _classify(split.path)
+        rec = RecordedRequest(handler.command, split.path, query, headers, time.monotonic(), endpoint)
+        with self._lock:
+            self.requests.append(rec)
+        return rec, coin_id
+
+    def _take_fault(self, endpoint: str, page: int) -> Fault | None:
+        """Pop one use of the first queued fault matching this request (FIFO)."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.matches(endpoint, page):
+                    fault.remaining -= 1
+                    if fault.remaining == 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> Reply | None:
+        """Route, apply the fault (if any), and return the reply; None = connection dropped."""
+        rec, coin_id = self._record(handler)
+        page = _int_or(rec.query.get("page"), 1)
+        fault = self._take_fault(rec.endpoint, page) if rec.endpoint in ENDPOINTS else None
+
+        if fault is not None and (error := _error_reply(fault)) is not None:
+            return error
+        if fault is not None and fault.kind == "hang":
+            if self._stopping.wait(fault.hang_seconds):
+                return None  # server is stopping; the client gave up long ago
+        data_fault = fault.kind if fault is not None and fault.kind in DATA_FAULTS else None
+
+        if rec.endpoint == "markets":
+            reply = self._markets_reply(rec.query, data_fault)
+        elif rec.endpoint == "global":
+            reply = self._global_reply()
+        elif rec.endpoint == "market_chart":
+            reply = self._chart_reply(coin_id, rec.query)
+        elif rec.endpoint == "ping":
+            reply = Reply(200, _to_json({"gecko_says": "(V3) To the Moon!"}))
+        else:
+            reply = Reply(404, _to_json({"error": "Incorrect path. Please check https://www.coingecko.com/api/"}))
+
+        if fault is not None and fault.kind == "truncated":
+            reply.body = reply.body[: len(reply.body) // 2]
+        return reply
+
+    def _markets_reply(self, query: dict[str, str], data_fault: str | None) -> Reply:
+        if not query.get("vs_currency"):
+            return Reply(400, _to_json({"error": "Missing parameter vs_currency"}))
+        per_page = _int_or(query.get("per_page"), DEFAULT_PER_PAGE)
+        page = _int_or(query.get("page"), 1)
+        if per_page is None or page is None:
+            return Reply(400, _to_json({"error": "Invalid value for per_page or page"}))
+        per_page = min(max(per_page, 1), MAX_PER_PAGE)
+        page = max(page, 1)
+        with self._lock:
+            records = self._markets
+        rows = _page_slice(records, per_page, page)
+        if data_fault == "duplicate_ids":
+            rows = _with_duplicates(records, rows, per_page, page)
+        keep_sparkline = query.get("sparkline", "false").lower() == "true"
+        periods = {p.strip() for p in query.get("price_change_percentage", "").split(",") if p.strip()}
+        rows = [_shape_record(r, keep_sparkline, periods) for r in rows]
+        if data_fault and data_fault != "duplicate_ids":
+            DATA_FAULT_MUTATORS[data_fault](rows)
+        return Reply(200, _to_json(rows))
+
+    def _global_reply(self) -> Reply:
+        with self._lock:
+            body = self._global
+        if body is None:
+            return Reply(500, _to_json({"error": "Internal server error (fake: global not configured)"}))
+        return Reply(200, _to_json(body))
+
+    def _chart_reply(self, coin_id: str, query: dict[str, str]) -> Reply:
+        for param in ("vs_currency", "days"):
+            if not query.get(param):
+                return Reply(400, _to_json({"error": f"Missing parameter {param}"}))
+        with self._lock:
+            body = self._charts.get(coin_id)
+        if body is None:
+            return Reply(404, _to_json({"error": "coin not found"}))
+        return Reply(200, _to_json(_trim_chart(body, query["days"])))
+
+
+# ---- pure helpers ---------------------------------------------------------
+
+def _classify(path: str) -> tuple[str, str]:
+    """Map a URL path to (endpoint name, coin id for market_chart)."""
+    path = path.rstrip("/")
+    if path == f"{API_PREFIX}/coins/markets":
+        return "markets", ""
+    if path == f"{API_PREFIX}/global":
+        return "global", ""
+    if path == f"{API_PREFIX}/ping":
+        return "ping", ""
+    if m := _CHART_PATH.match(path):
+        return "market_chart", m.group(1)
+    return "unknown", ""
+
+
+def _int_or(raw: str | None, default: int) -> int | None:
+    """Parse an integer query value; missing -> default, garbage -> None."""
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        return None
+
+
+def _page_slice(records: list[dict], per_page: int, page: int) -> list[dict]:
+    start = (page - 1) * per_page
+    return records[start:start + per_page]
+
+
+def _with_duplicates(records: list[dict], rows: list[dict], per_page: int, page: int) -> list[dict]:
+    """Rankings shifting mid-paging: the previous page's last 2 coins show up again on this page."""
+    if not rows:
+        return rows
+    if page == 1:
+        return rows + rows[:1]
+    previous = _page_slice(records, per_page, page - 1)
+    return previous[-2:] + rows
+
+
+def _shape_record(record: dict, keep_sparkline: bool, periods: set[str]) -> dict:
+    """Shallow copy holding only what the query asked for (sparkline, *_in_currency periods)."""
+    out = {}
+    for key, value in record.items():
+        if key == "sparkline_in_7d" and not keep_sparkline:
+            continue
+        m = _PCT_KEY.match(key)
+        if m and m.group(1) not in periods:
+            continue
+        out[key] = value
+    return out
+
+
+def _trim_chart(body: dict, days: str) -> dict:
+    """days=N keeps points within N days of the last price point; 'max' keeps all."""
+    try:
+        n_days = float(days)
+    except ValueError:
+        return body
+    prices = body.get("prices") or []
+    if not prices:
+        return body
+    cutoff = prices[-1][0] - n_days * DAY_MS
+    return {key: ([p for p in series if p[0] >= cutoff] if isinstance(series, list) else series)
+            for key, series in body.items()}
+
+
+def _error_reply(fault: Fault) -> Reply | None:
+    """Reply for error-status faults; None when the fault is not an error kind."""
+    if fault.kind == "429":
+        status, body = fault.status or 429, _real_429_bytes()
+    elif fault.kind == "403":
+        status, body = fault.status or 403, (FIXTURES_DIR / ERROR_403).read_bytes()
+    elif fault.kind == "error" or fault.kind.isdigit():
+        status = fault.status or int(fault.kind)
+        body = _to_json({"status": {"error_code": status, "error_message": f"fake CoinGecko error {status}"}})
+    else:
+        return None
+    headers = {}
+    if fault.kind == "429" or fault.retry_after is not None:
+        headers["Retry-After"] = str(fault.retry_after if fault.retry_after is not None else 1)
+    return Reply(status, body, headers)
+
+
+def _missing_fields(rows: list[dict]) -> None:
+    if len(rows) > 0:
+        rows[0].pop("id", None)
+    if len(rows) > 1:
+        rows[1].pop("current_price", None)
+        rows[1].pop("market_cap", None)
+
+
+def _numbers_as_strings(rows: list[dict]) -> None:
+    for row in rows:
+        for key in ("current_price", "market_cap", "total_volume"):
+            value = row.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                row[key] = str(value)
+    if len(rows) > 2:
+        rows[2]["total_volume"] = "n/a"
+
+
+def _nulls(rows: list[dict]) -> None:
+    for row in rows[:3]:
+        for key in ("market_cap", "total_volume", "price_change_percentage_24h", "high_24h", "low_24h"):
+            row[key] = None
+
+
+def _negative(rows: list[dict]) -> None:
+    if len(rows) > 0:
+        rows[0]["current_price"] = -1.0
+    if len(rows) > 1:
+        rows[1]["total_volume"] = -5
+
+
+DATA_FAULT_MUTATORS = {
+    "missing_fields": _missing_fields,
+    "numbers_as_strings": _numbers_as_strings,
+    "nulls": _nulls,
+    "negative": _negative,
+}
+
+
+def _make_handler(fake: FakeCoinGecko) -> type[BaseHTTPRequestHandler]:
+    """Handler class bound to one fake instance (http.server wants a class, not an object)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, like the real API behind requests.Session
+        server_version = "FakeCoinGecko/1.0"
+
+        def setup(self):
+            super().setup()
+            with fake._lock:
+                fake._open_sockets.add(self.connection)
+
+        def finish(self):
+            try:
+                super().finish()
+            finally:
+                with fake._lock:
+                    fake._open_sockets.discard(self.connection)
+
+        def do_GET(self):
+            reply = fake._handle(self)
+            if reply is None:
+                self.close_connection = True
+                return
+            try:
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply.body)))
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(reply.body)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # client timed out / hung up: expected in hang tests
+
+        def log_message(self, format, *args):  # noqa: A002 - keep pytest output clean
+            pass
+
+    return Handler
