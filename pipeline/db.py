@@ -126,7 +126,7 @@ def schema_ddl(dialect_name: str) -> str:
         parts.append(str(CreateTable(table).compile(dialect=dialect)).strip() + ";\n")
         for index in sorted(table.indexes, key=lambda i: i.name):
             parts.append(str(CreateIndex(index).compile(dialect=dialect)).strip() + ";\n")
-    return "\n".join(parts)
+    return "\n".join(line.rstrip() for line in "\n".join(parts).splitlines()) + "\n"
 
 
 # -- bulk upsert ------------------------------------------------------------------

@@ -1,0 +1,124 @@
+"""Never two runs at once, across processes, on both databases; a killed run never blocks forever."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlalchemy import text
+
+from pipeline.db import make_engine, utcnow
+from pipeline.errors import RunLocked
+from pipeline.flow import prepare_database, run_pipeline
+from pipeline.runs import RunLease, RunLog, current_holder
+from tests.conftest import REPO_ROOT, settings_env
+
+HOLDER = """
+import sys, time
+from pipeline.config import Settings
+from pipeline.flow import prepare_database
+from pipeline.runs import RunLease, RunLog
+settings = Settings.from_env()
+engine = prepare_database(settings)
+lease = RunLease(engine, "held-by-child", ttl_seconds=float(sys.argv[1])).acquire()
+RunLog(engine, "held-by-child", trigger="schedule", source="api").start()
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def start_holder(settings, ttl: float = 60.0) -> subprocess.Popen:
+    child = subprocess.Popen([sys.executable, "-c", HOLDER, str(ttl)], env=settings_env(settings), cwd=REPO_ROOT,
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "locked"
+    return child
+
+
+def runs_by_id(settings) -> dict[str, dict]:
+    with make_engine(settings.database_url).connect() as conn:
+        rows = conn.execute(text("SELECT run_id, status, trigger, error_message FROM pipeline_runs")).mappings()
+        return {r["run_id"]: dict(r) for r in rows}
+
+
+@pytest.mark.slow
+def test_second_run_is_refused_while_another_process_runs(settings):
+    prepare_database(settings)
+    child = start_holder(settings)
+    try:
+        with pytest.raises(RunLocked, match="held-by-child is already in progress") as caught:
+            run_pipeline(settings, source="sample", trigger="button")
+        assert caught.value.holder_run_id == "held-by-child"
+        assert current_holder(make_engine(settings.database_url))["run_id"] == "held-by-child"
+        # The refused attempt leaves no trace in the run log.
+        assert list(runs_by_id(settings)) == ["held-by-child"]
+    finally:
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.slow
+def test_sigkilled_run_does_not_block_the_next_and_is_marked_abandoned(settings):
+    prepare_database(settings)
+    child = start_holder(settings, ttl=3600)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    # Same host, holder pid gone: taken over at once, long before the lease would expire.
+    result = run_pipeline(settings, source="sample")
+    runs = runs_by_id(settings)
+    assert runs[result.run_id]["status"] == "success"
+    assert runs["held-by-child"]["status"] == "abandoned"
+    assert "killed or crashed" in runs["held-by-child"]["error_message"]
+    assert current_holder(make_engine(settings.database_url)) is None
+
+
+def test_expired_lease_from_another_host_is_taken_over(settings):
+    engine = prepare_database(settings)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO pipeline_lock (name, run_id, host, pid, acquired_at, expires_at) "
+                          "VALUES ('pipeline', 'elsewhere', 'other-host', 1, :a, :e)"),
+                     {"a": utcnow(), "e": utcnow()})
+    time.sleep(0.01)
+    with RunLease(engine, "mine", ttl_seconds=30):
+        assert current_holder(engine)["run_id"] == "mine"
+
+
+def test_live_lease_from_another_host_blocks(settings):
+    engine = prepare_database(settings)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO pipeline_lock (name, run_id, host, pid, acquired_at, expires_at) "
+                          "VALUES ('pipeline', 'elsewhere', 'other-host', 1, :a, :e)"),
+                     {"a": utcnow(), "e": utcnow().replace(year=utcnow().year + 1)})
+    with pytest.raises(RunLocked, match="elsewhere"):
+        RunLease(engine, "mine", ttl_seconds=30).acquire()
+
+
+def test_lease_is_renewed_while_the_run_works(settings):
+    engine = prepare_database(settings)
+    lease = RunLease(engine, "long-run", ttl_seconds=1.5).acquire()
+    try:
+        first = current_holder(engine)["expires_at"]
+        time.sleep(1.2)
+        holder = current_holder(engine)
+        assert holder is not None and holder["expires_at"] > first
+    finally:
+        lease.release()
+    assert current_holder(engine) is None
+
+
+def test_lock_is_released_when_a_run_fails(settings, fake_coingecko):
+    fake_coingecko.add_fault("500", times=10)
+    with pytest.raises(Exception):
+        run_pipeline(settings, source="api")
+    assert current_holder(make_engine(settings.database_url)) is None
+    result = run_pipeline(settings, source="sample")
+    assert result.status == "success"
+
+
+def test_run_log_rejects_unknown_trigger(settings):
+    engine = prepare_database(settings)
+    with pytest.raises(ValueError):
+        RunLog(engine, "x", trigger="cron", source="api")
