@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -26,6 +27,14 @@ from pipeline.sources.coingecko.client import ApiResponse
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
+
+
+def loads(body: bytes):
+    """orjson parses bodies ~4x faster than json; json handles what orjson refuses (ints over 64 bits)."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -174,16 +183,16 @@ class BronzeRun:
         """All /coins/markets records of the run, in page order."""
         records: list = []
         for entry in self.used_entries("markets"):
-            records.extend(json.loads(self._read(entry)))
+            records.extend(loads(self._read(entry)))
         return records
 
     def global_body(self) -> dict | None:
         entries = self.used_entries("global")
-        return json.loads(self._read(entries[-1])) if entries else None
+        return loads(self._read(entries[-1])) if entries else None
 
     def market_charts(self) -> Iterator[tuple[str, dict]]:
         for entry in self.used_entries("market_chart"):
-            yield entry["path"].strip("/").split("/")[1], json.loads(self._read(entry))
+            yield entry["path"].strip("/").split("/")[1], loads(self._read(entry))
 
 
 def list_runs(raw_dir: Path, *, include_incomplete: bool = False) -> list[BronzeRun]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -35,8 +36,18 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def _sqlite_datetime(value: datetime) -> str:
+    return value.strftime(SQLITE_DATETIME_FORMAT)
+
+
+# Raw executemany binds datetimes in the same text format SQLAlchemy writes, so
+# comparisons and joins on timestamp columns see one format.
+sqlite3.register_adapter(datetime, _sqlite_datetime)
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA cache_size=-131072")  # 128 MiB: bulk upserts into a large PK index
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
@@ -132,46 +143,56 @@ def schema_ddl(dialect_name: str) -> str:
 # -- bulk upsert ------------------------------------------------------------------
 
 
-def _sqlite_value(value):
-    if isinstance(value, datetime):
-        return value.strftime(SQLITE_DATETIME_FORMAT)
-    return value
+def _conflict_clause(columns: Sequence[str], key: Sequence[str], table_name: str,
+                     only_if_newer: str | None) -> str:
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+    if not updates:
+        return f"ON CONFLICT ({', '.join(key)}) DO NOTHING"
+    clause = f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    if only_if_newer:
+        clause += f" WHERE excluded.{only_if_newer} >= {table_name}.{only_if_newer}"
+    return clause
 
 
 def upsert_rows(conn: Connection, table, rows: Sequence[tuple], columns: Sequence[str],
-                key: Sequence[str]) -> int:
+                key: Sequence[str], *, only_if_newer: str | None = None) -> int:
     """Insert or update ``rows`` (tuples in ``columns`` order) keyed on ``key``.
 
     Callers de-duplicate on the key first: PostgreSQL refuses an ``ON CONFLICT DO
-    UPDATE`` batch that touches one key twice.
+    UPDATE`` batch that touches one key twice. ``only_if_newer`` names a column
+    that must not go backwards (an older replay never overwrites newer data).
     """
     if not rows:
         return 0
+    conflict = _conflict_clause(columns, key, table.name, only_if_newer)
+    cols = ", ".join(columns)
     if is_postgres(conn):
-        return _pg_copy_upsert(conn, table.name, rows, columns, key)
-    cols = ", ".join(columns)
+        dbapi = conn.connection.driver_connection
+        temp = f"tmp_{table.name}"
+        with dbapi.cursor() as cur:
+            cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {table.name} INCLUDING DEFAULTS) "
+                        f"ON COMMIT DELETE ROWS")
+            cur.execute(f"TRUNCATE {temp}")
+            copy_rows(cur, temp, columns, rows)
+            cur.execute(f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {temp} {conflict}")
+        return len(rows)
     marks = ", ".join("?" for _ in columns)
-    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
-    conflict = f"ON CONFLICT ({', '.join(key)}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING")
-    sql = f"INSERT INTO {table.name} ({cols}) VALUES ({marks}) {conflict}"
-    dbapi = conn.connection.driver_connection
-    dbapi.executemany(sql, ([_sqlite_value(v) for v in row] for row in rows))
+    conn.connection.driver_connection.executemany(
+        f"INSERT INTO {table.name} ({cols}) VALUES ({marks}) {conflict}", rows)
     return len(rows)
 
 
-def _pg_copy_upsert(conn: Connection, table_name: str, rows: Sequence[tuple],
-                    columns: Sequence[str], key: Sequence[str]) -> int:
-    dbapi = conn.connection.driver_connection
-    temp = f"tmp_{table_name}"
-    cols = ", ".join(columns)
-    with dbapi.cursor() as cur:
-        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {table_name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
-        cur.execute(f"TRUNCATE {temp}")
-        copy_rows(cur, temp, columns, rows)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
-        conflict = f"ON CONFLICT ({', '.join(key)}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING")
-        cur.execute(f"INSERT INTO {table_name} ({cols}) SELECT {cols} FROM {temp} {conflict}")
-    return len(rows)
+def ensure_month_partitions(conn: Connection, table_name: str, months: Sequence[str]) -> None:
+    """Create the monthly partitions (``YYYY-MM``) a PostgreSQL load needs; no-op on SQLite."""
+    if not is_postgres(conn) or not months:
+        return
+    for month in months:
+        year, mon = (int(part) for part in month.split("-"))
+        start = f"{year:04d}-{mon:02d}-01"
+        end = f"{year + (mon == 12):04d}-{mon % 12 + 1:02d}-01"
+        conn.exec_driver_sql(
+            f"CREATE TABLE IF NOT EXISTS {table_name}_{year:04d}_{mon:02d} PARTITION OF {table_name} "
+            f"FOR VALUES FROM ('{start}') TO ('{end}')")
 
 
 def copy_rows(cursor, table_name: str, columns: Sequence[str], rows: Iterable[tuple]) -> None:

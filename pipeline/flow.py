@@ -9,7 +9,10 @@ transaction.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -21,14 +24,7 @@ from pipeline.db import ensure_schema, make_engine, utcnow
 from pipeline.errors import PipelineError, SourceError
 from pipeline.gold import build_gold
 from pipeline.runs import RunLease, RunLog, new_run_id
-from pipeline.silver import load
-from pipeline.silver.transform import (
-    MarketsBatch,
-    Snapshot,
-    limit_records,
-    transform_global,
-    transform_snapshots,
-)
+from pipeline.silver.batches import PreparedBatch, load_batch, prepare_batch
 from pipeline.sources.coingecko import client_from_settings, fetch_global, fetch_markets
 from pipeline.sources.sample import sample_snapshots
 
@@ -101,11 +97,11 @@ def run_pipeline(settings: Settings, *, trigger: str = "cli", source: str = "api
             progress("bronze", f"kept {result.bronze_records} raw records in {len(bronze_runs)} bronze run(s)")
 
             run_log.stage("silver")
-            _load_silver(engine, bronze_runs, result, progress, sparklines_for_last=True)
+            _load_silver(engine, bronze_runs, result, progress)
             result.snapshot_at = bronze_runs[-1].snapshot_at
 
             run_log.stage("gold")
-            result.gold_rows = build_gold(engine)
+            result.gold_rows = build_gold(engine, since=min(r.snapshot_at for r in bronze_runs))
             progress("gold", "published " + ", ".join(f"{k}: {v}" for k, v in result.gold_rows.items()))
             result.status = "success"
             run_log.succeed(**result.counts())
@@ -161,42 +157,59 @@ def _fetch_sample(settings: Settings, run_id: str, top_n: int, progress: Progres
     return runs
 
 
+def _plan_batches(runs: list[bronze.BronzeRun], batch_records: int) -> list[list[bronze.BronzeRun]]:
+    """Group runs into batches of about ``batch_records`` records; the newest run alone at the end
+    (it is the only one whose 168-point sparklines are encoded)."""
+    batches: list[list[bronze.BronzeRun]] = []
+    current: list[bronze.BronzeRun] = []
+    size = 0
+    for run in runs[:-1]:
+        current.append(run)
+        size += sum(e.get("records") or 0 for e in run.used_entries("markets"))
+        if size >= batch_records:
+            batches.append(current)
+            current, size = [], 0
+    if current:
+        batches.append(current)
+    if runs:
+        batches.append([runs[-1]])
+    return batches
+
+
 def _load_silver(engine: Engine, runs: list[bronze.BronzeRun], result: RunResult, progress: Progress,
-                 *, sparklines_for_last: bool, batch_records: int = 50_000) -> None:
-    """Transform and upsert bronze runs in bounded batches (memory stays flat as history grows)."""
-    pending: list[Snapshot] = []
-    pending_records = 0
-    globals_pending: list[bronze.BronzeRun] = []
+                 *, batch_records: int = 50_000, workers: int | None = None) -> None:
+    """Transform and upsert bronze runs in bounded batches: memory stays flat as history grows.
 
-    def flush(with_sparklines: bool) -> None:
-        nonlocal pending, pending_records, globals_pending
-        if not pending:
-            return
-        batch: MarketsBatch = transform_snapshots(pending, with_sparklines=with_sparklines)
+    With many batches, a worker process prepares the next batch while this one loads
+    (2 cores: CPU-bound parsing overlaps database writes).
+    """
+    batches = _plan_batches(runs, batch_records)
+    datetime_text = engine.dialect.name == "sqlite"
+    options = [{"with_sparklines": number == len(batches) - 1, "datetime_text": datetime_text}
+               for number in range(len(batches))]
+    if workers is None:
+        workers = 1 if len(batches) > 3 and (os.cpu_count() or 1) > 1 else 0
+
+    def apply(prepared: PreparedBatch) -> None:
         with engine.begin() as conn:
-            result.silver_rows += load.load_markets(conn, batch)
-            for run in globals_pending:
-                body = run.global_body()
-                if body is not None:
-                    load.load_global(conn, transform_global(body, run_id=run.run_id, snapshot_at=run.snapshot_at,
-                                                            source=run.source, vs_currency=run.vs_currency))
-        result.quarantined += len(batch.quarantined)
-        result.duplicates_dropped += batch.duplicates_dropped
+            result.silver_rows += load_batch(conn, prepared)
+        result.quarantined += len(prepared.quarantine)
+        result.duplicates_dropped += prepared.duplicates_dropped
         progress("silver", f"{result.silver_rows} rows loaded, {result.quarantined} quarantined")
-        pending, pending_records, globals_pending = [], 0, []
 
-    for number, run in enumerate(runs):
-        is_last = number == len(runs) - 1
-        if is_last and sparklines_for_last:
-            flush(False)
-        records = limit_records(run.markets_records(), run.top_n)
-        pending.append(Snapshot(run.run_id, run.snapshot_at, run.source, records))
-        globals_pending.append(run)
-        pending_records += len(records)
-        if is_last:
-            flush(sparklines_for_last)
-        elif pending_records >= batch_records:
-            flush(False)
+    if not workers:
+        for batch, opts in zip(batches, options):
+            apply(prepare_batch(batch, **opts))
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending = []
+        for batch, opts in zip(batches, options):
+            pending.append(pool.submit(prepare_batch, batch, **opts))
+            if len(pending) > workers:  # at most workers+1 batches in memory
+                apply(pending.pop(0).result())
+        for future in pending:
+            apply(future.result())
 
 
 def replay(settings: Settings, *, trigger: str = "cli", progress: Progress = _quiet,
@@ -220,7 +233,7 @@ def replay(settings: Settings, *, trigger: str = "cli", progress: Progress = _qu
             result.bronze_runs = [r.run_id for r in runs]
             progress("bronze", f"replaying {len(runs)} bronze run(s)")
             run_log.stage("silver")
-            _load_silver(engine, runs, result, progress, sparklines_for_last=True)
+            _load_silver(engine, runs, result, progress)
             result.bronze_records = result.silver_rows + result.quarantined + result.duplicates_dropped
             result.snapshot_at = runs[-1].snapshot_at
             run_log.stage("gold")

@@ -8,11 +8,17 @@ rolls everything back and the previous gold stays as it was.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from pipeline.schema import GOLD_TABLES
+from pipeline.schema import GOLD_TABLES, market_history
+
+#: Gold tables rebuilt only from a point in time on (table -> time column).
+#: The others hold just the newest snapshot and are cheap to rebuild whole.
+INCREMENTAL = {market_history.name: "snapshot_at"}
+EARLIEST = datetime(1970, 1, 1)
 
 GOLD_SQL_DIR = Path(__file__).resolve().parent.parent / "sql" / "gold"
 
@@ -24,18 +30,26 @@ def gold_sql(table_name: str, dialect: str, sql_dir: Path = GOLD_SQL_DIR) -> str
     return path.read_text()
 
 
-def build_gold(engine: Engine, sql_dir: Path = GOLD_SQL_DIR) -> dict[str, int]:
+def build_gold(engine: Engine, sql_dir: Path = GOLD_SQL_DIR, *, since: datetime | None = None) -> dict[str, int]:
     """Rebuild every gold table in dependency order and publish them together.
 
-    Returns rows per table.
+    ``since``: the oldest snapshot this run added. Tables in INCREMENTAL then only
+    rebuild their rows from that time on (a run adds one history point instead of
+    re-aggregating all of silver); ``None`` rebuilds everything (replay, prune).
+    Returns rows written per table.
     """
     counts: dict[str, int] = {}
     with engine.begin() as conn:
         for table in GOLD_TABLES:  # mart first: the segment analysis reads it
             columns = ", ".join(c.name for c in table.columns)
             select_sql = gold_sql(table.name, conn.dialect.name, sql_dir).strip().rstrip(";")
-            conn.execute(text(f"DELETE FROM {table.name}"))
+            params = {"since": since or EARLIEST} if ":since" in select_sql else {}
+            time_column = INCREMENTAL.get(table.name)
+            if since is not None and time_column:
+                conn.execute(text(f"DELETE FROM {table.name} WHERE {time_column} >= :since"), {"since": since})
+            else:
+                conn.execute(text(f"DELETE FROM {table.name}"))
             result = conn.execute(text(
-                f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM ({select_sql}) AS built"))
+                f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM ({select_sql}) AS built"), params)
             counts[table.name] = result.rowcount
     return counts

@@ -77,7 +77,11 @@ staging_crypto_market = Table(
     *[Column(name, Double) for name in DERIVED_COLUMNS],
     *[Column(name, String(32), nullable=False) for name in CATEGORY_COLUMNS],
     PrimaryKeyConstraint("id", "snapshot_at", name="pk_staging_crypto_market"),
+    # PostgreSQL: one partition per month (created on demand by the loader), so
+    # history can grow to millions of rows and retention drops whole months.
+    postgresql_partition_by="RANGE (snapshot_at)",
 )
+Index("ix_staging_crypto_market_snapshot", staging_crypto_market.c.snapshot_at)
 
 #: The newest 7-day sparkline per coin. 168 floats a row: kept once per coin,
 #: not per snapshot, since price history is already in staging_crypto_market.
@@ -89,8 +93,6 @@ staging_sparkline = Table(
     Column("run_id", String(64), nullable=False),
     Column("sparkline_7d", Text, nullable=False),
 )
-Index("ix_staging_crypto_market_snapshot", staging_crypto_market.c.snapshot_at)
-Index("ix_staging_crypto_market_run", staging_crypto_market.c.run_id)
 
 staging_global_market = Table(
     "staging_global_market",

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, delete
 
-from pipeline.db import is_postgres, upsert_rows
+from pipeline.db import ensure_month_partitions as _ensure_month_partitions
+from pipeline.db import upsert_rows
 from pipeline.schema import (
     quarantine_crypto_market,
     staging_coin_history,
@@ -13,20 +14,21 @@ from pipeline.schema import (
     staging_global_market,
     staging_sparkline,
 )
-from pipeline.silver.transform import GLOBAL_COLUMNS, SILVER_COLUMNS, MarketsBatch, frame_to_tuples
+from pipeline.silver.transform import GLOBAL_COLUMNS, SILVER_COLUMNS
 
 QUARANTINE_COLUMNS = [c.name for c in quarantine_crypto_market.columns]
 SPARKLINE_COLUMNS = ["id", "snapshot_at", "run_id", "sparkline_7d"]
 HISTORY_COLUMNS = [c.name for c in staging_coin_history.columns]
 
 
-def load_markets(conn: Connection, batch: MarketsBatch) -> int:
-    """Upsert a batch's rows, its newest sparklines and its quarantine."""
-    rows = frame_to_tuples(batch.rows, SILVER_COLUMNS)
-    upsert_rows(conn, staging_crypto_market, rows, SILVER_COLUMNS, key=["id", "snapshot_at"])
-    load_sparklines(conn, batch.sparklines)
-    load_quarantine(conn, batch)
-    return len(rows)
+def ensure_month_partitions(conn: Connection, months: list[str]) -> None:
+    """PostgreSQL keeps silver in monthly partitions; create the ones a batch needs."""
+    _ensure_month_partitions(conn, staging_crypto_market.name, months)
+
+
+def load_market_rows(conn: Connection, rows: list[tuple]) -> int:
+    """Silver rows in SILVER_COLUMNS order, already unique on (id, snapshot_at)."""
+    return upsert_rows(conn, staging_crypto_market, rows, SILVER_COLUMNS, key=["id", "snapshot_at"])
 
 
 def load_sparklines(conn: Connection, sparklines: list[tuple]) -> None:
@@ -37,32 +39,19 @@ def load_sparklines(conn: Connection, sparklines: list[tuple]) -> None:
             newest[row[0]] = row
     if not newest:
         return
-    table = staging_sparkline.name
-    values = list(newest.values())
-    if is_postgres(conn):
-        upsert_rows(conn, staging_sparkline, values, SPARKLINE_COLUMNS, key=["id"])
-        return
-    conn.connection.driver_connection.executemany(
-        f"INSERT INTO {table} (id, snapshot_at, run_id, sparkline_7d) VALUES (?, ?, ?, ?) "
-        f"ON CONFLICT (id) DO UPDATE SET snapshot_at = excluded.snapshot_at, run_id = excluded.run_id, "
-        f"sparkline_7d = excluded.sparkline_7d WHERE excluded.snapshot_at >= {table}.snapshot_at",
-        [(r[0], r[1].strftime("%Y-%m-%d %H:%M:%S.%f"), r[2], r[3]) for r in values],
-    )
+    upsert_rows(conn, staging_sparkline, list(newest.values()), SPARKLINE_COLUMNS, key=["id"],
+                only_if_newer="snapshot_at")
 
 
-def load_quarantine(conn: Connection, batch: MarketsBatch) -> int:
-    """Replace the quarantine of each run in the batch (so a replay does not add twice)."""
-    run_ids = sorted({q.run_id for q in batch.quarantined})
+def replace_quarantine(conn: Connection, run_ids: list[str], rows: list[tuple]) -> int:
+    """Replace the quarantine of these runs (so a replay does not add twice)."""
     if run_ids:
         conn.execute(delete(quarantine_crypto_market).where(quarantine_crypto_market.c.run_id.in_(run_ids)))
-    rows = [(q.run_id, q.record_index, q.snapshot_at, q.record_id, q.reason, q.raw_record) for q in batch.quarantined]
-    upsert_rows(conn, quarantine_crypto_market, rows, QUARANTINE_COLUMNS, key=["run_id", "record_index"])
-    return len(rows)
+    return upsert_rows(conn, quarantine_crypto_market, rows, QUARANTINE_COLUMNS, key=["run_id", "record_index"])
 
 
-def load_global(conn: Connection, row: dict) -> None:
-    upsert_rows(conn, staging_global_market, [tuple(row[c] for c in GLOBAL_COLUMNS)], GLOBAL_COLUMNS,
-                key=["snapshot_at"])
+def load_global_rows(conn: Connection, rows: list[tuple]) -> int:
+    return upsert_rows(conn, staging_global_market, rows, GLOBAL_COLUMNS, key=["snapshot_at"])
 
 
 def load_coin_history(conn: Connection, rows: list[tuple]) -> int:

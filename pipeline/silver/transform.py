@@ -307,22 +307,31 @@ def _int_or_none(value):
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def frame_to_tuples(frame: pd.DataFrame, columns: list[str]) -> list[tuple]:
-    """Rows as plain Python tuples for the loader: NaN/NaT become None, ints stay ints."""
-    out = []
+def frame_to_tuples(frame: pd.DataFrame, columns: list[str], *, datetime_text: bool = False) -> list[tuple]:
+    """Rows as plain Python tuples for the loader: NaN/NaT become None, ints stay ints.
+
+    Column-wise numpy conversions: this runs for every silver row, so no per-value Python.
+    ``datetime_text`` gives SQLite's 'YYYY-MM-DD HH:MM:SS.ffffff' text directly.
+    """
     converted = []
     for name in columns:
         col = frame[name]
         if pd.api.types.is_datetime64_any_dtype(col):
-            values = [None if pd.isna(v) else v.to_pydatetime() for v in col]
+            arr = col.to_numpy(dtype="datetime64[us]")
+            if datetime_text:
+                values = np.char.replace(np.datetime_as_string(arr, unit="us"), "T", " ").astype(object)
+            else:
+                values = arr.astype(object)
+            values[np.isnat(arr)] = None
         elif pd.api.types.is_integer_dtype(col):
-            values = [None if pd.isna(v) else int(v) for v in col]
+            mask = col.isna().to_numpy()
+            values = col.to_numpy(dtype=object)
+            values[mask] = None
         elif pd.api.types.is_float_dtype(col):
             arr = col.to_numpy(dtype="float64")
-            values = [None if math.isnan(v) else v for v in arr.tolist()]
+            values = arr.astype(object)
+            values[np.isnan(arr)] = None
         else:
-            values = [None if (v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA) else v
-                      for v in col.tolist()]
-        converted.append(values)
-    out = list(zip(*converted)) if converted else []
-    return out
+            values = col.to_numpy(dtype=object, na_value=None)
+        converted.append(values.tolist())
+    return list(zip(*converted))

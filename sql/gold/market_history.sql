@@ -2,11 +2,14 @@
 -- Totals come from /global when that snapshot has one (dominance_basis = 'global'),
 -- otherwise from the tracked coins ('tracked_universe'). Stablecoins are the ids in
 -- ref_stablecoins (sql/seeds/ref_stablecoins.csv); "others" is everything else.
+-- Incremental: the "since" parameter is the oldest snapshot a run added; older points are kept as they are
+-- (a full rebuild passes the earliest possible time).
 with
 
 markets as (
     select snapshot_at, id, source, market_cap, total_volume
     from staging_crypto_market
+    where snapshot_at >= :since
 ),
 
 stablecoins as (
@@ -16,7 +19,7 @@ stablecoins as (
 global_market as (
     select snapshot_at, total_market_cap, total_volume
     from staging_global_market
-    where total_market_cap > 0
+    where total_market_cap > 0 and snapshot_at >= :since
 ),
 
 per_snapshot as (

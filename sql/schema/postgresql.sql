@@ -178,9 +178,8 @@ CREATE TABLE staging_crypto_market (
 	liquidity_category VARCHAR(32) NOT NULL,
 	price_trend_category VARCHAR(32) NOT NULL,
 	CONSTRAINT pk_staging_crypto_market PRIMARY KEY (id, snapshot_at)
-);
-
-CREATE INDEX ix_staging_crypto_market_run ON staging_crypto_market (run_id);
+)
+ PARTITION BY RANGE (snapshot_at);
 
 CREATE INDEX ix_staging_crypto_market_snapshot ON staging_crypto_market (snapshot_at);
 

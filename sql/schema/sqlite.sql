@@ -180,8 +180,6 @@ CREATE TABLE staging_crypto_market (
 	CONSTRAINT pk_staging_crypto_market PRIMARY KEY (id, snapshot_at)
 );
 
-CREATE INDEX ix_staging_crypto_market_run ON staging_crypto_market (run_id);
-
 CREATE INDEX ix_staging_crypto_market_snapshot ON staging_crypto_market (snapshot_at);
 
 CREATE TABLE staging_global_market (

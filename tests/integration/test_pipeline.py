@@ -253,3 +253,31 @@ def test_micro_cap_prices_survive_the_round_trip(settings, fake_coingecko):
                i=records[2]["id"]).iloc[0]
     assert row.current_price == 7.8666533e-10
     assert pd.isna(row.market_cap_rank)
+
+
+def test_incremental_history_equals_a_full_rebuild(settings, fake_coingecko):
+    run_pipeline(settings, source="api")
+    run_pipeline(settings, source="sample")  # an older snapshot arriving later
+    fake_coingecko.set_markets(load_fixture("markets/markets_250_sparkline_pct1h-1y_2024-12-19_mrmendoza-dev-cryptotracker.json"))
+    run_pipeline(settings, source="api")
+    incremental = table_rows(settings, "market_history", "snapshot_at")
+    assert len(incremental) == 3
+    build_gold(make_engine(settings.database_url))
+    assert table_rows(settings, "market_history", "snapshot_at") == incremental
+
+
+@pytest.mark.postgres
+def test_postgres_silver_is_partitioned_by_month(postgres_url, tmp_path, fake_coingecko):
+    from tests.conftest import make_settings
+
+    settings = make_settings(postgres_url, tmp_path / "data", fake_coingecko.base_url)
+    run_pipeline(settings, source="sample")
+    run_pipeline(settings, source="api")
+    partitions = read(settings, "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                                "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'staging_crypto_market' "
+                                "ORDER BY 1").relname.tolist()
+    assert partitions[0] == "staging_crypto_market_2022_10"
+    assert len(partitions) == 2
+    counts = read(settings, "SELECT tableoid::regclass::text AS part, COUNT(*) AS n FROM staging_crypto_market "
+                            "GROUP BY 1 ORDER BY 1")
+    assert counts.n.tolist() == [250, 250]

@@ -1,0 +1,89 @@
+"""Maintenance commands: ``python -m pipeline backfill`` and ``python -m pipeline prune``.
+
+``pipeline.cli`` imports this module and calls :func:`register` to add them.
+Failures are raised as the named errors of ``pipeline.errors``; ``cli.main``
+prints them as one line with their exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pipeline.config import Settings
+from pipeline.errors import ConfigError
+
+
+def _progress_printer(stream=None):
+    """One line per coin; on a terminal the line starts with a text progress bar."""
+    stream = stream or sys.stdout
+    tty = hasattr(stream, "isatty") and stream.isatty()
+
+    def show(done: int, total: int, coin_id: str, message: str) -> None:
+        width = len(str(total))
+        bar = ""
+        if tty:
+            filled = round(20 * done / total) if total else 20
+            bar = f"{'#' * filled}{'.' * (20 - filled)} {100 * done / total if total else 100:5.1f}% "
+        print(f"[{done:>{width}}/{total}] {bar}{coin_id}: {message}", file=stream, flush=True)
+
+    return show
+
+
+def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    """Build daily history (price, market cap, volume) for the tracked coins from /coins/{id}/market_chart.
+
+    By default the coins are the current gold mart's, by market cap rank, top
+    PIPELINE_TOP_N. Calls are paced by COINGECKO_CALLS_PER_MINUTE (about 10 min
+    for 250 coins at 25 a minute) and hold the pipeline lock meanwhile. Every body
+    is kept in bronze; each coin is loaded into staging_coin_history as soon as it
+    arrives, so an interrupted backfill resumes where it stopped: coins whose
+    history already covers the window are skipped.
+
+    Example: python -m pipeline backfill --days 365 --coins 100
+    """
+    from pipeline.backfill import check_days, parse_ids, run_backfill
+
+    check_days(settings, args.days)
+    coin_ids = parse_ids(args.ids) if args.ids else None
+    if args.coins is not None and args.coins < 1:
+        raise ConfigError(f"--coins must be at least 1, got {args.coins}")
+    result = run_backfill(settings, days=args.days, coin_ids=coin_ids, top=args.coins, trigger="cli",
+                          progress=_progress_printer())
+    print(f"backfill {result.run_id} succeeded: {result.summary()}")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
+    """Remove silver rows and bronze folders older than --keep-days, never what the current gold shows.
+
+    Silver: staging_crypto_market, staging_global_market, quarantine_crypto_market,
+    staging_sparkline (by snapshot) and staging_coin_history (by point time), except the
+    snapshot gold was built from. Bronze: run folders older than the cutoff, except
+    the runs gold came from; empty date folders too. Gold is then rebuilt so
+    market_history drops the pruned snapshots. --dry-run only reports.
+
+    Example: python -m pipeline prune --keep-days 90 --dry-run
+    """
+    from pipeline.prune import prune
+
+    report = prune(settings, keep_days=args.keep_days, dry_run=args.dry_run)
+    print("\n".join(report.lines()))
+    return 0
+
+
+def register(sub, add) -> None:
+    """Add the ``backfill`` and ``prune`` subcommands (``add`` is cli.build_parser's helper)."""
+    backfill = add("backfill", cmd_backfill, "daily history for the tracked coins from market_chart")
+    backfill.add_argument("--days", type=int, default=365, metavar="N",
+                          help="days of history (default 365, the most the free plan serves)")
+    which = backfill.add_mutually_exclusive_group()
+    which.add_argument("--coins", type=int, default=None, metavar="N",
+                       help="the top N tracked coins by market cap rank (default PIPELINE_TOP_N, 250)")
+    which.add_argument("--ids", default=None, metavar="ID,ID",
+                       help="these CoinGecko coin ids instead, e.g. bitcoin,ethereum")
+
+    prune = add("prune", cmd_prune, "remove old silver rows and bronze folders")
+    prune.add_argument("--keep-days", type=int, required=True, metavar="N",
+                       help="keep the last N days (the current gold snapshot is always kept)")
+    prune.add_argument("--dry-run", action="store_true", help="only report what would be removed")

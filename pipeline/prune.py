@@ -1,0 +1,262 @@
+"""Retention: remove silver rows and bronze folders older than N days, never what gold shows.
+
+``prune(settings, keep_days=N)`` holds the pipeline lock, then:
+
+* deletes silver rows older than ``cutoff = now - N days`` from
+  ``staging_crypto_market``, ``staging_global_market``, ``quarantine_crypto_market``
+  and ``staging_sparkline`` (by ``snapshot_at``) and ``staging_coin_history`` (by ``ts``),
+  except the rows of the snapshot the current gold was built from (the mart's
+  ``snapshot_at``; with no gold yet, the newest silver snapshot);
+* removes bronze run folders ``<raw_dir>/<YYYY-MM-DD>/<run_id>/`` older than the
+  cutoff, except the runs the current gold came from (the mart's ``run_id``
+  values). A run's age is its snapshot; for an incomplete run, a backfill (whose
+  bodies span a year) or a folder left without a manifest by a killed run, the
+  time it started. Date folders left empty are removed too;
+* rebuilds gold when silver that gold reads lost rows, so ``market_history``
+  drops the pruned snapshots. The mart and the segments keep the same snapshot.
+
+``dry_run=True`` only counts what would go, changes nothing and takes no lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine, and_, delete, func, select
+
+from pipeline import bronze
+from pipeline.config import Settings
+from pipeline.db import utcnow
+from pipeline.errors import BronzeError, ConfigError
+from pipeline.gold import build_gold
+from pipeline.runs import RunLease, new_run_id
+from pipeline.schema import (
+    crypto_analytics_mart,
+    quarantine_crypto_market,
+    staging_coin_history,
+    staging_crypto_market,
+    staging_global_market,
+    staging_sparkline,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_KEEP_DAYS = 36_500
+#: (table, its time column, whether the gold snapshot's rows are protected)
+SILVER_TABLES = [
+    (staging_crypto_market, "snapshot_at", True),
+    (staging_global_market, "snapshot_at", True),
+    (quarantine_crypto_market, "snapshot_at", True),
+    (staging_sparkline, "snapshot_at", True),
+    (staging_coin_history, "ts", False),
+]
+#: Silver tables the gold SQL reads: losing rows there means gold is rebuilt.
+GOLD_INPUTS = {"staging_crypto_market", "staging_global_market", "staging_sparkline"}
+
+_DATE_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_RUN_ID_TIME = re.compile(r"^(\d{8}T\d{6}Z)")
+
+
+@dataclass
+class BronzeFolder:
+    """One bronze run folder that is (or would be) removed."""
+
+    folder: Path
+    run_id: str
+    age_basis: str  # "snapshot" | "started" | "folder"
+    at: datetime
+    bytes: int
+
+
+@dataclass
+class PruneReport:
+    keep_days: int
+    cutoff: datetime
+    dry_run: bool
+    gold_snapshot: datetime | None
+    gold_runs: list[str]
+    rows: dict[str, int] = field(default_factory=dict)
+    folders: list[BronzeFolder] = field(default_factory=list)
+    date_folders: list[Path] = field(default_factory=list)
+    gold_rows: dict[str, int] | None = None
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows.values())
+
+    def lines(self) -> list[str]:
+        verb = "would remove" if self.dry_run else "removed"
+        kept = (f"gold snapshot {self.gold_snapshot:%Y-%m-%d %H:%M:%S} UTC and its bronze "
+                f"({', '.join(self.gold_runs) or 'no run id'}) kept"
+                if self.gold_snapshot else "no gold snapshot yet")
+        out = [f"prune{' (dry run, nothing changed)' if self.dry_run else ''}: keep {self.keep_days} day(s), "
+               f"cutoff {self.cutoff:%Y-%m-%d %H:%M:%S} UTC; {kept}",
+               f"silver rows {verb}: {self.total_rows}"]
+        width = max(len(name) for name in self.rows) if self.rows else 0
+        out += [f"  {name:<{width}}  {count:>9}" for name, count in self.rows.items()]
+        size = sum(f.bytes for f in self.folders)
+        out.append(f"bronze folders {verb}: {len(self.folders)} ({_size(size)}), "
+                   f"empty date folders {verb}: {len(self.date_folders)}")
+        for item in self.folders[:20]:
+            out.append(f"  {item.folder} ({item.age_basis} {item.at:%Y-%m-%d %H:%M:%S})")
+        if len(self.folders) > 20:
+            out.append(f"  ... and {len(self.folders) - 20} more")
+        if self.gold_rows is not None:
+            out.append("gold rebuilt: " + ", ".join(f"{k} {v}" for k, v in self.gold_rows.items()))
+        elif not self.dry_run:
+            out.append("gold unchanged (no silver row it reads was removed)")
+        return out
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _gold_origin(engine: Engine) -> tuple[datetime | None, list[str]]:
+    """The snapshot and bronze run ids the current gold came from (else the newest silver snapshot)."""
+    m, s = crypto_analytics_mart, staging_crypto_market
+    with engine.connect() as conn:
+        snapshot = conn.execute(select(func.max(m.c.snapshot_at))).scalar()
+        if snapshot is not None:
+            runs = [r[0] for r in conn.execute(select(m.c.run_id).distinct())]
+        else:
+            snapshot = conn.execute(select(func.max(s.c.snapshot_at))).scalar()
+            runs = ([r[0] for r in conn.execute(select(s.c.run_id).where(s.c.snapshot_at == snapshot).distinct())]
+                    if snapshot is not None else [])
+    return snapshot, sorted(runs)
+
+
+def _silver_condition(table, column: str, protected: bool, cutoff: datetime, gold_snapshot: datetime | None):
+    col = table.c[column]
+    if protected and gold_snapshot is not None:
+        return and_(col < cutoff, col != gold_snapshot)
+    return col < cutoff
+
+
+def _parse(value: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def _run_time(run: bronze.BronzeRun) -> tuple[str, datetime | None]:
+    manifest = run.manifest
+    snapshot = _parse(manifest.get("snapshot_at"))
+    if manifest.get("complete") and snapshot is not None and manifest.get("source") != "backfill":
+        return "snapshot", snapshot
+    return "started", _parse(manifest.get("started_at"))
+
+
+def _orphan_time(folder: Path) -> datetime | None:
+    """A run folder without a manifest (its process was killed): when it started, from its name."""
+    match = _RUN_ID_TIME.match(folder.name)
+    if match:
+        return datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ")
+    if _DATE_FOLDER.match(folder.parent.name):  # end of that UTC day, to be safe
+        return datetime.strptime(folder.parent.name, "%Y-%m-%d") + timedelta(days=1)
+    return None
+
+
+def bronze_to_remove(raw_dir: Path, cutoff: datetime, keep_runs: set[str]) -> list[BronzeFolder]:
+    """Run folders older than ``cutoff`` that no kept run owns, oldest first."""
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        return []
+    found: list[BronzeFolder] = []
+    seen: set[Path] = set()
+    for run in bronze.list_runs(raw_dir, include_incomplete=True):
+        seen.add(run.folder.resolve())
+        basis, at = _run_time(run)
+        if at is None or at >= cutoff or run.run_id in keep_runs or run.folder.name in keep_runs:
+            continue
+        found.append(BronzeFolder(run.folder, run.run_id, basis, at, _folder_bytes(run.folder)))
+    for folder in sorted(raw_dir.glob("*/*")):
+        if not folder.is_dir() or folder.resolve() in seen or not _DATE_FOLDER.match(folder.parent.name):
+            continue
+        if (folder / bronze.MANIFEST).exists():
+            continue
+        at = _orphan_time(folder)
+        if at is None or at >= cutoff or folder.name in keep_runs:
+            continue
+        found.append(BronzeFolder(folder, folder.name, "folder", at, _folder_bytes(folder)))
+    return sorted(found, key=lambda f: (f.at, f.run_id))
+
+
+def _empty_date_folders(raw_dir: Path, removed: list[Path]) -> list[Path]:
+    """Date folders that hold nothing once ``removed`` are gone."""
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        return []
+    gone = {p.resolve() for p in removed}
+    empty = []
+    for day in sorted(raw_dir.iterdir()):
+        if day.is_dir() and _DATE_FOLDER.match(day.name) and all(c.resolve() in gone for c in day.iterdir()):
+            empty.append(day)
+    return empty
+
+
+def check_keep_days(keep_days: int) -> None:
+    if not 1 <= keep_days <= MAX_KEEP_DAYS:
+        raise ConfigError(f"--keep-days must be between 1 and {MAX_KEEP_DAYS}, got {keep_days}")
+
+
+def prune(settings: Settings, *, keep_days: int, dry_run: bool = False, now: datetime | None = None,
+          engine: Engine | None = None) -> PruneReport:
+    """Remove silver rows and bronze folders older than ``keep_days`` days; see the module docstring."""
+    from pipeline.flow import prepare_database
+
+    check_keep_days(keep_days)
+    engine = engine or prepare_database(settings)
+    if dry_run:
+        return _prune(settings, engine, keep_days, dry_run=True, now=now)
+    with RunLease(engine, new_run_id(), settings.lock_ttl_seconds):
+        return _prune(settings, engine, keep_days, dry_run=False, now=now)
+
+
+def _prune(settings: Settings, engine: Engine, keep_days: int, *, dry_run: bool, now: datetime | None) -> PruneReport:
+    cutoff = (now or utcnow()) - timedelta(days=keep_days)
+    gold_snapshot, gold_runs = _gold_origin(engine)
+    report = PruneReport(keep_days=keep_days, cutoff=cutoff, dry_run=dry_run, gold_snapshot=gold_snapshot,
+                         gold_runs=gold_runs)
+
+    conditions = [(table, _silver_condition(table, column, protected, cutoff, gold_snapshot))
+                  for table, column, protected in SILVER_TABLES]
+    if dry_run:
+        with engine.connect() as conn:
+            for table, condition in conditions:
+                report.rows[table.name] = conn.execute(
+                    select(func.count()).select_from(table).where(condition)).scalar() or 0
+    else:
+        with engine.begin() as conn:
+            for table, condition in conditions:
+                report.rows[table.name] = max(conn.execute(delete(table).where(condition)).rowcount or 0, 0)
+
+    report.folders = bronze_to_remove(settings.raw_dir, cutoff, set(gold_runs))
+    report.date_folders = _empty_date_folders(settings.raw_dir, [f.folder for f in report.folders])
+    if not dry_run:
+        for item in report.folders:
+            try:
+                bronze.remove_folder(item.folder)
+            except OSError as exc:
+                raise BronzeError(f"could not remove bronze folder {item.folder}: {exc}") from exc
+        for day in report.date_folders:
+            try:
+                day.rmdir()
+            except OSError:  # something new appeared in it meanwhile: keep it
+                log.warning("kept date folder %s: not empty", day)
+        if any(report.rows.get(name) for name in GOLD_INPUTS):
+            report.gold_rows = build_gold(engine)
+    return report

@@ -1,0 +1,75 @@
+"""Bronze runs → load-ready silver batches, and loading them.
+
+``prepare_batch`` does the CPU work (parse, validate, type, derive, convert to
+tuples) and touches no database, so a replay can run it in a worker process
+while the main process loads the previous batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection
+
+from pipeline.bronze import BronzeRun
+from pipeline.silver import load
+from pipeline.silver.transform import (
+    GLOBAL_COLUMNS,
+    SILVER_COLUMNS,
+    Snapshot,
+    limit_records,
+    transform_global,
+    transform_snapshots,
+)
+
+
+@dataclass
+class PreparedBatch:
+    """Everything one batch writes to silver, as plain tuples."""
+
+    rows: list[tuple]
+    months: list[str]
+    quarantine: list[tuple]
+    quarantine_run_ids: list[str]
+    sparklines: list[tuple]
+    globals: list[tuple]
+    duplicates_dropped: int = 0
+    records: int = 0
+    run_ids: list[str] = field(default_factory=list)
+
+
+def prepare_batch(runs: list[BronzeRun], *, with_sparklines: bool = False,
+                  datetime_text: bool = False) -> PreparedBatch:
+    """Read the runs' bronze files and turn them into silver tuples (no database)."""
+    snapshots = []
+    globals_ = []
+    for run in runs:
+        snapshots.append(Snapshot(run.run_id, run.snapshot_at, run.source,
+                                  limit_records(run.markets_records(), run.top_n)))
+        body = run.global_body()
+        if body is not None:
+            row = transform_global(body, run_id=run.run_id, snapshot_at=run.snapshot_at, source=run.source,
+                                   vs_currency=run.vs_currency)
+            globals_.append(tuple(row[c] for c in GLOBAL_COLUMNS))
+    batch = transform_snapshots(snapshots, with_sparklines=with_sparklines)
+    from pipeline.silver.transform import frame_to_tuples
+
+    rows = frame_to_tuples(batch.rows, SILVER_COLUMNS, datetime_text=datetime_text)
+    months = sorted({f"{s.snapshot_at:%Y-%m}" for s in snapshots})
+    quarantine = [(q.run_id, q.record_index, q.snapshot_at, q.record_id, q.reason, q.raw_record)
+                  for q in batch.quarantined]
+    return PreparedBatch(
+        rows=rows, months=months, quarantine=quarantine, quarantine_run_ids=[r.run_id for r in runs],
+        sparklines=batch.sparklines, globals=globals_, duplicates_dropped=batch.duplicates_dropped,
+        records=sum(len(s.records) for s in snapshots), run_ids=[r.run_id for r in runs],
+    )
+
+
+def load_batch(conn: Connection, batch: PreparedBatch) -> int:
+    """Upsert one prepared batch in the caller's transaction; returns silver rows written."""
+    load.ensure_month_partitions(conn, batch.months)
+    written = load.load_market_rows(conn, batch.rows)
+    load.load_sparklines(conn, batch.sparklines)
+    load.replace_quarantine(conn, batch.quarantine_run_ids, batch.quarantine)
+    load.load_global_rows(conn, batch.globals)
+    return written
