@@ -38,7 +38,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, case, func, select
 
@@ -77,7 +77,7 @@ Progress = Callable[[int, int, str, str], None]
 class BackfillIncomplete(SourceError):
     """Some coins could not be fetched; the others were loaded. Running the backfill again retries them."""
 
-    def __init__(self, message: str, result: "BackfillResult"):
+    def __init__(self, message: str, result: BackfillResult):
         super().__init__(message)
         self.result = result
 
@@ -127,7 +127,7 @@ def market_chart_rows(body, *, coin_id: str, run_id: str) -> ChartRows:
     which every value is NULL gives no row.
     """
     if not isinstance(body, dict):
-        raise ValueError(f"market_chart for {coin_id}: expected a JSON object")
+        raise TypeError(f"market_chart for {coin_id}: expected a JSON object, got {type(body).__name__}")
     by_time: dict[datetime, list] = {}
     skipped = 0
     for position, (series, column) in enumerate(SERIES):
@@ -156,7 +156,7 @@ def _naive_utc(value: datetime) -> datetime:
     """Every timestamp column is naive UTC: convert an aware datetime to that."""
     if value.tzinfo is None:
         return value
-    return value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def is_covered(span: tuple[datetime, datetime] | None, *, now: datetime, days: int) -> bool:

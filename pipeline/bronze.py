@@ -67,6 +67,11 @@ def _parquet_table(payload) -> pa.Table:
             return pa.Table.from_pylist(rows)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
             pass
+    return _json_text_table(payload)
+
+
+def _json_text_table(payload) -> pa.Table:
+    rows = payload if isinstance(payload, list) else [payload]
     return pa.table({"record_json": [json.dumps(r, separators=(",", ":")) for r in rows]})
 
 
@@ -113,11 +118,19 @@ class BronzeWriter:
                 entry["records"] = len(payload) if isinstance(payload, list) else 1
                 entry["used"] = True
                 if self._write_parquet:
-                    table = _parquet_table(payload)
-                    pq.write_table(table, self.folder / f"{stem}.parquet", compression="snappy")
-                    os.chmod(self.folder / f"{stem}.parquet", 0o444)
-                    entry["parquet"] = f"{stem}.parquet"
+                    entry["parquet"] = self._write_parquet_copy(stem, payload)
         self.entries.append(entry)
+
+    def _write_parquet_copy(self, stem: str, payload) -> str:
+        """Parquet for analysts; a shape pyarrow cannot write (e.g. an empty object) falls back to JSON text."""
+        path = self.folder / f"{stem}.parquet"
+        try:
+            pq.write_table(_parquet_table(payload), path, compression="snappy")
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            path.unlink(missing_ok=True)
+            pq.write_table(_json_text_table(payload), path, compression="snappy")
+        os.chmod(path, 0o444)
+        return path.name
 
     def finish(self, *, snapshot_at: datetime | None, complete: bool, error: str | None = None) -> Path:
         """Write the manifest, once. Only complete runs are replayed."""

@@ -58,7 +58,7 @@ PRICE_TREND_CATEGORIES = [b.name for b in PRICE_TREND_BANDS] + [UNKNOWN]
 
 def classify(value: float | None, bands: tuple[Band, ...]) -> str:
     """Scalar version: the band a value falls in, or ``unknown`` for NULL/NaN."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or pd.isna(value):
         return UNKNOWN
     for band in bands:
         if band.contains(value):

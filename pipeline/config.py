@@ -7,6 +7,7 @@ database password inside ``DATABASE_URL``) are kept here and never printed:
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -40,7 +41,7 @@ def _float(env: dict, name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value < 0:
+    if not math.isfinite(value) or value < 0:
         raise ConfigError(f"{name} must not be negative, got {value}")
     return value
 
@@ -56,12 +57,13 @@ def normalize_database_url(url: str) -> str:
 
 def mask_url(url: str) -> str:
     """Hide the password in a database URL so it can be logged."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    url = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
 
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str
+    database_url: str = field(repr=False)
     data_dir: Path
     coingecko_base_url: str
     api_key: str | None = field(default=None, repr=False)

@@ -212,6 +212,22 @@ def _load_silver(engine: Engine, runs: list[bronze.BronzeRun], result: RunResult
             apply(future.result())
 
 
+def _reload_backfills(engine: Engine, settings: Settings, progress: Progress) -> None:
+    """Coin history from every backfill's bronze (an interrupted backfill's coins too)."""
+    from pipeline.backfill import market_chart_rows
+    from pipeline.silver.load import load_coin_history
+
+    points = 0
+    for run in bronze.list_runs(settings.raw_dir, include_incomplete=True):
+        if run.source != "backfill":
+            continue
+        with engine.begin() as conn:
+            for coin_id, body in run.market_charts():
+                points += load_coin_history(conn, market_chart_rows(body, coin_id=coin_id, run_id=run.run_id).rows)
+    if points:
+        progress("silver", f"{points} backfilled history points reloaded")
+
+
 def replay(settings: Settings, *, trigger: str = "cli", progress: Progress = _quiet,
            engine: Engine | None = None) -> RunResult:
     """Rebuild silver and gold from every complete bronze run on disk; no network.
@@ -226,7 +242,7 @@ def replay(settings: Settings, *, trigger: str = "cli", progress: Progress = _qu
         result = RunResult(run_id=run_id, source="replay")
         try:
             run_log.stage("bronze")
-            runs = bronze.list_runs(settings.raw_dir)
+            runs = [r for r in bronze.list_runs(settings.raw_dir) if r.source != "backfill"]
             if not runs:
                 raise PipelineError(f"no complete bronze runs under {settings.raw_dir}: nothing to replay "
                                     f"(run `python -m pipeline run` first)")
@@ -234,6 +250,7 @@ def replay(settings: Settings, *, trigger: str = "cli", progress: Progress = _qu
             progress("bronze", f"replaying {len(runs)} bronze run(s)")
             run_log.stage("silver")
             _load_silver(engine, runs, result, progress)
+            _reload_backfills(engine, settings, progress)
             result.bronze_records = result.silver_rows + result.quarantined + result.duplicates_dropped
             result.snapshot_at = runs[-1].snapshot_at
             run_log.stage("gold")

@@ -93,8 +93,8 @@ class PruneReport:
         kept = (f"gold snapshot {self.gold_snapshot:%Y-%m-%d %H:%M:%S} UTC and its bronze "
                 f"({', '.join(self.gold_runs) or 'no run id'}) kept"
                 if self.gold_snapshot else "no gold snapshot yet")
-        out = [f"prune{' (dry run, nothing changed)' if self.dry_run else ''}: keep {self.keep_days} day(s), "
-               f"cutoff {self.cutoff:%Y-%m-%d %H:%M:%S} UTC; {kept}",
+        dry = " (dry run, nothing changed)" if self.dry_run else ""
+        out = [f"prune{dry}: keep {self.keep_days} day(s), cutoff {self.cutoff:%Y-%m-%d %H:%M:%S} UTC; {kept}",
                f"silver rows {verb}: {self.total_rows}"]
         width = max(len(name) for name in self.rows) if self.rows else 0
         out += [f"  {name:<{width}}  {count:>9}" for name, count in self.rows.items()]
@@ -102,7 +102,8 @@ class PruneReport:
         out.append(f"bronze folders {verb}: {len(self.folders)} ({_size(size)}), "
                    f"empty date folders {verb}: {len(self.date_folders)}")
         for item in self.folders[:20]:
-            out.append(f"  {item.folder} ({item.age_basis} {item.at:%Y-%m-%d %H:%M:%S})")
+            basis = {"folder": "no manifest, started"}.get(item.age_basis, item.age_basis)
+            out.append(f"  {item.folder} ({basis} {item.at:%Y-%m-%d %H:%M:%S})")
         if len(self.folders) > 20:
             out.append(f"  ... and {len(self.folders) - 20} more")
         if self.gold_rows is not None:

@@ -318,7 +318,7 @@ def frame_to_tuples(frame: pd.DataFrame, columns: list[str], *, datetime_text: b
         col = frame[name]
         if pd.api.types.is_datetime64_any_dtype(col):
             arr = col.to_numpy(dtype="datetime64[us]")
-            if datetime_text:
+            if datetime_text and len(arr):
                 values = np.char.replace(np.datetime_as_string(arr, unit="us"), "T", " ").astype(object)
             else:
                 values = arr.astype(object)

@@ -67,20 +67,24 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - now)
 
 
+def _one_line(text: str, limit: int = 200) -> str:
+    return " ".join(text.split())[:limit]
+
+
 def _error_message(body: bytes) -> str:
-    """The API's own words from an error body, if it has any."""
+    """The API's own words from an error body, if it has any, on one line."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        return body[:200].decode("utf-8", "replace").strip()
+        return _one_line(body[:2000].decode("utf-8", "replace")) or "(empty body)"
     if isinstance(data, dict):
         status = data.get("status")
         if isinstance(status, dict) and status.get("error_message"):
-            return str(status["error_message"])
+            return _one_line(str(status["error_message"]))
         for key in ("error", "message"):
             if data.get(key):
-                return str(data[key])
-    return str(data)[:200]
+                return _one_line(str(data[key]))
+    return _one_line(str(data))
 
 
 class CoinGeckoClient:

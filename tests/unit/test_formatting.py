@@ -1,0 +1,161 @@
+"""Numbers, times and external text as the dashboard shows them to people."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from dashboard import formatting as fmt
+
+
+@pytest.mark.parametrize("value, expected", [
+    (1.23e12, "$1.23T"),
+    (956_634_610_015.76, "$956.63B"),
+    (45.6e9, "$45.60B"),
+    (3_000_000, "$3.00M"),
+    (12_345, "$12.35K"),
+    (999.5, "$999.50"),
+    (0, "$0.00"),
+    (-3e6, "-$3.00M"),
+    (999_996_000_000, "$1.00T"),  # rounds up across the suffix boundary
+    (999_999.9, "$1.00M"),
+    (None, "—"),
+    (math.nan, "—"),
+    (pd.NA, "—"),
+])
+def test_format_usd(value, expected):
+    assert fmt.format_usd(value) == expected
+
+
+def test_format_usd_digits():
+    assert fmt.format_usd(1e9, 0) == "$1B"
+    assert fmt.format_usd(2.5e6, 1) == "$2.5M"
+
+
+@pytest.mark.parametrize("value, expected", [
+    (20431.5, "$20,431.50"),
+    (1.0, "$1.00"),
+    (0.06123456, "$0.06123"),
+    (0.5, "$0.50"),
+    (0.000012345, "$0.00001234"),
+    (7.8666533e-10, "$0.0000000007867"),
+    (0, "$0.00"),
+    (None, "—"),
+])
+def test_format_price_keeps_significant_digits_for_tiny_prices(value, expected):
+    assert fmt.format_price(value) == expected
+
+
+@pytest.mark.parametrize("value, kwargs, expected", [
+    (12.345, {}, "12.3%"),
+    (12.345, {"digits": 2}, "12.35%"),
+    (12.345, {"signed": True}, "+12.3%"),
+    (-4.0, {}, "-4.0%"),
+    (-4.0, {"signed": True}, "-4.0%"),
+    (-0.04, {"signed": True}, "+0.0%"),  # no "-0.0%"
+    (0, {"signed": True}, "+0.0%"),
+    (None, {}, "—"),
+    (math.nan, {"signed": True}, "—"),
+])
+def test_format_pct(value, kwargs, expected):
+    assert fmt.format_pct(value, **kwargs) == expected
+
+
+def test_negative_percentages_use_an_ascii_minus_so_streamlit_colours_deltas_red():
+    assert fmt.format_pct(-1.5, signed=True).startswith("-")
+    assert fmt.format_pp(-0.25).startswith("-")
+
+
+@pytest.mark.parametrize("value, expected", [(0.123, "+0.12 pp"), (-1.5, "-1.50 pp"), (0.001, "+0.00 pp"),
+                                             (None, "—")])
+def test_format_pp(value, expected):
+    assert fmt.format_pp(value) == expected
+
+
+@pytest.mark.parametrize("func, value, expected", [
+    (fmt.format_ratio, 0.04567, "0.046"),
+    (fmt.format_count, 1234, "1,234"),
+    (fmt.format_count, 1234.0, "1,234"),
+    (fmt.format_compact, 1_234_567, "1.23M"),
+    (fmt.format_compact, 12.3, "12.30"),
+    (fmt.format_supply, 19_180_000, "19.18M"),
+    (fmt.format_ratio, None, "—"),
+    (fmt.format_count, math.nan, "—"),
+])
+def test_small_formatters(func, value, expected):
+    assert func(value) == expected
+
+
+def test_format_timestamp():
+    assert fmt.format_timestamp(datetime(2022, 10, 16, 9, 28, 53)) == "2022-10-16 09:28 UTC"
+    assert fmt.format_timestamp(pd.Timestamp("2024-12-19 10:44:55")) == "2024-12-19 10:44 UTC"
+    assert fmt.format_timestamp(None) == "—"
+    assert fmt.format_timestamp(pd.NaT) == "—"
+
+
+@pytest.mark.parametrize("seconds, expected", [(-5, "0 s"), (45, "45 s"), (119, "119 s"), (600, "10 min"),
+                                               (3 * 3600, "3 h"), (4 * 86400, "4 days"), (1502 * 86400, "1,502 days")])
+def test_format_age(seconds, expected):
+    assert fmt.format_age(timedelta(seconds=seconds)) == expected
+
+
+@pytest.mark.parametrize("seconds, expected", [(2.34, "2.3 s"), (75, "1 min 15 s"), (None, "—")])
+def test_format_duration(seconds, expected):
+    assert fmt.format_duration(seconds) == expected
+
+
+def test_category_labels():
+    assert fmt.category_label("large_cap") == "Large cap (≥ $10B)"
+    assert fmt.category_label("large_cap", short=True) == "Large cap"
+    assert fmt.category_label("unknown", short=True) == "Unknown"
+    assert fmt.category_label("brand_new_bucket") == "Brand new bucket"
+    assert fmt.category_label(None) == "Unknown"
+
+
+def test_coin_label():
+    assert fmt.coin_label("Bitcoin", "btc") == "Bitcoin (BTC)"
+    assert fmt.coin_label("Bitcoin", None) == "Bitcoin"
+    assert fmt.coin_label(None, "btc") == "BTC"
+    assert fmt.coin_label(None, None) == "?"
+
+
+NASTY = "<img src=x onerror=alert(1)> **bold** [link](http://evil.example) ![i](http://e.x/i.png) $x$ :red[hi] `c`"
+
+
+def test_escape_markdown_leaves_no_markdown_syntax_active():
+    escaped = fmt.escape_markdown(NASTY)
+    for token in ("<", ">", "*", "[", "]", "(", ")", "!", "$", ":", "`"):
+        # every occurrence of a syntax character is preceded by a backslash
+        positions = [i for i, ch in enumerate(escaped) if ch == token]
+        assert positions, token
+        assert all(escaped[i - 1] == "\\" for i in positions), token
+
+
+def test_escape_markdown_breaks_autolinks_invisibly():
+    escaped = fmt.escape_markdown("visit www.evil.example or http://evil.example or me@evil.example")
+    assert "www" + fmt.WORD_JOINER in escaped
+    assert "\\:" + fmt.WORD_JOINER + "//" in escaped
+    assert "@" + fmt.WORD_JOINER in escaped
+    assert escaped.replace(fmt.WORD_JOINER, "").replace("\\", "") == \
+        "visit www.evil.example or http://evil.example or me@evil.example"
+
+
+def test_escape_markdown_plain_names_stay_readable():
+    assert fmt.escape_markdown("Bitcoin") == "Bitcoin"
+    assert fmt.escape_markdown("line\nbreak") == "line break"
+    assert fmt.escape_markdown(None) == ""
+
+
+def test_escape_plotly_turns_html_into_entities():
+    assert fmt.escape_plotly("<b>Bold</b> & <a href='x'>") == "&lt;b&gt;Bold&lt;/b&gt; &amp; &lt;a href='x'&gt;"
+    assert fmt.escape_plotly("Bitcoin") == "Bitcoin"
+    assert fmt.escape_plotly(None) == ""
+
+
+@pytest.mark.parametrize("value, missing", [(None, True), (math.nan, True), (pd.NA, True), (pd.NaT, True),
+                                            (0, False), ("", False), ("x", False)])
+def test_is_missing(value, missing):
+    assert fmt.is_missing(value) is missing
