@@ -67,7 +67,7 @@ def stack(postgres_url, tmp_path, fake_coingecko):
     settings = make_settings(postgres_url, tmp_path / "data", fake_coingecko.base_url)
     env = settings_env(settings)
     env.update({"PIPELINE_INTERVAL_MINUTES": "15", "PIPELINE_REFRESH_COOLDOWN_SECONDS": "60",
-                "COINGECKO_TIMEOUT_SECONDS": "1", "COINGECKO_MAX_RETRIES": "6"})
+                "COINGECKO_TIMEOUT_SECONDS": "1", "COINGECKO_MAX_RETRIES": "14"})
     port = free_port()
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -104,9 +104,9 @@ def test_compose_topology_as_processes(stack, fake_coingecko):
         assert stamp in page.get_by_text("Data as of").first.inner_text()
         assert page.locator('[data-testid="stException"]').count() == 0
 
-        # 3. Make the sidecar's next run slow (each attempt hangs past the 1 s timeout), wait until it
+        # 3. Make the sidecar's next run slow (twelve attempts hang past the 1 s timeout: ~12 s), wait until it
         #    holds the lock, then click Refresh: the dashboard follows that run instead of starting one.
-        fake_coingecko.add_fault("hang", hang_seconds=1.5, times=3)
+        fake_coingecko.add_fault("hang", hang_seconds=1.5, times=12)
         holder = wait_for(lambda: [r for r in runs(settings) if r["status"] == "running"], timeout=30,
                           what="a running scheduled run")[0]
         assert holder["trigger"] == "schedule"
