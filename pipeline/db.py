@@ -182,6 +182,25 @@ def upsert_rows(conn: Connection, table, rows: Sequence[tuple], columns: Sequenc
     return len(rows)
 
 
+def copy_or_upsert(conn: Connection, table, rows: Sequence[tuple], columns: Sequence[str], key: Sequence[str],
+                   *, time_column: str, time_range: tuple) -> int:
+    """Like ``upsert_rows``, but on PostgreSQL a batch whose time range holds no rows yet
+    (the common case: new snapshots, or a replay into an empty database) is COPied straight
+    into the table, skipping the temporary table and the ON CONFLICT pass."""
+    if not rows:
+        return 0
+    if is_postgres(conn):
+        low, high = time_range
+        taken = conn.exec_driver_sql(
+            f"SELECT 1 FROM {table.name} WHERE {time_column} BETWEEN %(low)s AND %(high)s LIMIT 1",
+            {"low": low, "high": high}).first()
+        if taken is None:
+            with conn.connection.driver_connection.cursor() as cur:
+                copy_rows(cur, table.name, columns, rows)
+            return len(rows)
+    return upsert_rows(conn, table, rows, columns, key)
+
+
 def ensure_month_partitions(conn: Connection, table_name: str, months: Sequence[str]) -> None:
     """Create the monthly partitions (``YYYY-MM``) a PostgreSQL load needs; no-op on SQLite."""
     if not is_postgres(conn) or not months:

@@ -177,7 +177,7 @@ def _plan_batches(runs: list[bronze.BronzeRun], batch_records: int) -> list[list
 
 
 def _load_silver(engine: Engine, runs: list[bronze.BronzeRun], result: RunResult, progress: Progress,
-                 *, batch_records: int = 50_000, workers: int | None = None) -> None:
+                 *, batch_records: int = 20_000, workers: int | None = None) -> None:
     """Transform and upsert bronze runs in bounded batches: memory stays flat as history grows.
 
     With many batches, a worker process prepares the next batch while this one loads

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, delete
 
 from pipeline.db import ensure_month_partitions as _ensure_month_partitions
-from pipeline.db import upsert_rows
+from pipeline.db import copy_or_upsert, upsert_rows
 from pipeline.schema import (
     quarantine_crypto_market,
     staging_coin_history,
@@ -26,9 +26,16 @@ def ensure_month_partitions(conn: Connection, months: list[str]) -> None:
     _ensure_month_partitions(conn, staging_crypto_market.name, months)
 
 
+SNAPSHOT_POSITION = SILVER_COLUMNS.index("snapshot_at")
+
+
 def load_market_rows(conn: Connection, rows: list[tuple]) -> int:
     """Silver rows in SILVER_COLUMNS order, already unique on (id, snapshot_at)."""
-    return upsert_rows(conn, staging_crypto_market, rows, SILVER_COLUMNS, key=["id", "snapshot_at"])
+    if not rows:
+        return 0
+    times = [row[SNAPSHOT_POSITION] for row in rows]
+    return copy_or_upsert(conn, staging_crypto_market, rows, SILVER_COLUMNS, key=["id", "snapshot_at"],
+                          time_column="snapshot_at", time_range=(min(times), max(times)))
 
 
 def load_sparklines(conn: Connection, sparklines: list[tuple]) -> None:
