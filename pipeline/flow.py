@@ -180,15 +180,16 @@ def _load_silver(engine: Engine, runs: list[bronze.BronzeRun], result: RunResult
                  *, batch_records: int = 20_000, workers: int | None = None) -> None:
     """Transform and upsert bronze runs in bounded batches: memory stays flat as history grows.
 
-    With many batches, a worker process prepares the next batch while this one loads
-    (2 cores: CPU-bound parsing overlaps database writes).
+    With many batches, worker processes prepare the next batches while this one loads
+    (CPU-bound parsing overlaps database writes).
     """
     batches = _plan_batches(runs, batch_records)
     datetime_text = engine.dialect.name == "sqlite"
     options = [{"with_sparklines": number == len(batches) - 1, "datetime_text": datetime_text}
                for number in range(len(batches))]
     if workers is None:
-        workers = 1 if len(batches) > 3 and (os.cpu_count() or 1) > 1 else 0
+        # Preparing a batch costs about twice the CPU of loading it: two preparers keep both cores busy.
+        workers = min(2, (os.cpu_count() or 1)) if len(batches) > 3 and (os.cpu_count() or 1) > 1 else 0
 
     def apply(prepared: PreparedBatch) -> None:
         with engine.begin() as conn:
