@@ -354,3 +354,18 @@ def test_money_axes_use_billions_not_giga():
 def test_coin_axis_labels_disambiguate_shared_symbols():
     frame = pd.DataFrame({"symbol": ["usdt", "usdt", "btc"], "market_cap_rank": [3, 90, 1]})
     assert charts.coin_axis_labels(frame) == ["USDT #3", "USDT #90", "BTC"]
+
+
+def test_long_coin_names_are_shortened_in_chart_titles():
+    history = pd.DataFrame({"ts": [pd.Timestamp(SNAPSHOT)], "price": [1.0], "market_cap": [1.0],
+                            "total_volume": [1.0], "origin": ["snapshot"]})
+    fig = charts.create_coin_history_chart(history, "A" * 80, "aaa")
+    assert title_of(fig) == "A" * 39 + "…: price and market cap over time"
+
+
+@pytest.mark.parametrize("prices, expected", [
+    ([0.000011, 0.000012], {"tickprefix": "$", "tickformat": ".3~g"}),   # not "$11µ"
+    ([19000.0, 19500.0], {"tickprefix": "$", "exponentformat": "B"}),
+])
+def test_price_axes_read_as_dollars(prices, expected):
+    assert charts._price_axis(prices) == expected

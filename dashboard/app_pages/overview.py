@@ -1,0 +1,96 @@
+"""Overview: the whole market at a glance (headline figures, top movers, market map)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import charts, data, frames, state, ui
+from dashboard import formatting as fmt
+
+OVERVIEW_MIN_VOLUME = 1_000_000  # top movers ignore coins that traded less than this in 24h
+
+view = state.view()
+ui.page_header("📊 Market overview", "Headline figures, the biggest movers of the last 24 hours and a market map "
+               "sized by market cap and coloured by 24h price change.")
+
+all_coins = data.load_mart(view.database_url, view.version)
+coins = frames.filter_by_category(all_coins, view.categories)
+history = data.load_market_history(view.database_url, view.version)
+global_row = data.load_global_latest(view.database_url, view.version)
+
+if not ui.nothing_to_show(coins):
+    latest = history.iloc[-1] if not history.empty else None
+    previous = history.iloc[-2] if len(history) > 1 else None
+    snapshot_at = all_coins["snapshot_at"].max()
+    if view.categories:
+        market_cap, volume = coins["market_cap"].sum(), coins["total_volume"].sum()
+        change_24h = frames.implied_change_pct(coins)
+        scope = "selection"
+    else:
+        market_cap = latest["total_market_cap"] if latest is not None else all_coins["market_cap"].sum()
+        volume = latest["total_volume"] if latest is not None else all_coins["total_volume"].sum()
+        same_snapshot = global_row is not None and global_row["snapshot_at"] == snapshot_at
+        change_24h = (global_row["market_cap_change_percentage_24h"] if same_snapshot
+                      and not fmt.is_missing(global_row["market_cap_change_percentage_24h"])
+                      else frames.implied_change_pct(coins))
+        scope = "whole market"
+
+    gap = "" if latest is None or previous is None else \
+        f"vs {fmt.format_age(latest['snapshot_at'] - previous['snapshot_at'])} earlier"
+
+    def pp_delta(column: str) -> str | None:
+        if latest is None or previous is None:
+            return None
+        return f"{fmt.format_pp(latest[column] - previous[column])} {gap}"
+
+    volume_delta = None
+    if not view.categories and latest is not None and previous is not None and previous["total_volume"]:
+        volume_delta = f"{fmt.format_pct((latest['total_volume'] / previous['total_volume'] - 1) * 100, 1, True)} {gap}"
+    gainers = int((coins["price_change_percentage_24h"] > 0).sum())
+    losers = int((coins["price_change_percentage_24h"] < 0).sum())
+    median_change = coins["price_change_percentage_24h"].median()
+
+    row = st.columns(3) + st.columns(3)
+    change_usd = None if change_24h is None else market_cap - market_cap / (1 + change_24h / 100.0)
+    row[0].metric("Total market cap" if scope == "whole market" else "Market cap (selection)",
+                  fmt.format_usd(market_cap),
+                  f"{'+' if change_usd >= 0 else ''}{fmt.format_usd(change_usd)} in 24h" if change_usd is not None
+                  else None,
+                  help=f"Combined market cap of the {scope}, in USD.", border=True)
+    row[1].metric("24h volume" if scope == "whole market" else "24h volume (selection)", fmt.format_usd(volume),
+                  volume_delta, help=f"Trading volume of the {scope} over the last 24 hours, in USD.", border=True)
+    row[2].metric("24h change", fmt.format_pct(change_24h, 2, signed=True),
+                  f"{fmt.format_pct(median_change, 2, signed=True)} median coin",
+                  help="Change of the combined market cap over 24 hours; the delta is the median coin's price "
+                       "change.", border=True)
+    row[3].metric("BTC dominance", fmt.format_pct(latest["btc_dominance_pct"], 1) if latest is not None else "—",
+                  pp_delta("btc_dominance_pct"), delta_color="off",
+                  help="Bitcoin's share of the whole market cap (not affected by the category filter).",
+                  border=True)
+    row[4].metric("ETH dominance", fmt.format_pct(latest["eth_dominance_pct"], 1) if latest is not None else "—",
+                  pp_delta("eth_dominance_pct"), delta_color="off",
+                  help="Ethereum's share of the whole market cap (not affected by the category filter).",
+                  border=True)
+    row[5].metric("Coins", fmt.format_count(len(coins)), f"{gainers} up · {losers} down in 24h",
+                  delta_color="off", delta_arrow="off",
+                  help=f"Coins shown (of {len(all_coins)} tracked), and how many rose or fell over 24 hours.",
+                  border=True)
+
+    movers_pool = frames.filter_min_volume(coins, OVERVIEW_MIN_VOLUME)
+    gainers_frame, losers_frame = frames.top_movers(movers_pool, "price_change_percentage_24h", 8)
+    left, right = st.columns([2, 3])
+    with left:
+        if gainers_frame.empty and losers_frame.empty:
+            st.info("No coin with at least $1M of 24h volume moved in the selection.", icon="🔍")
+        else:
+            ui.render_chart(charts.create_movers_chart(gainers_frame, losers_frame, "24h",
+                                                       "Top movers, 24h (coins with ≥ $1M volume)"),
+                            key="overview_movers")
+    with right:
+        ui.render_chart(charts.create_market_treemap(coins), key="overview_treemap")
+
+    with st.expander(f"All {len(coins)} coins in view", expanded=False):
+        ui.render_table(coins, "coins_overview", ui.coin_columns(
+            "market_cap_rank", "name", "symbol", "current_price", "market_cap", "total_volume",
+            "price_change_percentage_1h", "price_change_percentage_24h", "price_change_percentage_7d",
+            "market_dominance_pct", "market_cap_category", "liquidity_category"), key="overview_table")

@@ -1,0 +1,74 @@
+"""Pipeline: recent runs, data freshness, who is running now, and quarantined records."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import charts, data, frames, state, ui
+from dashboard import formatting as fmt
+from pipeline.db import utcnow
+
+view = state.view()
+ui.page_header("⚙️ Pipeline", "Every run of the pipeline (scheduler, refresh button, command line), how long it "
+               "took, what it loaded, and the records the silver checks rejected. The market-cap filter does not "
+               "apply here.")
+
+runs = frames.runs_table(data.load_runs(view.database_url, view.version, 50))
+holder = data.load_lock_holder(view.database_url)
+quarantined_total = data.count_quarantine(view.database_url, view.version)
+
+successes = runs[runs["status"] == "success"]
+last_success = successes["finished_at"].max() if not successes.empty else None
+metrics = st.columns(4)
+metrics[0].metric("Last successful run", fmt.format_age(utcnow() - last_success) + " ago" if last_success is not None
+                  else "never", help="When the newest successful run finished.", border=True)
+metrics[1].metric("Running now", holder["run_id"] if holder else "nothing",
+                  f"pid {holder['pid']} on {holder['host']}" if holder else None, delta_color="off",
+                  delta_arrow="off", border=True)
+failed = int(runs["status"].isin(["failed", "abandoned"]).sum())
+metrics[2].metric("Failed runs", f"{failed} of {len(runs)}", help="Among the runs listed below.", border=True)
+metrics[3].metric("Quarantined records", fmt.format_count(quarantined_total),
+                  help="Records the silver checks rejected, over all runs.", border=True)
+
+if runs.empty:
+    st.info("No pipeline runs recorded yet.", icon="🔍")
+else:
+    ui.render_chart(charts.create_runs_chart(runs), key="pipeline_runs_chart")
+    st.subheader("Recent runs")
+    ui.render_table(runs, "pipeline_runs", {
+        "started_at": st.column_config.DatetimeColumn("Started (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+        "status": st.column_config.TextColumn("Status"),
+        "trigger": st.column_config.TextColumn("Trigger"),
+        "source": st.column_config.TextColumn("Source"),
+        "stage": st.column_config.TextColumn("Last stage"),
+        "duration_s": st.column_config.NumberColumn("Duration (s)", format="%.1f"),
+        "bronze_records": st.column_config.NumberColumn("Bronze records", format="%d"),
+        "silver_rows": st.column_config.NumberColumn("Silver rows", format="%d"),
+        "gold_rows": st.column_config.NumberColumn("Gold rows", format="%d"),
+        "quarantined_count": st.column_config.NumberColumn("Quarantined", format="%d"),
+        "duplicates_dropped": st.column_config.NumberColumn("Duplicates dropped", format="%d"),
+        "snapshot_at": st.column_config.DatetimeColumn("Snapshot (UTC)", format="YYYY-MM-DD HH:mm"),
+        "error_message": st.column_config.TextColumn("Error", width="large"),
+        "run_id": st.column_config.TextColumn("Run id"),
+    }, key="pipeline_runs_table")
+
+st.subheader("Quarantined records")
+quarantine = data.load_quarantine(view.database_url, view.version, 500)
+if quarantine.empty:
+    st.success("No record has been quarantined: every record passed the silver checks.", icon="✅")
+else:
+    reasons = frames.quarantine_reasons(quarantine)
+    left, right = st.columns([2, 3])
+    with left:
+        ui.render_chart(charts.create_quarantine_chart(reasons), key="pipeline_quarantine_chart")
+    with right:
+        ui.render_table(quarantine, "quarantined_records", {
+            "snapshot_at": st.column_config.DatetimeColumn("Snapshot (UTC)", format="YYYY-MM-DD HH:mm"),
+            "record_id": st.column_config.TextColumn("Coin id"),
+            "reason": st.column_config.TextColumn("Reason", width="large"),
+            "run_id": st.column_config.TextColumn("Run id"),
+            "record_index": st.column_config.NumberColumn("Record #", format="%d"),
+            "raw_record": st.column_config.TextColumn("Raw record (first 500 characters)"),
+        }, key="pipeline_quarantine_table")
+    if quarantined_total > len(quarantine):
+        st.caption(f"Showing the newest {len(quarantine):,} of {quarantined_total:,} quarantined records.")

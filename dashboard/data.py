@@ -1,0 +1,267 @@
+"""Every query the dashboard runs, one cached loader per table or question.
+
+This is the only dashboard module that talks SQL. Loaders use SQLAlchemy Core
+on the table definitions in ``pipeline.schema`` (bound parameters only, the
+same statements on SQLite and PostgreSQL) through the pipeline's shared engine
+for ``DATABASE_URL``. They take the database URL and a ``version`` token as
+parameters: the token changes whenever a pipeline run starts or ends (from any
+process), so a cached result is never older than the newest published data,
+and the ``ttl`` bounds the cache for everything else.
+
+Any database failure becomes :class:`DataUnavailable`, whose message names the
+problem in one line; pages show it instead of a traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import Engine, func, inspect, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from pipeline.config import Settings, mask_url
+from pipeline.db import make_engine
+from pipeline.errors import DatabaseUnavailable
+from pipeline.schema import (
+    crypto_analytics_mart,
+    market_history,
+    market_segment_analysis,
+    pipeline_runs,
+    quarantine_crypto_market,
+    staging_coin_history,
+    staging_crypto_market,
+    staging_global_market,
+)
+
+#: Tables the pages read. The gold ones must exist for the dashboard to work.
+REQUIRED_TABLES = ("crypto_analytics_mart", "market_segment_analysis", "market_history", "pipeline_runs")
+OPTIONAL_TABLES = ("staging_crypto_market", "staging_coin_history", "staging_global_market",
+                   "quarantine_crypto_market")
+
+PROBE_TTL = 5          # seconds: how quickly a run by the scheduler shows up
+DATA_TTL = 600         # seconds: gold only changes with a run, which changes the version token
+RUNS_TTL = 10          # seconds: the run log changes stage while a run is going
+
+MART_NUMERIC = [
+    "market_cap_rank", "current_price", "market_cap", "total_volume", "market_dominance_pct",
+    "price_change_percentage_1h", "price_change_percentage_24h", "price_change_percentage_7d",
+    "price_change_percentage_30d", "price_volatility_24h", "volume_to_mcap_ratio", "distance_from_ath_pct",
+    "high_24h", "low_24h", "ath", "circulating_supply",
+]
+
+
+class DataUnavailable(Exception):
+    """The database could not be read; the message says why and what to do, in one line."""
+
+
+@dataclass(frozen=True)
+class DataStatus:
+    """What the database holds right now, as far as the dashboard is concerned."""
+
+    state: str                      # ok | empty | no_tables | missing_tables | unreachable
+    message: str = ""
+    version: str = ""
+    missing: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "ok"
+
+
+def engine_for(database_url: str) -> Engine:
+    """The pipeline's cached engine for this URL (one connection pool per process)."""
+    try:
+        return make_engine(database_url)
+    except OSError as exc:  # SQLite: the folder for the file cannot be created
+        raise DataUnavailable(f"cannot open database {mask_url(database_url)}: {exc}") from exc
+
+
+def _unavailable(database_url: str, exc: Exception) -> DataUnavailable:
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    reason_text = reason[0] if reason else type(exc).__name__
+    return DataUnavailable(f"cannot read database {mask_url(database_url)}: {reason_text}")
+
+
+def _frame(database_url: str, statement, numeric: list[str] | None = None) -> pd.DataFrame:
+    """Run one Core statement and return its rows as a DataFrame (typed by the table schema)."""
+    try:
+        with engine_for(database_url).connect() as conn:
+            result = conn.execute(statement)
+            frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    except SQLAlchemyError as exc:
+        raise _unavailable(database_url, exc) from exc
+    for column in numeric or []:
+        if column in frame.columns:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    return frame
+
+
+# -- status -------------------------------------------------------------------
+
+
+@st.cache_data(ttl=PROBE_TTL, show_spinner=False)
+def probe(database_url: str) -> DataStatus:
+    """Is the database reachable, are the tables there, is there data, and which version."""
+    try:
+        engine = engine_for(database_url)
+        with engine.connect() as conn:
+            tables = set(inspect(conn).get_table_names())
+            missing = tuple(t for t in REQUIRED_TABLES if t not in tables)
+            if len(missing) == len(REQUIRED_TABLES):
+                return DataStatus("no_tables", "the database has no pipeline tables yet", missing=missing)
+            if missing:
+                return DataStatus("missing_tables", "the database is missing the table(s) " + ", ".join(missing),
+                                  missing=missing)
+            latest = conn.execute(select(pipeline_runs.c.run_id, pipeline_runs.c.status)
+                                  .order_by(pipeline_runs.c.started_at.desc()).limit(1)).first()
+            has_rows = conn.execute(select(crypto_analytics_mart.c.id).limit(1)).first() is not None
+    except DataUnavailable as exc:
+        return DataStatus("unreachable", str(exc))
+    except (SQLAlchemyError, DatabaseUnavailable) as exc:
+        return DataStatus("unreachable", str(_unavailable(database_url, exc)))
+    version = f"{latest[0]}:{latest[1]}" if latest else "none"
+    if not has_rows:
+        return DataStatus("empty", "no market data has been loaded yet", version=version)
+    return DataStatus("ok", version=version)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def load_freshness(database_url: str, version: str, interval_minutes: int) -> dict | None:
+    """When the shown data was recorded and where from (``pipeline.status.freshness``)."""
+    from pipeline.status import freshness
+
+    settings = Settings.from_env({"DATABASE_URL": database_url, "PIPELINE_INTERVAL_MINUTES": str(interval_minutes)})
+    try:
+        return freshness(settings)
+    except SQLAlchemyError as exc:
+        raise _unavailable(database_url, exc) from exc
+
+
+# -- gold ---------------------------------------------------------------------
+
+
+@st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=8)
+def load_mart(database_url: str, version: str) -> pd.DataFrame:
+    """``crypto_analytics_mart``: one row per coin of the newest snapshot, by rank."""
+    statement = select(crypto_analytics_mart).order_by(
+        crypto_analytics_mart.c.market_cap_rank.is_(None), crypto_analytics_mart.c.market_cap_rank,
+        crypto_analytics_mart.c.market_cap.desc())
+    return _frame(database_url, statement, MART_NUMERIC)
+
+
+@st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=8)
+def load_segments(database_url: str, version: str) -> pd.DataFrame:
+    """``market_segment_analysis``: one row per market-cap category."""
+    numeric = [c.name for c in market_segment_analysis.columns if c.name not in ("market_cap_category", "snapshot_at")]
+    return _frame(database_url, select(market_segment_analysis), numeric)
+
+
+@st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=8)
+def load_market_history(database_url: str, version: str, limit: int = 5000) -> pd.DataFrame:
+    """``market_history``: whole-market totals and dominance per snapshot, oldest first."""
+    newest = (select(market_history).order_by(market_history.c.snapshot_at.desc()).limit(limit)).subquery()
+    numeric = ["coin_count", "total_market_cap", "total_volume", "btc_dominance_pct", "eth_dominance_pct",
+               "stablecoin_dominance_pct", "others_dominance_pct"]
+    return _frame(database_url, select(newest).order_by(newest.c.snapshot_at), numeric)
+
+
+@st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=8)
+def load_global_latest(database_url: str, version: str) -> dict | None:
+    """The newest ``staging_global_market`` row (CoinGecko's /global), or None."""
+    g = staging_global_market
+    frame = _frame(database_url, select(g.c.snapshot_at, g.c.total_market_cap, g.c.total_volume,
+                                        g.c.market_cap_change_percentage_24h, g.c.btc_dominance_pct,
+                                        g.c.eth_dominance_pct)
+                   .order_by(g.c.snapshot_at.desc()).limit(1),
+                   ["total_market_cap", "total_volume", "market_cap_change_percentage_24h",
+                    "btc_dominance_pct", "eth_dominance_pct"])
+    return None if frame.empty else frame.iloc[0].to_dict()
+
+
+# -- silver, for one coin -------------------------------------------------------
+
+
+@st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=64)
+def load_coin_history(database_url: str, version: str, coin_id: str) -> pd.DataFrame:
+    """Price, market cap and volume over time for one coin: silver snapshots plus backfills.
+
+    Two indexed lookups (``WHERE id = :id`` on each primary key); where both have
+    a point at the same time, the snapshot wins. Columns: ts, price, market_cap,
+    total_volume, origin ('snapshot' | 'backfill').
+    """
+    s = staging_crypto_market
+    snapshots = _frame(database_url, select(s.c.snapshot_at.label("ts"), s.c.current_price.label("price"),
+                                            s.c.market_cap, s.c.total_volume).where(s.c.id == coin_id),
+                       ["price", "market_cap", "total_volume"])
+    snapshots["origin"] = "snapshot"
+    h = staging_coin_history
+    try:
+        backfill = _frame(database_url, select(h.c.ts, h.c.price, h.c.market_cap, h.c.total_volume)
+                          .where(h.c.id == coin_id), ["price", "market_cap", "total_volume"])
+    except DataUnavailable:  # an older database without the backfill table: snapshots only
+        backfill = snapshots.iloc[0:0].drop(columns="origin")
+    backfill["origin"] = "backfill"
+    frames = [f for f in (snapshots, backfill) if not f.empty]
+    if not frames:
+        return snapshots
+    history = pd.concat(frames, ignore_index=True)
+    history["ts"] = pd.to_datetime(history["ts"])
+    history = history.sort_values(["ts", "origin"], ascending=[True, False])
+    return history.drop_duplicates("ts", keep="first").reset_index(drop=True)
+
+
+# -- operations -------------------------------------------------------------------
+
+
+@st.cache_data(ttl=RUNS_TTL, show_spinner=False, max_entries=8)
+def load_runs(database_url: str, version: str, limit: int = 50) -> pd.DataFrame:
+    """The newest ``pipeline_runs`` rows, newest first."""
+    r = pipeline_runs
+    return _frame(database_url, select(r).order_by(r.c.started_at.desc()).limit(limit),
+                  ["bronze_records", "silver_rows", "gold_rows", "quarantined_count", "duplicates_dropped"])
+
+
+@st.cache_data(ttl=RUNS_TTL, show_spinner=False, max_entries=8)
+def load_quarantine(database_url: str, version: str, limit: int = 500) -> pd.DataFrame:
+    """The newest quarantined records (rejected by the silver checks), newest first."""
+    q = quarantine_crypto_market
+    frame = _frame(database_url, select(q).order_by(q.c.snapshot_at.desc(), q.c.record_index).limit(limit))
+    if "raw_record" in frame.columns:
+        frame["raw_record"] = frame["raw_record"].astype("str").str.slice(0, 500)
+    return frame
+
+
+@st.cache_data(ttl=RUNS_TTL, show_spinner=False, max_entries=8)
+def count_quarantine(database_url: str, version: str) -> int:
+    """How many records were ever quarantined."""
+    q = quarantine_crypto_market
+    frame = _frame(database_url, select(func.count().label("n")).select_from(q))
+    return int(frame["n"].iloc[0]) if not frame.empty else 0
+
+
+def load_lock_holder(database_url: str) -> dict | None:
+    """The run holding the pipeline lock right now, if any (uncached: it changes by the second)."""
+    from pipeline.runs import current_holder
+
+    try:
+        return current_holder(engine_for(database_url))
+    except SQLAlchemyError as exc:
+        raise _unavailable(database_url, exc) from exc
+
+
+def last_api_run_started(database_url: str) -> datetime | None:
+    """When the newest run that called the CoinGecko API started (uncached: for the cooldown)."""
+    r = pipeline_runs
+    frame = _frame(database_url, select(func.max(r.c.started_at).label("started_at")).where(r.c.source == "api"))
+    value = frame["started_at"].iloc[0] if not frame.empty else None
+    return None if value is None or pd.isna(value) else pd.Timestamp(value).to_pydatetime()
+
+
+def clear_caches() -> None:
+    """Forget every cached result, so the next read shows what the database holds now."""
+    for loader in (probe, load_freshness, load_mart, load_segments, load_market_history, load_global_latest,
+                   load_coin_history, load_runs, load_quarantine, count_quarantine):
+        loader.clear()

@@ -1,0 +1,233 @@
+"""Numbers, times and external text formatted for people. Pure functions, no Streamlit.
+
+Every formatter accepts ``None`` and NaN and returns an em dash for them, so a
+missing value never shows up as "nan" or "None" on a page.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from datetime import datetime, timedelta
+
+MISSING = "—"
+
+_SUFFIXES = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))
+
+#: Markdown (and Streamlit's ``:color[...]``/``$math$`` extensions) treat these as syntax.
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=&])")
+
+WORD_JOINER = "\u2060"
+_AUTOLINK_TRIGGERS = re.compile(r"(?i)www|\\:|@")
+
+#: Human labels for the pipeline's category codes.
+CATEGORY_LABELS = {
+    "large_cap": "Large cap (≥ $10B)",
+    "mid_cap": "Mid cap ($1B–10B)",
+    "small_cap": "Small cap ($250M–1B)",
+    "micro_cap": "Micro cap (< $250M)",
+    "high_liquidity": "High (≥ 10% of cap traded)",
+    "medium_liquidity": "Medium (3–10%)",
+    "low_liquidity": "Low (< 3%)",
+    "strong_gain": "Strong gain (≥ +5%)",
+    "moderate_gain": "Moderate gain (+1% to +5%)",
+    "neutral": "Neutral (−1% to +1%)",
+    "moderate_loss": "Moderate loss (−5% to −1%)",
+    "strong_loss": "Strong loss (< −5%)",
+    "unknown": "Unknown (no data)",
+}
+
+#: Short labels, for axes and legends where space is tight.
+SHORT_LABELS = {
+    "large_cap": "Large cap",
+    "mid_cap": "Mid cap",
+    "small_cap": "Small cap",
+    "micro_cap": "Micro cap",
+    "high_liquidity": "High",
+    "medium_liquidity": "Medium",
+    "low_liquidity": "Low",
+    "strong_gain": "Strong gain",
+    "moderate_gain": "Moderate gain",
+    "neutral": "Neutral",
+    "moderate_loss": "Moderate loss",
+    "strong_loss": "Strong loss",
+    "unknown": "Unknown",
+}
+
+
+def is_missing(value) -> bool:
+    """True for None, NaN, pandas NA/NaT and anything else that is not a real value."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # NaN, NaT and pd.NA are not equal to themselves
+    except (TypeError, ValueError):  # pd.NA raises on bool()
+        return True
+
+
+def _scaled(value: float, digits: int) -> str:
+    magnitude = abs(value)
+    for index, (size, suffix) in enumerate(_SUFFIXES):
+        if magnitude >= size:
+            text = f"{value / size:.{digits}f}"
+            if abs(float(text)) >= 1000 and index > 0:  # 999.996B rounds to 1000.00B: say 1.00T
+                bigger_size, bigger_suffix = _SUFFIXES[index - 1]
+                return f"{value / bigger_size:.{digits}f}{bigger_suffix}"
+            return text + suffix
+    if abs(round(value, digits)) >= 1000:
+        return f"{value / 1e3:.{digits}f}K"
+    return f"{value:.{digits}f}"
+
+
+def format_compact(value, digits: int = 2) -> str:
+    """1234567 -> '1.23M'; 12.3 -> '12.30'."""
+    if is_missing(value):
+        return MISSING
+    return _scaled(float(value), digits)
+
+
+def format_usd(value, digits: int = 2) -> str:
+    """Large dollar amounts: 1.23e12 -> '$1.23T', 45.6e9 -> '$45.60B', -3e6 -> '-$3.00M'."""
+    if is_missing(value):
+        return MISSING
+    value = float(value)
+    sign = "-" if value < 0 else ""
+    return f"{sign}${_scaled(abs(value), digits)}"
+
+
+def format_price(value) -> str:
+    """A coin price: cents above $1, four significant digits below (micro-cap prices are tiny).
+
+    20431.5 -> '$20,431.50'; 0.06123 -> '$0.06123'; 7.8666533e-10 -> '$0.0000000007867'.
+    """
+    if is_missing(value):
+        return MISSING
+    value = float(value)
+    if value == 0:
+        return "$0.00"
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    if value >= 1:
+        return f"{sign}${value:,.2f}"
+    decimals = min(max(4 - int(math.floor(math.log10(value))) - 1, 2), 18)
+    whole, _, fraction = f"{value:.{decimals}f}".partition(".")
+    fraction = fraction.rstrip("0").ljust(2, "0")  # at least cents: $0.50, not $0.5
+    return f"{sign}${whole}.{fraction}"
+
+
+def format_pct(value, digits: int = 1, signed: bool = False) -> str:
+    """A value already in percent: 12.345 -> '12.3%'; signed -> '+12.3%' / '-4.0%'."""
+    if is_missing(value):
+        return MISSING
+    value = float(value)
+    if round(value, digits) == 0:
+        value = 0.0  # no "-0.0%"
+    text = f"{abs(value):.{digits}f}%"
+    if value < 0:
+        return f"-{text}"  # ASCII minus: Streamlit colours a metric delta red only for a leading "-"
+    return f"+{text}" if signed else text
+
+
+def format_pp(value, digits: int = 2) -> str:
+    """A change in percentage points: 0.123 -> '+0.12 pp'."""
+    if is_missing(value):
+        return MISSING
+    value = float(value)
+    if round(value, digits) == 0:
+        value = 0.0
+    return f"{'-' if value < 0 else '+'}{abs(value):.{digits}f} pp"
+
+
+def format_ratio(value, digits: int = 3) -> str:
+    """Volume / market cap: 0.0456 -> '0.046'."""
+    if is_missing(value):
+        return MISSING
+    return f"{float(value):.{digits}f}"
+
+
+def format_count(value) -> str:
+    """1234 -> '1,234'."""
+    if is_missing(value):
+        return MISSING
+    return f"{int(value):,}"
+
+
+def format_supply(value) -> str:
+    """Circulating supply without a currency: 19.2e6 -> '19.20M'."""
+    return format_compact(value)
+
+
+def format_timestamp(value: datetime | None) -> str:
+    """Naive UTC timestamp -> '2022-10-16 09:28 UTC'."""
+    if is_missing(value):
+        return MISSING
+    return f"{value:%Y-%m-%d %H:%M} UTC"
+
+
+def format_age(delta: timedelta | None) -> str:
+    """How old something is: '45 s', '12 min', '3 h', '4 days'."""
+    if delta is None:
+        return MISSING
+    seconds = max(int(delta.total_seconds()), 0)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 172800:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400:,} days"
+
+
+def format_duration(seconds) -> str:
+    """A run's duration: 2.34 -> '2.3 s'; 75 -> '1 min 15 s'."""
+    if is_missing(seconds):
+        return MISSING
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {rest} s"
+
+
+def category_label(code, short: bool = False) -> str:
+    """'large_cap' -> 'Large cap (≥ $10B)' (or 'Large cap' when ``short``)."""
+    if is_missing(code):
+        return "Unknown"
+    labels = SHORT_LABELS if short else CATEGORY_LABELS
+    return labels.get(str(code), str(code).replace("_", " ").capitalize())
+
+
+def coin_label(name, symbol) -> str:
+    """'Bitcoin (BTC)' as plain text (escape it for the place it is shown)."""
+    name = "" if is_missing(name) else str(name)
+    symbol = "" if is_missing(symbol) else str(symbol).upper()
+    if name and symbol:
+        return f"{name} ({symbol})"
+    return name or symbol or "?"
+
+
+def escape_markdown(text) -> str:
+    """Make external text (a coin name from the API) literal inside Streamlit markdown.
+
+    Streamlit renders labels, captions and headers as markdown, with extensions
+    for ``:red[...]``, ``:material/...:`` and ``$math$``; every such character is
+    backslash-escaped so a name can never become a link, an image, a colour or math.
+    """
+    if is_missing(text):
+        return ""
+    escaped = _MARKDOWN_SPECIALS.sub(r"\\\1", str(text).replace("\n", " "))
+    # GFM turns bare URLs, www. names and e-mail addresses into links even when escaped:
+    # an invisible word joiner after the trigger keeps them plain text.
+    return _AUTOLINK_TRIGGERS.sub(lambda m: m.group(0) + WORD_JOINER, escaped)
+
+
+def escape_plotly(text) -> str:
+    """Make external text literal inside Plotly labels and hover text.
+
+    Plotly renders a subset of HTML (``<b>``, ``<a href>``, ``<br>``) in text,
+    so ``<``, ``>`` and ``&`` become entities, which Plotly shows as characters.
+    """
+    if is_missing(text):
+        return ""
+    return html.escape(str(text), quote=False)

@@ -1,0 +1,170 @@
+"""Pure DataFrame helpers shared by the pages: filters and small derived tables.
+
+DataFrame in, DataFrame out; no Streamlit and no I/O, so they are unit-tested
+on tiny frames (``tests/dashboard/test_frames.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import pandas as pd
+
+from pipeline.categories import MARKET_CAP_CATEGORIES
+
+PERIOD_COLUMNS = {
+    "1h": "price_change_percentage_1h",
+    "24h": "price_change_percentage_24h",
+    "7d": "price_change_percentage_7d",
+}
+
+
+def parse_categories(values: Sequence[str] | str | None) -> tuple[list[str], list[str]]:
+    """``['large_cap,mid_cap']`` or ``'large_cap,mid_cap'`` -> (valid in canonical order, invalid).
+
+    Accepts comma-separated values and repeated parameters alike, ignores case,
+    blanks and duplicates.
+    """
+    if values is None:
+        return [], []
+    if isinstance(values, str):
+        values = [values]
+    seen: list[str] = []
+    for value in values:
+        for part in str(value).split(","):
+            part = part.strip().lower()
+            if part and part not in seen:
+                seen.append(part)
+    valid = [c for c in MARKET_CAP_CATEGORIES if c in seen]
+    invalid = [c for c in seen if c not in MARKET_CAP_CATEGORIES]
+    return valid, invalid
+
+
+def filter_by_category(frame: pd.DataFrame, categories: Sequence[str],
+                       column: str = "market_cap_category") -> pd.DataFrame:
+    """Rows whose market-cap category is selected; an empty selection means every category."""
+    if not categories or frame.empty:
+        return frame
+    return frame[frame[column].isin(list(categories))]
+
+
+def filter_min_volume(frame: pd.DataFrame, min_volume: float) -> pd.DataFrame:
+    """Coins that traded at least ``min_volume`` (USD) in 24h, so dust coins do not top the lists."""
+    if not min_volume:
+        return frame
+    return frame[frame["total_volume"].fillna(0) >= min_volume]
+
+
+def top_movers(frame: pd.DataFrame, column: str, n: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``n`` biggest gainers (change > 0, best first) and losers (change < 0, worst first)."""
+    known = frame[frame[column].notna()]
+    gainers = known[known[column] > 0].nlargest(n, column)
+    losers = known[known[column] < 0].nsmallest(n, column)
+    return gainers, losers
+
+
+def liquidity_extremes(frame: pd.DataFrame, n: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Most and least liquid coins by 24h volume / market cap."""
+    known = frame[frame["volume_to_mcap_ratio"].notna()]
+    return known.nlargest(n, "volume_to_mcap_ratio"), known.nsmallest(n, "volume_to_mcap_ratio")
+
+
+def category_counts(frame: pd.DataFrame, column: str, order: Sequence[str]) -> pd.DataFrame:
+    """Coins per category, every category of ``order`` present (0 when none), in that order."""
+    counts = frame[column].value_counts() if not frame.empty else pd.Series(dtype="int64")
+    extra = [c for c in counts.index if c not in order]
+    index = list(order) + extra
+    result = pd.DataFrame({"category": index, "coins": [int(counts.get(c, 0)) for c in index]})
+    total = result["coins"].sum()
+    result["share_pct"] = result["coins"] * 100.0 / total if total else 0.0
+    return result
+
+
+def dominance_shares(frame: pd.DataFrame, top_n: int = 10) -> pd.DataFrame:
+    """Share of the whole market for the top ``n`` coins, the other listed coins, and the rest.
+
+    ``market_dominance_pct`` is each coin's share of the whole market; whatever the
+    listed coins do not cover is the rest of the market (coins outside the
+    selection or outside the tracked top list).
+    Columns: label, symbol, share_pct, market_cap, kind ('coin' | 'others' | 'rest').
+    """
+    known = frame[frame["market_dominance_pct"].notna()].sort_values("market_dominance_pct", ascending=False)
+    top = known.head(top_n)
+    rows = [{"label": r["name"], "symbol": r["symbol"], "share_pct": float(r["market_dominance_pct"]),
+             "market_cap": r["market_cap"], "kind": "coin"} for _, r in top.iterrows()]
+    rest_of_list = known.iloc[top_n:]
+    if not rest_of_list.empty:
+        rows.append({"label": f"Other {len(rest_of_list)} coins", "symbol": "",
+                     "share_pct": float(rest_of_list["market_dominance_pct"].sum()),
+                     "market_cap": float(rest_of_list["market_cap"].sum()), "kind": "others"})
+    listed = float(known["market_dominance_pct"].sum())
+    if listed < 99.95:
+        rows.append({"label": "Rest of the market", "symbol": "", "share_pct": 100.0 - listed,
+                     "market_cap": math.nan, "kind": "rest"})
+    return pd.DataFrame(rows, columns=["label", "symbol", "share_pct", "market_cap", "kind"])
+
+
+def implied_change_pct(frame: pd.DataFrame, column: str = "price_change_percentage_24h") -> float | None:
+    """Change of the coins' combined market cap implied by their price changes (percent).
+
+    Each cap ``c`` with change ``p`` was ``c / (1 + p/100)`` a period ago.
+    """
+    known = frame[frame[column].notna() & frame["market_cap"].notna() & (frame[column] > -100)]
+    if known.empty:
+        return None
+    now = known["market_cap"].sum()
+    before = (known["market_cap"] / (1 + known[column] / 100.0)).sum()
+    if not before:
+        return None
+    return float((now / before - 1) * 100.0)
+
+
+def parse_sparkline(raw) -> list[float]:
+    """The mart's ``sparkline_7d`` JSON text -> list of floats ([] when missing or broken)."""
+    if raw is None or (isinstance(raw, float) and math.isnan(raw)):
+        return []
+    try:
+        values = json.loads(raw) if isinstance(raw, str) else list(raw)
+    except (TypeError, ValueError):
+        return []
+    return [float(v) if v is not None else math.nan for v in values if isinstance(v, (int, float)) or v is None]
+
+
+def sparkline_frame(raw, end: datetime | None) -> pd.DataFrame:
+    """A 7-day sparkline as (ts, price): evenly spaced points ending at ``end`` (hourly for 168 points)."""
+    values = parse_sparkline(raw)
+    if not values:
+        return pd.DataFrame({"ts": pd.Series(dtype="datetime64[ns]"), "price": pd.Series(dtype="float64")})
+    end = pd.Timestamp(end) if end is not None and not pd.isna(end) else pd.Timestamp("1970-01-08")
+    step = timedelta(days=7) / max(len(values) - 1, 1)
+    times = [end - step * (len(values) - 1 - i) for i in range(len(values))]
+    return pd.DataFrame({"ts": pd.to_datetime(times), "price": values})
+
+
+def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The run log with a duration column (seconds), ready to show."""
+    table = runs.copy()
+    if table.empty:
+        table["duration_s"] = pd.Series(dtype="float64")
+        return table
+    started = pd.to_datetime(table["started_at"])
+    finished = pd.to_datetime(table["finished_at"])
+    table["duration_s"] = (finished - started).dt.total_seconds()
+    return table
+
+
+def quarantine_reasons(quarantine: pd.DataFrame) -> pd.DataFrame:
+    """Quarantined records per kind of reason, most frequent first.
+
+    A reason such as ``"negative market_cap: -5.0; missing id"`` counts once for
+    ``negative market_cap`` and once for ``missing id`` (the values are dropped).
+    """
+    if quarantine.empty:
+        return pd.DataFrame({"reason": pd.Series(dtype="str"), "records": pd.Series(dtype="int64")})
+    kinds = (quarantine["reason"].astype("str").str.split("; ").explode()
+             .str.split(":", n=1).str[0].str.strip())
+    counts = kinds[kinds != ""].value_counts()
+    return pd.DataFrame({"reason": counts.index.astype("str"), "records": counts.to_numpy().astype("int64")})

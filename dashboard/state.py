@@ -1,0 +1,122 @@
+"""Session-state and URL query-parameter helpers.
+
+Two scopes (see STYLE.md §3): global keys are set up once by the router with
+``setdefault``-style initialisation; keys used by a single page carry that
+page's name as a prefix (``page_key("trends", "period")`` -> ``"trends_period"``).
+
+The market-cap filter lives in session state under ``FILTER_KEY`` (the sidebar
+multiselect's key) and is mirrored into the URL as ``?category=large_cap,mid_cap``
+so a link reproduces the view. The URL is read once, when a session starts;
+after that the widget is the source of truth and the URL is rewritten from it
+on every run (page switches drop the query string, this puts it back).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from dashboard.data import DataStatus
+from dashboard.frames import parse_categories
+from pipeline.categories import MARKET_CAP_CATEGORIES
+from pipeline.config import Settings
+
+CATEGORY_PARAM = "category"
+FILTER_KEY = "filter_categories"
+INVALID_KEY = "filter_invalid_categories"
+VIEW_KEY = "view"
+FLASH_KEY = "flash_messages"
+
+
+@dataclass(frozen=True)
+class View:
+    """What every page needs from the router: settings, data version and the filter."""
+
+    settings: Settings
+    status: DataStatus
+    categories: tuple[str, ...]
+
+    @property
+    def database_url(self) -> str:
+        return self.settings.database_url
+
+    @property
+    def version(self) -> str:
+        return self.status.version
+
+
+def page_key(page: str, name: str) -> str:
+    """A session-state key owned by one page."""
+    return f"{page}_{name}"
+
+
+def init_category_filter() -> None:
+    """On a session's first run, take the filter from ``?category=`` (comma-separated or repeated)."""
+    if FILTER_KEY in st.session_state:
+        return
+    valid, invalid = parse_categories(st.query_params.get_all(CATEGORY_PARAM))
+    st.session_state[FILTER_KEY] = valid
+    st.session_state[INVALID_KEY] = invalid
+
+
+def selected_categories() -> list[str]:
+    """The market-cap categories chosen in the sidebar ([] means all)."""
+    return list(st.session_state.get(FILTER_KEY, []))
+
+
+def take_invalid_categories() -> list[str]:
+    """Unknown categories found in the URL at session start (reported once)."""
+    return list(st.session_state.pop(INVALID_KEY, []) or [])
+
+
+def sync_query_params(categories: list[str], keep: tuple[str, ...] = ()) -> None:
+    """Make the URL say what is shown: ``category``, plus the parameters named in ``keep``.
+
+    ``keep`` lists the current page's own parameters (the Coin page's ``coin``),
+    which that page maintains; any other parameter (another page's, an unknown
+    one) is dropped. Only changed values are written.
+    """
+    current = {key: st.query_params.get_all(key) for key in st.query_params.keys()}
+    for key in current:
+        if key != CATEGORY_PARAM and key not in keep:
+            del st.query_params[key]
+    if categories:
+        value = ",".join(c for c in MARKET_CAP_CATEGORIES if c in categories)  # one canonical link per view
+        if current.get(CATEGORY_PARAM) != [value]:
+            st.query_params[CATEGORY_PARAM] = value
+    elif CATEGORY_PARAM in current:
+        del st.query_params[CATEGORY_PARAM]
+
+
+def set_query_param(name: str, value: str | None) -> None:
+    """Set (or with None remove) one of the current page's own parameters."""
+    if value:
+        if st.query_params.get_all(name) != [value]:
+            st.query_params[name] = value
+    elif name in st.query_params:
+        del st.query_params[name]
+
+
+def query_param(name: str) -> str | None:
+    """One query parameter's value (the first one if repeated)."""
+    values = st.query_params.get_all(name)
+    return values[0] if values else None
+
+
+def set_view(view: View) -> None:
+    st.session_state[VIEW_KEY] = view
+
+
+def view() -> View:
+    """The router's View for this run (set before the page runs)."""
+    return st.session_state[VIEW_KEY]
+
+
+def flash(kind: str, message: str) -> None:
+    """Queue a message to show on the next run (survives ``st.rerun``)."""
+    st.session_state.setdefault(FLASH_KEY, []).append((kind, message))
+
+
+def take_flashes() -> list[tuple[str, str]]:
+    return st.session_state.pop(FLASH_KEY, [])

@@ -1,0 +1,323 @@
+"""Streamlit pieces shared by the router and the pages: tables, charts, notices, sidebar, refresh.
+
+Everything that draws lives here or in a page file; queries stay in
+``dashboard.data``, figures in ``dashboard.charts``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard import data, refresh, state
+from dashboard import formatting as fmt
+from dashboard.refresh import Decision, ExternalRun, Job
+from pipeline.categories import MARKET_CAP_CATEGORIES
+from pipeline.config import Settings, mask_url
+from pipeline.db import utcnow
+
+COINGECKO_URL = "https://www.coingecko.com/en/api"
+CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+# -- tables and charts -----------------------------------------------------------------
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """CSV for download; text cells that a spreadsheet would run as a formula get a leading quote."""
+    safe = frame.copy()
+    for column in safe.columns:
+        if safe[column].dtype == object or pd.api.types.is_string_dtype(safe[column]):
+            safe[column] = safe[column].map(
+                lambda v: "'" + v if isinstance(v, str) and v.startswith(CSV_FORMULA_START) else v)
+    return safe.to_csv(index=False).encode("utf-8")
+
+
+def render_table(frame: pd.DataFrame, name: str, column_config: dict | None = None,
+                 height: int | str = "auto", key: str | None = None) -> None:
+    """A sortable table (click a header) with a CSV download of exactly these rows and columns."""
+    columns = list(column_config) if column_config else list(frame.columns)
+    shown = frame[[c for c in columns if c in frame.columns]]
+    st.dataframe(shown, hide_index=True, column_config=column_config, height=height, width="stretch",
+                 key=key)
+    rows = f"{len(shown):,} row" + ("" if len(shown) == 1 else "s")
+    st.download_button(f"Download CSV ({rows})", data=lambda: csv_bytes(shown),
+                       file_name=f"{name}.csv", mime="text/csv", on_click="ignore", icon="⬇️",
+                       key=f"download_{key or name}")
+
+
+def render_chart(figure: go.Figure, key: str) -> None:
+    """A Plotly chart, full width, without the Plotly logo."""
+    st.plotly_chart(figure, width="stretch", key=key, config={"displaylogo": False})
+
+
+def nothing_to_show(frame: pd.DataFrame, what: str = "coins") -> bool:
+    """Say so (and return True) when a filtered frame is empty, instead of drawing an empty chart."""
+    if not frame.empty:
+        return False
+    categories = state.selected_categories()
+    chosen = ", ".join(fmt.category_label(c, short=True) for c in categories) or "all categories"
+    st.info(f"No {what} match the current filter ({chosen}). Choose other market-cap categories in the sidebar.",
+            icon="🔍")
+    return True
+
+
+# Column configs shared by several pages (raw numbers stay numeric, so sorting and CSV are exact).
+COIN_COLUMNS = {
+    "market_cap_rank": st.column_config.NumberColumn("Rank", format="%d", width="small"),
+    "name": st.column_config.TextColumn("Coin"),
+    "symbol": st.column_config.TextColumn("Symbol", width="small"),
+    # %g keeps 6 significant digits: $20431.5 and $0.0000123456 alike ("dollar" shows $0.00 for tiny prices).
+    "current_price": st.column_config.NumberColumn("Price (USD)", format="$%.6g"),
+    "market_cap": st.column_config.NumberColumn("Market cap (USD)", format="compact"),
+    "total_volume": st.column_config.NumberColumn("24h volume (USD)", format="compact"),
+    "price_change_percentage_1h": st.column_config.NumberColumn("1h", format="%+.2f%%"),
+    "price_change_percentage_24h": st.column_config.NumberColumn("24h", format="%+.2f%%"),
+    "price_change_percentage_7d": st.column_config.NumberColumn("7d", format="%+.2f%%"),
+    "volume_to_mcap_ratio": st.column_config.NumberColumn("Volume / market cap", format="%.3g"),
+    "market_dominance_pct": st.column_config.NumberColumn("Share of market", format="%.2f%%"),
+    "market_cap_category": st.column_config.TextColumn("Market-cap category"),
+    "liquidity_category": st.column_config.TextColumn("Liquidity"),
+    "price_trend_category": st.column_config.TextColumn("24h trend"),
+}
+
+
+def coin_columns(*names: str) -> dict:
+    return {name: COIN_COLUMNS[name] for name in names}
+
+
+def page_header(title: str, description: str) -> None:
+    """The page title, the data's freshness stamp, and one line on what the page shows."""
+    st.title(title)
+    render_freshness(state.view())
+    st.caption(description)
+
+
+# -- status banners ---------------------------------------------------------------------
+
+
+def render_freshness(view: state.View) -> None:
+    """'Data as of <time> (<source>)' on every page, with a warning when stale or sample data."""
+    fresh = data.load_freshness(view.database_url, view.version, view.settings.interval_minutes)
+    if fresh is None:
+        return
+    snapshot_at = fresh["snapshot_at"]
+    source = fresh["source"]
+    source_text = {"api": "live CoinGecko API", "sample": "bundled offline sample"}.get(
+        source, fmt.escape_markdown(source))
+    age = utcnow() - snapshot_at
+    st.caption(f"📅 Data as of **{fmt.format_timestamp(snapshot_at)}** ({source_text}), "
+               f"{fmt.format_age(age)} old.")
+    if source == "sample":
+        st.warning("This is the bundled **sample data** recorded on "
+                   f"{snapshot_at:%Y-%m-%d}, not live prices. Use **Refresh data** in the sidebar to load "
+                   "the current market.", icon="⚠️")
+    elif fresh["stale"]:
+        st.warning(f"The data is **{fmt.format_age(age)} old**, more than twice the "
+                   f"{view.settings.interval_minutes}-minute schedule: the scheduler may be stopped or failing "
+                   "(see the Pipeline page).", icon="⚠️")
+
+
+def render_database_problem(settings: Settings, status: data.DataStatus) -> None:
+    """A clear message, never a traceback, when the database cannot be used."""
+    url = mask_url(settings.database_url)
+    if status.state == "unreachable":
+        st.error(f"**The database cannot be reached.** {fmt.escape_markdown(status.message)}", icon="🚫")
+        st.markdown(
+            f"The dashboard reads `{url.replace('`', '')}` (the `DATABASE_URL` setting). Check that the "
+            "database server is running and reachable from here, and that `DATABASE_URL` names the same "
+            "database the pipeline writes to. Then reload this page.")
+    elif status.state == "missing_tables":
+        st.error(f"**Some tables are missing:** {fmt.escape_markdown(', '.join(status.missing))}.", icon="🧱")
+        st.markdown("The database was created by an older or unfinished pipeline setup. Load data below "
+                    "(which creates any missing tables), or run `python -m pipeline run` against the same "
+                    "`DATABASE_URL`.")
+
+
+# -- sidebar ---------------------------------------------------------------------------------
+
+
+def render_category_filter() -> list[str]:
+    """The one market-cap filter, shared by every page (kept in session state and the URL)."""
+    state.init_category_filter()
+    st.sidebar.multiselect(
+        "Market-cap category", MARKET_CAP_CATEGORIES, key=state.FILTER_KEY,
+        format_func=lambda c: fmt.category_label(c), placeholder="All categories",
+        help="Applies to every page and is kept in the link (?category=...). Empty means all coins.",
+    )
+    invalid = state.take_invalid_categories()
+    if invalid:
+        st.sidebar.warning("Ignored unknown categor" + ("ies" if len(invalid) > 1 else "y") + " in the link: "
+                           + ", ".join(f"`{fmt.escape_markdown(c)}`" for c in invalid))
+    return state.selected_categories()
+
+
+def render_credit() -> None:
+    st.sidebar.divider()
+    st.sidebar.caption(f"Data provided by [CoinGecko]({COINGECKO_URL}).")
+
+
+def render_flashes(container=None) -> None:
+    target = container or st.sidebar
+    for kind, message in state.take_flashes():
+        getattr(target, kind)(message)
+
+
+# -- refresh ------------------------------------------------------------------------------------
+
+JOB_KEY = "refresh_job_id"
+
+
+def render_refresh_button(settings: Settings) -> bool:
+    """The sidebar's Refresh button and its progress. Returns True when new data was published."""
+    clicked = st.sidebar.button("Refresh data", icon="🔄", width="stretch", key="refresh_button",
+                                help="Fetch the newest market data from CoinGecko now (the same run as the "
+                                     "scheduler's, recorded with trigger 'button').")
+    job = refresh.get_job(st.session_state.get(JOB_KEY))
+    if clicked:
+        decision = refresh.request_refresh(settings, source="api")
+        return _handle_decision(settings, decision, st.sidebar)
+    if job is not None and job.running:  # clicked earlier, then the page reran (navigation, filter)
+        return _show_job(settings, job, st.sidebar)
+    return False
+
+
+def start_first_load(settings: Settings, container) -> bool:
+    """The empty-database button's action: live data, or the bundled sample when offline."""
+    decision = refresh.request_refresh(settings, source="auto", respect_cooldown=False)
+    return _handle_decision(settings, decision, container)
+
+
+def _handle_decision(settings: Settings, decision: Decision, container) -> bool:
+    if decision.kind == "cooldown":
+        container.info(decision.message, icon="⏱️")
+        return False
+    if decision.kind == "external":
+        container.info(decision.message, icon="⏳")
+        return _show_external(settings, decision.run_id, container)
+    if decision.kind == "attached":
+        container.info(decision.message, icon="⏳")
+    st.session_state[JOB_KEY] = decision.job.job_id
+    return _show_job(settings, decision.job, container)
+
+
+def _render_stages(placeholder, current: str | None, finished: bool, failed: bool, detail: str = "") -> None:
+    lines = [f"{mark} {stage}" for stage, mark in refresh.stage_lines(current, finished, failed)]
+    text = "  \n".join(lines)
+    if detail:
+        text += f"  \n{fmt.escape_markdown(detail)}"
+    placeholder.markdown(text)
+
+
+def _show_job(settings: Settings, job: Job, container) -> bool:
+    """Follow a job of this process to its end, stage by stage."""
+    with container.status("Refreshing data…", expanded=True) as box:
+        placeholder = box.empty()
+
+        def tick(current: Job) -> None:
+            message = current.events[-1][1] if current.events else "starting…"
+            _render_stages(placeholder, current.stage, not current.running and current.state == "success",
+                           current.state in ("failed", "source_error"), message)
+
+        refresh.follow_job(job, tick)
+        if job.state == "success":
+            box.update(label="Data refreshed", state="complete", expanded=False)
+        elif job.state == "locked":
+            box.update(label="Another run was already going", state="complete", expanded=False)
+        else:
+            box.update(label="Refresh failed", state="error", expanded=False)
+    st.session_state.pop(JOB_KEY, None)
+    data.clear_caches()
+    if job.state == "success":
+        note = ""
+        if job.used_source == "sample":
+            note = " (the bundled sample: CoinGecko could not be reached)" if job.fallback_reason else \
+                " (the bundled sample)"
+        state.flash("success", f"✅ Refreshed: data as of {fmt.format_timestamp(job.snapshot_at)}{note}.")
+        return True
+    if job.state == "locked":
+        return _show_external(settings, job.holder_run_id, container) if job.holder_run_id else False
+    if job.state == "source_error":
+        container.error(f"**CoinGecko could not be reached**: {fmt.escape_markdown(job.error)}. "
+                        "The pages keep showing the last good data; try again later.", icon="📡")
+    else:
+        container.error(f"**The refresh failed**: {fmt.escape_markdown(job.error)}. The pages keep showing "
+                        "the last good data; details are on the Pipeline page.", icon="❌")
+    return False
+
+
+def _show_external(settings: Settings, run_id: str | None, container) -> bool:
+    """Follow a run that another process started (scheduler, CLI) through the run log."""
+    if not run_id:
+        return False
+    with container.status(f"Waiting for run {run_id}…", expanded=True) as box:
+        placeholder = box.empty()
+
+        def tick(run: ExternalRun) -> None:
+            _render_stages(placeholder, run.stage, run.status == "success", run.status in ("failed", "abandoned"),
+                           f"status: {run.status}")
+
+        seen = refresh.follow_external(settings, run_id, tick)
+        if seen.status == "success":
+            box.update(label=f"Run {run_id} finished", state="complete", expanded=False)
+        elif seen.timed_out:
+            box.update(label=f"Run {run_id} is still going", state="running", expanded=False)
+        else:
+            box.update(label=f"Run {run_id} ended: {seen.status}", state="error", expanded=False)
+    if seen.status == "success":
+        state.flash("success", f"✅ The running pipeline run {run_id} finished; showing its data.")
+        return True
+    if seen.timed_out:
+        container.info("That run is still going; the pages will show its data once it finishes.")
+    elif seen.error:
+        container.error(f"Run {run_id} did not succeed: {fmt.escape_markdown(seen.error)}. The pages keep "
+                        "showing the last good data.")
+    return False
+
+
+# -- first start ----------------------------------------------------------------------------------
+
+
+def render_first_start(view: state.View) -> None:
+    """Empty database (or no tables yet): a friendly welcome with one button that loads data."""
+    st.title("👋 Welcome to the crypto market dashboard")
+    if view.status.state == "missing_tables":
+        render_database_problem(view.settings, view.status)
+    else:
+        st.markdown(
+            "There is **no market data yet** in this database. Load it now: the dashboard fetches the top "
+            f"{view.settings.top_n} coins from the CoinGecko API, or, when the API cannot be reached, loads "
+            "the bundled offline sample (a real snapshot from 2022-10-16) so you can explore right away.")
+    last_runs = _last_failed_run(view)
+    if last_runs:
+        st.caption(f"The last attempt failed: {fmt.escape_markdown(last_runs)}")
+    if st.button("Load data", icon="📥", type="primary", key="first_start_load"):
+        if start_first_load(view.settings, st.container()):
+            st.rerun()
+    st.caption("Afterwards the scheduler (`python -m pipeline schedule`) keeps the data fresh, and "
+               "**Refresh data** in the sidebar fetches it on demand.")
+
+
+def _last_failed_run(view: state.View) -> str | None:
+    if view.status.state != "empty":
+        return None
+    try:
+        runs = data.load_runs(view.database_url, view.version, 1)
+    except data.DataUnavailable:
+        return None
+    if runs.empty or runs.iloc[0]["status"] != "failed":
+        return None
+    return str(runs.iloc[0]["error_message"] or "unknown error")
+
+
+def guarded(render: Callable[[], None]) -> None:
+    """Run a page; a database failure mid-page becomes one clear message instead of a traceback."""
+    try:
+        render()
+    except data.DataUnavailable as exc:
+        st.error(f"**The data could not be read.** {fmt.escape_markdown(exc)}. Check that the database is running "
+                 "and that "
+                 "`DATABASE_URL` is right, then reload.", icon="🚫")
