@@ -25,10 +25,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from pipeline.config import Settings, mask_url
 from pipeline.db import make_engine
 from pipeline.errors import DatabaseUnavailable
+from pipeline.runs import LOCK_NAME
 from pipeline.schema import (
     crypto_analytics_mart,
     market_history,
     market_segment_analysis,
+    pipeline_lock,
     pipeline_runs,
     quarantine_crypto_market,
     staging_coin_history,
@@ -44,6 +46,9 @@ OPTIONAL_TABLES = ("staging_crypto_market", "staging_coin_history", "staging_glo
 PROBE_TTL = 5          # seconds: how quickly a run by the scheduler shows up
 DATA_TTL = 600         # seconds: gold only changes with a run, which changes the version token
 RUNS_TTL = 10          # seconds: the run log changes stage while a run is going
+HISTORY_LIMIT = 5000   # market_history points on the dominance chart (52 days at a 15-minute schedule)
+RUNS_LIMIT = 50
+QUARANTINE_LIMIT = 500
 
 MART_NUMERIC = [
     "market_cap_rank", "current_price", "market_cap", "total_volume", "market_dominance_pct",
@@ -99,6 +104,107 @@ def _frame(database_url: str, statement, numeric: list[str] | None = None) -> pd
     return frame
 
 
+# -- statements ----------------------------------------------------------------
+# One builder per query, shared by the loaders below and by DASHBOARD_QUERIES
+# (what ``python -m pipeline.bench`` times against a big history).
+
+
+def _latest_run_statement():
+    r = pipeline_runs
+    return select(r.c.run_id, r.c.status).order_by(r.c.started_at.desc()).limit(1)
+
+
+def _has_rows_statement():
+    return select(crypto_analytics_mart.c.id).limit(1)
+
+
+def _freshness_statement():
+    """What ``pipeline.status.freshness`` runs."""
+    m = crypto_analytics_mart
+    return select(func.max(m.c.snapshot_at), func.max(m.c.source))
+
+
+def _mart_statement():
+    m = crypto_analytics_mart
+    return select(m).order_by(m.c.market_cap_rank.is_(None), m.c.market_cap_rank, m.c.market_cap.desc())
+
+
+def _segments_statement():
+    return select(market_segment_analysis)
+
+
+def _history_statement(limit: int):
+    newest = select(market_history).order_by(market_history.c.snapshot_at.desc()).limit(limit).subquery()
+    return select(newest).order_by(newest.c.snapshot_at)
+
+
+def _global_latest_statement():
+    g = staging_global_market
+    return (select(g.c.snapshot_at, g.c.total_market_cap, g.c.total_volume, g.c.market_cap_change_percentage_24h,
+                   g.c.btc_dominance_pct, g.c.eth_dominance_pct)
+            .order_by(g.c.snapshot_at.desc()).limit(1))
+
+
+def _coin_snapshots_statement(coin_id: str):
+    s = staging_crypto_market
+    return select(s.c.snapshot_at.label("ts"), s.c.current_price.label("price"), s.c.market_cap,
+                  s.c.total_volume).where(s.c.id == coin_id)
+
+
+def _coin_backfill_statement(coin_id: str):
+    h = staging_coin_history
+    return select(h.c.ts, h.c.price, h.c.market_cap, h.c.total_volume).where(h.c.id == coin_id)
+
+
+def _runs_statement(limit: int):
+    r = pipeline_runs
+    return select(r).order_by(r.c.started_at.desc()).limit(limit)
+
+
+def _quarantine_statement(limit: int):
+    q = quarantine_crypto_market
+    return select(q).order_by(q.c.snapshot_at.desc(), q.c.record_index).limit(limit)
+
+
+def _quarantine_count_statement():
+    return select(func.count().label("n")).select_from(quarantine_crypto_market)
+
+
+def _lock_holder_statement():
+    """What ``pipeline.runs.current_holder`` runs."""
+    return select(pipeline_lock).where(pipeline_lock.c.name == LOCK_NAME)
+
+
+def _last_api_run_statement():
+    r = pipeline_runs
+    return select(func.max(r.c.started_at).label("started_at")).where(r.c.source == "api")
+
+
+def dashboard_queries(coin_id: str = "bitcoin") -> dict[str, tuple]:
+    """Every statement the pages run, by name -> (statement, params); values are bound in the statements."""
+    statements = {
+        "probe_latest_run": _latest_run_statement(),
+        "probe_has_rows": _has_rows_statement(),
+        "freshness": _freshness_statement(),
+        "mart": _mart_statement(),
+        "segments": _segments_statement(),
+        "market_history": _history_statement(HISTORY_LIMIT),
+        "global_latest": _global_latest_statement(),
+        "coin_history_silver": _coin_snapshots_statement(coin_id),
+        "coin_history_backfill": _coin_backfill_statement(coin_id),
+        "runs_latest": _runs_statement(RUNS_LIMIT),
+        "quarantine_latest": _quarantine_statement(QUARANTINE_LIMIT),
+        "quarantine_count": _quarantine_count_statement(),
+        "lock_holder": _lock_holder_statement(),
+        "last_api_run_started": _last_api_run_statement(),
+    }
+    return {name: (statement, {}) for name, statement in statements.items()}
+
+
+#: For ``python -m pipeline.bench``: the dashboard's queries, for the largest coin.
+DASHBOARD_QUERIES = dashboard_queries()
+
+
 # -- status -------------------------------------------------------------------
 
 
@@ -115,9 +221,8 @@ def probe(database_url: str) -> DataStatus:
             if missing:
                 return DataStatus("missing_tables", "the database is missing the table(s) " + ", ".join(missing),
                                   missing=missing)
-            latest = conn.execute(select(pipeline_runs.c.run_id, pipeline_runs.c.status)
-                                  .order_by(pipeline_runs.c.started_at.desc()).limit(1)).first()
-            has_rows = conn.execute(select(crypto_analytics_mart.c.id).limit(1)).first() is not None
+            latest = conn.execute(_latest_run_statement()).first()
+            has_rows = conn.execute(_has_rows_statement()).first() is not None
     except DataUnavailable as exc:
         return DataStatus("unreachable", str(exc))
     except (SQLAlchemyError, DatabaseUnavailable) as exc:
@@ -146,36 +251,28 @@ def load_freshness(database_url: str, version: str, interval_minutes: int) -> di
 @st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=8)
 def load_mart(database_url: str, version: str) -> pd.DataFrame:
     """``crypto_analytics_mart``: one row per coin of the newest snapshot, by rank."""
-    statement = select(crypto_analytics_mart).order_by(
-        crypto_analytics_mart.c.market_cap_rank.is_(None), crypto_analytics_mart.c.market_cap_rank,
-        crypto_analytics_mart.c.market_cap.desc())
-    return _frame(database_url, statement, MART_NUMERIC)
+    return _frame(database_url, _mart_statement(), MART_NUMERIC)
 
 
 @st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=8)
 def load_segments(database_url: str, version: str) -> pd.DataFrame:
     """``market_segment_analysis``: one row per market-cap category."""
     numeric = [c.name for c in market_segment_analysis.columns if c.name not in ("market_cap_category", "snapshot_at")]
-    return _frame(database_url, select(market_segment_analysis), numeric)
+    return _frame(database_url, _segments_statement(), numeric)
 
 
 @st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=8)
-def load_market_history(database_url: str, version: str, limit: int = 5000) -> pd.DataFrame:
-    """``market_history``: whole-market totals and dominance per snapshot, oldest first."""
-    newest = (select(market_history).order_by(market_history.c.snapshot_at.desc()).limit(limit)).subquery()
+def load_market_history(database_url: str, version: str, limit: int = HISTORY_LIMIT) -> pd.DataFrame:
+    """``market_history``: whole-market totals and dominance per snapshot (the newest ``limit``), oldest first."""
     numeric = ["coin_count", "total_market_cap", "total_volume", "btc_dominance_pct", "eth_dominance_pct",
                "stablecoin_dominance_pct", "others_dominance_pct"]
-    return _frame(database_url, select(newest).order_by(newest.c.snapshot_at), numeric)
+    return _frame(database_url, _history_statement(limit), numeric)
 
 
 @st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=8)
 def load_global_latest(database_url: str, version: str) -> dict | None:
     """The newest ``staging_global_market`` row (CoinGecko's /global), or None."""
-    g = staging_global_market
-    frame = _frame(database_url, select(g.c.snapshot_at, g.c.total_market_cap, g.c.total_volume,
-                                        g.c.market_cap_change_percentage_24h, g.c.btc_dominance_pct,
-                                        g.c.eth_dominance_pct)
-                   .order_by(g.c.snapshot_at.desc()).limit(1),
+    frame = _frame(database_url, _global_latest_statement(),
                    ["total_market_cap", "total_volume", "market_cap_change_percentage_24h",
                     "btc_dominance_pct", "eth_dominance_pct"])
     return None if frame.empty else frame.iloc[0].to_dict()
@@ -192,15 +289,10 @@ def load_coin_history(database_url: str, version: str, coin_id: str) -> pd.DataF
     a point at the same time, the snapshot wins. Columns: ts, price, market_cap,
     total_volume, origin ('snapshot' | 'backfill').
     """
-    s = staging_crypto_market
-    snapshots = _frame(database_url, select(s.c.snapshot_at.label("ts"), s.c.current_price.label("price"),
-                                            s.c.market_cap, s.c.total_volume).where(s.c.id == coin_id),
-                       ["price", "market_cap", "total_volume"])
+    snapshots = _frame(database_url, _coin_snapshots_statement(coin_id), ["price", "market_cap", "total_volume"])
     snapshots["origin"] = "snapshot"
-    h = staging_coin_history
     try:
-        backfill = _frame(database_url, select(h.c.ts, h.c.price, h.c.market_cap, h.c.total_volume)
-                          .where(h.c.id == coin_id), ["price", "market_cap", "total_volume"])
+        backfill = _frame(database_url, _coin_backfill_statement(coin_id), ["price", "market_cap", "total_volume"])
     except DataUnavailable:  # an older database without the backfill table: snapshots only
         backfill = snapshots.iloc[0:0].drop(columns="origin")
     backfill["origin"] = "backfill"
@@ -217,18 +309,16 @@ def load_coin_history(database_url: str, version: str, coin_id: str) -> pd.DataF
 
 
 @st.cache_data(ttl=RUNS_TTL, show_spinner=False, max_entries=8)
-def load_runs(database_url: str, version: str, limit: int = 50) -> pd.DataFrame:
+def load_runs(database_url: str, version: str, limit: int = RUNS_LIMIT) -> pd.DataFrame:
     """The newest ``pipeline_runs`` rows, newest first."""
-    r = pipeline_runs
-    return _frame(database_url, select(r).order_by(r.c.started_at.desc()).limit(limit),
+    return _frame(database_url, _runs_statement(limit),
                   ["bronze_records", "silver_rows", "gold_rows", "quarantined_count", "duplicates_dropped"])
 
 
 @st.cache_data(ttl=RUNS_TTL, show_spinner=False, max_entries=8)
-def load_quarantine(database_url: str, version: str, limit: int = 500) -> pd.DataFrame:
+def load_quarantine(database_url: str, version: str, limit: int = QUARANTINE_LIMIT) -> pd.DataFrame:
     """The newest quarantined records (rejected by the silver checks), newest first."""
-    q = quarantine_crypto_market
-    frame = _frame(database_url, select(q).order_by(q.c.snapshot_at.desc(), q.c.record_index).limit(limit))
+    frame = _frame(database_url, _quarantine_statement(limit))
     if "raw_record" in frame.columns:
         frame["raw_record"] = frame["raw_record"].astype("str").str.slice(0, 500)
     return frame
@@ -237,8 +327,7 @@ def load_quarantine(database_url: str, version: str, limit: int = 500) -> pd.Dat
 @st.cache_data(ttl=RUNS_TTL, show_spinner=False, max_entries=8)
 def count_quarantine(database_url: str, version: str) -> int:
     """How many records were ever quarantined."""
-    q = quarantine_crypto_market
-    frame = _frame(database_url, select(func.count().label("n")).select_from(q))
+    frame = _frame(database_url, _quarantine_count_statement())
     return int(frame["n"].iloc[0]) if not frame.empty else 0
 
 
@@ -254,8 +343,7 @@ def load_lock_holder(database_url: str) -> dict | None:
 
 def last_api_run_started(database_url: str) -> datetime | None:
     """When the newest run that called the CoinGecko API started (uncached: for the cooldown)."""
-    r = pipeline_runs
-    frame = _frame(database_url, select(func.max(r.c.started_at).label("started_at")).where(r.c.source == "api"))
+    frame = _frame(database_url, _last_api_run_statement())
     value = frame["started_at"].iloc[0] if not frame.empty else None
     return None if value is None or pd.isna(value) else pd.Timestamp(value).to_pydatetime()
 

@@ -13,7 +13,7 @@ ui.page_header("⚙️ Pipeline", "Every run of the pipeline (scheduler, refresh
                "took, what it loaded, and the records the silver checks rejected. The market-cap filter does not "
                "apply here.")
 
-runs = frames.runs_table(data.load_runs(view.database_url, view.version, 50))
+runs = frames.runs_table(data.load_runs(view.database_url, view.version))
 holder = data.load_lock_holder(view.database_url)
 quarantined_total = data.count_quarantine(view.database_url, view.version)
 
@@ -53,7 +53,7 @@ else:
     }, key="pipeline_runs_table")
 
 st.subheader("Quarantined records")
-quarantine = data.load_quarantine(view.database_url, view.version, 500)
+quarantine = data.load_quarantine(view.database_url, view.version)
 if quarantine.empty:
     st.success("No record has been quarantined: every record passed the silver checks.", icon="✅")
 else:

@@ -53,3 +53,15 @@ def test_the_silver_history_is_only_read_for_one_coin():
 def test_page_icons_are_emoji_not_material_icons():
     source = (DASHBOARD / "app.py").read_text()
     assert ":material/" not in source
+
+
+def test_dashboard_queries_for_the_benchmark_all_run(sample_warehouse):
+    """``DASHBOARD_QUERIES`` (timed by ``python -m pipeline.bench``) lists runnable statements."""
+    from dashboard.data import DASHBOARD_QUERIES
+    from pipeline.db import make_engine
+
+    assert {"mart", "coin_history_silver", "coin_history_backfill", "runs_latest"} <= set(DASHBOARD_QUERIES)
+    with make_engine(sample_warehouse.settings().database_url).connect() as conn:
+        rows = {name: len(conn.execute(statement, params).fetchall())
+                for name, (statement, params) in DASHBOARD_QUERIES.items()}
+    assert rows["mart"] == 250 and rows["coin_history_silver"] == 1 and rows["segments"] == 4
