@@ -19,8 +19,6 @@ from datetime import datetime
 from pathlib import Path
 
 import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline.errors import BronzeError
 from pipeline.sources.coingecko.client import ApiResponse
@@ -59,8 +57,10 @@ def _write_once(path: Path, data: bytes) -> None:
     os.chmod(path, 0o444)
 
 
-def _parquet_table(payload) -> pa.Table:
+def _parquet_table(payload):
     """A table of the body's records; falls back to one JSON text column when types are mixed."""
+    import pyarrow as pa  # only writers need pyarrow: replay workers stay small
+
     rows = payload if isinstance(payload, list) else [payload.get("data", payload) if isinstance(payload, dict) else payload]
     if rows and all(isinstance(r, dict) for r in rows):
         try:
@@ -70,7 +70,9 @@ def _parquet_table(payload) -> pa.Table:
     return _json_text_table(payload)
 
 
-def _json_text_table(payload) -> pa.Table:
+def _json_text_table(payload):
+    import pyarrow as pa
+
     rows = payload if isinstance(payload, list) else [payload]
     return pa.table({"record_json": [json.dumps(r, separators=(",", ":")) for r in rows]})
 
@@ -123,6 +125,9 @@ class BronzeWriter:
 
     def _write_parquet_copy(self, stem: str, payload) -> str:
         """Parquet for analysts; a shape pyarrow cannot write (e.g. an empty object) falls back to JSON text."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         path = self.folder / f"{stem}.parquet"
         try:
             pq.write_table(_parquet_table(payload), path, compression="snappy")

@@ -78,6 +78,7 @@ class Settings:
     max_retries: int = 5
     backoff_base_seconds: float = 2.0
     lock_ttl_seconds: float = 120.0
+    replay_workers: int = 1
 
     @property
     def raw_dir(self) -> Path:
@@ -136,4 +137,5 @@ class Settings:
             max_retries=_int(env, "COINGECKO_MAX_RETRIES", 5, minimum=0),
             backoff_base_seconds=_float(env, "COINGECKO_BACKOFF_SECONDS", 2.0),
             lock_ttl_seconds=_float(env, "PIPELINE_LOCK_TTL_SECONDS", 120.0),
+            replay_workers=_int(env, "PIPELINE_REPLAY_WORKERS", 1, minimum=0),
         )

@@ -47,7 +47,7 @@ sqlite3.register_adapter(datetime, _sqlite_datetime)
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA cache_size=-131072")  # 128 MiB: bulk upserts into a large PK index
+    cursor.execute("PRAGMA cache_size=-32768")  # 32 MiB: bulk upserts into a large PK index
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
