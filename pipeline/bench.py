@@ -376,8 +376,10 @@ def dashboard_queries(coin_id: str = "bitcoin") -> tuple[str, dict]:
     """
     data_py = REPO_ROOT / "dashboard" / "data.py"
     if data_py.exists() and "DASHBOARD_QUERIES" in data_py.read_text():
-        os.environ.setdefault("STREAMLIT_LOGGER_LEVEL", "error")  # no "No runtime found" warnings
         try:
+            import streamlit.logger
+
+            streamlit.logger.set_log_level("error")  # no "No runtime found" warning per cached loader
             from dashboard.data import DASHBOARD_QUERIES  # type: ignore[attr-defined]
 
             return "dashboard.data.DASHBOARD_QUERIES", dict(DASHBOARD_QUERIES)
@@ -527,8 +529,20 @@ def machine_info(pg_version: str | None, pg_settings: dict | None) -> dict:
         "nproc": os.cpu_count(), "cpu": cpu, "mem_total_mb": mem, "platform": platform.platform(),
         "python": platform.python_version(), "postgresql": pg_version, "postgresql_settings": pg_settings,
         "sqlite": sqlite3.sqlite_version, "pandas": pandas.__version__, "sqlalchemy": sqlalchemy.__version__,
-        "psycopg": psycopg.__version__, "git": commit, "loadavg_start": list(os.getloadavg()),
+        "psycopg": psycopg.__version__, "git": commit, "code_sha256_start": code_fingerprint(),
+        "loadavg_start": list(os.getloadavg()),
     }
+
+
+def code_fingerprint() -> str:
+    """sha256 of pipeline/ and sql/ as they are on disk: shows whether the code changed during a run."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted([*REPO_ROOT.glob("pipeline/**/*.py"), *REPO_ROOT.glob("sql/**/*.sql")]):
+        digest.update(str(path.relative_to(REPO_ROOT)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _ratio(a, b):
@@ -583,6 +597,9 @@ def run(args) -> int:
     finally:
         results["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         results["machine"]["loadavg_end"] = list(os.getloadavg())
+        results["machine"]["code_sha256_end"] = code_fingerprint()
+        if results["machine"]["code_sha256_end"] != results["machine"]["code_sha256_start"]:
+            say("warning: pipeline/ or sql/ changed on disk during this run; results mix code versions")
         if exit_code == 0:
             results["summary"], results["targets"] = summarise(results)
         _write(results, args.out)

@@ -46,6 +46,11 @@ from pathlib import Path
 
 import numpy as np
 
+try:
+    import orjson
+except ImportError:  # pragma: no cover - orjson is in requirements.txt; json is the fallback
+    orjson = None
+
 from pipeline.bronze import BronzeWriter
 from pipeline.sources.coingecko.client import ApiResponse
 from pipeline.sources.coingecko.settings import GLOBAL_PATH, MARKETS_PATH, MAX_PER_PAGE, PRICE_CHANGE_PERIODS
@@ -348,12 +353,18 @@ class MarketSimulator:
         return body
 
 
+def _dumps(value) -> bytes:
+    """Compact JSON, like the API's bodies (orjson when installed: ~10x faster than json)."""
+    if orjson is not None:
+        return orjson.dumps(value)
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
 def encode_snapshot(snap: GeneratedSnapshot) -> tuple[list[bytes], bytes]:
-    """The bodies the API would have sent: pages of 250 records, then /global (compact JSON)."""
+    """The bodies the API would have sent: pages of 250 records, then /global."""
     per_page = min(MAX_PER_PAGE, len(snap.records))
-    pages = [json.dumps(snap.records[first:first + per_page], separators=(",", ":")).encode()
-             for first in range(0, len(snap.records), per_page)]
-    return pages, json.dumps(snap.global_body, separators=(",", ":")).encode()
+    pages = [_dumps(snap.records[first:first + per_page]) for first in range(0, len(snap.records), per_page)]
+    return pages, _dumps(snap.global_body)
 
 
 def write_bodies(raw_dir: Path, run_id: str, snapshot_at: datetime, top_n: int, pages: list[bytes],

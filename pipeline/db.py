@@ -97,8 +97,9 @@ def ensure_schema(engine: Engine) -> int:
             current = conn.execute(select(schema.schema_version.c.version).order_by(
                 schema.schema_version.c.version.desc()).limit(1)).scalar()
             if current is None:
-                conn.execute(insert(schema.schema_version).values(version=1, applied_at=utcnow()))
-                current = 1
+                # Tables just created by create_all, or from sql/schema/: already the current version.
+                conn.execute(insert(schema.schema_version).values(version=SCHEMA_VERSION, applied_at=utcnow()))
+                current = SCHEMA_VERSION
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS.get(version, []):
                     conn.execute(text(statement))
@@ -111,7 +112,12 @@ def ensure_schema(engine: Engine) -> int:
 
 
 #: version -> SQL statements that upgrade the previous version in place.
-MIGRATIONS: dict[int, list[str]] = {}
+MIGRATIONS: dict[int, list[str]] = {
+    2: [  # covering index for the Coin page's history query
+        "CREATE INDEX IF NOT EXISTS ix_staging_crypto_market_coin_history ON staging_crypto_market "
+        "(id, snapshot_at, current_price, market_cap, total_volume)",
+    ],
+}
 
 
 def _load_seeds(conn: Connection) -> None:

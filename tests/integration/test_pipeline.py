@@ -13,7 +13,7 @@ from pipeline.db import make_engine
 from pipeline.errors import PipelineError, SourceError
 from pipeline.flow import prepare_database, replay, run_pipeline
 from pipeline.gold import build_gold
-from pipeline.schema import metadata
+from pipeline.schema import SCHEMA_VERSION, metadata
 from tests.fakes.coingecko import load_fixture
 
 GLOBAL_2022 = load_fixture("global/global_2022-10-16_mrmendoza-dev-cryptotracker.json")["data"]
@@ -239,7 +239,7 @@ def test_schema_creation_is_idempotent(settings):
     with engine.connect() as conn:
         versions = conn.execute(text("SELECT version FROM schema_version")).scalars().all()
         stablecoins = conn.execute(text("SELECT COUNT(*) FROM ref_stablecoins")).scalar()
-    assert versions == [1]
+    assert versions == [SCHEMA_VERSION]
     assert stablecoins > 20
 
 
@@ -281,3 +281,19 @@ def test_postgres_silver_is_partitioned_by_month(postgres_url, tmp_path, fake_co
     counts = read(settings, "SELECT tableoid::regclass::text AS part, COUNT(*) AS n FROM staging_crypto_market "
                             "GROUP BY 1 ORDER BY 1")
     assert counts.n.tolist() == [250, 250]
+
+
+def test_an_older_database_is_upgraded_in_place(settings):
+    """A version-1 database (before the coin-history index) gains it, keeping its rows."""
+    run_pipeline(settings, source="sample")
+    engine = make_engine(settings.database_url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP INDEX ix_staging_crypto_market_coin_history"))
+        conn.execute(text("DELETE FROM schema_version"))
+        conn.execute(text("INSERT INTO schema_version (version, applied_at) VALUES (1, :t)"), {"t": "2026-01-01"})
+    prepare_database(settings)
+    indexes = {i["name"] for i in inspect(engine).get_indexes("staging_crypto_market")}
+    assert "ix_staging_crypto_market_coin_history" in indexes
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version FROM schema_version ORDER BY version")).scalars().all() == [1, 2]
+        assert conn.execute(text("SELECT COUNT(*) FROM staging_crypto_market")).scalar() == 250

@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from pipeline.db import ensure_schema, make_engine, schema_ddl
+from pipeline.schema import SCHEMA_VERSION
 from tests.conftest import REPO_ROOT
 
 
@@ -37,4 +38,4 @@ def test_database_created_from_the_sql_file_equals_the_pipelines(postgres_url, t
     assert _columns(from_file) == file_columns
     assert set(file_columns) == set(_columns(by_pipeline)) - {"schema_version"}
     with from_file.connect() as conn:
-        assert conn.execute(text("SELECT version FROM schema_version")).scalar() == 1
+        assert conn.execute(text("SELECT version FROM schema_version")).scalar() == SCHEMA_VERSION

@@ -1,0 +1,78 @@
+"""The benchmark (``python -m pipeline.bench``) at a tiny size: it completes, its numbers are
+sane and it cleans up after itself. Nothing here is timed against a target."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ADMIN_URL, REPO_ROOT, _admin_connect, postgres_available
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+LAST_LINE = re.compile(
+    r"^replay_pg_rows_per_s=\d+ vs_baseline=\d+(\.\d+)? vs_copy=\d+(\.\d+)? "
+    r"peak_rss_mb=\d+ dashboard_p95_ms=\d+(\.\d+)?$")
+
+
+def test_bench_small_run(tmp_path: Path):
+    problem = postgres_available()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(problem + " (CI must run the benchmark smoke test)")
+        pytest.skip(problem)
+    out = tmp_path / "bench.json"
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), BENCH_POSTGRES_URL=ADMIN_URL)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.bench", "--sizes", "2000", "--dashboard-rows", "20000", "--repeat", "3",
+         "--gold-repeat", "1", "--baseline-max-rows", "1000", "--out", str(out), "--tmp-dir", str(tmp_path)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert LAST_LINE.match(lines[-1]), lines[-1]
+
+    results = json.loads(out.read_text())
+    size = results["sizes"][0]
+    assert size["records"] == 2000
+    for db in ("sqlite", "postgresql"):
+        replay = size[db]
+        assert replay["rows_per_s"] > 0 and replay["seconds"] > 0
+        assert replay["silver_rows"] == size["records"] - replay["quarantined"] - replay["duplicates_dropped"]
+        assert replay["silver_rows"] >= 0.99 * size["records"]
+        assert 20 < replay["peak_rss_mb"] < 4000
+    assert size["baseline"]["rows_per_s"] > 0 and size["baseline"]["rows_measured"] == 1000
+    assert size["baseline"]["extrapolated"] is True
+    assert size["ceiling"]["rows_per_s"] > 0 and size["ceiling"]["rows"] == size["sqlite"]["silver_rows"]
+    assert size["ratios"]["pg_vs_baseline"] > 0 and size["ratios"]["pg_vs_copy"] > 0
+
+    dashboard = results["dashboard"]
+    assert min(dashboard["silver_rows"].values()) >= 20000
+    assert dashboard["silver_rows"]["sqlite"] == dashboard["silver_rows"]["postgresql"]
+    for db in ("sqlite", "postgresql"):
+        queries = dashboard["queries"][db]
+        assert len(queries) >= 5
+        for name, timing in queries.items():
+            assert 0 < timing["p50_ms"] <= timing["p95_ms"], (db, name, timing)
+        assert dashboard["build_gold"][db]["median_s"] > 0
+        mart = queries.get("mart") or queries.get("mart_all")
+        assert mart is not None and mart["rows"] == 250, sorted(queries)
+        assert queries["coin_history_silver"]["rows"] > 50  # bitcoin's whole history
+
+    summary = results["summary"]
+    assert summary["replay_pg_rows_per_s"] == pytest.approx(size["postgresql"]["rows_per_s"])
+    assert summary["dashboard_p95_ms"] > 0
+    assert set(results["targets"]) == {"pg_vs_baseline", "pg_vs_copy", "sqlite_rows_per_s", "dashboard_p95_ms",
+                                       "peak_rss_mb"}
+
+    # Cleaned up: no temporary folder, no bench database left on the server.
+    assert not Path(results["work"]["dir"]).exists()
+    with _admin_connect() as conn:
+        left = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
+                            (results["work"]["postgres_database_prefix"] + "%",)).fetchall()
+    assert left == []
