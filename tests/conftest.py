@@ -124,3 +124,18 @@ def settings_env(settings: Settings) -> dict:
         "PYTHONPATH": str(REPO_ROOT),
     })
     return env
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One Chromium (Debian's) for the whole session: Playwright's sync API allows one running instance."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

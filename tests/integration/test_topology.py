@@ -24,9 +24,6 @@ from tests.conftest import REPO_ROOT, make_settings, settings_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.postgres]
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -86,39 +83,35 @@ def stack(postgres_url, tmp_path, fake_coingecko):
                 proc.wait()
 
 
-def test_compose_topology_as_processes(stack, fake_coingecko):
-    from playwright.sync_api import sync_playwright
-
+def test_compose_topology_as_processes(stack, fake_coingecko, browser):
     settings, sidecar, dashboard, port, logs = stack
     # 1. The sidecar's first run lands in pipeline_runs.
     first = wait_for(lambda: [r for r in runs(settings) if r["trigger"] == "schedule" and r["status"] == "success"],
                      timeout=60, what="first scheduled run")[0]
     # 2. The dashboard answers its health check and shows that run's data as of its snapshot time.
     wait_for(lambda: healthy(port), timeout=60, what="dashboard health")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
-        stamp = f"{first['snapshot_at']:%Y-%m-%d %H:%M} UTC"
-        page.get_by_text("Data as of").first.wait_for(timeout=60_000)
-        assert stamp in page.get_by_text("Data as of").first.inner_text()
-        assert page.locator('[data-testid="stException"]').count() == 0
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
+    stamp = f"{first['snapshot_at']:%Y-%m-%d %H:%M} UTC"
+    page.get_by_text("Data as of").first.wait_for(timeout=60_000)
+    assert stamp in page.get_by_text("Data as of").first.inner_text()
+    assert page.locator('[data-testid="stException"]').count() == 0
 
-        # 3. Make the sidecar's next run slow (twelve attempts hang past the 1 s timeout: ~12 s), wait until it
-        #    holds the lock, then click Refresh: the dashboard follows that run instead of starting one.
-        fake_coingecko.add_fault("hang", hang_seconds=1.5, times=12)
-        holder = wait_for(lambda: [r for r in runs(settings) if r["status"] == "running"], timeout=30,
-                          what="a running scheduled run")[0]
-        assert holder["trigger"] == "schedule"
-        page.get_by_role("button", name=re.compile("Refresh data")).click()
-        page.get_by_text(re.compile(f"{holder['run_id']}.*already in progress|Waiting for run {holder['run_id']}"))\
-            .first.wait_for(timeout=30_000)
-        wait_for(lambda: next(r for r in runs(settings) if r["run_id"] == holder["run_id"])["status"] != "running",
-                 timeout=60, what="the scheduled run to finish")
-        page.get_by_text(re.compile(f"{holder['run_id']} (finished|ended)|pipeline run {holder['run_id']} finished"))\
-            .first.wait_for(timeout=30_000)
-        page.screenshot(path=str(logs / "topology-refresh.png"), full_page=True)
-        browser.close()
+    # 3. Make the sidecar's next run slow (twelve attempts hang past the 1 s timeout: ~12 s), wait until it
+    #    holds the lock, then click Refresh: the dashboard follows that run instead of starting one.
+    fake_coingecko.add_fault("hang", hang_seconds=1.5, times=12)
+    holder = wait_for(lambda: [r for r in runs(settings) if r["status"] == "running"], timeout=30,
+                      what="a running scheduled run")[0]
+    assert holder["trigger"] == "schedule"
+    page.get_by_role("button", name=re.compile("Refresh data")).click()
+    page.get_by_text(re.compile(f"{holder['run_id']}.*already in progress|Waiting for run {holder['run_id']}"))\
+        .first.wait_for(timeout=30_000)
+    wait_for(lambda: next(r for r in runs(settings) if r["run_id"] == holder["run_id"])["status"] != "running",
+             timeout=60, what="the scheduled run to finish")
+    page.get_by_text(re.compile(f"{holder['run_id']} (finished|ended)|pipeline run {holder['run_id']} finished"))\
+        .first.wait_for(timeout=30_000)
+    page.screenshot(path=str(logs / "topology-refresh.png"), full_page=True)
+    page.close()
 
     all_runs = runs(settings)
     assert all(r["trigger"] == "schedule" for r in all_runs), all_runs  # the click started no run
