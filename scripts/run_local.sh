@@ -9,7 +9,9 @@ PORT=${DASHBOARD_PORT:-8501}
 
 if ! $PYTHON -m pipeline status --check >/dev/null 2>&1; then
   echo "Loading market data from CoinGecko..."
-  if ! $PYTHON -m pipeline run --source api; then
+  # One quick try: offline, fall back to the sample in seconds rather than after a minute of retries.
+  if ! COINGECKO_MAX_RETRIES=1 COINGECKO_BACKOFF_SECONDS=1 COINGECKO_DEADLINE_SECONDS=30 \
+      $PYTHON -m pipeline run --source api; then
     echo "CoinGecko is unreachable: loading the bundled offline sample instead."
     $PYTHON -m pipeline run --source sample
   fi
