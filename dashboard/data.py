@@ -19,11 +19,11 @@ from datetime import datetime
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import Engine, func, inspect, select
+from sqlalchemy import DateTime, Engine, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.config import Settings, mask_url
-from pipeline.db import make_engine
+from pipeline.db import DRIVER_ERRORS, make_engine
 from pipeline.errors import DatabaseUnavailable
 from pipeline.runs import LOCK_NAME
 from pipeline.schema import (
@@ -91,13 +91,29 @@ def _unavailable(database_url: str, exc: Exception) -> DataUnavailable:
 
 
 def _frame(database_url: str, statement, numeric: list[str] | None = None) -> pd.DataFrame:
-    """Run one Core statement and return its rows as a DataFrame (typed by the table schema)."""
+    """Run one Core statement and return its rows as a DataFrame (typed by the table schema).
+
+    Rows come straight from the driver cursor and timestamps are parsed column-wise by
+    pandas: SQLAlchemy's per-row result processing cost ~10x the query itself on
+    year-long coin histories (8,800 rows).
+    """
     try:
         with engine_for(database_url).connect() as conn:
-            result = conn.execute(statement)
-            frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-    except SQLAlchemyError as exc:
+            compiled = statement.compile(dialect=conn.dialect)
+            params = compiled.construct_params()
+            bound = tuple(params[name] for name in compiled.positiontup) if compiled.positional else params
+            cursor = conn.connection.driver_connection.cursor()
+            try:
+                cursor.execute(str(compiled), bound)
+                columns = [d[0] for d in cursor.description]
+                frame = pd.DataFrame(cursor.fetchall(), columns=columns)
+            finally:
+                cursor.close()
+    except (SQLAlchemyError, *DRIVER_ERRORS) as exc:
         raise _unavailable(database_url, exc) from exc
+    for column in statement.selected_columns:
+        if isinstance(column.type, DateTime) and column.key in frame.columns:
+            frame[column.key] = pd.to_datetime(frame[column.key], format="ISO8601").astype("datetime64[us]")
     for column in numeric or []:
         if column in frame.columns:
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")

@@ -27,6 +27,20 @@ from pipeline.schema import SCHEMA_VERSION, metadata
 
 SEEDS_DIR = Path(__file__).resolve().parent.parent / "sql" / "seeds"
 
+#: Errors a raw driver cursor raises (SQLite's and psycopg's), for code that bypasses SQLAlchemy.
+def _driver_errors() -> tuple[type[Exception], ...]:
+    errors: list[type[Exception]] = [sqlite3.Error]
+    try:
+        import psycopg
+
+        errors.append(psycopg.Error)
+    except ImportError:  # pragma: no cover - psycopg is in requirements.txt
+        pass
+    return tuple(errors)
+
+
+DRIVER_ERRORS = _driver_errors()
+
 #: SQLAlchemy's own text format for SQLite DATETIME columns; raw inserts must match it.
 SQLITE_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
