@@ -100,17 +100,28 @@ def run_pipeline(settings: Settings, *, trigger: str = "cli", source: str = "api
             _load_silver(engine, bronze_runs, result, progress, workers=settings.replay_workers)
             result.snapshot_at = bronze_runs[-1].snapshot_at
 
-            run_log.stage("gold")
-            result.gold_rows = build_gold(engine, since=min(r.snapshot_at for r in bronze_runs))
-            progress("gold", "published " + ", ".join(f"{k}: {v}" for k, v in result.gold_rows.items()))
-            result.status = "success"
-            run_log.succeed(**result.counts())
-            return result
+            return _publish(engine, run_log, result, progress, since=min(r.snapshot_at for r in bronze_runs))
         except BaseException as exc:
-            result.status = "failed"
-            message = str(exc) if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {exc}"
-            run_log.fail(message or type(exc).__name__, **result.counts())
+            _record_failure(run_log, result, exc)
             raise
+
+
+def _publish(engine: Engine, run_log: RunLog, result: RunResult, progress: Progress,
+             since: datetime | None) -> RunResult:
+    """Gold stage and the run's success record (``since=None``: rebuild all of gold)."""
+    run_log.stage("gold")
+    result.gold_rows = build_gold(engine, since=since)
+    progress("gold", "published " + ", ".join(f"{k}: {v}" for k, v in result.gold_rows.items()))
+    result.status = "success"
+    run_log.succeed(**result.counts())
+    return result
+
+
+def _record_failure(run_log: RunLog, result: RunResult, exc: BaseException) -> None:
+    """A failed run keeps its counts and one readable line of why (gold was not touched)."""
+    result.status = "failed"
+    message = str(exc) if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {exc}"
+    run_log.fail(message or type(exc).__name__, **result.counts())
 
 
 def _fetch_api(settings: Settings, run_id: str, top_n: int, progress: Progress,
@@ -255,14 +266,7 @@ def replay(settings: Settings, *, trigger: str = "cli", progress: Progress = _qu
             _reload_backfills(engine, settings, progress)
             result.bronze_records = result.silver_rows + result.quarantined + result.duplicates_dropped
             result.snapshot_at = runs[-1].snapshot_at
-            run_log.stage("gold")
-            result.gold_rows = build_gold(engine)
-            progress("gold", "published " + ", ".join(f"{k}: {v}" for k, v in result.gold_rows.items()))
-            result.status = "success"
-            run_log.succeed(**result.counts())
-            return result
+            return _publish(engine, run_log, result, progress, since=None)
         except BaseException as exc:
-            result.status = "failed"
-            message = str(exc) if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {exc}"
-            run_log.fail(message or type(exc).__name__, **result.counts())
+            _record_failure(run_log, result, exc)
             raise

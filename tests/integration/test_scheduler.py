@@ -12,18 +12,9 @@ from sqlalchemy import text
 
 from pipeline.db import make_engine
 from tests.conftest import REPO_ROOT, settings_env
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def scheduled_runs(settings) -> list[dict]:

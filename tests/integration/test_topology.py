@@ -21,6 +21,7 @@ from sqlalchemy import text
 
 from pipeline.db import make_engine
 from tests.conftest import REPO_ROOT, make_settings, settings_env
+from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.postgres]
 
@@ -28,16 +29,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.25, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"{what} not met within {timeout}s")
 
 
 def runs(settings) -> list[dict]:
