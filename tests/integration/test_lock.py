@@ -122,3 +122,35 @@ def test_run_log_rejects_unknown_trigger(settings):
     engine = prepare_database(settings)
     with pytest.raises(ValueError):
         RunLog(engine, "x", trigger="cron", source="api")
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_real_run_midway_keeps_gold_and_frees_the_next_run(settings, fake_coingecko):
+    first = run_pipeline(settings, source="api")
+    engine = make_engine(settings.database_url)
+
+    def gold() -> list[tuple]:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(
+                "SELECT id, current_price, snapshot_at FROM crypto_analytics_mart ORDER BY id"))]
+
+    before = gold()
+    fake_coingecko.add_fault("hang", hang_seconds=1.5, times=20)  # the next run sits in its fetch
+    env = settings_env(settings)
+    env.update({"COINGECKO_TIMEOUT_SECONDS": "1", "COINGECKO_MAX_RETRIES": "20"})
+    child = subprocess.Popen([sys.executable, "-m", "pipeline", "run"], env=env, cwd=REPO_ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(
+            r["status"] == "running" for r in runs_by_id(settings).values()):
+        time.sleep(0.1)
+    killed = next(run_id for run_id, r in runs_by_id(settings).items() if r["status"] == "running")
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+
+    assert gold() == before  # the killed run never touched gold
+    fake_coingecko.clear_faults()
+    result = run_pipeline(settings, source="api")  # not blocked by the dead run's lock
+    runs = runs_by_id(settings)
+    assert runs[killed]["status"] == "abandoned"
+    assert runs[result.run_id]["status"] == "success" and result.run_id != first.run_id
