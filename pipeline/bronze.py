@@ -197,6 +197,11 @@ class BronzeRun:
         entries = [e for e in self.manifest["entries"] if e["endpoint"] == endpoint and e.get("used")]
         return sorted(entries, key=lambda e: (e.get("page") or 0, e["attempt"]))
 
+    @property
+    def markets_record_count(self) -> int:
+        """Records in the run's markets bodies, from the manifest (no file is read)."""
+        return sum(e.get("records") or 0 for e in self.used_entries("markets"))
+
     def markets_records(self) -> list:
         """All /coins/markets records of the run, in page order."""
         records: list = []

@@ -93,7 +93,7 @@ def run_pipeline(settings: Settings, *, trigger: str = "cli", source: str = "api
                 raise ValueError(f"unknown source {source!r}")
             result.bronze_runs = [r.run_id for r in bronze_runs]
             run_log.stage("bronze")
-            result.bronze_records = sum(len(r.markets_records()) for r in bronze_runs)
+            result.bronze_records = sum(r.markets_record_count for r in bronze_runs)
             progress("bronze", f"kept {result.bronze_records} raw records in {len(bronze_runs)} bronze run(s)")
 
             run_log.stage("silver")
@@ -176,7 +176,7 @@ def _plan_batches(runs: list[bronze.BronzeRun], batch_records: int) -> list[list
     size = 0
     for run in runs[:-1]:
         current.append(run)
-        size += sum(e.get("records") or 0 for e in run.used_entries("markets"))
+        size += run.markets_record_count
         if size >= batch_records:
             batches.append(current)
             current, size = [], 0

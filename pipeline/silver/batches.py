@@ -7,7 +7,7 @@ while the main process loads the previous batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
@@ -17,6 +17,7 @@ from pipeline.silver.transform import (
     GLOBAL_COLUMNS,
     SILVER_COLUMNS,
     Snapshot,
+    frame_to_tuples,
     limit_records,
     transform_global,
     transform_snapshots,
@@ -34,8 +35,6 @@ class PreparedBatch:
     sparklines: list[tuple]
     globals: list[tuple]
     duplicates_dropped: int = 0
-    records: int = 0
-    run_ids: list[str] = field(default_factory=list)
 
 
 def prepare_batch(runs: list[BronzeRun], *, with_sparklines: bool = False,
@@ -52,8 +51,6 @@ def prepare_batch(runs: list[BronzeRun], *, with_sparklines: bool = False,
                                    vs_currency=run.vs_currency)
             globals_.append(tuple(row[c] for c in GLOBAL_COLUMNS))
     batch = transform_snapshots(snapshots, with_sparklines=with_sparklines)
-    from pipeline.silver.transform import frame_to_tuples
-
     rows = frame_to_tuples(batch.rows, SILVER_COLUMNS, datetime_text=datetime_text)
     months = sorted({f"{s.snapshot_at:%Y-%m}" for s in snapshots})
     quarantine = [(q.run_id, q.record_index, q.snapshot_at, q.record_id, q.reason, q.raw_record)
@@ -61,7 +58,6 @@ def prepare_batch(runs: list[BronzeRun], *, with_sparklines: bool = False,
     return PreparedBatch(
         rows=rows, months=months, quarantine=quarantine, quarantine_run_ids=[r.run_id for r in runs],
         sparklines=batch.sparklines, globals=globals_, duplicates_dropped=batch.duplicates_dropped,
-        records=sum(len(s.records) for s in snapshots), run_ids=[r.run_id for r in runs],
     )
 
 
