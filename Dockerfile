@@ -25,13 +25,10 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /build
-# requirements.txt alone first: this layer stays cached until it changes.
-COPY requirements.txt ./
-# The "# Tests" section of requirements.txt (pytest, playwright, ...) is left
-# out of the production image; every other line is installed.
-RUN awk 'BEGIN{skip=0} /^#/{skip=($0 ~ /^#[[:space:]]*[Tt]ests?([[:space:]]|:|$)/)} !skip' \
-        requirements.txt > requirements-runtime.txt \
-    && pip install -r requirements-runtime.txt
+# The hashed runtime lock alone first: this layer stays cached until it changes.
+# (Test packages live in requirements-dev.lock and never reach the image.)
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 
 ############################
 # Runtime: slim, no build tools, non-root

@@ -1,33 +1,61 @@
 # Two commands do all the set-up: `make run` (the product) and `make test` (the tests).
+# Both work in a project virtual environment (.venv), so a stock Debian/Ubuntu Python that
+# refuses system-wide `pip install` (PEP 668) is fine. Dependencies come from the hashed
+# lock files: requirements.lock (runtime) and requirements-dev.lock (runtime + tests).
 PYTHON ?= python3
-STAMP := .make-installed
+VENV := .venv
+VPY := $(VENV)/bin/python
+PIP := $(VPY) -m pip --disable-pip-version-check --quiet
+RUNTIME_STAMP := $(VENV)/.runtime-installed
+DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: install run test test-fast bench schema
+.PHONY: install install-dev run test test-fast bench schema lock
 
-$(STAMP): requirements.txt
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	@touch $(STAMP)
+$(VPY):
+	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	  echo "error: '$(PYTHON) -m venv' failed. On Debian/Ubuntu install the venv module first:" >&2; \
+	  echo "       sudo apt-get install python3-venv   (then run make again)" >&2; exit 1; }
 
-install: $(STAMP)
+$(RUNTIME_STAMP): requirements.lock pyproject.toml | $(VPY)
+	$(PIP) install --require-hashes -r requirements.lock
+	$(PIP) install --no-deps -e .
+	@touch $@
+
+$(DEV_STAMP): requirements-dev.lock pyproject.toml | $(VPY)
+	$(PIP) install --require-hashes -r requirements-dev.lock
+	$(PIP) install --no-deps -e .
+	@touch $@ $(RUNTIME_STAMP)
+
+install: $(RUNTIME_STAMP)
+
+install-dev: $(DEV_STAMP)
 
 ## Load data (live, or the offline sample), start the scheduler and the dashboard on SQLite.
 run: install
-	./scripts/run_local.sh
+	PYTHON=$(abspath $(VPY)) ./scripts/run_local.sh
 
 ## Every test: unit, integration on SQLite and PostgreSQL, dashboard, browser.
-test: install
+test: install-dev
 	./scripts/ensure_postgres.sh
-	$(PYTHON) -m pytest
+	$(VPY) -m pytest
 
 ## The quick loop while coding: no browser, no subprocess topology.
-test-fast: install
-	$(PYTHON) -m pytest -m "not browser and not slow"
+test-fast: install-dev
+	$(VPY) -m pytest -m "not browser and not slow"
 
 ## The benchmark of issue "Scale and speed" (see README).
-bench: install
-	$(PYTHON) -m pipeline.bench
+bench: install-dev
+	$(VPY) -m pipeline.bench
 
 ## Regenerate the DDL in sql/schema/ from pipeline/schema.py.
-schema:
-	$(PYTHON) -m pipeline schema --dialect postgresql > sql/schema/postgresql.sql
-	$(PYTHON) -m pipeline schema --dialect sqlite > sql/schema/sqlite.sql
+schema: install
+	$(VPY) -m pipeline schema --dialect postgresql > sql/schema/postgresql.sql
+	$(VPY) -m pipeline schema --dialect sqlite > sql/schema/sqlite.sql
+
+## Upgrade the locked versions on purpose (needs pip-tools in the venv).
+lock: install-dev
+	$(PIP) install pip-tools
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+	  --no-emit-find-links --upgrade --output-file requirements.lock requirements.txt
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+	  --no-emit-find-links --upgrade --output-file requirements-dev.lock requirements-dev.txt

@@ -8,19 +8,14 @@ chosen in the navigation. It runs no queries itself: ``dashboard.data`` does.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dashboard/ on the path
-    sys.path.insert(0, str(REPO_ROOT))
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-from dashboard import data, state, ui  # noqa: E402
-from dashboard import formatting as fmt  # noqa: E402
-from pipeline.config import Settings  # noqa: E402
-from pipeline.errors import ConfigError  # noqa: E402
+from dashboard import data, state, ui
+from dashboard import formatting as fmt
+from pipeline.config import Settings
+from pipeline.errors import ConfigError
 
 PAGES_DIR = Path(__file__).resolve().parent / "app_pages"
 

@@ -21,12 +21,9 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from pipeline.config import Settings  # noqa: E402
-from pipeline.flow import run_pipeline  # noqa: E402
-from tests.fakes.coingecko import FakeCoinGecko, load_fixture  # noqa: E402
+from pipeline.config import Settings
+from pipeline.flow import run_pipeline
+from tests.fakes.coingecko import FakeCoinGecko, load_fixture
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"

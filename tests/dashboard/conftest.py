@@ -14,7 +14,6 @@ Self-sufficient on purpose (no dependency on tests/conftest.py):
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,11 +21,8 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:  # plain `pytest` puts only this folder on the path
-    sys.path.insert(0, str(REPO_ROOT))
-
-from dashboard import refresh  # noqa: E402
-from tests.dashboard.helpers import APP, CLOSED_PORT_URL, PAGES, Warehouse, seed_sample  # noqa: E402
+from dashboard import refresh
+from tests.dashboard.helpers import APP, CLOSED_PORT_URL, PAGES, Warehouse, seed_sample
 
 _ENV_PREFIXES = ("DATABASE_URL", "DATA_DIR", "COINGECKO_", "PIPELINE_", "VS_CURRENCY")
 

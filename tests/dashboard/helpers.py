@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from pipeline.config import Settings  # noqa: E402
-from pipeline.flow import run_pipeline  # noqa: E402
+from pipeline.config import Settings
+from pipeline.flow import run_pipeline
 
 APP = REPO_ROOT / "dashboard" / "app.py"
 CLOSED_PORT_URL = "http://127.0.0.1:9/api/v3"  # discard port: connection refused at once

@@ -19,7 +19,6 @@ import hashlib
 import json
 import re
 import shlex
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -28,9 +27,6 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 EXTERNAL_DB_OVERRIDE = ROOT / "docker-compose.external-db.yml"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -648,13 +644,14 @@ def test_dockerfile_is_multistage_from_python_slim():
 def test_dockerfile_installs_requirements_in_a_cached_layer():
     builder = dockerfile_stages()[0]
     order = [(i, a) for i, a in builder if i in ("COPY", "RUN")]
-    copy_req = next(n for n, (i, a) in enumerate(order) if i == "COPY" and "requirements.txt" in a)
+    copy_req = next(n for n, (i, a) in enumerate(order) if i == "COPY" and "requirements.lock" in a)
     install = next(n for n, (i, a) in enumerate(order) if i == "RUN" and "pip install" in a)
+    assert "--require-hashes -r requirements.lock" in order[install][1], "the image installs the hashed lock"
     assert copy_req < install
     for i, a in order[:install]:
         if i == "COPY":
             sources, _ = _copy_sources(a)
-            assert sources == ["requirements.txt"], f"COPY before pip install busts the cache: {a}"
+            assert sources == ["requirements.lock"], f"COPY before pip install busts the cache: {a}"
     assert any("/opt/venv" in a for i, a in builder if i == "RUN")
 
 
@@ -754,7 +751,7 @@ def test_dockerignore_excludes(path):
 @pytest.mark.parametrize(
     "path",
     [
-        "requirements.txt", "data/sample/markets.json", "pipeline/__main__.py",
+        "requirements.txt", "requirements.lock", "data/sample/markets.json", "pipeline/__main__.py",
         "dashboard/app.py", "sql/gold/views.sql", ".streamlit/config.toml",
     ],
 )
