@@ -3,16 +3,27 @@
 Layout: ``<raw_dir>/YYYY-MM-DD/<run_id>/`` (UTC date of the fetch) holding one
 ``<endpoint>[_pNNN][_aN].json`` per HTTP answer, a Parquet copy of each good
 body for analysts, and ``manifest.json`` (run id, endpoint, parameters, fetched
-at, status, record count, sha256). The manifest is written last: a run without
-one, or marked incomplete, is never replayed.
+at, status, record count, sha256 and size of each body and of its Parquet copy).
+The manifest is written last: a run without one, or marked incomplete, is never
+replayed.
+
+Every file is written atomically (:mod:`pipeline.atomic`): a full disk or a
+killed process leaves whole files or none, never a truncated one under its
+final name. Damage that happens anyway (old runs, a disk fault, a hand edit)
+never blocks the other runs: :func:`scan_runs` returns the readable runs and,
+apart, the damaged ones with a one-line reason; :func:`check_run` compares a
+run's files with its manifest.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,11 +31,15 @@ from pathlib import Path
 
 import orjson
 
+from pipeline.atomic import atomic_write_bytes, is_temp_name
 from pipeline.errors import BronzeError
 from pipeline.sources.coingecko.client import ApiResponse
 
+log = logging.getLogger(__name__)
+
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
+#: 2: entries also record ``parquet_bytes`` and ``parquet_sha256`` (version 1 manifests stay valid).
+MANIFEST_VERSION = 2
 
 
 def loads(body: bytes):
@@ -50,11 +65,18 @@ def _file_stem(response: ApiResponse) -> str:
     return stem
 
 
-def _write_once(path: Path, data: bytes) -> None:
-    """Create a file that did not exist; bronze never overwrites."""
-    with open(path, "xb") as handle:
-        handle.write(data)
-    os.chmod(path, 0o444)
+def _write_once(path: Path, data) -> None:
+    """Create a read-only file that did not exist, atomically; bronze never overwrites.
+
+    FileExistsError when the name is taken; any other OSError (a full disk) becomes
+    a BronzeError naming the file, and nothing is left under ``path``.
+    """
+    try:
+        atomic_write_bytes(path, data, overwrite=False, mode=0o444)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        raise BronzeError(f"could not write bronze file {path}: {exc.strerror or exc}") from exc
 
 
 def _parquet_table(payload):
@@ -88,7 +110,12 @@ class BronzeWriter:
         self.started_at = started_at
         self.vs_currency = vs_currency
         self.folder = Path(raw_dir) / started_at.strftime("%Y-%m-%d") / run_id
-        self.folder.mkdir(parents=True, exist_ok=False)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            raise BronzeError(f"could not create bronze folder {self.folder}: {exc.strerror or exc}") from exc
         self.entries: list[dict] = []
         self._write_parquet = write_parquet
 
@@ -119,23 +146,33 @@ class BronzeWriter:
             if payload is not None:
                 entry["records"] = len(payload) if isinstance(payload, list) else 1
                 entry["used"] = True
-                if self._write_parquet:
-                    entry["parquet"] = self._write_parquet_copy(stem, payload)
+        # Listed before its Parquet copy is written: if that fails (a full disk), the
+        # incomplete run's manifest still names the body that is on disk.
         self.entries.append(entry)
+        if entry["used"] and self._write_parquet:
+            name, data = self._parquet_copy(stem, payload)
+            _write_once(self.folder / name, data)
+            entry.update(parquet=name, parquet_bytes=len(data), parquet_sha256=hashlib.sha256(data).hexdigest())
 
-    def _write_parquet_copy(self, stem: str, payload) -> str:
-        """Parquet for analysts; a shape pyarrow cannot write (e.g. an empty object) falls back to JSON text."""
+    @staticmethod
+    def _parquet_copy(stem: str, payload):
+        """Parquet for analysts, encoded in memory (then written atomically like the body).
+
+        A shape pyarrow cannot write (e.g. an empty object) falls back to JSON text.
+        """
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        path = self.folder / f"{stem}.parquet"
+        def encode(table):
+            sink = pa.BufferOutputStream()
+            pq.write_table(table, sink, compression="snappy")
+            return memoryview(sink.getvalue())
+
         try:
-            pq.write_table(_parquet_table(payload), path, compression="snappy")
+            data = encode(_parquet_table(payload))
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            path.unlink(missing_ok=True)
-            pq.write_table(_json_text_table(payload), path, compression="snappy")
-        os.chmod(path, 0o444)
-        return path.name
+            data = encode(_json_text_table(payload))
+        return f"{stem}.parquet", data
 
     def finish(self, *, snapshot_at: datetime | None, complete: bool, error: str | None = None) -> Path:
         """Write the manifest, once. Only complete runs are replayed."""
@@ -152,7 +189,12 @@ class BronzeWriter:
             "entries": self.entries,
         }
         path = self.folder / MANIFEST
-        _write_once(path, json.dumps(manifest, indent=2).encode())
+        try:
+            atomic_write_bytes(path, json.dumps(manifest, indent=2).encode(), overwrite=False, mode=0o444)
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            raise BronzeError(f"could not write bronze manifest {path}: {exc.strerror or exc}") from exc
         return path
 
 
@@ -218,23 +260,289 @@ class BronzeRun:
             yield entry["path"].strip("/").split("/")[1], loads(self._read(entry))
 
 
+# ---- finding runs, and telling damaged ones apart ------------------------------------
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class DamagedRun:
+    """A run folder that cannot be replayed as it is, and why (one line).
+
+    ``incomplete`` is True for a folder without a manifest: its run stopped before
+    finishing (killed, or the disk filled up). That is expected, not damage.
+    """
+
+    folder: Path
+    run_id: str | None
+    reason: str
+    incomplete: bool = False
+
+    @property
+    def name(self) -> str:
+        """The run id, else the folder's name (which is the run id for every folder BronzeWriter makes)."""
+        return self.run_id or self.folder.name
+
+    def line(self) -> str:
+        kind = "incomplete" if self.incomplete else "damaged"
+        return f"{kind} bronze run {self.name} ({self.folder}): {self.reason}"
+
+
+def _one_line(exc: BaseException | str, limit: int = 200) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _plain_name(value) -> bool:
+    """A file name inside the run folder (no path, so a manifest cannot point outside it)."""
+    return (isinstance(value, str) and value not in ("", ".", "..") and "/" not in value and "\\" not in value
+            and "\0" not in value)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_time(value) -> bool:
+    try:
+        datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _entry_problem(entry) -> str | None:
+    if not isinstance(entry, dict):
+        return "not an object"
+    name = entry.get("file")
+    if not _plain_name(name):
+        return "no valid file name"
+    if not isinstance(entry.get("sha256"), str) or not _HEX64.match(entry["sha256"]):
+        return f"{name}: no valid sha256"
+    if not isinstance(entry.get("endpoint"), str) or not _is_int(entry.get("attempt")):
+        return f"{name}: no endpoint or attempt"
+    if not isinstance(entry.get("used", False), bool):
+        return f"{name}: 'used' is not true or false"
+    for key in ("bytes", "records", "page", "parquet_bytes"):
+        if entry.get(key) is not None and not (_is_int(entry[key]) and entry[key] >= 0):
+            return f"{name}: {key} is not a count"
+    if entry.get("parquet") is not None and not _plain_name(entry["parquet"]):
+        return f"{name}: no valid Parquet file name"
+    if entry.get("parquet_sha256") is not None and not (
+            isinstance(entry["parquet_sha256"], str) and _HEX64.match(entry["parquet_sha256"])):
+        return f"{name}: no valid parquet_sha256"
+    if entry["endpoint"] == "market_chart" and entry.get("used"):
+        path = entry.get("path")
+        if not isinstance(path, str) or len(path.strip("/").split("/")) < 2:
+            return f"{name}: a market_chart entry without its coin's path"
+    return None
+
+
+def manifest_problem(manifest, folder: Path) -> str | None:
+    """Why ``manifest`` (parsed JSON) cannot describe the run in ``folder``; None when it can."""
+    if not isinstance(manifest, dict):
+        kind = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(
+            type(manifest), "null" if manifest is None else type(manifest).__name__)
+        return f"manifest.json holds a JSON {kind}, not an object"
+    run_id = manifest.get("run_id")
+    if not isinstance(run_id, str) or not run_id:
+        return "manifest.json has no run_id"
+    if run_id != Path(folder).name:
+        return f"manifest.json is for run {run_id!r}, not for its folder {Path(folder).name!r}"
+    if not isinstance(manifest.get("source"), str):
+        return "manifest.json has no source"
+    if not isinstance(manifest.get("complete"), bool):
+        return "manifest.json: 'complete' is not true or false"
+    for key in ("snapshot_at", "started_at"):
+        if manifest.get(key) is not None and not _is_time(manifest[key]):
+            return f"manifest.json: {key} is not a timestamp ({_one_line(repr(manifest[key]), 40)})"
+    if manifest["complete"] and manifest.get("snapshot_at") is None:
+        return "manifest.json says complete but has no snapshot_at"
+    if manifest.get("top_n") is not None and not _is_int(manifest["top_n"]):
+        return "manifest.json: top_n is not a number"
+    if manifest.get("vs_currency") is not None and not isinstance(manifest["vs_currency"], str):
+        return "manifest.json: vs_currency is not text"
+    entries = manifest.get("entries")
+    if not isinstance(entries, list):
+        return "manifest.json has no list of entries"
+    for number, entry in enumerate(entries, start=1):
+        problem = _entry_problem(entry)
+        if problem:
+            return f"manifest.json entry {number}: {problem}"
+    return None
+
+
+def _load_run(folder: Path) -> tuple[BronzeRun | None, DamagedRun | None]:
+    """The run in ``folder``, or why there is none (exactly one of the two is set)."""
+    path = folder / MANIFEST
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        files = [p for p in folder.iterdir() if not is_temp_name(p.name)] if folder.is_dir() else []
+        return None, DamagedRun(folder, None, f"no {MANIFEST}: the run stopped before finishing "
+                                              f"({len(files)} file(s) kept)", incomplete=True)
+    except OSError as exc:
+        return None, DamagedRun(folder, None, f"{MANIFEST} unreadable: {_one_line(exc.strerror or exc)}")
+    if not data.strip():
+        return None, DamagedRun(folder, None, f"{MANIFEST} is empty ({len(data)} bytes)")
+    try:
+        manifest = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return None, DamagedRun(folder, None, f"{MANIFEST} is not valid JSON ({_one_line(exc, 120)})")
+    problem = manifest_problem(manifest, folder)
+    if problem:
+        run_id = manifest.get("run_id") if isinstance(manifest, dict) else None
+        return None, DamagedRun(folder, run_id if isinstance(run_id, str) and run_id else None, problem)
+    return BronzeRun(folder, manifest), None
+
+
+def _run_order(run: BronzeRun) -> tuple[str, str]:
+    return run.manifest.get("snapshot_at") or "", run.run_id
+
+
+def scan_runs(raw_dir: Path, *, include_incomplete: bool = False) -> tuple[list[BronzeRun], list[DamagedRun]]:
+    """Every run folder under ``raw_dir``: the readable runs and, apart, the ones that are not.
+
+    Runs come oldest snapshot first (ties by run id); with ``include_incomplete``
+    also the runs whose manifest says they did not finish (a failed fetch). Damaged
+    runs (an unreadable, empty, non-JSON or wrong-shaped manifest) and folders
+    without a manifest (``incomplete=True``) come back as :class:`DamagedRun`,
+    by folder. Reads manifests only: :func:`check_run` checks a run's files. Never raises
+    for what is on disk.
+    """
+    raw_dir = Path(raw_dir)
+    runs: list[BronzeRun] = []
+    damaged: list[DamagedRun] = []
+    if not raw_dir.is_dir():
+        return runs, damaged
+    for folder in sorted(p for p in raw_dir.glob("*/*") if p.is_dir()):
+        run, problem = _load_run(folder)
+        if problem is not None:
+            damaged.append(problem)
+        elif run.manifest["complete"] or include_incomplete:
+            runs.append(run)
+    return sorted(runs, key=_run_order), damaged
+
+
 def list_runs(raw_dir: Path, *, include_incomplete: bool = False) -> list[BronzeRun]:
-    """Every bronze run on disk, oldest snapshot first (ties by run id)."""
-    runs = []
-    for manifest_path in Path(raw_dir).glob(f"*/*/{MANIFEST}"):
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise BronzeError(f"unreadable bronze manifest {manifest_path}: {exc}") from exc
-        if manifest.get("complete") or include_incomplete:
-            runs.append(BronzeRun(manifest_path.parent, manifest))
-    return sorted(runs, key=lambda r: (r.manifest.get("snapshot_at") or "", r.run_id))
+    """Every readable bronze run on disk, oldest snapshot first (ties by run id).
+
+    Damaged runs are left out (logged as a warning); :func:`scan_runs` returns them too.
+    """
+    runs, damaged = scan_runs(raw_dir, include_incomplete=include_incomplete)
+    for item in damaged:
+        if not item.incomplete:
+            log.warning("skipped %s", item.line())
+    return runs
 
 
 def find_run(raw_dir: Path, run_id: str) -> BronzeRun:
-    for manifest_path in Path(raw_dir).glob(f"*/{run_id}/{MANIFEST}"):
-        return BronzeRun(manifest_path.parent, json.loads(manifest_path.read_text()))
+    """The run ``run_id`` (its folder ``<raw_dir>/<date>/<run_id>``); BronzeError when it is missing or damaged."""
+    raw_dir = Path(raw_dir)
+    if _plain_name(run_id) and raw_dir.is_dir():
+        for day in sorted(raw_dir.iterdir()):
+            folder = day / run_id
+            if not folder.is_dir():
+                continue
+            run, problem = _load_run(folder)
+            if run is not None:
+                return run
+            if not problem.incomplete:
+                raise BronzeError(f"bronze run {run_id} is damaged ({folder}): {problem.reason}")
     raise BronzeError(f"no bronze manifest for run {run_id} under {raw_dir}")
+
+
+# ---- checking a run's files against its manifest -------------------------------------
+
+def _sha256_file(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _file_problem(path: Path, size, sha256: str) -> str | None:
+    """Why the file at ``path`` is not the one the manifest recorded; None when it is."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"unreadable ({_one_line(exc.strerror or exc)})"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if _is_int(size) and info.st_size != size:
+        return f"{info.st_size} bytes, the manifest says {size} (truncated or changed)"
+    try:
+        digest = _sha256_file(path)
+    except OSError as exc:
+        return f"unreadable ({_one_line(exc.strerror or exc)})"
+    if digest != sha256:
+        return "sha256 mismatch (changed since it was written)"
+    return None
+
+
+def _parquet_problem(folder: Path, entry: dict) -> str | None:
+    path = folder / entry["parquet"]
+    if entry.get("parquet_sha256"):
+        return _file_problem(path, entry.get("parquet_bytes"), entry["parquet_sha256"])
+    # A version-1 manifest recorded no hash: the copy must read and hold the body's records.
+    if not path.is_file():
+        return "missing"
+    try:
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(path).num_rows
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many kinds for a garbled file
+        return f"not a readable Parquet file ({_one_line(exc, 120)})"
+    records = entry.get("records")
+    if _is_int(records) and rows != records:
+        return f"{rows} rows, the manifest says {records} records"
+    return None
+
+
+def check_run(run: BronzeRun, *, deep: bool = False, used_only: bool = False) -> list[str]:
+    """What is wrong with a run's files, one line each; an empty list means healthy.
+
+    Each body must exist with the manifest's size and sha256. ``deep=True`` also
+    checks the Parquet copies: their recorded size and sha256, or, for manifests
+    older than those fields, that pyarrow reads them and they hold the body's
+    record count. ``used_only=True`` checks only the bodies a replay reads (not the
+    kept failed attempts). Reads every checked file once; never raises for what is on disk.
+    """
+    problem = manifest_problem(run.manifest, run.folder)
+    if problem:
+        return [problem]
+    problems = []
+    for entry in run.manifest["entries"]:
+        if used_only and not entry.get("used"):
+            continue
+        problem = _file_problem(run.folder / entry["file"], entry.get("bytes"), entry["sha256"])
+        if problem:
+            problems.append(f"{entry['file']}: {problem}")
+        if deep and entry.get("parquet"):
+            problem = _parquet_problem(run.folder, entry)
+            if problem:
+                problems.append(f"{entry['parquet']}: {problem}")
+    return problems
+
+
+def healthy_runs(raw_dir: Path, *, include_incomplete: bool = False) -> tuple[list[BronzeRun], list[DamagedRun]]:
+    """:func:`scan_runs`, then :func:`check_run` (``used_only=True``) on each run: what replay can read safely.
+
+    Returns the runs whose replayed bodies are intact (oldest first) and every other
+    folder as a :class:`DamagedRun`: unreadable manifests, runs whose bodies are
+    missing, truncated or changed (the problems joined into the reason), and folders
+    without a manifest (``incomplete=True``, not damage). Reads every used body once.
+    """
+    runs, damaged = scan_runs(raw_dir, include_incomplete=include_incomplete)
+    healthy = []
+    for run in runs:
+        problems = check_run(run, used_only=True)
+        if problems:
+            shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+            damaged.append(DamagedRun(run.folder, run.run_id, shown))
+        else:
+            healthy.append(run)
+    return healthy, sorted(damaged, key=lambda d: str(d.folder))
 
 
 def remove_folder(folder: Path) -> None:

@@ -1,4 +1,4 @@
-"""Maintenance commands: ``python -m pipeline backfill`` and ``python -m pipeline prune``.
+"""Maintenance commands: ``python -m pipeline backfill``, ``prune`` and ``verify``.
 
 ``pipeline.cli`` imports this module and calls :func:`register` to add them.
 Failures are raised as the named errors of ``pipeline.errors``; ``cli.main``
@@ -72,8 +72,29 @@ def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    """Check every bronze run's files against its manifest: bodies (size, sha256) and Parquet copies.
+
+    Prints one line per damaged run (run id, folder, what is wrong) and per
+    incomplete one (no manifest: the run stopped before finishing, not an error),
+    then "N runs checked, M damaged". Exits 0 when every run is healthy, 1 when
+    any is damaged. Reads files only (no database, no lock). --quick skips the
+    Parquet copies; --run checks one run.
+
+    Example: python -m pipeline verify --run 20250101T000000Z-abc123
+    """
+    from pipeline.errors import BronzeError
+    from pipeline.verify import verify
+
+    report = verify(settings.raw_dir, deep=args.deep, run_id=args.run)
+    print("\n".join(report.lines()), flush=True)
+    if not report.healthy:
+        raise BronzeError(f"{len(report.damaged)} of {report.checked} bronze runs damaged (listed above)")
+    return 0
+
+
 def register(sub, add) -> None:
-    """Add the ``backfill`` and ``prune`` subcommands (``add`` is cli.build_parser's helper)."""
+    """Add the ``backfill``, ``prune`` and ``verify`` subcommands (``add`` is cli.build_parser's helper)."""
     backfill = add("backfill", cmd_backfill, "daily history for the tracked coins from market_chart")
     backfill.add_argument("--days", type=int, default=365, metavar="N",
                           help="days of history (default 365, the most the free plan serves)")
@@ -87,3 +108,10 @@ def register(sub, add) -> None:
     prune.add_argument("--keep-days", type=int, required=True, metavar="N",
                        help="keep the last N days (the current gold snapshot is always kept)")
     prune.add_argument("--dry-run", action="store_true", help="only report what would be removed")
+
+    verify = add("verify", cmd_verify, "check bronze files against their manifests")
+    depth = verify.add_mutually_exclusive_group()
+    depth.add_argument("--deep", dest="deep", action="store_true", default=True,
+                       help="bodies and Parquet copies (the default)")
+    depth.add_argument("--quick", dest="deep", action="store_false", help="bodies only, skip the Parquet copies")
+    verify.add_argument("--run", default=None, metavar="RUN_ID", help="check only this run")

@@ -11,7 +11,10 @@
   cutoff, except the runs the current gold came from (the mart's ``run_id``
   values). A run's age is its snapshot; for an incomplete run, a backfill (whose
   bodies span a year) or a folder left without a manifest by a killed run, the
-  time it started. Date folders left empty are removed too;
+  time it started. A damaged run (unreadable or malformed manifest) never stops
+  the prune: it is aged by its folder's name like a folder without a manifest,
+  removed when older than the cutoff, else kept and listed in the report. Date
+  folders left empty are removed too;
 * rebuilds gold when silver that gold reads lost rows, so ``market_history``
   drops the pruned snapshots. The mart and the segments keep the same snapshot.
 
@@ -67,7 +70,7 @@ class BronzeFolder:
 
     folder: Path
     run_id: str
-    age_basis: str  # "snapshot" | "started" | "folder"
+    age_basis: str  # "snapshot" | "started" | "folder" (no manifest) | "damaged" (unreadable manifest)
     at: datetime
     bytes: int
 
@@ -83,6 +86,8 @@ class PruneReport:
     folders: list[BronzeFolder] = field(default_factory=list)
     date_folders: list[Path] = field(default_factory=list)
     gold_rows: dict[str, int] | None = None
+    #: Damaged bronze runs found (unreadable or malformed manifest), removed or not.
+    damaged: list[bronze.DamagedRun] = field(default_factory=list)
 
     @property
     def total_rows(self) -> int:
@@ -102,10 +107,20 @@ class PruneReport:
         out.append(f"bronze folders {verb}: {len(self.folders)} ({_size(size)}), "
                    f"empty date folders {verb}: {len(self.date_folders)}")
         for item in self.folders[:20]:
-            basis = {"folder": "no manifest, started"}.get(item.age_basis, item.age_basis)
+            basis = {"folder": "no manifest, started",
+                     "damaged": "damaged manifest, started"}.get(item.age_basis, item.age_basis)
             out.append(f"  {item.folder} ({basis} {item.at:%Y-%m-%d %H:%M:%S})")
         if len(self.folders) > 20:
             out.append(f"  ... and {len(self.folders) - 20} more")
+        if self.damaged:
+            going = {f.folder for f in self.folders}
+            kept = [d for d in self.damaged if d.folder not in going]
+            gone = "would be removed" if self.dry_run else "removed"
+            out.append(f"damaged bronze runs: {len(self.damaged)} ({len(self.damaged) - len(kept)} {gone}: older "
+                       f"than the cutoff; {len(kept)} kept; `python -m pipeline verify` lists them)")
+            out += [f"  kept {d.line()}" for d in kept[:20]]
+            if len(kept) > 20:
+                out.append(f"  ... and {len(kept) - 20} more")
         if self.gold_rows is not None:
             out.append("gold rebuilt: " + ", ".join(f"{k} {v}" for k, v in self.gold_rows.items()))
         elif not self.dry_run:
@@ -171,29 +186,40 @@ def _orphan_time(folder: Path) -> datetime | None:
     return None
 
 
-def bronze_to_remove(raw_dir: Path, cutoff: datetime, keep_runs: set[str]) -> list[BronzeFolder]:
-    """Run folders older than ``cutoff`` that no kept run owns, oldest first."""
+def scan_bronze(raw_dir: Path, cutoff: datetime,
+                keep_runs: set[str]) -> tuple[list[BronzeFolder], list[bronze.DamagedRun]]:
+    """Run folders older than ``cutoff`` that no kept run owns (oldest first), and every damaged run seen.
+
+    A damaged run (unreadable or malformed manifest) or a folder without a manifest is
+    aged by its folder's name (the run id starts with when it started) and never
+    stops the scan.
+    """
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
-        return []
+        return [], []
     found: list[BronzeFolder] = []
-    seen: set[Path] = set()
-    for run in bronze.list_runs(raw_dir, include_incomplete=True):
-        seen.add(run.folder.resolve())
+    runs, problems = bronze.scan_runs(raw_dir, include_incomplete=True)
+    for run in runs:
         basis, at = _run_time(run)
         if at is None or at >= cutoff or run.run_id in keep_runs or run.folder.name in keep_runs:
             continue
         found.append(BronzeFolder(run.folder, run.run_id, basis, at, _folder_bytes(run.folder)))
-    for folder in sorted(raw_dir.glob("*/*")):
-        if not folder.is_dir() or folder.resolve() in seen or not _DATE_FOLDER.match(folder.parent.name):
-            continue
-        if (folder / bronze.MANIFEST).exists():
+    for problem in problems:
+        folder = problem.folder
+        if not _DATE_FOLDER.match(folder.parent.name):
             continue
         at = _orphan_time(folder)
-        if at is None or at >= cutoff or folder.name in keep_runs:
+        if at is None or at >= cutoff or folder.name in keep_runs or problem.run_id in keep_runs:
             continue
-        found.append(BronzeFolder(folder, folder.name, "folder", at, _folder_bytes(folder)))
-    return sorted(found, key=lambda f: (f.at, f.run_id))
+        found.append(BronzeFolder(folder, problem.name, "folder" if problem.incomplete else "damaged", at,
+                                  _folder_bytes(folder)))
+    damaged = [p for p in problems if not p.incomplete]
+    return sorted(found, key=lambda f: (f.at, f.run_id)), damaged
+
+
+def bronze_to_remove(raw_dir: Path, cutoff: datetime, keep_runs: set[str]) -> list[BronzeFolder]:
+    """Run folders older than ``cutoff`` that no kept run owns, oldest first."""
+    return scan_bronze(raw_dir, cutoff, keep_runs)[0]
 
 
 def _empty_date_folders(raw_dir: Path, removed: list[Path]) -> list[Path]:
@@ -245,7 +271,9 @@ def _prune(settings: Settings, engine: Engine, keep_days: int, *, dry_run: bool,
             for table, condition in conditions:
                 report.rows[table.name] = max(conn.execute(delete(table).where(condition)).rowcount or 0, 0)
 
-    report.folders = bronze_to_remove(settings.raw_dir, cutoff, set(gold_runs))
+    report.folders, report.damaged = scan_bronze(settings.raw_dir, cutoff, set(gold_runs))
+    for item in report.damaged:
+        log.warning("prune: %s", item.line())
     report.date_folders = _empty_date_folders(settings.raw_dir, [f.folder for f in report.folders])
     if not dry_run:
         for item in report.folders:

@@ -13,11 +13,11 @@ from sqlalchemy import text
 from pipeline import bronze
 from pipeline.backfill import run_backfill
 from pipeline.cli import main
-from pipeline.db import make_engine
+from pipeline.db import make_engine, utcnow
 from pipeline.errors import ConfigError, RunLocked, SourceError
 from pipeline.flow import prepare_database, run_pipeline
 from pipeline.prune import prune
-from pipeline.runs import RunLease, current_holder
+from pipeline.runs import RunLease, current_holder, new_run_id
 from tests.fakes.coingecko import load_fixture
 
 SILVER = ["staging_crypto_market", "staging_global_market", "quarantine_crypto_market", "staging_sparkline",
@@ -241,3 +241,43 @@ def test_prune_help_has_an_example(capsys):
     with pytest.raises(SystemExit) as missing:
         main(["prune"])
     assert missing.value.code == 2
+
+
+# -- damaged bronze runs never block a prune --------------------------------------------
+
+
+def damaged_folder(settings, name: str, day: str) -> Path:
+    """A run folder as a full disk left it before writes were atomic: a truncated body, a 0-byte manifest."""
+    folder = settings.raw_dir / day / name
+    folder.mkdir(parents=True)
+    (folder / "markets_p001.json").write_bytes(b'[{"id": "bitcoin", "current_pr')
+    (folder / bronze.MANIFEST).write_bytes(b"")
+    return folder
+
+
+def test_prune_removes_old_damaged_runs_and_keeps_and_lists_recent_ones(settings, monkeypatch, capsys):
+    run_pipeline(settings, source="sample")                  # the gold, recorded in 2022: always kept
+    old = damaged_folder(settings, "20200102T000000Z-bad001", "2020-01-02")
+    now = utcnow()
+    recent_id = new_run_id(now)
+    recent = damaged_folder(settings, recent_id, f"{now:%Y-%m-%d}")
+    wrong_shape = settings.raw_dir / "2020-01-03" / "20200103T000000Z-bad002"
+    wrong_shape.mkdir(parents=True)
+    (wrong_shape / bronze.MANIFEST).write_text('["not", "a", "manifest"]')
+
+    dry = prune(settings, keep_days=30, dry_run=True)
+    assert [(f.folder, f.age_basis) for f in dry.folders] == [(old, "damaged"), (wrong_shape, "damaged")]
+    assert sorted(d.folder for d in dry.damaged) == sorted([old, recent, wrong_shape])
+    lines = dry.lines()
+    assert "damaged bronze runs: 3 (2 would be removed: older than the cutoff; 1 kept;" in "\n".join(lines)
+    assert any(line.startswith(f"  kept damaged bronze run {recent_id} (") and "is empty (0 bytes)" in line
+               for line in lines)
+    assert old.exists() and wrong_shape.exists()
+
+    use_settings(monkeypatch, settings)
+    assert main(["prune", "--keep-days", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "damaged bronze runs: 3 (2 removed: older than the cutoff; 1 kept;" in out
+    assert not old.exists() and not wrong_shape.exists() and recent.exists()
+    assert not (settings.raw_dir / "2020-01-02").exists() and not (settings.raw_dir / "2020-01-03").exists()
+    assert len(read(settings, "SELECT * FROM crypto_analytics_mart")) == 250

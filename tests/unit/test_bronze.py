@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -12,7 +13,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.bronze import MANIFEST, BronzeRun, BronzeWriter, find_run, list_runs
+from pipeline import atomic
+from pipeline.bronze import MANIFEST, BronzeRun, BronzeWriter, DamagedRun, check_run, find_run, list_runs, scan_runs
 from pipeline.errors import BronzeError
 from pipeline.sources.coingecko import fetch_global, fetch_markets
 from pipeline.sources.coingecko.client import ApiResponse, CoinGeckoClient
@@ -231,12 +233,15 @@ def test_list_runs_skips_incomplete_and_sorts_by_snapshot(tmp_path):
     assert list_runs(tmp_path / "nothing-here") == []
 
 
-def test_list_runs_reports_an_unreadable_manifest(tmp_path):
+def test_list_runs_leaves_out_an_unreadable_manifest_and_keeps_the_rest(tmp_path, caplog):
+    _complete_run(tmp_path, "run-good", STARTED, FETCHED, [(1, MARKETS_10)])
     folder = tmp_path / "2024-01-01" / "run-x"
     folder.mkdir(parents=True)
     (folder / MANIFEST).write_text("{not json")
-    with pytest.raises(BronzeError, match="manifest"):
-        list_runs(tmp_path)
+    assert [r.run_id for r in list_runs(tmp_path)] == ["run-good"]           # no longer raises
+    assert "run-x" in caplog.text and "not valid JSON" in caplog.text          # but says so
+    with pytest.raises(BronzeError, match=r"run-x is damaged .*not valid JSON"):
+        find_run(tmp_path, "run-x")
 
 
 def test_markets_records_in_page_order(tmp_path):
@@ -265,3 +270,258 @@ def test_tampered_file_is_detected(tmp_path):
 def test_find_run_unknown(tmp_path):
     with pytest.raises(BronzeError, match="run-zzz"):
         find_run(tmp_path, "run-zzz")
+
+
+# ---- damage never blocks the other runs ----------------------------------------------
+
+def flip_byte(path: Path, offset: int | None = None) -> None:
+    """Change one byte in place, keeping the size (what a bad sector or a stray edit does)."""
+    os.chmod(path, 0o644)
+    data = bytearray(path.read_bytes())
+    at = len(data) // 2 if offset is None else offset
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def replace_manifest(folder: Path, data: bytes) -> None:
+    path = folder / MANIFEST
+    if path.exists():
+        os.chmod(path, 0o644)
+    path.write_bytes(data)
+
+
+def edit_manifest(folder: Path, change) -> None:
+    manifest = manifest_of(folder)
+    change(manifest)
+    replace_manifest(folder, json.dumps(manifest).encode())
+
+
+def _drop(key):
+    return lambda m: m.pop(key)
+
+
+def _set(key, value):
+    return lambda m: m.__setitem__(key, value)
+
+
+def _entry(key, value):
+    return lambda m: m["entries"][0].__setitem__(key, value)
+
+
+MANIFEST_DAMAGE = {
+    "empty file": (b"", "is empty (0 bytes)"),
+    "blank": (b"  \n", "is empty (3 bytes)"),
+    "truncated JSON": (b'{"manifest_version": 1, "run_id": "run-bad", "entr', "not valid JSON"),
+    "binary garbage": (bytes(range(200, 256)) * 4, "not valid JSON"),
+    "a JSON list": (b"[1, 2, 3]", "JSON array, not an object"),
+    "a JSON string": (b'"manifest"', "JSON string, not an object"),
+    "null": (b"null", "JSON null, not an object"),
+}
+MANIFEST_SHAPE_DAMAGE = {
+    "no run_id": (_drop("run_id"), "has no run_id"),
+    "another run's id": (_set("run_id", "run-other"), "is for run 'run-other', not for its folder 'run-bad'"),
+    "no entries": (_drop("entries"), "no list of entries"),
+    "entries not a list": (_set("entries", {"file": "x"}), "no list of entries"),
+    "complete not a bool": (_set("complete", "yes"), "'complete' is not true or false"),
+    "complete without snapshot": (_set("snapshot_at", None), "complete but has no snapshot_at"),
+    "snapshot not a time": (_set("snapshot_at", "yesterday"), "snapshot_at is not a timestamp"),
+    "entry without sha256": (lambda m: m["entries"][0].pop("sha256"), "entry 1: markets_p001.json: no valid sha256"),
+    "entry outside the folder": (_entry("file", "../../etc/passwd"), "entry 1: no valid file name"),
+    "entry not an object": (_set("entries", ["markets_p001.json"]), "entry 1: not an object"),
+    "records not a count": (_entry("records", "ten"), "records is not a count"),
+    "parquet outside the folder": (_entry("parquet", "/tmp/x.parquet"), "no valid Parquet file name"),
+}
+
+
+@pytest.mark.parametrize("data, reason", list(MANIFEST_DAMAGE.values()), ids=list(MANIFEST_DAMAGE))
+def test_scan_runs_reports_an_unreadable_manifest_and_keeps_the_rest(tmp_path, data, reason):
+    _complete_run(tmp_path, "run-good", STARTED, FETCHED, [(1, MARKETS_10)])
+    bad = _complete_run(tmp_path, "run-bad", STARTED, FETCHED, [(1, MARKETS_10)])
+    replace_manifest(bad.folder, data)
+    runs, damaged = scan_runs(tmp_path)
+    assert [r.run_id for r in runs] == ["run-good"]
+    (item,) = damaged
+    assert isinstance(item, DamagedRun) and item.folder == bad.folder and not item.incomplete
+    assert reason in item.reason and "\n" not in item.reason
+    assert item.run_id is None and item.name == "run-bad"
+    assert item.line().startswith("damaged bronze run run-bad (")
+    assert [r.run_id for r in list_runs(tmp_path)] == ["run-good"]
+    assert [r.run_id for r in list_runs(tmp_path, include_incomplete=True)] == ["run-good"]
+
+
+@pytest.mark.parametrize("change, reason", list(MANIFEST_SHAPE_DAMAGE.values()), ids=list(MANIFEST_SHAPE_DAMAGE))
+def test_scan_runs_reports_a_manifest_of_the_wrong_shape(tmp_path, change, reason):
+    _complete_run(tmp_path, "run-good", STARTED, FETCHED, [(1, MARKETS_10)])
+    bad = _complete_run(tmp_path, "run-bad", STARTED, FETCHED, [(1, MARKETS_10)])
+    edit_manifest(bad.folder, change)
+    runs, damaged = scan_runs(tmp_path, include_incomplete=True)
+    assert [r.run_id for r in runs] == ["run-good"]
+    (item,) = damaged
+    assert reason in item.reason, item.reason
+    assert not item.incomplete and item.folder == bad.folder
+    with pytest.raises(BronzeError, match="run-bad is damaged"):
+        find_run(tmp_path, "run-bad")
+
+
+def test_a_folder_without_manifest_is_incomplete_not_damaged(tmp_path):
+    _complete_run(tmp_path, "run-good", STARTED, FETCHED, [(1, MARKETS_10)])
+    _complete_run(tmp_path, "run-failed", STARTED, None, [])
+    killed = writer(tmp_path, run_id="run-killed")
+    killed.add(response(MARKETS_10))
+    empty = tmp_path / "2024-03-05" / "run-empty"
+    empty.mkdir()
+    runs, damaged = scan_runs(tmp_path)
+    assert [r.run_id for r in runs] == ["run-good"]
+    assert [(d.name, d.incomplete) for d in damaged] == [("run-empty", True), ("run-killed", True)]
+    assert "no manifest.json" in damaged[1].reason and "2 file(s)" in damaged[1].reason
+    assert damaged[1].line().startswith("incomplete bronze run run-killed")
+    runs, _ = scan_runs(tmp_path, include_incomplete=True)
+    assert sorted(r.run_id for r in runs) == ["run-failed", "run-good"]
+    with pytest.raises(BronzeError, match="no bronze manifest for run run-killed"):
+        find_run(tmp_path, "run-killed")
+    assert scan_runs(tmp_path / "nothing-here") == ([], [])
+
+
+def test_check_run_healthy(tmp_path):
+    w = _complete_run(tmp_path, "run-a", STARTED, FETCHED, [(1, MARKETS_100), (2, MARKETS_10)])
+    w2 = writer(tmp_path, run_id="run-b")
+    w2.add(response(b'{"status":{"error_code":429}}', status=429))
+    w2.add(response(MARKETS_10, attempt=2))
+    w2.add(response(GLOBAL, endpoint="global", path="/global", params={}, page=None))
+    w2.finish(snapshot_at=FETCHED, complete=True)
+    for run in list_runs(tmp_path):
+        assert check_run(run) == [] and check_run(run, deep=True) == [] and check_run(run, used_only=True) == []
+    assert w.folder.exists()
+
+
+def test_check_run_finds_a_flipped_byte_a_truncated_and_a_missing_body(tmp_path):
+    _complete_run(tmp_path, "run-a", STARTED, FETCHED, [(1, MARKETS_100), (2, MARKETS_10), (3, MARKETS_10)])
+    run = find_run(tmp_path, "run-a")
+    flip_byte(run.folder / "markets_p001.json")
+    path = run.folder / "markets_p002.json"
+    os.chmod(path, 0o644)
+    path.write_bytes(MARKETS_10[:100])
+    (run.folder / "markets_p003.json").unlink()
+    assert check_run(run) == [
+        "markets_p001.json: sha256 mismatch (changed since it was written)",
+        f"markets_p002.json: 100 bytes, the manifest says {len(MARKETS_10)} (truncated or changed)",
+        "markets_p003.json: missing",
+    ]
+    with pytest.raises(BronzeError, match="sha256"):     # reading still guards on its own
+        run.markets_records()
+
+
+def test_check_run_used_only_ignores_damaged_failed_attempts(tmp_path):
+    w = writer(tmp_path)
+    w.add(response(b'{"status":{"error_code":429}}', status=429))
+    w.add(response(MARKETS_10, attempt=2))
+    w.finish(snapshot_at=FETCHED, complete=True)
+    run = find_run(tmp_path, "run-a")
+    flip_byte(run.folder / "markets_p001_a1_429.json", offset=3)
+    assert check_run(run) == ["markets_p001_a1_429.json: sha256 mismatch (changed since it was written)"]
+    assert check_run(run, used_only=True) == []
+    assert len(run.markets_records()) == 10
+
+
+def test_parquet_copy_size_and_sha256_are_in_the_manifest(tmp_path):
+    w = _complete_run(tmp_path, "run-a", STARTED, FETCHED, [(1, MARKETS_100)])
+    (entry,) = manifest_of(w.folder)["entries"]
+    data = (w.folder / "markets_p001.parquet").read_bytes()
+    assert entry["parquet_sha256"] == hashlib.sha256(data).hexdigest() and entry["parquet_bytes"] == len(data)
+    assert manifest_of(w.folder)["manifest_version"] == 2
+
+
+def test_deep_check_finds_a_garbled_parquet_copy(tmp_path):
+    _complete_run(tmp_path, "run-a", STARTED, FETCHED, [(1, MARKETS_100)])
+    run = find_run(tmp_path, "run-a")
+    flip_byte(run.folder / "markets_p001.parquet")
+    assert check_run(run) == []                           # bodies are fine: replay is not affected
+    assert check_run(run, deep=True) == ["markets_p001.parquet: sha256 mismatch (changed since it was written)"]
+    (run.folder / "markets_p001.parquet").unlink()
+    assert check_run(run, deep=True) == ["markets_p001.parquet: missing"]
+    assert len(run.markets_records()) == 100
+
+
+def _as_version_1(folder: Path) -> None:
+    def strip(m):
+        m["manifest_version"] = 1
+        for e in m["entries"]:
+            e.pop("parquet_sha256", None)
+            e.pop("parquet_bytes", None)
+    edit_manifest(folder, strip)
+
+
+def test_deep_check_of_an_old_manifest_reads_the_parquet_copy(tmp_path):
+    _complete_run(tmp_path, "run-a", STARTED, FETCHED, [(1, MARKETS_100), (2, MARKETS_10)])
+    run_folder = find_run(tmp_path, "run-a").folder
+    _as_version_1(run_folder)
+    run = find_run(tmp_path, "run-a")
+    assert "parquet_sha256" not in run.manifest["entries"][0]
+    assert check_run(run, deep=True) == []                # version 1 manifests stay valid
+    # A garbled footer: pyarrow cannot read it.
+    path = run_folder / "markets_p001.parquet"
+    flip_byte(path, offset=path.stat().st_size - 6)
+    # A readable Parquet file with the wrong number of rows.
+    other = run_folder / "markets_p002.parquet"
+    os.chmod(other, 0o644)
+    pq.write_table(pq.read_table(other).slice(0, 3), other)
+    problems = check_run(run, deep=True)
+    assert len(problems) == 2
+    assert problems[0].startswith("markets_p001.parquet: not a readable Parquet file (")
+    assert problems[1] == "markets_p002.parquet: 3 rows, the manifest says 10 records"
+
+
+# ---- a full disk: whole files or none ------------------------------------------------
+
+def disk_full_after(monkeypatch, limit: int) -> None:
+    real_write = os.write
+    left = [limit]
+
+    def write(fd, data):
+        if left[0] <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        n = real_write(fd, memoryview(data)[: left[0]])
+        left[0] -= n
+        return n
+
+    monkeypatch.setattr(os, "write", write)
+
+
+def visible_files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_a_full_disk_while_writing_a_body_leaves_no_part_of_it(tmp_path, monkeypatch):
+    w = writer(tmp_path)
+    w.add(response(MARKETS_10, page=1))
+    disk_full_after(monkeypatch, 1000)
+    with pytest.raises(BronzeError, match=r"could not write bronze file .*markets_p002.json: No space left on device"):
+        w.add(response(MARKETS_100, page=2))
+    files = visible_files(w.folder)
+    assert sorted(files) == ["markets_p001.json", "markets_p001.parquet"]
+    assert files["markets_p001.json"] == MARKETS_10
+
+
+def test_a_full_disk_while_writing_a_parquet_copy_keeps_the_body_listed(tmp_path, monkeypatch):
+    w = writer(tmp_path)
+    disk_full_after(monkeypatch, len(MARKETS_100) + 100)
+    with pytest.raises(BronzeError, match=r"markets_p001.parquet: No space left on device"):
+        w.add(response(MARKETS_100, page=1))
+    assert sorted(visible_files(w.folder)) == ["markets_p001.json"]
+    assert [(e["file"], e["parquet"]) for e in w.entries] == [("markets_p001.json", None)]
+    monkeypatch.undo()
+    w.finish(snapshot_at=None, complete=False, error="disk full")
+    run = list_runs(tmp_path, include_incomplete=True)[0]
+    assert check_run(run, deep=True) == []
+
+
+def test_a_full_disk_while_writing_the_manifest_leaves_no_manifest(tmp_path, monkeypatch):
+    w = writer(tmp_path)
+    w.add(response(MARKETS_10))
+    disk_full_after(monkeypatch, 50)
+    with pytest.raises(BronzeError, match=r"could not write bronze manifest .*: No space left on device"):
+        w.finish(snapshot_at=FETCHED, complete=True)
+    assert MANIFEST not in visible_files(w.folder)          # not a 0-byte or half manifest
+    assert not any(atomic.is_temp_name(name) for name in visible_files(w.folder))
+    runs, damaged = scan_runs(tmp_path)
+    assert runs == [] and [(d.name, d.incomplete) for d in damaged] == [("run-a", True)]
