@@ -2,9 +2,10 @@
 
 Every figure has a title, axis titles with units and hover text written for
 people (numbers pre-formatted by ``dashboard.formatting``). Coin names and
-symbols come from an external API, so they pass through ``escape_plotly``
-before they reach a label: Plotly renders some HTML in text, and a name must
-only ever show as text.
+symbols come from an external API, so they are cut to a display length
+(``formatting.shorten``: a name can be 100,000 characters) and pass through
+``escape_plotly`` before they reach a label: Plotly renders some HTML in text,
+and a name must only ever show as text.
 
 Callers check for empty input and say so instead of drawing; the builders
 still return a valid (empty) figure for an empty frame.
@@ -103,20 +104,19 @@ def _log_money_ticks(low: float, high: float) -> dict:
 
 def _title_label(name, symbol, limit: int = 40) -> str:
     """'Name (SYM)' escaped for a chart title, shortened so a long name cannot push the title off the chart."""
-    label = fmt.coin_label(name, symbol)
-    if len(label) > limit:
-        label = label[: limit - 1].rstrip() + "…"
-    return fmt.escape_plotly(label)
+    return fmt.escape_plotly(fmt.shorten(fmt.coin_label(name, symbol), limit))
 
 
 def coin_names(frame: pd.DataFrame) -> list[str]:
-    """Escaped 'Name (SYM)' labels for hover text."""
-    return [fmt.escape_plotly(fmt.coin_label(n, s)) for n, s in zip(frame["name"], frame["symbol"])]
+    """Escaped 'Name (SYM)' labels for hover text, cut to the display length."""
+    return [fmt.escape_plotly(fmt.coin_label(n, s, limit=fmt.DISPLAY_LIMIT))
+            for n, s in zip(frame["name"], frame["symbol"])]
 
 
 def coin_axis_labels(frame: pd.DataFrame) -> list[str]:
     """Short, unique, escaped labels for a category axis: the symbol, or 'SYM #rank' when two coins share it."""
-    symbols = [fmt.escape_plotly("" if fmt.is_missing(s) else str(s).upper()) or "?" for s in frame["symbol"]]
+    symbols = [fmt.escape_plotly("" if fmt.is_missing(s) else fmt.shorten(str(s).upper(), fmt.SYMBOL_LIMIT))
+               or "?" for s in frame["symbol"]]
     ranks = list(frame["market_cap_rank"]) if "market_cap_rank" in frame.columns else [None] * len(frame)
     counts = pd.Series(symbols).value_counts()
     labels = []
@@ -267,11 +267,11 @@ def create_dominance_donut(mart: pd.DataFrame, top_n: int = 10,
     coin_index = 0
     for _, row in shares.iterrows():
         if row["kind"] == "coin":
-            label = fmt.escape_plotly(fmt.coin_label(row["label"], row["symbol"]))
+            label = fmt.escape_plotly(fmt.coin_label(row["label"], row["symbol"], limit=fmt.DISPLAY_LIMIT))
             colors.append(COIN_PALETTE[coin_index % len(COIN_PALETTE)])
             coin_index += 1
         else:
-            label = fmt.escape_plotly(row["label"])
+            label = fmt.escape_plotly(fmt.shorten(row["label"]))
             colors.append("#94a3b8" if row["kind"] == "others" else "#e2e8f0")
         labels.append(label)
     hover = [f"<b>{label}</b><br>{fmt.format_pct(share, 2)} of total market cap"
@@ -614,13 +614,15 @@ def create_runs_chart(runs: pd.DataFrame, title: str = "Recent pipeline runs: du
             [s for s in sorted(set(ordered["status"])) if s not in RUN_STATUS_COLORS]:
         mask = (ordered["status"] == status).to_numpy()
         group = ordered[mask]
-        hover = [f"<b>Run {fmt.escape_plotly(r)}</b><br>Status: {status}<br>Trigger: {fmt.escape_plotly(t)}, "
-                 f"source: {fmt.escape_plotly(s)}<br>Duration: {fmt.format_duration(d)}<br>"
+        hover = [f"<b>Run {fmt.escape_plotly(fmt.shorten(r))}</b><br>Status: "
+                 f"{fmt.escape_plotly(fmt.shorten(status))}<br>Trigger: {fmt.escape_plotly(fmt.shorten(t))}, "
+                 f"source: {fmt.escape_plotly(fmt.shorten(s))}<br>Duration: {fmt.format_duration(d)}<br>"
                  f"Silver rows: {fmt.format_count(n)}"
                  for r, t, s, d, n in zip(group["run_id"], group["trigger"], group["source"], group["duration_s"],
                                           group["silver_rows"])]
         fig.add_trace(go.Bar(
-            x=[label for label, m in zip(labels, mask) if m], y=group["duration_s"].fillna(0), name=status,
+            x=[label for label, m in zip(labels, mask) if m], y=group["duration_s"].fillna(0),
+            name=fmt.escape_plotly(fmt.shorten(status)),
             marker_color=RUN_STATUS_COLORS.get(status, FLAT), customdata=hover,
             hovertemplate="%{customdata}<extra></extra>",
         ))
@@ -636,7 +638,7 @@ def create_quarantine_chart(reasons: pd.DataFrame,
     if reasons.empty:
         return _empty(title, "No quarantined records")
     ordered = reasons.sort_values("records")
-    labels = [fmt.escape_plotly(r) for r in ordered["reason"]]
+    labels = [fmt.escape_plotly(fmt.shorten(r)) for r in ordered["reason"]]
     fig = go.Figure(go.Bar(
         x=ordered["records"], y=labels, orientation="h", marker_color="#f59e0b",
         text=[fmt.format_count(n) for n in ordered["records"]], textposition="outside", cliponaxis=False,

@@ -1,7 +1,13 @@
 """Numbers, times and external text formatted for people. Pure functions, no Streamlit.
 
-Every formatter accepts ``None`` and NaN and returns an em dash for them, so a
-missing value never shows up as "nan" or "None" on a page.
+Every formatter accepts ``None`` and NaN (and the number formatters ±Infinity)
+and returns an em dash for them, so a missing value never shows up as "nan",
+"None" or "Infinity" on a page.
+
+Text from outside (coin names and symbols from the API, query parameters from a
+link, error messages that echo them) is unbounded: everything that shows it goes
+through :func:`shorten` (also named ``display_text``), which cuts it to a limit
+with an ellipsis. The data itself keeps the full value (a CSV download has it).
 """
 
 from __future__ import annotations
@@ -12,6 +18,15 @@ import re
 from datetime import datetime, timedelta
 
 MISSING = "—"
+
+#: Default length of external text on a page (names in tables, pickers, chart labels, captions).
+DISPLAY_LIMIT = 60
+#: Page headings (the Coin page's coin) have room for a long real name.
+HEADING_LIMIT = 120
+#: Symbols are short tickers; one longer than this is cut.
+SYMBOL_LIMIT = 12
+ELLIPSIS = "…"
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 _SUFFIXES = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))
 
@@ -66,6 +81,16 @@ def is_missing(value) -> bool:
         return True
 
 
+def _not_a_number(value) -> bool:
+    """Missing, or ±Infinity: a number formatter shows the em dash, never "inf" or "Infinity"."""
+    if is_missing(value):
+        return True
+    try:
+        return not math.isfinite(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return True
+
+
 def _scaled(value: float, digits: int) -> str:
     magnitude = abs(value)
     for index, (size, suffix) in enumerate(_SUFFIXES):
@@ -82,14 +107,14 @@ def _scaled(value: float, digits: int) -> str:
 
 def format_compact(value, digits: int = 2) -> str:
     """1234567 -> '1.23M'; 12.3 -> '12.30'."""
-    if is_missing(value):
+    if _not_a_number(value):
         return MISSING
     return _scaled(float(value), digits)
 
 
 def format_usd(value, digits: int = 2) -> str:
     """Large dollar amounts: 1.23e12 -> '$1.23T', 45.6e9 -> '$45.60B', -3e6 -> '-$3.00M'."""
-    if is_missing(value):
+    if _not_a_number(value):
         return MISSING
     value = float(value)
     sign = "-" if value < 0 else ""
@@ -101,7 +126,7 @@ def format_price(value) -> str:
 
     20431.5 -> '$20,431.50'; 0.06123 -> '$0.06123'; 7.8666533e-10 -> '$0.0000000007867'.
     """
-    if is_missing(value):
+    if _not_a_number(value):
         return MISSING
     value = float(value)
     if value == 0:
@@ -118,7 +143,7 @@ def format_price(value) -> str:
 
 def format_pct(value, digits: int = 1, signed: bool = False) -> str:
     """A value already in percent: 12.345 -> '12.3%'; signed -> '+12.3%' / '-4.0%'."""
-    if is_missing(value):
+    if _not_a_number(value):
         return MISSING
     value = float(value)
     if round(value, digits) == 0:
@@ -131,7 +156,7 @@ def format_pct(value, digits: int = 1, signed: bool = False) -> str:
 
 def format_pp(value, digits: int = 2) -> str:
     """A change in percentage points: 0.123 -> '+0.12 pp'."""
-    if is_missing(value):
+    if _not_a_number(value):
         return MISSING
     value = float(value)
     if round(value, digits) == 0:
@@ -141,14 +166,14 @@ def format_pp(value, digits: int = 2) -> str:
 
 def format_ratio(value, digits: int = 3) -> str:
     """Volume / market cap: 0.0456 -> '0.046'."""
-    if is_missing(value):
+    if _not_a_number(value):
         return MISSING
     return f"{float(value):.{digits}f}"
 
 
 def format_count(value) -> str:
     """1234 -> '1,234'."""
-    if is_missing(value):
+    if _not_a_number(value):
         return MISSING
     return f"{int(value):,}"
 
@@ -181,7 +206,7 @@ def format_age(delta: timedelta | None) -> str:
 
 def format_duration(seconds) -> str:
     """A run's duration: 2.34 -> '2.3 s'; 75 -> '1 min 15 s'."""
-    if is_missing(seconds):
+    if _not_a_number(seconds):
         return MISSING
     seconds = float(seconds)
     if seconds < 60:
@@ -195,13 +220,51 @@ def category_label(code, short: bool = False) -> str:
     if is_missing(code):
         return "Unknown"
     labels = SHORT_LABELS if short else CATEGORY_LABELS
-    return labels.get(str(code), str(code).replace("_", " ").capitalize())
+    return labels.get(str(code), shorten(str(code).replace("_", " ").capitalize()))
 
 
-def coin_label(name, symbol) -> str:
-    """'Bitcoin (BTC)' as plain text (escape it for the place it is shown)."""
+def shorten(value, limit: int = DISPLAY_LIMIT) -> str:
+    """External text as shown on a page: one line, at most ``limit`` characters.
+
+    Longer text is cut and ends with "…" (the ellipsis counts toward the limit);
+    line breaks, tabs and other control characters become spaces; None/NaN give
+    the em dash. Escape the result for where it goes (``escape_markdown``,
+    ``escape_plotly``): cut first, so escaping cannot split an escape sequence.
+    """
+    if limit < 1:
+        raise ValueError(f"display limit must be at least 1, not {limit}")
+    if is_missing(value):
+        return MISSING
+    text = str(value)
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + ELLIPSIS
+    if _CONTROL_CHARACTERS.search(text):
+        text = _CONTROL_CHARACTERS.sub(" ", text)
+    return text
+
+
+#: The same helper under its descriptive name (call sites use ``shorten``).
+display_text = shorten
+
+
+def coin_label(name, symbol, limit: int | None = None) -> str:
+    """'Bitcoin (BTC)' as plain text (escape it for the place it is shown).
+
+    With ``limit`` the label is at most that long: the symbol is cut to
+    ``SYMBOL_LIMIT`` and the name gets the rest, so a long name keeps its symbol.
+    """
     name = "" if is_missing(name) else str(name)
     symbol = "" if is_missing(symbol) else str(symbol).upper()
+    if limit is not None:
+        if symbol:
+            symbol = shorten(symbol, min(SYMBOL_LIMIT, limit))
+        if name and symbol:
+            room = limit - len(symbol) - 3
+            if room < 1:
+                return shorten(f"{name} ({symbol})", limit)
+            name = shorten(name, room)
+        elif name:
+            name = shorten(name, limit)
     if name and symbol:
         return f"{name} ({symbol})"
     return name or symbol or "?"

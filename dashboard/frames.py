@@ -32,12 +32,12 @@ def parse_categories(values: Sequence[str] | str | None) -> tuple[list[str], lis
         return [], []
     if isinstance(values, str):
         values = [values]
-    seen: list[str] = []
+    seen: dict[str, None] = {}  # ordered and O(1): a link can carry any number of values
     for value in values:
         for part in str(value).split(","):
             part = part.strip().lower()
-            if part and part not in seen:
-                seen.append(part)
+            if part:
+                seen.setdefault(part)
     valid = [c for c in MARKET_CAP_CATEGORIES if c in seen]
     invalid = [c for c in seen if c not in MARKET_CAP_CATEGORIES]
     return valid, invalid
@@ -81,6 +81,49 @@ def category_counts(frame: pd.DataFrame, column: str, order: Sequence[str]) -> p
     total = result["coins"].sum()
     result["share_pct"] = result["coins"] * 100.0 / total if total else 0.0
     return result
+
+
+#: market_segment_analysis columns that count or add up coins: 0 for a category without coins.
+SEGMENT_ZERO_COLUMNS = ("coin_count", "gainers_count", "losers_count", "total_market_cap", "market_cap_share_pct",
+                        "market_dominance_pct", "total_volume")
+
+
+def complete_segments(segments: pd.DataFrame, categories: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per market-cap category, every one present, in the categories' own order.
+
+    ``market_segment_analysis`` has a row only for categories that hold coins; a
+    category nobody falls in would silently disappear. Here it is a row with
+    zero coins (counts and sums 0, averages NULL: the mean of no coins is
+    unknown). ``categories`` is the filter's selection (empty = all of
+    ``MARKET_CAP_CATEGORIES``; rows outside it are dropped); without a selection
+    a category the gold table has but the dashboard does not know is kept, last.
+    """
+    wanted = [c for c in MARKET_CAP_CATEGORIES if not categories or c in categories]
+    present = list(segments["market_cap_category"]) if "market_cap_category" in segments.columns else []
+    order = wanted + [c for c in present if c not in MARKET_CAP_CATEGORIES and not categories]
+    missing = [c for c in wanted if c not in present]
+    segments = segments[segments["market_cap_category"].isin(order)] if present else segments
+    if not missing:
+        return segments.set_index("market_cap_category", drop=False).loc[order].reset_index(drop=True)
+    snapshot = segments["snapshot_at"].max() if "snapshot_at" in segments.columns and not segments.empty else pd.NaT
+    filler = pd.DataFrame({"market_cap_category": missing})
+    for column in segments.columns:
+        if column == "market_cap_category":
+            continue
+        if column in SEGMENT_ZERO_COLUMNS:
+            filler[column] = 0
+        elif column == "snapshot_at":
+            filler[column] = snapshot
+        else:
+            filler[column] = float("nan")
+    parts = [part for part in (segments, filler) if not part.empty]
+    full = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].copy()
+    for column in SEGMENT_ZERO_COLUMNS:
+        if column in segments.columns and pd.api.types.is_integer_dtype(segments[column].dtype):
+            full[column] = full[column].astype(segments[column].dtype)
+        elif column in full.columns and column.endswith("_count"):
+            full[column] = pd.to_numeric(full[column]).fillna(0).astype("int64")
+    return full.set_index("market_cap_category", drop=False).loc[order].reset_index(drop=True)
 
 
 def dominance_shares(frame: pd.DataFrame, top_n: int = 10) -> pd.DataFrame:

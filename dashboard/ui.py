@@ -6,6 +6,7 @@ Everything that draws lives here or in a page file; queries stay in
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import pandas as pd
@@ -22,6 +23,16 @@ from pipeline.db import utcnow
 COINGECKO_URL = "https://www.coingecko.com/en/api"
 CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
+#: Text cells on screen are cut to this many characters (the CSV download keeps the full text).
+TABLE_TEXT_LIMIT = 200
+#: Tighter limits for columns of external text that have a natural length.
+COLUMN_TEXT_LIMITS = {"name": fmt.DISPLAY_LIMIT, "symbol": fmt.SYMBOL_LIMIT, "record_id": fmt.DISPLAY_LIMIT}
+#: Error messages can echo input (a URL, a value from the API): shown cut to this length.
+ERROR_TEXT_LIMIT = 300
+#: Unknown ``?category=`` values named in the sidebar warning, and the length each is cut to.
+INVALID_CATEGORIES_SHOWN = 3
+INVALID_CATEGORY_LIMIT = 30
+
 
 # -- tables and charts -----------------------------------------------------------------
 
@@ -36,13 +47,41 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
     return safe.to_csv(index=False).encode("utf-8")
 
 
+def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame as drawn on screen: text cells cut (``formatting.shorten``), ±Infinity as empty cells (never
+    "Infinity"), NULLs and everything else as they are."""
+    shown = frame
+    for column in frame.columns:
+        values = frame[column]
+        if pd.api.types.is_float_dtype(values.dtype):
+            infinite = values.isin([math.inf, -math.inf])
+            if infinite.any():
+                if shown is frame:
+                    shown = frame.copy()
+                shown[column] = values.mask(infinite)
+            continue
+        if not (values.dtype == object or pd.api.types.is_string_dtype(values)):
+            continue
+        limit = COLUMN_TEXT_LIMITS.get(column, TABLE_TEXT_LIMIT)
+        lengths = values.map(lambda v: len(v) if isinstance(v, str) else 0)
+        if not len(lengths) or lengths.max() <= limit:
+            continue
+        if shown is frame:
+            shown = frame.copy()
+        shown[column] = values.map(lambda v: fmt.shorten(v, limit) if isinstance(v, str) else v)
+    return shown
+
+
 def render_table(frame: pd.DataFrame, name: str, column_config: dict | None = None,
                  height: int | str = "auto", key: str | None = None) -> None:
-    """A sortable table (click a header) with a CSV download of exactly these rows and columns."""
+    """A sortable table (click a header) with a CSV download of exactly these rows and columns.
+
+    Text cells are cut for the screen (``display_frame``); the CSV has the full values.
+    """
     columns = list(column_config) if column_config else list(frame.columns)
     shown = frame[[c for c in columns if c in frame.columns]]
-    st.dataframe(shown, hide_index=True, column_config=column_config, height=height, width="stretch",
-                 key=key)
+    st.dataframe(display_frame(shown), hide_index=True, column_config=column_config, height=height,
+                 width="stretch", key=key)
     rows = f"{len(shown):,} row" + ("" if len(shown) == 1 else "s")
     st.download_button(f"Download CSV ({rows})", data=lambda: csv_bytes(shown),
                        file_name=f"{name}.csv", mime="text/csv", on_click="ignore", icon="⬇️",
@@ -107,7 +146,7 @@ def render_freshness(view: state.View) -> None:
     snapshot_at = fresh["snapshot_at"]
     source = fresh["source"]
     source_text = {"api": "live CoinGecko API", "sample": "bundled offline sample"}.get(
-        source, fmt.escape_markdown(source))
+        source, fmt.escape_markdown(fmt.shorten(source)))
     age = utcnow() - snapshot_at
     st.caption(f"📅 Data as of **{fmt.format_timestamp(snapshot_at)}** ({source_text}), "
                f"{fmt.format_age(age)} old.")
@@ -125,13 +164,13 @@ def render_database_problem(settings: Settings, status: data.DataStatus) -> None
     """A clear message, never a traceback, when the database cannot be used."""
     url = mask_url(settings.database_url)
     if status.state == "unreachable":
-        st.error(f"**The database cannot be reached.** {fmt.escape_markdown(status.message)}", icon="🚫")
+        st.error(f"**The database cannot be reached.** {error_markdown(status.message)}", icon="🚫")
         st.markdown(
             f"The dashboard reads `{url.replace('`', '')}` (the `DATABASE_URL` setting). Check that the "
             "database server is running and reachable from here, and that `DATABASE_URL` names the same "
             "database the pipeline writes to. Then reload this page.")
     elif status.state == "missing_tables":
-        st.error(f"**Some tables are missing:** {fmt.escape_markdown(', '.join(status.missing))}.", icon="🧱")
+        st.error(f"**Some tables are missing:** {error_markdown(', '.join(status.missing))}.", icon="🧱")
         st.markdown("The database was created by an older or unfinished pipeline setup. Load data below "
                     "(which creates any missing tables), or run `python -m pipeline run` against the same "
                     "`DATABASE_URL`.")
@@ -150,9 +189,22 @@ def render_category_filter() -> list[str]:
     )
     invalid = state.take_invalid_categories()
     if invalid:
-        st.sidebar.warning("Ignored unknown categor" + ("ies" if len(invalid) > 1 else "y") + " in the link: "
-                           + ", ".join(f"`{fmt.escape_markdown(c)}`" for c in invalid))
+        st.sidebar.warning(invalid_categories_message(invalid))
     return state.selected_categories()
+
+
+def invalid_categories_message(invalid: list[str]) -> str:
+    """'Ignored unknown categories in the link: `a`, `b`, `c` and 9,997 more' (each value cut)."""
+    named = ", ".join(f"`{fmt.escape_markdown(fmt.shorten(c, INVALID_CATEGORY_LIMIT))}`"
+                      for c in invalid[:INVALID_CATEGORIES_SHOWN])
+    rest = len(invalid) - INVALID_CATEGORIES_SHOWN
+    more = f" and {rest:,} more" if rest > 0 else ""
+    return "Ignored unknown categor" + ("ies" if len(invalid) > 1 else "y") + f" in the link: {named}{more}"
+
+
+def error_markdown(message) -> str:
+    """An error message for markdown: one line, cut (it may echo input), escaped."""
+    return fmt.escape_markdown(fmt.shorten(message, ERROR_TEXT_LIMIT))
 
 
 def render_credit() -> None:
@@ -208,7 +260,7 @@ def _render_stages(placeholder, current: str | None, finished: bool, failed: boo
     lines = [f"{mark} {stage}" for stage, mark in refresh.stage_lines(current, finished, failed)]
     text = "  \n".join(lines)
     if detail:
-        text += f"  \n{fmt.escape_markdown(detail)}"
+        text += f"  \n{error_markdown(detail)}"
     placeholder.markdown(text)
 
 
@@ -241,10 +293,10 @@ def _show_job(settings: Settings, job: Job, container) -> bool:
     if job.state == "locked":
         return _show_external(settings, job.holder_run_id, container) if job.holder_run_id else False
     if job.state == "source_error":
-        container.error(f"**CoinGecko could not be reached**: {fmt.escape_markdown(job.error)}. "
+        container.error(f"**CoinGecko could not be reached**: {error_markdown(job.error)}. "
                         "The pages keep showing the last good data; try again later.", icon="📡")
     else:
-        container.error(f"**The refresh failed**: {fmt.escape_markdown(job.error)}. The pages keep showing "
+        container.error(f"**The refresh failed**: {error_markdown(job.error)}. The pages keep showing "
                         "the last good data; details are on the Pipeline page.", icon="❌")
     return False
 
@@ -273,7 +325,8 @@ def _show_external(settings: Settings, run_id: str | None, container) -> bool:
     if seen.timed_out:
         container.info("That run is still going; the pages will show its data once it finishes.")
     elif seen.error:
-        container.error(f"Run {run_id} did not succeed: {fmt.escape_markdown(seen.error)}. The pages keep "
+        container.error(f"Run {fmt.escape_markdown(fmt.shorten(run_id))} did not succeed: "
+                        f"{error_markdown(seen.error)}. The pages keep "
                         "showing the last good data.")
     return False
 
@@ -293,7 +346,7 @@ def render_first_start(view: state.View) -> None:
             "the bundled offline sample (a real snapshot from 2022-10-16) so you can explore right away.")
     last_runs = _last_failed_run(view)
     if last_runs:
-        st.caption(f"The last attempt failed: {fmt.escape_markdown(last_runs)}")
+        st.caption(f"The last attempt failed: {error_markdown(last_runs)}")
     if st.button("Load data", icon="📥", type="primary", key="first_start_load"):
         if start_first_load(view.settings, st.container()):
             st.rerun()
@@ -318,6 +371,6 @@ def guarded(render: Callable[[], None]) -> None:
     try:
         render()
     except data.DataUnavailable as exc:
-        st.error(f"**The data could not be read.** {fmt.escape_markdown(exc)}. Check that the database is running "
+        st.error(f"**The data could not be read.** {error_markdown(exc)}. Check that the database is running "
                  "and that "
                  "`DATABASE_URL` is right, then reload.", icon="🚫")

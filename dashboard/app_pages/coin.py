@@ -28,14 +28,14 @@ if not ui.nothing_to_show(coins):
     def label(coin_id: str) -> str:
         row = by_id.loc[coin_id]
         rank = "" if fmt.is_missing(row["market_cap_rank"]) else f"#{int(row['market_cap_rank'])} "
-        return f"{rank}{fmt.coin_label(row['name'], row['symbol'])}"
+        return f"{rank}{fmt.coin_label(row['name'], row['symbol'], limit=fmt.DISPLAY_LIMIT)}"
 
     coin_id = st.selectbox("Coin", options, key=COIN_KEY, format_func=label,
                            help="Type a name or symbol to search.")
     state.set_query_param("coin", coin_id)
     coin = by_id.loc[coin_id]
 
-    st.subheader(fmt.escape_markdown(fmt.coin_label(coin["name"], coin["symbol"])))
+    st.subheader(fmt.escape_markdown(fmt.coin_label(coin["name"], coin["symbol"], limit=fmt.HEADING_LIMIT)))
     st.caption(f"Rank #{fmt.format_count(coin['market_cap_rank'])} · "
                f"{fmt.escape_markdown(fmt.category_label(coin['market_cap_category']))} · liquidity "
                f"{fmt.escape_markdown(fmt.category_label(coin['liquidity_category'], short=True).lower())} · "

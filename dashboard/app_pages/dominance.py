@@ -11,7 +11,8 @@ ui.page_header("🥧 Dominance", "Each coin's and each market-cap category's sha
                "and how Bitcoin, Ethereum and stablecoins' shares moved over time.")
 
 coins = frames.filter_by_category(data.load_mart(view.database_url, view.version), view.categories)
-segments = frames.filter_by_category(data.load_segments(view.database_url, view.version), view.categories)
+segments = frames.complete_segments(  # a category without coins shows as 0, never disappears
+    frames.filter_by_category(data.load_segments(view.database_url, view.version), view.categories), view.categories)
 history = data.load_market_history(view.database_url, view.version)
 
 if not ui.nothing_to_show(coins):

@@ -22,8 +22,8 @@ last_success = successes["finished_at"].max() if not successes.empty else None
 metrics = st.columns(4)
 metrics[0].metric("Last successful run", fmt.format_age(utcnow() - last_success) + " ago" if last_success is not None
                   else "never", help="When the newest successful run finished.", border=True)
-metrics[1].metric("Running now", holder["run_id"] if holder else "nothing",
-                  f"pid {holder['pid']} on {holder['host']}" if holder else None, delta_color="off",
+metrics[1].metric("Running now", fmt.shorten(holder["run_id"]) if holder else "nothing",
+                  fmt.shorten(f"pid {holder['pid']} on {holder['host']}") if holder else None, delta_color="off",
                   delta_arrow="off", border=True)
 failed = int(runs["status"].isin(["failed", "abandoned"]).sum())
 metrics[2].metric("Failed runs", f"{failed} of {len(runs)}", help="Among the runs listed below.", border=True)
@@ -68,7 +68,7 @@ else:
             "reason": st.column_config.TextColumn("Reason", width="large"),
             "run_id": st.column_config.TextColumn("Run id"),
             "record_index": st.column_config.NumberColumn("Record #", format="%d"),
-            "raw_record": st.column_config.TextColumn("Raw record (first 500 characters)"),
+            "raw_record": st.column_config.TextColumn("Raw record (beginning; more in the CSV)"),
         }, key="pipeline_quarantine_table")
     if quarantined_total > len(quarantine):
         st.caption(f"Showing the newest {len(quarantine):,} of {quarantined_total:,} quarantined records.")

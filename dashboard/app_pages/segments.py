@@ -14,7 +14,8 @@ ui.page_header("🧩 Segments", "The market split by market-cap category (large 
 segments = frames.filter_by_category(data.load_segments(view.database_url, view.version), view.categories)
 
 if not ui.nothing_to_show(segments, "segments"):
-    table = charts.order_segments(segments).assign(
+    segments = frames.complete_segments(segments, view.categories)  # a category without coins shows as 0
+    table = segments.assign(
         segment=lambda f: [fmt.category_label(c) for c in f["market_cap_category"]])
     ui.render_table(table, "market_segments", {
         "segment": st.column_config.TextColumn("Segment"),

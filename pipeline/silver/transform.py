@@ -3,12 +3,41 @@
 Pure functions: no files, no database, no clock. NULL stays NULL all the way:
 a missing or null field is never replaced by 0, and a derived column whose
 input is NULL (or would divide by zero) is NULL too.
+
+Validation rules (the README's silver paragraph says the same):
+
+* **Non-finite numbers** — NaN, Infinity, -Infinity, whether they arrive as JSON
+  tokens (``NaN``) or as text (``"nan"``, ``"inf"``, ``"-Infinity"``, any case) —
+  are not measurements: in *every* numeric field the value becomes NULL, the
+  record is kept, and the fact is recorded as a :class:`Nulled` note
+  (``MarketsBatch.nulled`` / ``nulled_values``).
+* **Plausibility bounds** — every numeric field has a range in
+  :data:`NUMERIC_LIMITS` (prices share one limit, money amounts, changes,
+  percentages and supplies have theirs). A value outside it, or a number too
+  big for a float (``1e400``, a 400-digit integer), is *absurd*:
+  in a required field (:data:`REQUIRED_NUMERIC`: price, market cap, volume) it
+  quarantines the record (``absurd``, or ``negative`` below zero); in any other
+  field it becomes NULL with a note, and the record is kept.
+* **Not a number at all** (text such as ``"n/a"``, a bool, a list) in a numeric
+  field quarantines the record (``non-numeric``).
+* **Derived columns** are finite or NULL, never ±Infinity or NaN: a result that
+  overflows, or falls outside :data:`DERIVED_LIMITS`, is NULL.
+* **Text** — the id must be a non-empty string of at most
+  :data:`ID_MAX_LENGTH` characters, without NUL bytes or lone surrogates
+  (which no database can store), or the record is quarantined. NUL bytes are
+  stripped from symbol, name and image, lone surrogates become U+FFFD, and a
+  null stays NULL (never the text "None"); other non-text values become NULL
+  with a note.
+* **Quarantine** keeps the record as JSON text (NULs and non-ASCII escaped), or
+  its ``repr`` when JSON cannot express it; ``record_id`` and the values quoted
+  in ``reason`` are cut to a sane length.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -37,15 +66,62 @@ SOURCE_KEYS = {
 TEXT_FIELDS = ["symbol", "name", "image"]
 DATE_FIELDS = ["ath_date", "atl_date", "last_updated"]
 
-#: Values no real coin has: kept out of silver as "absurd".
-ABSURD_LIMITS = {
-    "current_price": 1e9,
-    "market_cap": 1e14,
-    "fully_diluted_valuation": 1e15,
-    "total_volume": 1e14,
+#: The longest coin id kept (CoinGecko ids are short slugs); longer ones are quarantined.
+ID_MAX_LENGTH = 200
+#: Values quoted in a quarantine reason or a note are cut to this many characters.
+SHOWN_VALUE_CHARS = 80
+
+PRICE_LIMIT = 1e9             # USD per coin
+MONEY_LIMIT = 1e14            # USD: a coin's market cap, 24h volume or their 24h change
+FDV_LIMIT = 1e15              # USD: fully diluted valuation
+SUPPLY_LIMIT = 1e18           # coins
+PERCENT_LIMIT = 1e6           # a change of ±1,000,000 %
+ATL_GROWTH_LIMIT = 1e12       # % above the all-time low (SHIB: ~2e7 %; an ATL of 0 gives ~1e38: not a measurement)
+RANK_LIMIT = 1e7
+
+#: Every numeric field's plausible range, [low, high] inclusive. The one table of limits.
+NUMERIC_LIMITS: dict[str, tuple[float, float]] = {
+    "market_cap_rank": (1.0, RANK_LIMIT),
+    "current_price": (0.0, PRICE_LIMIT),
+    "market_cap": (0.0, MONEY_LIMIT),
+    "fully_diluted_valuation": (0.0, FDV_LIMIT),
+    "total_volume": (0.0, MONEY_LIMIT),
+    "high_24h": (0.0, PRICE_LIMIT),
+    "low_24h": (0.0, PRICE_LIMIT),
+    "price_change_24h": (-PRICE_LIMIT, PRICE_LIMIT),
+    "price_change_percentage_1h": (-PERCENT_LIMIT, PERCENT_LIMIT),
+    "price_change_percentage_24h": (-PERCENT_LIMIT, PERCENT_LIMIT),
+    "price_change_percentage_7d": (-PERCENT_LIMIT, PERCENT_LIMIT),
+    "price_change_percentage_30d": (-PERCENT_LIMIT, PERCENT_LIMIT),
+    "market_cap_change_24h": (-MONEY_LIMIT, MONEY_LIMIT),
+    "market_cap_change_percentage_24h": (-PERCENT_LIMIT, PERCENT_LIMIT),
+    "circulating_supply": (0.0, SUPPLY_LIMIT),
+    "total_supply": (0.0, SUPPLY_LIMIT),
+    "max_supply": (0.0, SUPPLY_LIMIT),
+    "ath": (0.0, PRICE_LIMIT),
+    "ath_change_percentage": (-PERCENT_LIMIT, PERCENT_LIMIT),
+    "atl": (0.0, PRICE_LIMIT),
+    "atl_change_percentage": (-PERCENT_LIMIT, ATL_GROWTH_LIMIT),
 }
-ABSURD_PERCENT = 1e6
-MUST_NOT_BE_NEGATIVE = ["current_price", "market_cap", "total_volume"]
+#: Outside its range one of these quarantines the record; any other field is NULLed with a note.
+REQUIRED_NUMERIC = ("current_price", "market_cap", "total_volume")
+#: Dates outside [start, end) are not measurements (NULL with a note), like unparseable ones.
+DATE_RANGE = (pd.Timestamp("1990-01-01"), pd.Timestamp("2100-01-01"))
+#: Derived columns beyond these magnitudes are NULL (inconsistent inputs, e.g. a price far below its 24h low).
+DERIVED_LIMITS = {
+    "price_volatility_24h": PERCENT_LIMIT,
+    "volume_to_mcap_ratio": 1e9,
+    "distance_from_ath_pct": PERCENT_LIMIT,
+}
+
+#: Upper limits of the fields that quarantine (also used by the backfill's checks).
+ABSURD_LIMITS = {name: NUMERIC_LIMITS[name][1]
+                 for name in ("current_price", "market_cap", "fully_diluted_valuation", "total_volume")}
+ABSURD_PERCENT = PERCENT_LIMIT
+MUST_NOT_BE_NEGATIVE = list(REQUIRED_NUMERIC)
+
+_NON_FINITE_TEXT = frozenset({"nan", "inf", "infinity"})
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -56,6 +132,18 @@ class Quarantined:
     record_id: str | None
     reason: str
     raw_record: str
+
+
+@dataclass
+class Nulled:
+    """A value that was present in a kept record but is not a measurement, so silver holds NULL."""
+
+    run_id: str
+    snapshot_at: datetime
+    record_index: int
+    record_id: str | None
+    field: str
+    reason: str
 
 
 @dataclass
@@ -77,6 +165,12 @@ class MarketsBatch:
     duplicates_dropped: int = 0
     #: (id, snapshot_at, run_id, sparkline JSON) for kept rows, when asked for.
     sparklines: list[tuple] = field(default_factory=list)
+    #: Values of kept rows that were NULLed: non-finite, out of range, or text that is not text.
+    nulled: list[Nulled] = field(default_factory=list)
+
+    @property
+    def nulled_values(self) -> int:
+        return len(self.nulled)
 
 
 def _column(records: list[dict], keys: list[str]) -> list:
@@ -90,28 +184,150 @@ def _column(records: list[dict], keys: list[str]) -> list:
     return values
 
 
-def _parse_numbers(raw: list) -> tuple[pd.Series, pd.Series]:
+def _number(value) -> tuple[float, str]:
+    """One API value -> (float, kind); kind is ok, null, nonfinite, overflow or bad (not a number)."""
+    if value is None:
+        return math.nan, "null"
+    if isinstance(value, bool):
+        return math.nan, "bad"
+    if isinstance(value, (int, float)):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond the float range
+            return math.nan, "overflow"
+        if math.isfinite(number):
+            return number, "ok"
+        return math.nan, "nonfinite"
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("+-").lower() in _NON_FINITE_TEXT:
+            return math.nan, "nonfinite"
+        try:
+            number = float(text)
+        except ValueError:
+            return math.nan, "bad"
+        if math.isfinite(number):
+            return number, "ok"
+        return math.nan, "overflow"  # "1e400": a finite-looking number too big for a float
+    return math.nan, "bad"
+
+
+def _parse_numbers(raw: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Floats from API values; numbers sent as strings are accepted.
 
-    Returns (values, bad) where ``bad`` marks a present value that is not a
-    finite number (text such as "n/a", a bool, a list, inf). The common case,
-    a column of plain JSON numbers and nulls, stays in C.
+    Returns (values, bad, nonfinite, overflow) as numpy arrays: ``values`` is
+    NaN wherever the value is missing or unusable; ``bad`` marks a present value
+    that is not a number at all (text such as "n/a", a bool, a list);
+    ``nonfinite`` a NaN/±Infinity (number or text); ``overflow`` a number too
+    big for a float. The common case, a column of plain JSON numbers and nulls,
+    stays in C.
     """
+    n = len(raw)
     series = pd.Series(raw, dtype=None if raw else "float64")
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-        values = series.astype("float64")
-        bad = pd.Series(np.isinf(values.to_numpy()), index=values.index)
-        return values.where(~bad), bad
-    objects = series.astype(object)
-    is_bool = pd.Series([isinstance(v, bool) for v in raw], index=objects.index, dtype=bool)
-    values = pd.to_numeric(objects.where(~is_bool, None), errors="coerce").astype("float64")
-    bad = (objects.notna() & values.isna()) | is_bool | np.isinf(values)
-    return values.where(~bad), bad
+        values = series.to_numpy(dtype="float64", na_value=np.nan).copy()
+        nonfinite = np.isinf(values)
+        for i in np.flatnonzero(np.isnan(values)):
+            if raw[i] is not None:  # a NaN that was sent, not a null
+                nonfinite[i] = True
+        values[nonfinite] = np.nan
+        return values, np.zeros(n, dtype=bool), nonfinite, np.zeros(n, dtype=bool)
+    values = np.empty(n, dtype="float64")
+    kinds = []
+    for i, value in enumerate(raw):
+        values[i], kind = _number(value)
+        kinds.append(kind)
+    kinds_arr = np.array(kinds, dtype=object)
+    return values, kinds_arr == "bad", kinds_arr == "nonfinite", kinds_arr == "overflow"
 
 
-def _parse_dates(raw: pd.Series) -> pd.Series:
-    parsed = pd.to_datetime(raw.astype(object), errors="coerce", utc=True, format="ISO8601")
-    return parsed.dt.tz_localize(None).astype("datetime64[us]")
+def _shown(value) -> str:
+    """A value quoted in a reason or a note: its repr, cut to a sane length, always storable text."""
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - e.g. an int with more digits than Python will print
+        text = f"<{type(value).__name__}>"
+    return _cut(_storable(text), SHOWN_VALUE_CHARS)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _storable(text: str) -> str:
+    """Text any database can store: NUL bytes and lone surrogates as backslash escapes."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    if _SURROGATES.search(text):
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def raw_record_text(record) -> str:
+    """The quarantined record as storable text: compact JSON (NULs escaped), else its repr."""
+    try:
+        return json.dumps(record, separators=(",", ":"), default=str)
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        pass
+    try:
+        text = repr(record)
+    except Exception:  # noqa: BLE001 - a repr can fail in any way; the record must still be kept
+        text = f"<unrepresentable {type(record).__name__}>"
+    return _storable(text)
+
+
+def _record_id(value) -> str | None:
+    """The id to file a quarantined record under: storable and at most ID_MAX_LENGTH characters."""
+    if not isinstance(value, str):
+        return None
+    return _cut(_storable(value), ID_MAX_LENGTH)
+
+
+def _clean_texts(raw: list) -> tuple[list, list[int]]:
+    """symbol/name/image values: NULs stripped, lone surrogates replaced, NULL stays NULL.
+
+    Returns (values, positions whose non-text value was NULLed). The whole column
+    is checked at once: clean text (the common case) costs one join and one scan.
+    """
+    values: list = []
+    dropped: list[int] = []
+    for i, value in enumerate(raw):
+        if value is None or isinstance(value, str):
+            values.append(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            values.append(str(value))
+        else:  # NaN, a bool, a list, an object: not text
+            values.append(None)
+            dropped.append(i)
+    joined = "".join(v for v in values if v is not None)
+    if "\x00" in joined or _SURROGATES.search(joined):
+        values = [v if v is None else _SURROGATES.sub("\ufffd", v.replace("\x00", "")) for v in values]
+    return values, dropped
+
+
+def _id_problem(value) -> str | None:
+    """Why a coin id cannot be used (None when it can)."""
+    if value is None:
+        return "missing id"
+    if "\x00" in value:
+        return "id contains a NUL byte"
+    if len(value) > ID_MAX_LENGTH:
+        return f"id longer than {ID_MAX_LENGTH} characters: {len(value):,}"
+    if _SURROGATES.search(value):
+        return "id contains a lone surrogate (not UTF-8)"
+    return None
+
+
+def _parse_dates(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """ISO 8601 text -> naive UTC timestamps; (dates, unusable) where ``unusable`` marks a
+    present value that is not an ISO date between DATE_RANGE's ends (it becomes NULL)."""
+    objects = raw.astype(object)
+    is_text = np.fromiter((isinstance(v, str) for v in objects), dtype=bool, count=len(objects))
+    parsed = pd.to_datetime(objects.where(is_text, None), errors="coerce", utc=True, format="ISO8601")
+    parsed = parsed.dt.tz_localize(None).astype("datetime64[us]")
+    parsed = parsed.where((parsed >= DATE_RANGE[0]) & (parsed < DATE_RANGE[1]))
+    unusable = (objects.notna() & parsed.isna()).to_numpy()
+    return parsed, unusable
 
 
 def _sparkline(value) -> str | None:
@@ -120,15 +336,26 @@ def _sparkline(value) -> str | None:
     prices = value.get("price")
     if not isinstance(prices, list) or not prices:
         return None
-    clean = [p if isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) else None
+    low, high = NUMERIC_LIMITS["current_price"]
+    clean = [p if isinstance(p, (int, float)) and not isinstance(p, bool) and _within(p, low, high) else None
              for p in prices]
     return json.dumps(clean, separators=(",", ":"))
 
 
-def _ratio(numerator: pd.Series, denominator: pd.Series, scale: float = 1.0) -> pd.Series:
-    """numerator / denominator, NULL where either is NULL or the denominator is 0."""
+def _within(value, low: float, high: float) -> bool:
+    try:
+        return low <= float(value) <= high
+    except (OverflowError, TypeError, ValueError):
+        return False
+
+
+def _ratio(numerator: pd.Series, denominator: pd.Series, scale: float = 1.0, limit: float = math.inf) -> pd.Series:
+    """numerator / denominator, NULL where either is NULL, the denominator is 0, or the result is
+    not finite or beyond ``limit`` in magnitude: never ±Infinity."""
     safe = denominator.where(denominator != 0)
-    return (numerator / safe) * scale
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        result = (numerator / safe) * scale
+    return result.where(np.isfinite(result) & (result.abs() <= limit))
 
 
 def limit_records(records: list, top_n: int | None) -> list:
@@ -160,12 +387,14 @@ def transform_markets(records: list, *, run_id: str, snapshot_at: datetime, sour
 def transform_snapshots(snapshots: list[Snapshot], *, with_sparklines: bool = False) -> MarketsBatch:
     """Validate, type and derive the records of several snapshots in one pass.
 
-    A record that fails validation (no id, negative price/volume/cap, a number
-    that is not a number, an absurd value) is quarantined with every reason
-    found; the others go on. Duplicate ids within a snapshot (rankings shift
-    while paging) keep the freshest ``last_updated``, then the earliest position.
-    Sparklines are 168 floats a row and only the newest is ever shown, so they
-    are encoded only when asked for.
+    A record that fails validation (an unusable id, a negative or absurd price/
+    volume/cap, a number that is not a number) is quarantined with every reason
+    found; the others go on. A non-finite number in any field, or an implausible
+    value in an optional field, becomes NULL with a note (``MarketsBatch.nulled``).
+    Duplicate ids within a snapshot (rankings shift while paging) keep the
+    freshest ``last_updated``, then the earliest position. Sparklines are 168
+    floats a row and only the newest is ever shown, so they are encoded only
+    when asked for.
     """
     quarantined: list[Quarantined] = []
     objects: list[dict] = []
@@ -177,44 +406,60 @@ def transform_snapshots(snapshots: list[Snapshot], *, with_sparklines: bool = Fa
                 origin.append((number, index))
             else:
                 quarantined.append(Quarantined(snap.run_id, snap.snapshot_at, index, None,
-                                               "record is not a JSON object", json.dumps(rec, default=str)))
+                                               "record is not a JSON object", raw_record_text(rec)))
 
     n = len(objects)
     frame = pd.DataFrame(index=pd.RangeIndex(n))
     reasons: list[list[str]] = [[] for _ in range(n)]
+    notes: list[tuple[int, str, str]] = []  # (object number, field, reason) of values set to NULL
 
-    ids = [v.strip() if isinstance(v, str) and v.strip() else None for v in _column(objects, ["id"])]
+    raw_ids = _column(objects, ["id"])
+    ids = [v.strip() if isinstance(v, str) and v.strip() else None for v in raw_ids]
+    joined = "".join(v for v in ids if v is not None)
+    suspicious = "\x00" in joined or bool(_SURROGATES.search(joined))
     for i, value in enumerate(ids):
-        if value is None:
-            reasons[i].append("missing id")
+        if value is None or suspicious or len(value) > ID_MAX_LENGTH:
+            problem = _id_problem(value)
+            if problem:
+                reasons[i].append(problem)
     frame["id"] = pd.Series(ids, dtype=object)
 
     for name in TEXT_FIELDS:
-        frame[name] = pd.Series([v if isinstance(v, str) or v is None else str(v)
-                                 for v in _column(objects, [name])], dtype=object)
+        raw = _column(objects, [name])
+        values, dropped = _clean_texts(raw)
+        for i in dropped:
+            notes.append((i, name, f"not text {name}: {_shown(raw[i])}"))
+        frame[name] = pd.Series(values, dtype=object)
 
-    raw_rank = _column(objects, ["market_cap_rank"])
-    rank_values, rank_bad = _parse_numbers(raw_rank)
-    for i in np.flatnonzero(rank_bad.to_numpy()):
-        reasons[i].append(f"non-numeric market_cap_rank: {raw_rank[i]!r}")
-    frame["market_cap_rank"] = rank_values.round().astype("Int64")
-
-    for name in MARKET_NUMERIC_COLUMNS:
+    for name in ["market_cap_rank", *MARKET_NUMERIC_COLUMNS]:
         raw = _column(objects, SOURCE_KEYS.get(name, [name]))
-        values, bad = _parse_numbers(raw)
-        for i in np.flatnonzero(bad.to_numpy()):
-            reasons[i].append(f"non-numeric {name}: {raw[i]!r}")
-        limit = ABSURD_LIMITS.get(name, ABSURD_PERCENT if name.startswith("price_change_percentage") else None)
-        if limit is not None:
-            for i in np.flatnonzero((values.abs() > limit).to_numpy()):
-                reasons[i].append(f"absurd {name}: {float(values.iloc[i])!r}")
-        if name in MUST_NOT_BE_NEGATIVE:
-            for i in np.flatnonzero((values < 0).to_numpy()):
-                reasons[i].append(f"negative {name}: {float(values.iloc[i])!r}")
-        frame[name] = values
+        values, bad, nonfinite, overflow = _parse_numbers(raw)
+        low, high = NUMERIC_LIMITS[name]
+        below, above = values < low, values > high  # NaN compares False
+        for i in np.flatnonzero(bad):
+            reasons[i].append(f"non-numeric {name}: {_shown(raw[i])}")
+        if name in REQUIRED_NUMERIC:
+            for i in np.flatnonzero(above):
+                reasons[i].append(f"absurd {name}: {float(values[i])!r}")
+            for i in np.flatnonzero(overflow):
+                reasons[i].append(f"absurd {name}: {_shown(raw[i])}")
+            for i in np.flatnonzero(below):
+                reasons[i].append(f"negative {name}: {float(values[i])!r}")
+        else:
+            for i in np.flatnonzero(below | above | overflow):
+                notes.append((i, name, f"out of range {name}: {_shown(raw[i])} (plausible: {low:g} to {high:g})"))
+        for i in np.flatnonzero(nonfinite):
+            notes.append((i, name, f"non-finite {name}: {_shown(raw[i])}"))
+        values[below | above] = np.nan
+        series = pd.Series(values, index=frame.index)
+        frame[name] = series.round().astype("Int64") if name == "market_cap_rank" else series
 
     for name in DATE_FIELDS:
-        frame[name] = _parse_dates(pd.Series(_column(objects, [name]), dtype=object))
+        raw = _column(objects, [name])
+        dates, unusable = _parse_dates(pd.Series(raw, dtype=object))
+        for i in np.flatnonzero(unusable):
+            notes.append((i, name, f"not a date {name}: {_shown(raw[i])}"))
+        frame[name] = dates
 
     snap_numbers = np.fromiter((o[0] for o in origin), dtype=np.int64, count=n)
     frame["_snap"] = snap_numbers
@@ -222,9 +467,8 @@ def transform_snapshots(snapshots: list[Snapshot], *, with_sparklines: bool = Fa
     bad_rows = np.fromiter((bool(r) for r in reasons), dtype=bool, count=n)
     for i in np.flatnonzero(bad_rows):
         snap = snapshots[origin[i][0]]
-        record_id = objects[i].get("id") if isinstance(objects[i].get("id"), str) else None
-        quarantined.append(Quarantined(snap.run_id, snap.snapshot_at, origin[i][1], record_id, "; ".join(reasons[i]),
-                                       json.dumps(objects[i], separators=(",", ":"), default=str)))
+        quarantined.append(Quarantined(snap.run_id, snap.snapshot_at, origin[i][1], _record_id(raw_ids[i]),
+                                       "; ".join(reasons[i]), raw_record_text(objects[i])))
     frame = frame.loc[~bad_rows]
 
     before = len(frame)
@@ -240,6 +484,15 @@ def transform_snapshots(snapshots: list[Snapshot], *, with_sparklines: bool = Fa
     frame["source"] = pd.Series(np.array([s.source for s in snapshots], dtype=object)[snap_index], dtype=object)
     frame = add_derived_columns(frame)
 
+    nulled = []
+    if notes:
+        kept = set(frame["_obj"].tolist())
+        for obj, name, reason in notes:
+            if obj in kept:
+                snap = snapshots[origin[obj][0]]
+                nulled.append(Nulled(snap.run_id, snap.snapshot_at, origin[obj][1], ids[obj], name, reason))
+        nulled.sort(key=lambda x: (x.snapshot_at, x.run_id, x.record_index))
+
     sparklines = []
     if with_sparklines:
         for obj, coin_id, snap_at, run in zip(frame["_obj"], frame["id"], frame["snapshot_at"], frame["run_id"]):
@@ -248,7 +501,7 @@ def transform_snapshots(snapshots: list[Snapshot], *, with_sparklines: bool = Fa
                 sparklines.append((coin_id, snap_at.to_pydatetime(), run, encoded))
     quarantined.sort(key=lambda q: (q.snapshot_at, q.run_id, q.record_index))
     return MarketsBatch(rows=frame[SILVER_COLUMNS], quarantined=quarantined,
-                        duplicates_dropped=duplicates, sparklines=sparklines)
+                        duplicates_dropped=duplicates, sparklines=sparklines, nulled=nulled)
 
 
 def add_derived_columns(frame: pd.DataFrame) -> pd.DataFrame:
@@ -258,53 +511,74 @@ def add_derived_columns(frame: pd.DataFrame) -> pd.DataFrame:
       (the day's trading range as a percent of the price)
     - volume_to_mcap_ratio = total_volume / market_cap
     - distance_from_ath_pct = (current_price - ath) / ath * 100 (0 at the ATH, negative below)
+
+    Each is finite or NULL: a result that overflows, or is beyond its
+    ``DERIVED_LIMITS`` magnitude, is NULL (never ±Infinity, never NaN stored).
     """
     frame = frame.copy()
-    frame["price_volatility_24h"] = _ratio(frame["high_24h"] - frame["low_24h"], frame["current_price"], 100.0)
-    frame["volume_to_mcap_ratio"] = _ratio(frame["total_volume"], frame["market_cap"])
-    frame["distance_from_ath_pct"] = _ratio(frame["current_price"] - frame["ath"], frame["ath"], 100.0)
+    frame["price_volatility_24h"] = _ratio(frame["high_24h"] - frame["low_24h"], frame["current_price"], 100.0,
+                                           DERIVED_LIMITS["price_volatility_24h"])
+    frame["volume_to_mcap_ratio"] = _ratio(frame["total_volume"], frame["market_cap"],
+                                           limit=DERIVED_LIMITS["volume_to_mcap_ratio"])
+    frame["distance_from_ath_pct"] = _ratio(frame["current_price"] - frame["ath"], frame["ath"], 100.0,
+                                            DERIVED_LIMITS["distance_from_ath_pct"])
     frame["market_cap_category"] = classify_series(frame["market_cap"], MARKET_CAP_BANDS)
     frame["liquidity_category"] = classify_series(frame["volume_to_mcap_ratio"], LIQUIDITY_BANDS)
     frame["price_trend_category"] = classify_series(frame["price_change_percentage_24h"], PRICE_TREND_BANDS)
     return frame
 
 
+#: /global fields' plausible ranges; outside them (or non-finite) the value is NULL.
+GLOBAL_LIMITS = {
+    "total_market_cap": (1e6, 1e16),   # a whole market below $1M is no measurement; above it, divisions blow up
+    "total_volume": (0.0, 1e16),
+    "market_cap_change_percentage_24h": (-PERCENT_LIMIT, PERCENT_LIMIT),
+    "dominance_pct": (0.0, 100.0),
+    "count": (0.0, 1e9),
+    "updated_at": (0.0, 4102444800.0),  # seconds since 1970, up to 2100-01-01
+}
+
+
 def transform_global(body, *, run_id: str, snapshot_at: datetime, source: str, vs_currency: str) -> dict:
-    """One silver row from a /global body; SchemaDrift if it is not the documented shape."""
+    """One silver row from a /global body; SchemaDrift if it is not the documented shape.
+
+    Same rules as the markets: a non-finite or implausible number is NULL.
+    """
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, dict) or not isinstance(data.get("total_market_cap"), dict):
         raise SchemaDrift("/global body has no data.total_market_cap object")
 
-    def number(value):
-        if isinstance(value, bool) or value is None:
-            return None
-        try:
-            result = float(value)
-        except (TypeError, ValueError):
-            return None
-        return result if math.isfinite(result) else None
+    def number(value, limits: str):
+        result, kind = _number(value)
+        low, high = GLOBAL_LIMITS[limits]
+        return result if kind == "ok" and low <= result <= high else None
+
+    def count(value):
+        result = number(value, "count") if isinstance(value, (int, float)) else None
+        return None if result is None else int(result)
 
     percentages = data.get("market_cap_percentage") if isinstance(data.get("market_cap_percentage"), dict) else {}
-    updated = data.get("updated_at")
+    percentages = {str(key): number(value, "dominance_pct") for key, value in percentages.items()}
+    updated = number(data.get("updated_at"), "updated_at") if isinstance(data.get("updated_at"), (int, float)) \
+        else None
+    volumes = data.get("total_volume") if isinstance(data.get("total_volume"), dict) else {}
     return {
         "snapshot_at": snapshot_at,
         "run_id": run_id,
         "source": source,
         "vs_currency": vs_currency,
-        "total_market_cap": number(data["total_market_cap"].get(vs_currency)),
-        "total_volume": number((data.get("total_volume") or {}).get(vs_currency)),
-        "market_cap_change_percentage_24h": number(data.get("market_cap_change_percentage_24h_usd")),
-        "active_cryptocurrencies": _int_or_none(data.get("active_cryptocurrencies")),
-        "markets": _int_or_none(data.get("markets")),
-        "btc_dominance_pct": number(percentages.get("btc")),
-        "eth_dominance_pct": number(percentages.get("eth")),
-        "market_cap_percentage": json.dumps(percentages, separators=(",", ":"), sort_keys=True),
-        "updated_at": datetime.fromtimestamp(updated, timezone.utc).replace(tzinfo=None) if isinstance(updated, (int, float)) else None,
+        "total_market_cap": number(data["total_market_cap"].get(vs_currency), "total_market_cap"),
+        "total_volume": number(volumes.get(vs_currency), "total_volume"),
+        "market_cap_change_percentage_24h": number(data.get("market_cap_change_percentage_24h_usd"),
+                                                   "market_cap_change_percentage_24h"),
+        "active_cryptocurrencies": count(data.get("active_cryptocurrencies")),
+        "markets": count(data.get("markets")),
+        "btc_dominance_pct": percentages.get("btc"),
+        "eth_dominance_pct": percentages.get("eth"),
+        "market_cap_percentage": _storable(json.dumps(percentages, separators=(",", ":"), sort_keys=True)),
+        "updated_at": datetime.fromtimestamp(updated, timezone.utc).replace(tzinfo=None) if updated is not None
+        else None,
     }
-
-
-def _int_or_none(value):
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def frame_to_tuples(frame: pd.DataFrame, columns: list[str], *, datetime_text: bool = False) -> list[tuple]:

@@ -90,7 +90,8 @@ def test_dominance_page(sample_warehouse, use_warehouse, open_app):
     donut, categories, history = chart_specs(at)
     assert donut["data"][0]["type"] == "pie"
     assert donut["data"][0]["labels"][0] == "Bitcoin (BTC)"
-    assert categories["data"][0]["x"] == ["Large cap", "Mid cap", "Small cap", "Micro cap"]
+    assert categories["data"][0]["x"] == ["Large cap", "Mid cap", "Small cap", "Micro cap", "Unknown"]
+    assert plotly_values(categories["data"][0]["y"])[-1] == 0      # no coin is 'unknown': a zero bar, not a gap
     assert [t["name"] for t in history["data"]] == ["Bitcoin", "Ethereum", "Stablecoins", "All other coins"]
     at.slider(key="dominance_top_n").set_value(5).run()
     assert len(chart_specs(at)[0]["data"][0]["labels"]) == 5 + 2   # top 5, the other coins, the rest
@@ -130,8 +131,9 @@ def test_segments_page(sample_warehouse, use_warehouse, open_app):
     at = open_app(page="segments")
     table = at.dataframe[0].value
     assert list(table["segment"]) == ["Large cap (≥ $10B)", "Mid cap ($1B–10B)", "Small cap ($250M–1B)",
-                                      "Micro cap (< $250M)"]
+                                      "Micro cap (< $250M)", "Unknown (no data)"]
     assert table["coin_count"].sum() == SAMPLE_COINS
+    assert list(table["coin_count"])[-1] == 0
 
 
 def test_coin_page_defaults_to_the_largest_coin_and_follows_the_link(sample_warehouse, use_warehouse, open_app):
@@ -203,7 +205,7 @@ def test_filter_widget_updates_the_url_and_the_figures(sample_warehouse, use_war
     assert len(at.dataframe[0].value) == 2
     at.sidebar.multiselect(key="filter_categories").set_value([]).run()
     assert "category" not in at.query_params
-    assert len(at.dataframe[0].value) == 4
+    assert len(at.dataframe[0].value) == 5   # every category, 'unknown' with 0 coins
 
 
 def test_link_with_several_categories_and_an_unknown_one(sample_warehouse, use_warehouse, open_app):
@@ -244,3 +246,68 @@ def test_pipeline_page_shows_quarantined_records_and_their_reasons(fresh_warehou
     assert list(runs["trigger"]) == ["schedule", "cli"]
     assert runs.iloc[0]["quarantined_count"] == 2
     assert len(quarantine) == 2 and set(quarantine["record_id"]) == {"bitcoin", "ethereum"}
+
+
+# -- an empty category shows as zero, never disappears ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gapped_warehouse(tmp_path_factory):
+    """The sample without any mid-cap, medium-liquidity or neutral coin, gold rebuilt from what is left."""
+    import sqlite3
+
+    from pipeline.db import make_engine
+    from pipeline.gold import build_gold
+    from tests.dashboard.helpers import seed_sample
+
+    warehouse = seed_sample(tmp_path_factory.mktemp("gapped-warehouse"))
+    with sqlite3.connect(warehouse.database_url.removeprefix("sqlite:///")) as con:
+        con.execute("DELETE FROM staging_crypto_market WHERE market_cap_category = 'mid_cap' "
+                    "OR liquidity_category = 'medium_liquidity' OR price_trend_category = 'neutral'")
+    build_gold(make_engine(warehouse.database_url))
+    return warehouse
+
+
+def test_an_empty_market_cap_category_shows_zero_on_segments_and_dominance(gapped_warehouse, use_warehouse,
+                                                                         open_app):
+    use_warehouse(gapped_warehouse)
+    at = open_app(page="segments")
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert list(table["segment"]) == ["Large cap (≥ $10B)", "Mid cap ($1B–10B)", "Small cap ($250M–1B)",
+                                      "Micro cap (< $250M)", "Unknown (no data)"]
+    mid = table[table["segment"] == "Mid cap ($1B–10B)"].iloc[0]
+    assert mid["coin_count"] == 0 and mid["gainers_count"] == 0 and mid["total_market_cap"] == 0
+    for spec in chart_specs(at):                                  # every segment chart has a Mid cap slot
+        for trace in spec["data"]:
+            assert "Mid cap" in list(trace["x"]), spec["layout"]["title"]["text"]
+
+    at.switch_page(PAGES["dominance"]).run()
+    assert_clean(at)
+    categories = chart_specs(at)[1]
+    x = list(categories["data"][0]["x"])
+    assert x == ["Large cap", "Mid cap", "Small cap", "Micro cap", "Unknown"]
+    assert plotly_values(categories["data"][0]["y"])[x.index("Mid cap")] == 0
+
+
+def test_an_empty_bucket_in_the_selection_shows_zero(gapped_warehouse, use_warehouse, open_app):
+    use_warehouse(gapped_warehouse)
+    at = open_app({"category": "large_cap,mid_cap"}, page="segments")
+    assert_clean(at)
+    assert list(at.dataframe[0].value["segment"]) == ["Large cap (≥ $10B)", "Mid cap ($1B–10B)"]
+    at = open_app({"category": "mid_cap"}, page="segments")     # nothing at all selected: say so
+    assert_clean(at)
+    assert any("match the current filter" in i.value for i in at.info)
+
+
+def test_empty_liquidity_and_trend_buckets_show_zero(gapped_warehouse, use_warehouse, open_app):
+    use_warehouse(gapped_warehouse)
+    at = open_app(page="liquidity")
+    distribution = chart_specs(at)[1]["data"][0]
+    assert list(distribution["x"]) == ["High", "Medium", "Low", "Unknown"]
+    assert plotly_values(distribution["y"])[1] == 0
+    at.switch_page(PAGES["trends"]).run()
+    trend = chart_specs(at)[1]["data"][0]
+    assert list(trend["x"]) == ["Strong gain", "Moderate gain", "Neutral", "Moderate loss", "Strong loss",
+                                "Unknown"]
+    assert plotly_values(trend["y"])[2] == 0

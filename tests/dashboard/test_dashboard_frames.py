@@ -25,6 +25,17 @@ def test_parse_categories(raw, valid, invalid):
     assert frames.parse_categories(raw) == (valid, invalid)
 
 
+def test_parse_categories_of_a_huge_link_is_fast_and_complete():
+    import time
+
+    raw = ",".join(f"bogus{i}" for i in range(100_000)) + ",mid_cap,bogus5," + "q" * 100_000
+    started = time.perf_counter()
+    valid, invalid = frames.parse_categories([raw])
+    assert time.perf_counter() - started < 2.0
+    assert valid == ["mid_cap"]
+    assert len(invalid) == 100_001 and invalid[0] == "bogus0" and invalid[-1] == "q" * 100_000
+
+
 @pytest.fixture
 def coins() -> pd.DataFrame:
     return pd.DataFrame({
@@ -124,3 +135,70 @@ def test_quarantine_reasons_count_each_kind_without_the_values():
         {"reason": "non-numeric current_price", "records": 1},
     ]
     assert frames.quarantine_reasons(quarantine.iloc[0:0]).empty
+
+
+# -- every category shows, with zero when no coin falls in it -------------------------------------
+
+
+@pytest.fixture
+def segments_without_mid_cap() -> pd.DataFrame:
+    snapshot = datetime(2022, 10, 16, 9, 28)
+    return pd.DataFrame([
+        {"market_cap_category": "micro_cap", "coin_count": 110, "total_market_cap": 17e9,
+         "market_cap_share_pct": 2.2, "market_dominance_pct": 1.7, "total_volume": 2.2e9,
+         "avg_price_change_24h": 2.2, "median_price_change_24h": 0.9, "avg_volatility_24h": 6.5,
+         "avg_volume_to_mcap_ratio": 0.157, "gainers_count": 80, "losers_count": 29, "snapshot_at": snapshot},
+        {"market_cap_category": "large_cap", "coin_count": 9, "total_market_cap": 749e9,
+         "market_cap_share_pct": 97.8, "market_dominance_pct": 78.3, "total_volume": 45e9,
+         "avg_price_change_24h": 0.43, "median_price_change_24h": 0.43, "avg_volatility_24h": 1.1,
+         "avg_volume_to_mcap_ratio": 0.08, "gainers_count": 8, "losers_count": 1, "snapshot_at": snapshot},
+    ])
+
+
+def test_complete_segments_lists_every_category_with_zero_counts(segments_without_mid_cap):
+    from pipeline.categories import MARKET_CAP_CATEGORIES
+
+    full = frames.complete_segments(segments_without_mid_cap)
+    assert list(full["market_cap_category"]) == MARKET_CAP_CATEGORIES   # the categories' own list, in order
+    mid = full.set_index("market_cap_category").loc["mid_cap"]
+    for column in ("coin_count", "gainers_count", "losers_count"):
+        assert mid[column] == 0 and full[column].dtype.kind == "i", column
+    for column in ("total_market_cap", "market_cap_share_pct", "market_dominance_pct", "total_volume"):
+        assert mid[column] == 0.0, column
+    for column in ("avg_price_change_24h", "median_price_change_24h", "avg_volatility_24h",
+                   "avg_volume_to_mcap_ratio"):
+        assert pd.isna(mid[column]), column                     # an average of no coins is unknown, not 0
+    assert mid["snapshot_at"] == segments_without_mid_cap["snapshot_at"].max()
+    large = full.set_index("market_cap_category").loc["large_cap"]
+    assert large["coin_count"] == 9 and large["total_market_cap"] == 749e9   # real rows untouched
+
+
+def test_complete_segments_respects_the_selection(segments_without_mid_cap):
+    picked = frames.complete_segments(segments_without_mid_cap, ["mid_cap", "large_cap"])
+    assert list(picked["market_cap_category"]) == ["large_cap", "mid_cap"]
+    assert list(picked["coin_count"]) == [9, 0]
+    nothing = frames.complete_segments(segments_without_mid_cap.iloc[0:0], ["small_cap"])
+    assert list(nothing["market_cap_category"]) == ["small_cap"] and list(nothing["coin_count"]) == [0]
+
+
+def test_complete_segments_keeps_a_category_the_dashboard_does_not_know(segments_without_mid_cap):
+    odd = pd.concat([segments_without_mid_cap, segments_without_mid_cap.iloc[[0]].assign(
+        market_cap_category="brand_new_bucket")], ignore_index=True)
+    full = frames.complete_segments(odd)
+    assert list(full["market_cap_category"])[-1] == "brand_new_bucket"
+    assert len(full) == 6
+
+
+@pytest.mark.parametrize("column, categories", [
+    ("liquidity_category", "LIQUIDITY_CATEGORIES"),
+    ("price_trend_category", "PRICE_TREND_CATEGORIES"),
+    ("market_cap_category", "MARKET_CAP_CATEGORIES"),
+])
+def test_category_counts_show_an_empty_bucket_as_zero(coins, column, categories):
+    import pipeline.categories as cats
+
+    order = getattr(cats, categories)
+    frame = coins.assign(liquidity_category="high_liquidity", price_trend_category="neutral")
+    counts = frames.category_counts(frame, column, order)
+    assert list(counts["category"]) == order
+    assert counts["coins"].sum() == len(frame) and (counts["coins"] == 0).sum() >= 1

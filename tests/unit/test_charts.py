@@ -369,3 +369,50 @@ def test_long_coin_names_are_shortened_in_chart_titles():
 ])
 def test_price_axes_read_as_dollars(prices, expected):
     assert charts._price_axis(prices) == expected
+
+
+# -- unbounded external text and empty buckets ------------------------------------------------------
+
+
+LONG = 100_000
+
+
+@pytest.mark.parametrize("build", [
+    lambda m: charts.create_market_treemap(m),
+    lambda m: charts.create_movers_chart(m.nlargest(5, "price_change_percentage_24h"),
+                                         m.nsmallest(3, "price_change_percentage_24h"), "24h"),
+    lambda m: charts.create_dominance_donut(m, 10),
+    lambda m: charts.create_liquidity_scatter(m),
+    lambda m: charts.create_sparkline_grid(m),
+    lambda m: charts.create_coin_sparkline_chart(m.iloc[0]["sparkline_7d"], SNAPSHOT, m.iloc[0]["name"],
+                                                 m.iloc[1]["symbol"]),
+    lambda m: charts.create_coin_history_chart(pd.DataFrame({"ts": [SNAPSHOT], "price": [1.0], "market_cap": [1.0],
+                                                             "total_volume": [1.0], "origin": ["snapshot"]}),
+                                               m.iloc[0]["name"], m.iloc[1]["symbol"]),
+])
+def test_a_huge_name_or_symbol_is_cut_in_every_chart(mart, build):
+    import re
+
+    mart = mart.copy()
+    mart.loc[0, "name"] = "Q" * LONG            # bitcoin
+    mart.loc[1, "symbol"] = "q" * LONG          # ethereum
+    text = json.dumps(build(mart).to_plotly_json(), default=str, ensure_ascii=False)
+    runs = [len(run) for run in re.findall(r"[qQ]+", text)]
+    assert runs and max(runs) <= 60, max(runs)   # shown, but cut
+    assert "…" in text
+
+
+def test_category_charts_show_an_empty_category_as_zero(segments):
+    from dashboard.frames import complete_segments
+
+    full = complete_segments(segments)
+    fig = charts.create_category_dominance_chart(full)
+    assert list(fig.data[0].x) == ["Large cap", "Mid cap", "Small cap", "Micro cap", "Unknown"]
+    assert list(fig.data[0].y) == [78.3, 0.0, 0.0, 1.7, 0.0]
+    for builder in (charts.create_segment_share_chart, charts.create_segment_breadth_chart,
+                    charts.create_segment_change_chart, charts.create_segment_risk_chart):
+        fig = builder(full)
+        assert_readable(fig)
+        for trace in fig.data:
+            assert list(trace.x) == ["Large cap", "Mid cap", "Small cap", "Micro cap", "Unknown"]
+        assert "Infinity" not in all_strings(fig) and "NaN%" not in all_strings(fig)

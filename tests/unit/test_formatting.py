@@ -159,3 +159,56 @@ def test_escape_plotly_turns_html_into_entities():
                                             (0, False), ("", False), ("x", False)])
 def test_is_missing(value, missing):
     assert fmt.is_missing(value) is missing
+
+
+# -- display_text: external text cut for the page -----------------------------------------------
+
+
+@pytest.mark.parametrize("value, limit, expected", [
+    ("Bitcoin", 60, "Bitcoin"),
+    ("x" * 59, 60, "x" * 59),
+    ("x" * 60, 60, "x" * 60),                 # exactly the limit: unchanged
+    ("x" * 61, 60, "x" * 59 + "…"),           # one over: cut, the ellipsis counts
+    ("abcdef", 3, "ab…"),
+    ("abc", 1, "…"),
+    ("a   b" + "c" * 10, 5, "a…"),             # no dangling space before the ellipsis
+    ("", 60, ""),
+])
+def test_display_text_cuts_at_the_limit_with_an_ellipsis(value, limit, expected):
+    assert fmt.display_text(value, limit) == expected
+    assert len(fmt.display_text(value, limit)) <= limit
+
+
+def test_display_text_defaults_and_missing_values():
+    assert fmt.display_text("y" * 100_000) == "y" * (fmt.DISPLAY_LIMIT - 1) + "…"
+    assert fmt.DISPLAY_LIMIT == 60
+    for missing in (None, math.nan, pd.NA):
+        assert fmt.display_text(missing) == fmt.MISSING
+    assert fmt.display_text(12345) == "12345"
+
+
+def test_display_text_keeps_one_line():
+    assert fmt.display_text("two\nlines\tand\r\x00nul") == "two lines and  nul"
+
+
+def test_display_text_is_shorten():
+    assert fmt.display_text is fmt.shorten
+
+
+def test_display_text_rejects_a_useless_limit():
+    with pytest.raises(ValueError):
+        fmt.display_text("x", 0)
+
+
+def test_coin_label_is_cut_when_asked():
+    label = fmt.coin_label("N" * 100_000, "s" * 100_000, limit=60)
+    assert len(label) <= 60 and label.startswith("NNN") and label.endswith("… (" + "S" * 11 + "…)")
+    assert fmt.coin_label("Bitcoin", "btc", limit=60) == "Bitcoin (BTC)"
+
+
+@pytest.mark.parametrize("formatter", [fmt.format_compact, fmt.format_usd, fmt.format_price, fmt.format_pct,
+                                       fmt.format_pp, fmt.format_ratio, fmt.format_count, fmt.format_supply,
+                                       fmt.format_duration])
+@pytest.mark.parametrize("value", [math.inf, -math.inf, float("nan"), None])
+def test_number_formatters_never_show_infinity(formatter, value):
+    assert formatter(value) == fmt.MISSING

@@ -12,7 +12,11 @@ import pytest
 
 from pipeline.categories import UNKNOWN
 from pipeline.errors import SchemaDrift
+from pipeline.schema import MARKET_NUMERIC_COLUMNS
 from pipeline.silver.transform import (
+    ID_MAX_LENGTH,
+    NUMERIC_LIMITS,
+    REQUIRED_NUMERIC,
     SILVER_COLUMNS,
     Snapshot,
     frame_to_tuples,
@@ -157,9 +161,9 @@ def test_numbers_as_strings_are_floats():
     ("market_cap", 1e20, ["absurd", "market_cap"]),
     ("current_price", 5e9, ["absurd", "current_price"]),
     ("total_volume", 1e15, ["absurd", "total_volume"]),
-    ("price_change_percentage_24h", 1e9, ["absurd", "price_change_percentage_24h"]),
-    ("price_change_percentage_24h", -1e9, ["absurd", "price_change_percentage_24h"]),
-    ("price_change_percentage_7d_in_currency", 2e6, ["absurd", "price_change_percentage_7d"]),
+    ("current_price", 1e308, ["absurd", "current_price"]),
+    ("market_cap", "1e400", ["absurd", "market_cap"]),          # text beyond float range is absurd, not inf
+    ("total_volume", 10 ** 400, ["absurd", "total_volume"]),   # a JSON integer too big for a float
     ("price_change_percentage_1h_in_currency", "n/a", ["non-numeric", "price_change_percentage_1h"]),
 ])
 def test_bad_value_is_quarantined_naming_the_field(field, value, words):
@@ -205,10 +209,11 @@ def test_several_reasons_are_joined():
     assert batch.rows.empty
 
 
-def test_infinite_and_nan_values():
+def test_infinite_and_nan_values_are_null_not_quarantined():
     batch = run([coin("inf", current_price=float("inf")), coin("nan", current_price=float("nan"))])
-    assert "current_price" in quarantined(batch, "inf").reason
-    assert pd.isna(row(batch, "nan")["current_price"])  # NaN is JSON's NULL here, not an error
+    assert batch.quarantined == []
+    assert pd.isna(row(batch, "inf")["current_price"]) and pd.isna(row(batch, "nan")["current_price"])
+    assert {(n.record_id, n.field) for n in batch.nulled} == {("inf", "current_price"), ("nan", "current_price")}
 
 
 def test_limits_are_inclusive_of_real_values():
@@ -222,6 +227,256 @@ def test_limits_are_inclusive_of_real_values():
 def test_quarantine_sorted_by_position_and_records_index_within_snapshot():
     batch = run(["x", coin("a"), coin("b", current_price="n/a"), coin("", market_cap=1)])
     assert [q.record_index for q in batch.quarantined] == [0, 2, 3]
+
+
+# ---- non-finite numbers: one rule for every numeric field ------------------------
+
+#: silver column -> the API key a test writes to.
+API_KEY = {"price_change_percentage_1h": "price_change_percentage_1h_in_currency",
+           "price_change_percentage_7d": "price_change_percentage_7d_in_currency",
+           "price_change_percentage_30d": "price_change_percentage_30d_in_currency"}
+NUMERIC_FIELDS = ["market_cap_rank", *MARKET_NUMERIC_COLUMNS]
+OPTIONAL_FIELDS = [f for f in NUMERIC_FIELDS if f not in REQUIRED_NUMERIC]
+NON_FINITE = [float("nan"), float("inf"), float("-inf"), "NaN", "nan", "inf", "-inf", "Infinity", "-Infinity",
+              "+Infinity", " NaN ", "INF", "-infinity"]
+
+
+def numeric_frame_is_finite_or_null(frame: pd.DataFrame) -> bool:
+    numbers = frame.select_dtypes("number").to_numpy(dtype="float64", na_value=np.nan)
+    return not np.isinf(numbers).any()
+
+
+@pytest.mark.parametrize("value", NON_FINITE, ids=repr)
+def test_every_spelling_of_a_non_finite_number_becomes_null_and_the_record_is_kept(value):
+    batch = run([coin("a", high_24h=value), coin("b")])
+    assert batch.quarantined == []
+    assert pd.isna(row(batch, "a")["high_24h"]) and pd.isna(row(batch, "a")["price_volatility_24h"])
+    assert [(n.record_id, n.field, n.record_index) for n in batch.nulled] == [("a", "high_24h", 0)]
+    assert "non-finite" in batch.nulled[0].reason
+    assert batch.nulled_values == 1
+    assert numeric_frame_is_finite_or_null(batch.rows)
+
+
+@pytest.mark.parametrize("field", NUMERIC_FIELDS)
+@pytest.mark.parametrize("value", [float("inf"), "-Infinity", float("nan")], ids=repr)
+def test_a_non_finite_number_becomes_null_in_any_field(field, value):
+    batch = run([coin("a", **{API_KEY.get(field, field): value}), coin("b")])
+    assert batch.quarantined == []
+    assert pd.isna(row(batch, "a")[field])
+    assert [(n.record_id, n.field) for n in batch.nulled] == [("a", field)]
+    assert ("a", None) in frame_to_tuples(batch.rows, ["id", field])
+    assert numeric_frame_is_finite_or_null(batch.rows)
+
+
+def test_nan_and_infinity_tokens_in_json_text_are_null():
+    records = json.loads('[{"id": "x", "current_price": NaN, "high_24h": Infinity, "low_24h": -Infinity, '
+                         '"market_cap": 5e9, "ath_change_percentage": "-Infinity", "market_cap_rank": NaN}]')
+    batch = run(records)
+    r = row(batch, "x")
+    for name in ("current_price", "high_24h", "low_24h", "ath_change_percentage", "market_cap_rank",
+                 "price_volatility_24h", "distance_from_ath_pct"):
+        assert pd.isna(r[name]), name
+    assert r["market_cap"] == 5e9
+    assert batch.nulled_values == 5 and batch.quarantined == []
+
+
+def test_plain_nulls_are_not_counted_as_nulled():
+    batch = run([coin("a", max_supply=None, high_24h=None), {"id": "bare"}])
+    assert batch.nulled == [] and batch.nulled_values == 0
+
+
+# ---- plausibility bounds ----------------------------------------------------------
+
+def test_every_numeric_field_has_one_bound_in_the_limits_table():
+    assert set(NUMERIC_LIMITS) == set(NUMERIC_FIELDS)
+    for field, (low, high) in NUMERIC_LIMITS.items():
+        assert low < high and math.isfinite(low) and math.isfinite(high), field
+    prices = ["current_price", "high_24h", "low_24h", "ath", "atl"]
+    assert len({NUMERIC_LIMITS[f][1] for f in prices}) == 1            # prices share one limit
+    assert NUMERIC_LIMITS["circulating_supply"][1] == NUMERIC_LIMITS["max_supply"][1] >= 1e18
+    assert set(REQUIRED_NUMERIC) == {"current_price", "market_cap", "total_volume"}
+
+
+@pytest.mark.parametrize("field", REQUIRED_NUMERIC)
+@pytest.mark.parametrize("value", [1e308, "1e400", 10 ** 400, "1e300"], ids=repr)
+def test_an_out_of_range_required_field_quarantines_the_record(field, value):
+    batch = run([coin("good"), coin("bad", **{field: value})])
+    q = quarantined(batch, "bad")
+    assert f"absurd {field}" in q.reason
+    assert len(q.reason) < 300
+    assert batch.rows["id"].tolist() == ["good"]
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+@pytest.mark.parametrize("magnitude", [1e308, "1e400", 10 ** 400], ids=repr)
+def test_an_out_of_range_optional_field_is_nulled_with_a_note(sign, magnitude):
+    value = sign * magnitude if not isinstance(magnitude, str) else ("-" if sign < 0 else "") + magnitude
+    batch = run([coin("a", **{API_KEY.get(f, f): value for f in OPTIONAL_FIELDS}), coin("b")])
+    assert batch.quarantined == []
+    r = row(batch, "a")
+    for field in OPTIONAL_FIELDS:
+        assert pd.isna(r[field]), field
+    assert r["current_price"] == 100.0                      # the rest of the record is kept
+    assert sorted(n.field for n in batch.nulled) == sorted(OPTIONAL_FIELDS)
+    assert all(n.record_id == "a" and "out of range" in n.reason and len(n.reason) < 300 for n in batch.nulled)
+    assert numeric_frame_is_finite_or_null(batch.rows)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("high_24h", -5.0), ("low_24h", -0.01), ("ath", -1.0), ("atl", -1e-9), ("circulating_supply", -1.0),
+    ("total_supply", -3), ("max_supply", -1), ("fully_diluted_valuation", -1e9), ("market_cap_rank", 0),
+    ("market_cap_rank", -4), ("ath_change_percentage", -1e7), ("price_change_percentage_24h", 1e9),
+    ("price_change_percentage_24h", -1e9), ("price_change_percentage_7d", 2e6),
+    ("market_cap_change_percentage_24h", 1e7), ("price_change_24h", -2e9), ("market_cap_change_24h", 1e15),
+])
+def test_implausible_optional_values_are_nulled(field, value):
+    batch = run([coin("a", **{API_KEY.get(field, field): value})])
+    assert batch.quarantined == []
+    assert pd.isna(row(batch, "a")[field])
+    assert [n.field for n in batch.nulled] == [field]
+
+
+def test_real_extremes_stay_within_the_bounds():
+    batch = run([coin("a", current_price=7.8666533e-10, high_24h=1e9, low_24h=0.0, ath=1e9, atl=0.0,
+                      atl_change_percentage=4.468755445181525e+38 / 1e27, circulating_supply=4.2e17,
+                      total_supply=1e18, max_supply=1e18, ath_change_percentage=-100.0, market_cap=1e14,
+                      total_volume=1e14, fully_diluted_valuation=1e15, market_cap_rank=20000,
+                      price_change_24h=-1e9, market_cap_change_24h=-1e14)])
+    assert batch.quarantined == [] and batch.nulled == []
+
+
+def test_a_zero_atl_makes_its_change_percentage_unmeasurable():
+    """CoinGecko sends ~1e38 % for a coin whose all-time low is 0: a division by zero, not a measurement."""
+    batch = run([coin("a", atl=0, atl_change_percentage=4.468755445181525e+38)])
+    assert pd.isna(row(batch, "a")["atl_change_percentage"]) and batch.quarantined == []
+
+
+@pytest.mark.parametrize("fields, column", [
+    ({"current_price": 5e-324, "high_24h": 1e9, "low_24h": 0.0}, "price_volatility_24h"),
+    ({"current_price": 1e-300, "high_24h": 1e9, "low_24h": 1.0}, "price_volatility_24h"),
+    ({"market_cap": 5e-324, "total_volume": 1e14}, "volume_to_mcap_ratio"),
+    ({"ath": 5e-324, "current_price": 1e9}, "distance_from_ath_pct"),
+    ({"ath": 1e-310, "current_price": 1e9}, "distance_from_ath_pct"),
+])
+def test_derived_columns_are_finite_or_null(fields, column):
+    batch = run([coin("a", **fields)])
+    assert pd.isna(row(batch, "a")[column])
+    assert numeric_frame_is_finite_or_null(batch.rows)
+    assert ("a", None) in frame_to_tuples(batch.rows, ["id", column])
+
+
+def test_random_extremes_never_store_infinity_or_crash():
+    rng = np.random.default_rng(12)
+    pool = [0, -0.0, 5e-324, 1e-300, 1e-9, 1.0, 1e9, 1e14, 1e18, 1e300, -1e300, 1.7976931348623157e308,
+            float("inf"), float("nan"), "inf", "-Infinity", "1e400", 10 ** 400, None, -1.0]
+    records = []
+    for i in range(300):
+        fields = {API_KEY.get(f, f): pool[rng.integers(len(pool))] for f in NUMERIC_FIELDS}
+        records.append(coin(f"c{i}", **fields))
+    batch = run(records)
+    assert len(batch.rows) + len(batch.quarantined) == 300
+    assert numeric_frame_is_finite_or_null(batch.rows)
+    for t in frame_to_tuples(batch.rows, SILVER_COLUMNS):
+        assert all(not (isinstance(v, float) and not math.isfinite(v)) for v in t)
+    for q in batch.quarantined:
+        assert "absurd" in q.reason or "negative" in q.reason
+
+
+# ---- text from the API ------------------------------------------------------------
+
+@pytest.mark.parametrize("coin_id, words", [
+    ("bit\x00coin", ["NUL", "id"]),
+    ("\x00", ["NUL", "id"]),
+    ("x" * (ID_MAX_LENGTH + 1), ["id", "longer than"]),
+    ("y" * 100_000, ["id", "longer than"]),
+    ("\t \n", ["missing id"]),
+    ("a\ud800b", ["id", "surrogate"]),
+])
+def test_an_unusable_id_quarantines_the_record(coin_id, words):
+    bad = coin(coin_id)
+    batch = run([coin("good"), bad])
+    q = quarantined(batch, index=1)
+    for word in words:
+        assert word in q.reason, (word, q.reason)
+    assert len(q.reason) < 300
+    assert q.record_id is None or (len(q.record_id) <= ID_MAX_LENGTH and "\x00" not in q.record_id)
+    assert "\x00" not in q.raw_record
+    q.raw_record.encode("utf-8")                                # storable as UTF-8 text
+    assert json.loads(q.raw_record)["id"] == coin_id          # and the exact value is recoverable
+    assert batch.rows["id"].tolist() == ["good"]
+
+
+def test_an_id_of_the_maximum_length_is_kept():
+    batch = run([coin("z" * ID_MAX_LENGTH)])
+    assert batch.quarantined == [] and len(batch.rows) == 1
+
+
+def test_long_record_id_is_cut_in_quarantine():
+    batch = run([coin("q" * 5000, current_price=-1.0)])
+    q = quarantined(batch, index=0)
+    assert q.record_id is not None and len(q.record_id) <= ID_MAX_LENGTH and q.record_id.startswith("qqq")
+
+
+@pytest.mark.parametrize("field", ["symbol", "name", "image"])
+def test_nul_bytes_are_stripped_from_text_fields_and_the_record_kept(field):
+    batch = run([coin("a", **{field: "Bit\x00co\x00in"})])
+    assert batch.quarantined == []
+    assert row(batch, "a")[field] == "Bitcoin"
+    tuples = frame_to_tuples(batch.rows, ["symbol", "name", "image"])
+    assert all("\x00" not in v for v in tuples[0])
+
+
+@pytest.mark.parametrize("field", ["symbol", "name", "image"])
+@pytest.mark.parametrize("value", [None, float("nan")], ids=repr)
+def test_a_null_text_field_stays_null_never_the_text_none(field, value):
+    batch = run([coin("a", **{field: value}), {"id": "bare"}])
+    assert row(batch, "a")[field] is None and row(batch, "bare")[field] is None
+    assert frame_to_tuples(batch.rows, [field]) == [(None,), (None,)]
+
+
+def test_lone_surrogates_in_text_fields_become_replacement_characters():
+    batch = run([coin("a", name="Bad \ud800 name", symbol="\udfff")])
+    r = row(batch, "a")
+    assert r["name"] == "Bad \ufffd name" and r["symbol"] == "\ufffd"
+    r["name"].encode("utf-8")
+
+
+def test_quarantined_record_with_nul_bytes_is_stored_as_json_text():
+    bad = coin("bad", name="evil\x00name", current_price=-1.0)
+    batch = run([bad])
+    q = quarantined(batch, "bad")
+    assert "\x00" not in q.raw_record and "\\u0000" in q.raw_record
+    assert json.loads(q.raw_record) == bad
+
+
+class Unserialisable:
+    def __repr__(self):
+        return "<Unserialisable \x00 thing>"
+
+    def __str__(self):
+        raise TypeError("no text for this one")
+
+
+@pytest.mark.parametrize("record", [
+    {"id": "odd", ("tuple", "key"): 1, "current_price": -1.0},     # a key json cannot write
+    {"id": "odd", "current_price": -1.0, "payload": Unserialisable()},
+])
+def test_a_record_json_cannot_write_is_quarantined_with_a_repr(record):
+    batch = run([record, coin("good")])
+    q = quarantined(batch, index=0)
+    assert isinstance(q.raw_record, str) and q.raw_record
+    assert "\x00" not in q.raw_record
+    q.raw_record.encode("utf-8")
+    assert "odd" in q.raw_record
+    assert batch.rows["id"].tolist() == ["good"]
+
+
+def test_a_self_referencing_non_object_record_is_still_quarantined():
+    loop: list = []
+    loop.append(loop)
+    batch = run([loop, coin("good")])
+    q = quarantined(batch, index=0)
+    assert "not a JSON object" in q.reason and isinstance(q.raw_record, str) and q.raw_record
 
 
 # ---- duplicates ----------------------------------------------------------------
@@ -416,6 +671,19 @@ def test_transform_global_on_real_fixture():
 def test_transform_global_schema_drift(body):
     with pytest.raises(SchemaDrift, match="total_market_cap"):
         transform_global(body, run_id=RUN, snapshot_at=SNAP, source="api", vs_currency="usd")
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), 1e308, -1e308, "Infinity", 10 ** 400])
+def test_transform_global_keeps_every_number_finite_and_plausible(bad):
+    body = {"data": {"total_market_cap": {"usd": bad}, "total_volume": {"usd": bad},
+                     "market_cap_change_percentage_24h_usd": bad, "active_cryptocurrencies": bad, "markets": bad,
+                     "market_cap_percentage": {"btc": bad, "eth": 16.2}, "updated_at": bad}}
+    out = transform_global(body, run_id=RUN, snapshot_at=SNAP, source="api", vs_currency="usd")
+    for key in ("total_market_cap", "total_volume", "market_cap_change_percentage_24h", "active_cryptocurrencies",
+                "markets", "btc_dominance_pct", "updated_at"):
+        assert out[key] is None, key
+    assert out["eth_dominance_pct"] == 16.2
+    assert "Infinity" not in out["market_cap_percentage"] and "NaN" not in out["market_cap_percentage"]
 
 
 def test_transform_global_nulls_stay_null():
