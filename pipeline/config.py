@@ -46,6 +46,14 @@ def _float(env: dict, name: str, default: float) -> float:
     return value
 
 
+def _share(env: dict, name: str, default: float) -> float:
+    """A fraction from 0 to 1 (e.g. 0.9 = 90 %)."""
+    value = _float(env, name, default)
+    if value > 1:
+        raise ConfigError(f"{name} must be a fraction from 0 to 1 (0.9 = 90 %), got {value}")
+    return value
+
+
 def normalize_database_url(url: str) -> str:
     """Use psycopg 3 for plain ``postgresql://`` URLs: its COPY is the fast bulk path."""
     if url.startswith("postgres://"):
@@ -79,6 +87,10 @@ class Settings:
     backoff_base_seconds: float = 2.0
     lock_ttl_seconds: float = 120.0
     replay_workers: int = 1
+    max_response_bytes: int = 20 * 1024 * 1024
+    min_coverage: float = 0.9
+    interactive_deadline_seconds: float = 10.0
+    interactive_max_retries: int = 1
 
     @property
     def raw_dir(self) -> Path:
@@ -138,4 +150,8 @@ class Settings:
             backoff_base_seconds=_float(env, "COINGECKO_BACKOFF_SECONDS", 2.0),
             lock_ttl_seconds=_float(env, "PIPELINE_LOCK_TTL_SECONDS", 120.0),
             replay_workers=_int(env, "PIPELINE_REPLAY_WORKERS", 1, minimum=0),
+            max_response_bytes=_int(env, "COINGECKO_MAX_RESPONSE_BYTES", 20 * 1024 * 1024),
+            min_coverage=_share(env, "PIPELINE_MIN_COVERAGE", 0.9),
+            interactive_deadline_seconds=_float(env, "COINGECKO_INTERACTIVE_DEADLINE_SECONDS", 10.0),
+            interactive_max_retries=_int(env, "COINGECKO_INTERACTIVE_MAX_RETRIES", 1, minimum=0),
         )

@@ -27,6 +27,10 @@ class SchemaDrift(SourceError):
     """A response body is not the shape the API documents (truncated JSON, wrong type)."""
 
 
+class ResponseTooLarge(SourceError):
+    """A response body (decoded) passed COINGECKO_MAX_RESPONSE_BYTES; it was not kept and not retried."""
+
+
 class RunLocked(PipelineError):
     """Another pipeline run holds the lock (scheduler, dashboard button or CLI)."""
 

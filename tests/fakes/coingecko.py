@@ -10,6 +10,15 @@ Faults are queued with :meth:`FakeCoinGecko.add_fault`; each queued fault is
 consumed by the next matching request(s), so a test can script sequences such
 as "429, then 500, then success". At most one fault applies per request.
 
+Hostile-server faults (``HOSTILE_FAULTS``) cover what a misbehaving server or
+network does to a well-behaved client: a body trickling byte by byte, headers
+trickling, a connection dropped or reset mid-body, a redirect to another host,
+a huge body (with or without Content-Length), a gzip bomb, and bodies that are
+well-formed JSON of the wrong shape (renamed fields, an empty list, a single
+record, one coin repeated, an object instead of an array, an array of strings).
+A second ``FakeCoinGecko`` makes a good "other host": it records every header
+it receives.
+
 Usage::
 
     with FakeCoinGecko() as cg:
@@ -21,8 +30,12 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import struct
 import threading
 import time
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -54,6 +67,19 @@ DAY_MS = 86_400_000
 DATA_FAULTS = frozenset({"missing_fields", "numbers_as_strings", "nulls", "negative", "duplicate_ids"})
 TRANSPORT_FAULTS = frozenset({"hang", "truncated"})
 ERROR_FAULTS = frozenset({"403", "429", "error"})  # plus any 3-digit status such as "500"
+# A hostile server: slow, broken or oversized transport, redirects, wrong-shaped bodies.
+STREAM_FAULTS = frozenset({"trickle", "trickle_headers", "drop", "drop_chunked", "reset", "huge", "gzip_bomb"})
+REDIRECT_FAULTS = frozenset({"redirect"})
+# Well-formed JSON of the wrong shape ("schema drift"); markets-only except rename_fields and wrong_type.
+SHAPE_FAULTS = frozenset({"rename_fields", "empty_list", "single_record", "repeat_one", "wrong_type",
+                          "array_of_strings"})
+GLOBAL_SHAPE_FAULTS = frozenset({"rename_fields", "wrong_type"})
+HOSTILE_FAULTS = STREAM_FAULTS | REDIRECT_FAULTS | SHAPE_FAULTS
+DEFAULT_RENAMES = {
+    "markets": {"id": "coin_id"},
+    "global": {"total_market_cap": "total_mcap", "market_cap_percentage": "dominance"},
+}
+DEFAULT_HUGE_BYTES = 8 * 1024 * 1024
 
 _PCT_KEY = re.compile(r"^price_change_percentage_(.+)_in_currency$")
 _CHART_PATH = re.compile(r"^/api/v3/coins/([^/]+)/market_chart$")
@@ -105,6 +131,11 @@ class Fault:
     retry_after: int | None
     hang_seconds: float
     status: int | None
+    interval: float = 0.5               # trickle: seconds between bytes
+    location: str | None = None         # redirect: Location header (None = the same URL again)
+    size: int = DEFAULT_HUGE_BYTES      # huge / gzip_bomb: decoded body bytes
+    chunked: bool = False               # huge: no Content-Length (Transfer-Encoding: chunked)
+    rename: dict | None = None          # rename_fields: {old key: new key}
 
     def matches(self, endpoint: str, page: int) -> bool:
         return self.endpoint == endpoint and (self.page is None or self.page == page)
@@ -116,6 +147,8 @@ class Reply:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+    # Writes the whole answer itself (status line, headers, body) for stream faults.
+    writer: Callable[[BaseHTTPRequestHandler], None] | None = None
 
 
 class FakeCoinGecko:
@@ -205,26 +238,50 @@ class FakeCoinGecko:
                 self._charts[coin_id] = body
 
     def add_fault(self, kind: str, *, endpoint: str = "markets", page: int | None = None, times: int = 1,
-                  retry_after: int | None = None, hang_seconds: float = 5.0, status: int | None = None) -> None:
+                  retry_after: int | None = None, hang_seconds: float = 5.0, status: int | None = None,
+                  interval: float = 0.5, location: str | None = None, size: int = DEFAULT_HUGE_BYTES,
+                  chunked: bool = False, rename: dict | None = None) -> None:
         """Queue a fault for the next ``times`` requests to ``endpoint`` (and ``page``, if given).
 
         kinds: "429", "403", "500"/"503"/any 3-digit status, "error" (needs ``status=``),
         "hang", "truncated", and markets-only "missing_fields", "numbers_as_strings",
         "nulls", "negative", "duplicate_ids". ``status=`` overrides the code of error kinds.
+
+        Hostile server (any endpoint unless noted):
+
+        * "trickle": the real body one byte every ``interval`` seconds (headers at once);
+          "trickle_headers": the status line and headers that slowly, then the body.
+        * "drop": half the body (Content-Length says all of it), then the connection is closed;
+          "drop_chunked": the same with Transfer-Encoding: chunked; "reset": half, then a TCP RST.
+        * "redirect": 302 to ``location`` (default: the same URL again, i.e. the same host).
+        * "huge": the real body padded with JSON whitespace to ``size`` bytes (valid JSON),
+          with Content-Length, or chunked without it (``chunked=True``).
+        * "gzip_bomb": that padded body gzip-compressed (Content-Encoding: gzip): ~1000x smaller on the wire.
+        * "rename_fields": keys renamed per ``rename`` (markets records, or /global's data);
+          "wrong_type": an object instead of the markets array (an array instead of /global's object);
+          markets-only "empty_list", "single_record" (the page's first record only), "repeat_one"
+          (the page's first record, page-size times), "array_of_strings" (the ids as strings).
         """
         if endpoint not in ENDPOINTS:
             raise ValueError(f"unknown endpoint {endpoint!r}; expected one of {sorted(ENDPOINTS)}")
         is_status = kind.isdigit() and len(kind) == 3
-        if not (is_status or kind in DATA_FAULTS | TRANSPORT_FAULTS | ERROR_FAULTS):
+        if not (is_status or kind in DATA_FAULTS | TRANSPORT_FAULTS | ERROR_FAULTS | HOSTILE_FAULTS):
             raise ValueError(f"unknown fault kind {kind!r}")
         if kind == "error" and status is None:
             raise ValueError('fault kind "error" needs status=')
         if kind in DATA_FAULTS and endpoint != "markets":
             raise ValueError(f"fault {kind!r} only applies to the markets endpoint")
+        global_ok = endpoint == "global" and kind in GLOBAL_SHAPE_FAULTS
+        if kind in SHAPE_FAULTS and endpoint != "markets" and not global_ok:
+            raise ValueError(f"fault {kind!r} does not apply to the {endpoint} endpoint")
         if times < 1:
             raise ValueError("times must be >= 1")
+        if kind in ("trickle", "trickle_headers") and interval <= 0:
+            raise ValueError("interval must be > 0")
         with self._lock:
-            self._faults.append(Fault(kind, endpoint, page, times, retry_after, hang_seconds, status))
+            self._faults.append(Fault(kind, endpoint, page, times, retry_after, hang_seconds, status,
+                                      interval=interval, location=location, size=size, chunked=chunked,
+                                      rename=dict(rename) if rename else None))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -285,12 +342,19 @@ class FakeCoinGecko:
         if fault is not None and fault.kind == "hang":
             if self._stopping.wait(fault.hang_seconds):
                 return None  # server is stopping; the client gave up long ago
+        if fault is not None and fault.kind == "redirect":
+            location = fault.location or f"http://127.0.0.1:{self.port}{handler.path}"
+            return Reply(fault.status or 302, b"", {"Location": location})
         data_fault = fault.kind if fault is not None and fault.kind in DATA_FAULTS else None
 
         if rec.endpoint == "markets":
             reply = self._markets_reply(rec.query, data_fault)
+            if fault is not None and fault.kind in SHAPE_FAULTS and reply.status == 200:
+                reply.body = _to_json(_reshape_markets(json.loads(reply.body), fault))
         elif rec.endpoint == "global":
             reply = self._global_reply()
+            if fault is not None and fault.kind in GLOBAL_SHAPE_FAULTS and reply.status == 200:
+                reply.body = _to_json(_reshape_global(json.loads(reply.body), fault))
         elif rec.endpoint == "market_chart":
             reply = self._chart_reply(coin_id, rec.query)
         elif rec.endpoint == "ping":
@@ -300,6 +364,8 @@ class FakeCoinGecko:
 
         if fault is not None and fault.kind == "truncated":
             reply.body = reply.body[: len(reply.body) // 2]
+        if fault is not None and fault.kind in STREAM_FAULTS:
+            reply.writer = _stream_writer(fault, reply, self._stopping)
         return reply
 
     def _markets_reply(self, query: dict[str, str], data_fault: str | None) -> Reply:
@@ -465,6 +531,124 @@ DATA_FAULT_MUTATORS = {
 }
 
 
+def _reshape_markets(rows: list[dict], fault: Fault):
+    """A well-formed /coins/markets body of the wrong shape (schema drift)."""
+    if fault.kind == "rename_fields":
+        renames = fault.rename or DEFAULT_RENAMES["markets"]
+        return [{renames.get(k, k): v for k, v in row.items()} for row in rows]
+    if fault.kind == "empty_list":
+        return []
+    if fault.kind == "single_record":
+        return rows[:1]
+    if fault.kind == "repeat_one":
+        return [dict(rows[0]) for _ in rows] if rows else rows
+    if fault.kind == "wrong_type":
+        return {"coins": rows}
+    if fault.kind == "array_of_strings":
+        return [str(row.get("id")) for row in rows]
+    raise ValueError(fault.kind)
+
+
+def _reshape_global(body, fault: Fault):
+    if fault.kind == "wrong_type":
+        return [body]
+    renames = fault.rename or DEFAULT_RENAMES["global"]
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, dict):
+        return body
+    return {**body, "data": {renames.get(k, k): v for k, v in data.items()}}
+
+
+def _padded(body: bytes, size: int) -> tuple[bytes, int, bytes]:
+    """(head, spaces, tail): ``body`` with JSON whitespace inserted after its first byte, ``size`` bytes in all."""
+    spaces = max(0, size - len(body))
+    return body[:1], spaces, body[1:]
+
+
+@lru_cache(maxsize=4)
+def _gzip_bomb(body: bytes, size: int) -> bytes:
+    """gzip of the padded body: whitespace compresses ~1000:1, so a few MB on the wire decode to GBs."""
+    head, spaces, tail = _padded(body, size)
+    comp = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: gzip container
+    out = [comp.compress(head)]
+    block = b" " * (1 << 20)
+    while spaces > 0:
+        n = min(spaces, len(block))
+        out.append(comp.compress(block[:n]))
+        spaces -= n
+    out.append(comp.compress(tail))
+    out.append(comp.flush())
+    return b"".join(out)
+
+
+def _stream_writer(fault: Fault, reply: Reply, stopping: threading.Event) -> Callable[[BaseHTTPRequestHandler], None]:
+    """A function that writes the whole misbehaving answer to the handler's socket."""
+    body = reply.body
+
+    def head(handler, extra: dict[str, str]) -> bytes:
+        lines = [f"HTTP/1.1 {reply.status} {'OK' if reply.status == 200 else 'Fake'}",
+                 "Server: FakeCoinGecko/1.0", "Content-Type: application/json", "Connection: close"]
+        lines += [f"{k}: {v}" for k, v in {**reply.headers, **extra}.items()]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def trickle(handler, data: bytes) -> bool:
+        for i in range(len(data)):
+            handler.wfile.write(data[i:i + 1])
+            if stopping.wait(fault.interval):
+                return False
+        return True
+
+    def write(handler):
+        out = handler.wfile
+        kind = fault.kind
+        if kind == "trickle":
+            out.write(head(handler, {"Content-Length": str(len(body))}))
+            trickle(handler, body)
+        elif kind == "trickle_headers":
+            if trickle(handler, head(handler, {"Content-Length": str(len(body))})):
+                out.write(body)
+        elif kind in ("drop", "reset"):
+            out.write(head(handler, {"Content-Length": str(len(body))}))
+            out.write(body[: len(body) // 2])
+            if kind == "reset":  # SO_LINGER 0: close() sends RST instead of FIN
+                handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                handler.connection.close()
+            else:
+                handler.connection.shutdown(socket.SHUT_RDWR)
+        elif kind == "drop_chunked":
+            out.write(head(handler, {"Transfer-Encoding": "chunked"}))
+            half = body[: len(body) // 2]
+            out.write(f"{len(half):x}\r\n".encode() + half + b"\r\n")
+            out.write(f"{len(body) - len(half):x}\r\n".encode() + body[len(half):len(half) + 10])
+            handler.connection.shutdown(socket.SHUT_RDWR)
+        elif kind == "huge":
+            first, spaces, tail = _padded(body, fault.size)
+            total = len(first) + spaces + len(tail)
+            if fault.chunked:
+                out.write(head(handler, {"Transfer-Encoding": "chunked"}))
+                send = lambda data: out.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")  # noqa: E731
+            else:
+                out.write(head(handler, {"Content-Length": str(total)}))
+                send = out.write
+            send(first)
+            block = b" " * 65536
+            while spaces > 0 and not stopping.is_set():
+                n = min(spaces, len(block))
+                send(block[:n])
+                spaces -= n
+            send(tail)
+            if fault.chunked:
+                out.write(b"0\r\n\r\n")
+        elif kind == "gzip_bomb":
+            packed = _gzip_bomb(body, fault.size)
+            out.write(head(handler, {"Content-Length": str(len(packed)), "Content-Encoding": "gzip"}))
+            out.write(packed)
+        else:
+            raise ValueError(kind)
+
+    return write
+
+
 def _make_handler(fake: FakeCoinGecko) -> type[BaseHTTPRequestHandler]:
     """Handler class bound to one fake instance (http.server wants a class, not an object)."""
 
@@ -488,6 +672,13 @@ def _make_handler(fake: FakeCoinGecko) -> type[BaseHTTPRequestHandler]:
             reply = fake._handle(self)
             if reply is None:
                 self.close_connection = True
+                return
+            if reply.writer is not None:  # a misbehaving answer: written raw, then the connection closes
+                self.close_connection = True
+                try:
+                    reply.writer(self)
+                except OSError:
+                    pass  # the client gave up, or the fault closed the socket itself
                 return
             try:
                 self.send_response(reply.status)

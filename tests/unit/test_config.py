@@ -90,6 +90,14 @@ def test_explicit_base_url_wins_over_pro():
     ("COINGECKO_DEADLINE_SECONDS", "5m"),
     ("COINGECKO_BACKOFF_SECONDS", "-0.1"),
     ("PIPELINE_LOCK_TTL_SECONDS", "x"),
+    ("COINGECKO_MAX_RESPONSE_BYTES", "0"),
+    ("COINGECKO_MAX_RESPONSE_BYTES", "20MB"),
+    ("PIPELINE_MIN_COVERAGE", "1.5"),
+    ("PIPELINE_MIN_COVERAGE", "-0.1"),
+    ("PIPELINE_MIN_COVERAGE", "90%"),
+    ("COINGECKO_INTERACTIVE_DEADLINE_SECONDS", "-1"),
+    ("COINGECKO_INTERACTIVE_MAX_RETRIES", "-1"),
+    ("COINGECKO_INTERACTIVE_MAX_RETRIES", "one"),
     ("COINGECKO_API_PLAN", "enterprise"),
     ("DATABASE_URL", "mysql://x"),
     ("DATABASE_URL", "warehouse.db"),
@@ -102,7 +110,23 @@ def test_bad_values_name_the_variable(name, value):
     assert info.value.exit_code == 2
 
 
-@pytest.mark.parametrize("name", ["COINGECKO_TIMEOUT_SECONDS", "COINGECKO_DEADLINE_SECONDS"])
+def test_hostile_response_defaults():
+    s = Settings.from_env({})
+    assert s.max_response_bytes == 20 * 1024 * 1024 and s.min_coverage == 0.9
+    assert (s.interactive_deadline_seconds, s.interactive_max_retries) == (10.0, 1)
+
+
+def test_hostile_response_settings_are_parsed():
+    s = Settings.from_env({"COINGECKO_MAX_RESPONSE_BYTES": "1048576", "PIPELINE_MIN_COVERAGE": "0.75",
+                           "COINGECKO_INTERACTIVE_DEADLINE_SECONDS": "4.5", "COINGECKO_INTERACTIVE_MAX_RETRIES": "0"})
+    assert (s.max_response_bytes, s.min_coverage) == (1048576, 0.75)
+    assert (s.interactive_deadline_seconds, s.interactive_max_retries) == (4.5, 0)
+    assert Settings.from_env({"PIPELINE_MIN_COVERAGE": "1"}).min_coverage == 1.0
+    assert Settings.from_env({"PIPELINE_MIN_COVERAGE": "0"}).min_coverage == 0.0
+
+
+@pytest.mark.parametrize("name", ["COINGECKO_TIMEOUT_SECONDS", "COINGECKO_DEADLINE_SECONDS", "PIPELINE_MIN_COVERAGE",
+                                  "COINGECKO_INTERACTIVE_DEADLINE_SECONDS"])
 def test_nan_is_a_bad_value(name):
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: "nan"})

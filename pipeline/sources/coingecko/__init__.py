@@ -1,6 +1,9 @@
 """Public fetchers for the CoinGecko API v3.
 
-Fetchers yield responses; they never write files or touch the database.
+Fetchers yield responses; they never write files or touch the database. Each
+body is handed to the client's ``on_response`` (bronze) as received, then
+checked against the response contract (:mod:`.contract`): a body of the wrong
+shape raises SchemaDrift instead of being published as a success.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Iterator
 from pipeline.config import Settings
 from pipeline.errors import SchemaDrift
 from pipeline.sources.coingecko.client import ApiResponse, CoinGeckoClient
+from pipeline.sources.coingecko.contract import check_global, check_markets_page, check_markets_run, covers
 from pipeline.sources.coingecko.settings import (
     GLOBAL_PATH,
     MARKET_CHART_PATH,
@@ -23,54 +27,96 @@ __all__ = ["ApiResponse", "CoinGeckoClient", "client_from_settings", "fetch_mark
            "fetch_market_chart"]
 
 
-def client_from_settings(settings: Settings, on_response=None) -> CoinGeckoClient:
+def client_from_settings(settings: Settings, on_response=None, *, interactive: bool = False) -> CoinGeckoClient:
+    """A client for one run.
+
+    Args:
+        interactive: a person is waiting (the dashboard's refresh button): use the short
+            budget (COINGECKO_INTERACTIVE_DEADLINE_SECONDS / _MAX_RETRIES) instead of the
+            scheduler's and the CLI's (COINGECKO_DEADLINE_SECONDS / COINGECKO_MAX_RETRIES).
+    """
+    if interactive:
+        deadline = min(settings.interactive_deadline_seconds, settings.fetch_deadline_seconds)
+        retries = min(settings.interactive_max_retries, settings.max_retries)
+    else:
+        deadline, retries = settings.fetch_deadline_seconds, settings.max_retries
     return CoinGeckoClient(
         settings.coingecko_base_url,
         api_key=settings.api_key,
         api_key_header=settings.api_key_header,
         calls_per_minute=settings.calls_per_minute,
         timeout_seconds=settings.request_timeout_seconds,
-        deadline_seconds=settings.fetch_deadline_seconds,
-        max_retries=settings.max_retries,
+        deadline_seconds=deadline,
+        max_retries=retries,
         backoff_base_seconds=settings.backoff_base_seconds,
+        max_response_bytes=settings.max_response_bytes,
+        min_coverage=settings.min_coverage,
         on_response=on_response,
     )
 
 
-def fetch_markets(client: CoinGeckoClient, *, vs_currency: str, top_n: int) -> Iterator[ApiResponse]:
+def _markets_params(vs_currency: str, per_page: int, page: int, *, sparkline: bool = True) -> dict:
+    return {
+        "vs_currency": vs_currency,
+        "order": "market_cap_desc",
+        "per_page": per_page,
+        "page": page,
+        "sparkline": "true" if sparkline else "false",
+        "price_change_percentage": PRICE_CHANGE_PERIODS,
+    }
+
+
+def fetch_markets(client: CoinGeckoClient, *, vs_currency: str, top_n: int,
+                  min_coverage: float | None = None) -> Iterator[ApiResponse]:
     """Pages of /coins/markets by market cap, until ``top_n`` coins or the list ends.
 
     Args:
         top_n: coins wanted; pages hold up to 250 (the API maximum).
+        min_coverage: share of min(top_n, coins the API lists) that must come back
+            (default: the client's, from PIPELINE_MIN_COVERAGE).
     Yields:
-        One successful response per page. Rankings can shift between pages, so
-        an id may appear on two pages: silver de-duplicates them.
+        One successful response per page, each checked against the contract. Rankings
+        can shift between pages, so an id may appear on two pages: silver de-duplicates them.
+    Raises:
+        SchemaDrift: a page of the wrong shape, or far fewer coins than asked for
+            ("partial response"), raised after the body reached bronze.
     """
+    if min_coverage is None:
+        min_coverage = getattr(client, "min_coverage", 0.9)
     per_page = min(MAX_PER_PAGE, top_n)
+    pages: list[list] = []
     for page in range(1, math.ceil(top_n / per_page) + 1):
-        params = {
-            "vs_currency": vs_currency,
-            "order": "market_cap_desc",
-            "per_page": per_page,
-            "page": page,
-            "sparkline": "true",
-            "price_change_percentage": PRICE_CHANGE_PERIODS,
-        }
-        response = client.get("markets", MARKETS_PATH, params, page=page)
-        records = response.json()
-        if not isinstance(records, list):
-            raise SchemaDrift(f"{MARKETS_PATH} page {page}: expected a JSON array, got {type(records).__name__}")
+        response = client.get("markets", MARKETS_PATH, _markets_params(vs_currency, per_page, page), page=page)
+        records = check_markets_page(response.json(), page=page)
+        pages.append(records)
         yield response
         if len(records) < per_page:
-            return
+            break
+    listable = None
+    if len(pages[-1]) < per_page and not covers(pages, top_n, min_coverage):
+        # The list ended early. Either the API lists no more coins, or that page came back
+        # partial: ask for the one coin after the last position received to tell which.
+        position = (len(pages) - 1) * per_page + len(pages[-1])
+        if not _more_coins_after(client, vs_currency, position):
+            listable = position
+    check_markets_run(pages, top_n=top_n, listable=listable, min_coverage=min_coverage)
+
+
+def _more_coins_after(client: CoinGeckoClient, vs_currency: str, position: int) -> bool:
+    """Does the API list a coin after ``position``? (One record; kept in bronze as ``markets_probe``.)"""
+    response = client.get("markets_probe", MARKETS_PATH,
+                          _markets_params(vs_currency, 1, position + 1, sparkline=False), page=position + 1)
+    return bool(check_markets_page(response.json(), page=position + 1))
 
 
 def fetch_global(client: CoinGeckoClient) -> ApiResponse:
-    """/global: the whole market's cap, volume and market_cap_percentage."""
+    """/global: the whole market's cap, volume and market_cap_percentage.
+
+    Raises SchemaDrift (a SourceError: callers treat /global as unavailable) when the
+    body lacks the total_market_cap / market_cap_percentage objects.
+    """
     response = client.get("global", GLOBAL_PATH, {})
-    body = response.json()
-    if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
-        raise SchemaDrift(f"{GLOBAL_PATH}: expected an object with 'data'")
+    check_global(response.json())
     return response
 
 

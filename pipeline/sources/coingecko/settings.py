@@ -15,3 +15,17 @@ RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 #: The longest Retry-After we honour before giving up on the run.
 MAX_RETRY_AFTER_SECONDS = 300
+
+#: Same-host redirects followed per request (another host is never followed: the key would go with it).
+MAX_REDIRECTS = 5
+
+#: Largest decoded response body accepted (COINGECKO_MAX_RESPONSE_BYTES); a real 250-coin page with
+#: sparklines is about 1.5 MB.
+DEFAULT_MAX_RESPONSE_BYTES = 20 * 1024 * 1024
+
+#: Bytes asked for per socket read while streaming a body.
+READ_CHUNK_BYTES = 64 * 1024
+
+#: The refresh button's budget: a person is waiting (COINGECKO_INTERACTIVE_*).
+DEFAULT_INTERACTIVE_DEADLINE_SECONDS = 10.0
+DEFAULT_INTERACTIVE_MAX_RETRIES = 1
