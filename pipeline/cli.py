@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+from contextlib import contextmanager
 
 from pipeline.config import Settings
-from pipeline.errors import PipelineError, RunLocked
+from pipeline.errors import Interrupted, PipelineError, RunLocked
 
 log = logging.getLogger("pipeline")
+
+#: Commands that write: SIGTERM/SIGINT interrupt them cleanly (run recorded as failed, lock released).
+WRITING_COMMANDS = frozenset({"run", "replay", "backfill", "prune"})
 
 
 def _print_progress(stage: str, message: str) -> None:
@@ -141,6 +146,48 @@ def _extra_commands():
     return found
 
 
+def _writes(args: argparse.Namespace) -> bool:
+    return args.command in WRITING_COMMANDS or (args.command == "schema" and getattr(args, "apply", False))
+
+
+@contextmanager
+def interruptible():
+    """SIGTERM (docker stop, systemd, kill) and SIGINT raise Interrupted in the main thread.
+
+    Interrupted is a BaseException: the flow records the run as failed ("interrupted by
+    SIGTERM") and the lease is released on the way out, instead of the process dying with
+    its run left 'running' and its lock held. A second signal during that cleanup is
+    ignored so the cleanup can finish. The previous handlers are restored afterwards.
+    """
+    fired: list[int] = []
+
+    def on_signal(signum, _frame):
+        if fired:
+            return
+        fired.append(signum)
+        raise Interrupted(signum)
+
+    previous = {}
+    try:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, on_signal)
+    except ValueError:  # not the main thread (main() called from a test's thread): keep the defaults
+        pass
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _database_errors() -> tuple[type[BaseException], ...]:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from pipeline.db import DRIVER_ERRORS
+
+    return (SQLAlchemyError, *DRIVER_ERRORS)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -151,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         if verbose:
             log.info("settings: %s", settings.describe())
+        if _writes(args):
+            with interruptible():
+                return args.func(args, settings)
         return args.func(args, settings)
     except RunLocked as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -160,11 +210,22 @@ def main(argv: list[str] | None = None) -> int:
             log.exception("failed")
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Interrupted as exc:
+        if verbose:
+            log.info("stopped by %s", exc.signal_name)
+        print("interrupted", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # an unexpected bug: still one line unless --verbose
+    except Exception as exc:  # a database error, or an unexpected bug: still one line unless --verbose
         if verbose:
-            log.exception("failed")
+            log.exception("failed")  # the statement and its parameters, for whoever asked
+        if isinstance(exc, _database_errors()):
+            from pipeline.db import as_pipeline_error
+
+            error = as_pipeline_error(exc)
+            print(f"error: {error}", file=sys.stderr)
+            return getattr(error, "exit_code", 5)
         print(f"error: unexpected {type(exc).__name__}: {exc} (run with --verbose for details)", file=sys.stderr)
         return 1

@@ -11,18 +11,21 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
+from urllib.parse import quote
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select, text
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy import Connection, Engine, String, create_engine, event, inspect, insert, select, text
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from pipeline import schema
-from pipeline.errors import DatabaseUnavailable
+from pipeline.errors import DatabaseError, DatabaseUnavailable, PipelineError, SchemaNotReady
 from pipeline.schema import SCHEMA_VERSION, metadata
 
 SEEDS_DIR = Path(__file__).resolve().parent.parent / "sql" / "seeds"
@@ -62,20 +65,61 @@ sqlite3.register_adapter(datetime, _sqlite_datetime)
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA cache_size=-32768")  # 32 MiB: bulk upserts into a large PK index
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    except sqlite3.OperationalError:
+        # A read-only database (file permissions, or a ``file:...?mode=ro`` URI) cannot
+        # switch journal mode; reading it does not need to.
+        pass
     cursor.close()
+
+
+def _sqlite_file(database_url: str) -> str | None:
+    """The file path of a SQLite URL (plain or ``file:`` URI form); None for in-memory."""
+    path = database_url.split("///", 1)[-1]
+    if path.startswith("file:"):
+        path = path[len("file:"):].split("?", 1)[0]
+    else:
+        path = path.split("?", 1)[0]
+    return None if not path or path == ":memory:" else path
+
+
+def _sqlite_read_only_url(database_url: str, path: str | None) -> str | None:
+    """The URL that can still read a SQLite file this process may not write (a read-only
+    volume, another user's file), or None when the file is writable or absent.
+
+    ``mode=ro`` reads it. When its folder is not writable either, SQLite cannot create the
+    WAL index (``-shm``) it needs, so a file without a pending WAL is opened ``immutable``
+    (no writer can be appending to a WAL that does not exist and cannot be created).
+    """
+    if not path or database_url.split("///", 1)[-1].startswith("file:"):
+        return None
+    file = Path(path)
+    if not file.is_file():
+        return None
+    folder_writable = os.access(file.parent, os.W_OK)
+    if folder_writable and os.access(file, os.W_OK):
+        return None
+    wal_present = Path(f"{file}-wal").exists() and Path(f"{file}-shm").exists()
+    option = "mode=ro" if folder_writable or wal_present else "immutable=1"
+    return f"sqlite:///file:{quote(str(file.resolve()))}?{option}&uri=true"
 
 
 @lru_cache(maxsize=8)
 def make_engine(database_url: str) -> Engine:
-    """One engine per URL per process (engines own connection pools)."""
+    """One engine per URL per process (engines own connection pools).
+
+    SQLite also accepts the URI form, e.g. ``sqlite:///file:/data/warehouse.db?mode=ro&uri=true``
+    for a read-only connection.
+    """
     if database_url.startswith("sqlite"):
-        path = database_url.split("///", 1)[-1]
-        if path and path != ":memory:":
+        path = _sqlite_file(database_url)
+        if path and "mode=ro" not in database_url and "immutable=" not in database_url:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(database_url, connect_args={"timeout": 30})
+        engine = create_engine(_sqlite_read_only_url(database_url, path) or database_url,
+                               connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(database_url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
@@ -91,15 +135,16 @@ def check_connection(engine: Engine) -> None:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        raise DatabaseUnavailable(f"cannot open database {engine.url.render_as_string()}: {reason}") from exc
+        raise DatabaseUnavailable(f"cannot open database {engine.url.render_as_string()}: "
+                                  f"{describe_db_error(exc)}") from exc
 
 
 def ensure_schema(engine: Engine) -> int:
     """Create or upgrade every table; idempotent, safe to call from many processes.
 
     Returns the schema version now in place. Each migration step above version 1
-    is an entry in ``MIGRATIONS`` and runs once, in order.
+    is an entry in ``MIGRATIONS`` and runs once, in order. On a database that is
+    already current nothing is written (seeds only when they differ from their CSV).
     """
     check_connection(engine)
     try:
@@ -115,32 +160,112 @@ def ensure_schema(engine: Engine) -> int:
                 conn.execute(insert(schema.schema_version).values(version=SCHEMA_VERSION, applied_at=utcnow()))
                 current = SCHEMA_VERSION
             for version in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS.get(version, []):
-                    conn.execute(text(statement))
+                for step in migration_steps(version, conn.dialect.name):
+                    if callable(step):
+                        step(conn)
+                    else:
+                        conn.execute(text(step))
                 conn.execute(insert(schema.schema_version).values(version=version, applied_at=utcnow()))
                 current = version
             _load_seeds(conn)
-    except OperationalError as exc:
-        raise DatabaseUnavailable(f"cannot create schema: {str(exc.orig).strip()}") from exc
+    except SQLAlchemyError as exc:
+        error = as_pipeline_error(exc)
+        raise type(error)(f"cannot create or upgrade the schema: {describe_db_error(exc)}") from exc
     return current
 
 
-#: version -> SQL statements that upgrade the previous version in place.
-MIGRATIONS: dict[int, list[str]] = {
-    2: [  # covering index for the Coin page's history query
-        "CREATE INDEX IF NOT EXISTS ix_staging_crypto_market_coin_history ON staging_crypto_market "
-        "(id, snapshot_at, current_price, market_cap, total_volume)",
-    ],
+#: Tables every command reads; check_schema insists on them.
+REQUIRED_TABLES = ("schema_version", "pipeline_runs", "pipeline_lock", "crypto_analytics_mart")
+
+
+def check_schema(engine: Engine) -> int:
+    """The read-only counterpart of ``ensure_schema``: verify, never write.
+
+    Returns the schema version in place. Raises DatabaseUnavailable when the
+    database cannot be opened, and SchemaNotReady (saying how to fix it) when
+    the tables are missing or older than this code.
+    """
+    check_connection(engine)
+    how = "run `python -m pipeline schema --apply` (or any `python -m pipeline run`) to create or upgrade it"
+    try:
+        with engine.connect() as conn:
+            tables = set(inspect(conn).get_table_names())
+            missing = [t for t in REQUIRED_TABLES if t not in tables]
+            if missing:
+                raise SchemaNotReady(f"the database has no pipeline schema (missing {', '.join(missing)}): {how}")
+            version = conn.execute(select(schema.schema_version.c.version).order_by(
+                schema.schema_version.c.version.desc()).limit(1)).scalar()
+    except SQLAlchemyError as exc:
+        raise as_pipeline_error(exc) from exc
+    if version is None:
+        raise SchemaNotReady(f"the database schema has no version: {how}")
+    if version < SCHEMA_VERSION:
+        raise SchemaNotReady(f"the database schema is at version {version}, this pipeline needs "
+                             f"version {SCHEMA_VERSION}: {how}")
+    return version
+
+
+Migration = str | Callable[[Connection], None]
+
+#: Columns that held text from the API (or a seed) as VARCHAR(n) up to schema version 2.
+_UNBOUNDED_IN_V3 = {
+    "staging_crypto_market": ("id", "symbol", "name"),
+    "staging_sparkline": ("id",),
+    "staging_coin_history": ("id",),
+    "quarantine_crypto_market": ("record_id",),
+    "crypto_analytics_mart": ("id", "symbol", "name"),
+    "ref_stablecoins": ("id", "pegged_to"),
 }
 
 
+def _add_column_if_missing(table: str, column: str, sql_type: str) -> Callable[[Connection], None]:
+    """SQLite has no ``ADD COLUMN IF NOT EXISTS``: look first (two processes may upgrade at once)."""
+    def step(conn: Connection) -> None:
+        if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
+    return step
+
+
+#: version -> dialect ("*" for every dialect) -> steps that upgrade the previous version
+#: in place: SQL text, or a callable taking the connection.
+MIGRATIONS: dict[int, dict[str, list[Migration]]] = {
+    2: {"*": [  # covering index for the Coin page's history query
+        "CREATE INDEX IF NOT EXISTS ix_staging_crypto_market_coin_history ON staging_crypto_market "
+        "(id, snapshot_at, current_price, market_cap, total_volume)",
+    ]},
+    3: {  # text from the API is unbounded (PostgreSQL enforced VARCHAR(n); SQLite never did); run notes
+        "postgresql": [
+            *(f"ALTER TABLE {table} " + ", ".join(f"ALTER COLUMN {c} TYPE TEXT" for c in columns)
+              for table, columns in _UNBOUNDED_IN_V3.items()),
+            "ALTER TABLE pipeline_runs ADD COLUMN IF NOT EXISTS notes TEXT",
+        ],
+        "sqlite": [_add_column_if_missing("pipeline_runs", "notes", "TEXT")],
+    },
+}
+
+
+def migration_steps(version: int, dialect_name: str) -> list[Migration]:
+    """The steps that bring a database of ``version - 1`` to ``version`` on this dialect."""
+    entry = MIGRATIONS.get(version, {})
+    return [*entry.get("*", []), *entry.get(dialect_name, [])]
+
+
 def _load_seeds(conn: Connection) -> None:
-    """Reference tables are replaced from their CSV in sql/seeds/ (dbt-style seeds)."""
+    """Reference tables follow their CSV in sql/seeds/ (dbt-style seeds).
+
+    Written only when the table differs from the file, so starting a command on an
+    up-to-date database writes nothing (a read-only database stays usable).
+    """
     with open(SEEDS_DIR / "ref_stablecoins.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    conn.execute(schema.ref_stablecoins.delete())
+    wanted = {(row["id"], row["pegged_to"]) for row in rows}
+    table = schema.ref_stablecoins
+    present = conn.execute(select(table.c.id, table.c.pegged_to)).all()
+    if len(present) == len(rows) and {tuple(r) for r in present} == wanted:
+        return
+    conn.execute(table.delete())
     if rows:
-        conn.execute(insert(schema.ref_stablecoins), rows)
+        conn.execute(insert(table), rows)
 
 
 def schema_ddl(dialect_name: str) -> str:
@@ -193,12 +318,14 @@ def upsert_rows(conn: Connection, table, rows: Sequence[tuple], columns: Sequenc
             cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {table.name} INCLUDING DEFAULTS) "
                         f"ON COMMIT DELETE ROWS")
             cur.execute(f"TRUNCATE {temp}")
-            copy_rows(cur, temp, columns, rows)
+            copy_rows(cur, temp, columns, rows, text_positions=text_positions(table, columns))
             cur.execute(f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {temp} {conflict}")
         return len(rows)
     marks = ", ".join("?" for _ in columns)
+    # SQLite would store a NUL, but the same bronze must give the same silver on both databases.
     conn.connection.driver_connection.executemany(
-        f"INSERT INTO {table.name} ({cols}) VALUES ({marks}) {conflict}", rows)
+        f"INSERT INTO {table.name} ({cols}) VALUES ({marks}) {conflict}",
+        without_nul(rows, text_positions(table, columns)))
     return len(rows)
 
 
@@ -216,7 +343,7 @@ def copy_or_upsert(conn: Connection, table, rows: Sequence[tuple], columns: Sequ
             {"low": low, "high": high}).first()
         if taken is None:
             with conn.connection.driver_connection.cursor() as cur:
-                copy_rows(cur, table.name, columns, rows)
+                copy_rows(cur, table.name, columns, rows, text_positions=text_positions(table, columns))
             return len(rows)
     return upsert_rows(conn, table, rows, columns, key)
 
@@ -234,8 +361,58 @@ def ensure_month_partitions(conn: Connection, table_name: str, months: Sequence[
             f"FOR VALUES FROM ('{start}') TO ('{end}')")
 
 
-def copy_rows(cursor, table_name: str, columns: Sequence[str], rows: Iterable[tuple]) -> None:
-    """COPY tuples into a table: psycopg 3 ``copy`` + ``write_row``, or psycopg2 CSV."""
+def strip_nul(value):
+    """``value`` without NUL characters if it is a str (PostgreSQL text cannot hold one); else as is."""
+    if value.__class__ is str and "\x00" in value:
+        return value.replace("\x00", "")
+    return value
+
+
+def without_nul(rows: Iterable[tuple], positions: Sequence[int] | None = None) -> Iterator[tuple]:
+    """The rows, with NUL removed from their str values; a row without any is passed through as is.
+
+    ``positions``: the indexes that may hold text (the others are not looked at); None: all.
+    Cheap: one ``in`` test per text value, a new tuple only for a row that had a NUL.
+    """
+    if positions is not None and not positions:
+        yield from rows
+        return
+    if positions is None:
+        values = None
+    elif len(positions) == 1:
+        only = positions[0]
+        values = lambda row: (row[only],)  # noqa: E731 - itemgetter of one index returns no tuple
+    else:
+        values = itemgetter(*positions)
+    for row in rows:
+        for value in (row if values is None else values(row)):
+            if value.__class__ is str and "\x00" in value:
+                yield tuple(strip_nul(v) for v in row)
+                break
+        else:
+            yield row
+
+
+def text_positions(table, columns: Sequence[str]) -> list[int] | None:
+    """Indexes of ``columns`` that are text in ``table`` (a Table or a table name); None if unknown."""
+    if isinstance(table, str):
+        table = metadata.tables.get(table.removeprefix("tmp_"))
+    if table is None:
+        return None
+    try:
+        return [i for i, name in enumerate(columns) if isinstance(table.c[name].type, String)]
+    except KeyError:
+        return None
+
+
+def copy_rows(cursor, table_name: str, columns: Sequence[str], rows: Iterable[tuple], *,
+              text_positions: Sequence[int] | None = None) -> None:
+    """COPY tuples into a table: psycopg 3 ``copy`` + ``write_row``, or psycopg2 CSV.
+
+    No NUL ever reaches the server (it refuses the whole COPY for one): NUL is
+    stripped from str values, at ``text_positions`` only when given.
+    """
+    rows = without_nul(rows, text_positions)
     cols = ", ".join(columns)
     if hasattr(cursor, "copy"):  # psycopg 3
         with cursor.copy(f"COPY {table_name} ({cols}) FROM STDIN") as copy:
@@ -253,3 +430,74 @@ def copy_rows(cursor, table_name: str, columns: Sequence[str], rows: Iterable[tu
 def dumps_json(value) -> str | None:
     """Compact JSON for list/dict columns (sparkline, market_cap_percentage)."""
     return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+# -- database errors as one line --------------------------------------------------
+
+#: SQLite errors that mean the file cannot be used right now, not that a statement is wrong.
+_SQLITE_UNAVAILABLE = ("unable to open", "database is locked", "disk i/o error", "database or disk is full",
+                       "not a database", "readonly database", "cannot operate on a closed database")
+MAX_ERROR_LINE = 300
+
+
+def describe_db_error(exc: BaseException) -> str:
+    """The first line of the driver's message: never the SQL statement, never its parameters.
+
+    SQLAlchemy's own text appends ``[SQL: ...]`` and ``[parameters: ...]`` (a gold build's
+    statement is dozens of lines); PostgreSQL's message goes on with ``LINE 1: <statement>``,
+    ``DETAIL`` and ``HINT`` lines. Only the first line of the driver error is kept.
+    """
+    source = exc
+    seen = set()
+    while isinstance(getattr(source, "orig", None), BaseException) and id(source) not in seen:
+        seen.add(id(source))
+        source = source.orig
+    message = str(source)
+    if isinstance(source, SQLAlchemyError):  # no driver error underneath: SQLAlchemy's own message
+        message = message.split("[SQL:", 1)[0].split("(Background on this error", 1)[0]
+    lines = [line.strip() for line in message.replace("\x00", "").splitlines() if line.strip()]
+    line = lines[0] if lines else type(source).__name__
+    if len(line) > MAX_ERROR_LINE:
+        line = line[:MAX_ERROR_LINE - 1] + "…"
+    return line
+
+
+def is_connection_problem(exc: BaseException) -> bool:
+    """True when the database cannot be reached or used at all (server gone, connection
+    dropped, file unopenable or locked), False when a statement itself failed."""
+    if isinstance(exc, DisconnectionError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    orig = getattr(exc, "orig", None)
+    driver = orig if isinstance(orig, BaseException) else exc
+    if isinstance(driver, sqlite3.Error):  # sqlite3.InterfaceError is a bad parameter, not a lost file
+        return isinstance(driver, sqlite3.OperationalError) and any(
+            phrase in str(driver).lower() for phrase in _SQLITE_UNAVAILABLE)
+    try:
+        import psycopg
+
+        if isinstance(driver, (psycopg.OperationalError, psycopg.InterfaceError)):
+            return True
+    except ImportError:  # pragma: no cover - psycopg is in requirements.txt
+        pass
+    return isinstance(exc, (OperationalError, InterfaceError)) and not isinstance(driver, sqlite3.Error)
+
+
+def as_pipeline_error(exc: BaseException) -> BaseException:
+    """A database error as the PipelineError a person reads: DatabaseUnavailable for
+    connection-level problems, DatabaseError for the rest, both exit code 5, with
+    ``describe_db_error``'s one line. Anything else is returned unchanged.
+
+    Used where a run fails (``raise as_pipeline_error(exc) from exc``) so that the run
+    log's error_message and the CLI's line never carry the SQL.
+    """
+    if isinstance(exc, PipelineError) or not isinstance(exc, (SQLAlchemyError, *DRIVER_ERRORS)):
+        return exc
+    line = describe_db_error(exc)
+    if is_connection_problem(exc):
+        error: PipelineError = DatabaseUnavailable(f"database unavailable: {line}")
+    else:
+        error = DatabaseError(f"database error: {line}")
+    error.__cause__ = exc
+    return error

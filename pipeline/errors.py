@@ -1,5 +1,7 @@
 """Named errors. The CLI turns each into one clear line and a non-zero exit."""
 
+import signal
+
 
 class PipelineError(Exception):
     """Base class: anything the pipeline reports to a person as one line."""
@@ -47,5 +49,40 @@ class DatabaseUnavailable(PipelineError):
     exit_code = 5
 
 
+class DatabaseError(PipelineError):
+    """The database refused a statement mid-run (a constraint, a changed table, bad data).
+
+    The message is the driver's first line only: never the SQL, never its parameters
+    (``pipeline.db.as_pipeline_error`` builds it).
+    """
+
+    exit_code = 5
+
+
+class SchemaNotReady(PipelineError):
+    """The tables are missing or older than this code, and the command may not create them
+    (read-only commands such as ``status`` never write)."""
+
+
 class BronzeError(PipelineError):
     """Raw files on disk are missing or do not match their manifest."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT arrived while a command was writing.
+
+    A BaseException (through KeyboardInterrupt), so no ``except Exception`` swallows it:
+    the flow's ``except BaseException`` records the run as failed and the lease is
+    released on the way out. Deriving from KeyboardInterrupt also makes psycopg cancel
+    the statement in progress on the server instead of leaving the connection busy.
+    """
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        self.signal_name = signal.Signals(signum).name
+        super().__init__(f"interrupted by {self.signal_name}")
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention: 128 + the signal number (143 for SIGTERM, 130 for SIGINT)."""
+        return 128 + self.signum

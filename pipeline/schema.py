@@ -3,7 +3,9 @@
 The DDL a DBA reads in ``sql/schema/`` is generated from these definitions
 (``python -m pipeline schema``) and a test keeps the two identical.
 Floats are double precision, never a scaled NUMERIC: micro-cap prices such as
-7.8666533e-10 must survive the round trip.
+7.8666533e-10 must survive the round trip. Text that comes from the API (ids,
+symbols, names) or a seed file is unbounded ``Text``: one record with a long name
+must never stop a load (PostgreSQL enforces VARCHAR(n), SQLite does not).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -62,12 +64,12 @@ CATEGORY_COLUMNS = ["market_cap_category", "liquidity_category", "price_trend_ca
 staging_crypto_market = Table(
     "staging_crypto_market",
     metadata,
-    Column("id", String(200), nullable=False),
+    Column("id", Text, nullable=False),
     Column("snapshot_at", DateTime, nullable=False),
     Column("run_id", String(64), nullable=False),
     Column("source", String(16), nullable=False),
-    Column("symbol", String(100)),
-    Column("name", String(300)),
+    Column("symbol", Text),
+    Column("name", Text),
     Column("image", Text),
     Column("market_cap_rank", Integer),
     *[Column(name, Double) for name in MARKET_NUMERIC_COLUMNS],
@@ -93,7 +95,7 @@ COIN_HISTORY_INDEX = Index("ix_staging_crypto_market_coin_history", staging_cryp
 staging_sparkline = Table(
     "staging_sparkline",
     metadata,
-    Column("id", String(200), primary_key=True),
+    Column("id", Text, primary_key=True),
     Column("snapshot_at", DateTime, nullable=False),
     Column("run_id", String(64), nullable=False),
     Column("sparkline_7d", Text, nullable=False),
@@ -120,7 +122,7 @@ staging_global_market = Table(
 staging_coin_history = Table(
     "staging_coin_history",
     metadata,
-    Column("id", String(200), nullable=False),
+    Column("id", Text, nullable=False),
     Column("ts", DateTime, nullable=False),
     Column("run_id", String(64), nullable=False),
     Column("price", Double),
@@ -135,7 +137,7 @@ quarantine_crypto_market = Table(
     Column("run_id", String(64), nullable=False),
     Column("record_index", Integer, nullable=False),
     Column("snapshot_at", DateTime, nullable=False),
-    Column("record_id", String(200)),
+    Column("record_id", Text),
     Column("reason", Text, nullable=False),
     Column("raw_record", Text, nullable=False),
     PrimaryKeyConstraint("run_id", "record_index", name="pk_quarantine"),
@@ -147,9 +149,9 @@ Index("ix_quarantine_snapshot", quarantine_crypto_market.c.snapshot_at)
 crypto_analytics_mart = Table(
     "crypto_analytics_mart",
     metadata,
-    Column("id", String(200), primary_key=True),
-    Column("symbol", String(100)),
-    Column("name", String(300)),
+    Column("id", Text, primary_key=True),
+    Column("symbol", Text),
+    Column("name", Text),
     Column("image", Text),
     Column("market_cap_rank", Integer),
     Column("current_price", Double),
@@ -218,8 +220,8 @@ GOLD_TABLES = [crypto_analytics_mart, market_segment_analysis, market_history]
 ref_stablecoins = Table(
     "ref_stablecoins",
     metadata,
-    Column("id", String(200), primary_key=True),
-    Column("pegged_to", String(16), nullable=False),
+    Column("id", Text, primary_key=True),
+    Column("pegged_to", Text, nullable=False),
 )
 
 pipeline_runs = Table(
@@ -241,6 +243,8 @@ pipeline_runs = Table(
     Column("error_message", Text),
     Column("host", String(200)),
     Column("pid", Integer),
+    #: Warnings of a run that still succeeded (e.g. a damaged bronze run skipped by a replay).
+    Column("notes", Text),
 )
 Index("ix_pipeline_runs_started", pipeline_runs.c.started_at)
 

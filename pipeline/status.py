@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from pipeline.config import Settings
-from pipeline.db import make_engine, utcnow
+from pipeline.db import check_schema, make_engine, utcnow
 from pipeline.runs import current_holder, recent_runs
 from pipeline.schema import crypto_analytics_mart
 
@@ -42,9 +42,10 @@ def _age(delta: timedelta) -> str:
 
 
 def format_status(settings: Settings, limit: int = 10) -> str:
-    from pipeline.flow import prepare_database
-
-    engine = prepare_database(settings)
+    """The status report. Read-only: works on a read-only database, and never creates or
+    upgrades the schema (SchemaNotReady says how to, when it is missing or old)."""
+    engine = make_engine(settings.database_url)
+    check_schema(engine)
     lines = []
     fresh = freshness(settings)
     if fresh is None:
