@@ -187,12 +187,20 @@ def sparkline_frame(raw, end: datetime | None) -> pd.DataFrame:
     return pd.DataFrame({"ts": pd.to_datetime(times), "price": values})
 
 
-def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """The run log with a duration column (seconds), ready to show."""
+def runs_table(runs: pd.DataFrame, live_run_id: str | None = None) -> pd.DataFrame:
+    """The run log with a duration column (seconds), ready to show.
+
+    ``live_run_id``: the run holding a live lease (``pipeline.runs.current_holder``). Any other
+    row still marked ``running`` belongs to a process that is gone and is shown as ``abandoned``
+    (the liveness rule of ``pipeline.runs``), even before a writer has recorded it so.
+    """
     table = runs.copy()
     if table.empty:
         table["duration_s"] = pd.Series(dtype="float64")
         return table
+    if "status" in table.columns and "run_id" in table.columns:
+        dead = (table["status"] == "running") & (table["run_id"] != live_run_id)
+        table.loc[dead, "status"] = "abandoned"
     started = pd.to_datetime(table["started_at"])
     finished = pd.to_datetime(table["finished_at"])
     table["duration_s"] = (finished - started).dt.total_seconds()

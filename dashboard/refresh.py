@@ -29,7 +29,7 @@ from dashboard import data
 from pipeline.config import Settings
 from pipeline.db import utcnow
 from pipeline.errors import PipelineError, RunLocked, SourceError
-from pipeline.runs import STAGES, current_holder, get_run
+from pipeline.runs import STAGES, current_holder, get_run, reap_dead_runs
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +214,16 @@ def follow_external(settings: Settings, run_id: str, on_tick: Callable[[External
         row = get_run(engine, run_id)
         if row is not None:
             seen.status, seen.stage, seen.error = row["status"], row["stage"], row["error_message"]
-        elif current_holder(engine) is None:
-            seen.status = "unknown"
+        holder = current_holder(engine)
+        if seen.status == "running" and (holder is None or holder["run_id"] != run_id):
+            # The one liveness rule (pipeline.runs): no live lease means the run is dead. Say so now
+            # instead of waiting for a run that will never finish.
+            if row is None or run_id in reap_dead_runs(engine):
+                row = get_run(engine, run_id)
+            if row is None:
+                seen.status = "unknown"
+            else:
+                seen.status, seen.stage, seen.error = row["status"], row["stage"], row["error_message"]
         on_tick(seen)
         if seen.status != "running":
             break

@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import data, refresh, state
+from dashboard import data, health, refresh, state
 from dashboard import formatting as fmt
 from dashboard.refresh import Decision, ExternalRun, Job
 from pipeline.categories import MARKET_CAP_CATEGORIES
@@ -158,6 +158,22 @@ def render_freshness(view: state.View) -> None:
         st.warning(f"The data is **{fmt.format_age(age)} old**, more than twice the "
                    f"{view.settings.interval_minutes}-minute schedule: the scheduler may be stopped or failing "
                    "(see the Pipeline page).", icon="⚠️")
+    render_failure_banner(view)
+
+
+def render_failure_banner(view: state.View) -> None:
+    """After PIPELINE_FAILURE_BANNER_RUNS failed fetches in a row, say so on every page, with the
+    last error, before the data has had time to turn stale."""
+    try:
+        streak = health.failure_streak(data.load_runs(view.database_url, view.version))
+    except data.DataUnavailable:
+        return
+    if streak.count < view.settings.failure_banner_runs:
+        return
+    since = f" since {fmt.format_timestamp(streak.since)}" if streak.since is not None else ""
+    st.error(f"**The last {streak.count} pipeline runs failed**{since}: "
+             f"{error_markdown(streak.last_error or 'unknown error')}. The pages show the last good data; "
+             "see the Pipeline page.", icon="🚨")
 
 
 def render_database_problem(settings: Settings, status: data.DataStatus) -> None:

@@ -85,8 +85,10 @@ class Settings:
     fetch_deadline_seconds: float = 300.0
     max_retries: int = 5
     backoff_base_seconds: float = 2.0
-    lock_ttl_seconds: float = 120.0
+    lock_ttl_seconds: float = 30.0
     replay_workers: int = 1
+    backoff_cap_minutes: float = 60.0
+    failure_banner_runs: int = 3
     max_response_bytes: int = 20 * 1024 * 1024
     min_coverage: float = 0.9
     interactive_deadline_seconds: float = 10.0
@@ -148,8 +150,10 @@ class Settings:
             fetch_deadline_seconds=_float(env, "COINGECKO_DEADLINE_SECONDS", 300.0),
             max_retries=_int(env, "COINGECKO_MAX_RETRIES", 5, minimum=0),
             backoff_base_seconds=_float(env, "COINGECKO_BACKOFF_SECONDS", 2.0),
-            lock_ttl_seconds=_float(env, "PIPELINE_LOCK_TTL_SECONDS", 120.0),
+            lock_ttl_seconds=_float(env, "PIPELINE_LOCK_TTL_SECONDS", 30.0),
             replay_workers=_int(env, "PIPELINE_REPLAY_WORKERS", 1, minimum=0),
+            backoff_cap_minutes=_float(env, "PIPELINE_BACKOFF_CAP_MINUTES", 60.0),
+            failure_banner_runs=_int(env, "PIPELINE_FAILURE_BANNER_RUNS", 3),
             max_response_bytes=_int(env, "COINGECKO_MAX_RESPONSE_BYTES", 20 * 1024 * 1024),
             min_coverage=_share(env, "PIPELINE_MIN_COVERAGE", 0.9),
             interactive_deadline_seconds=_float(env, "COINGECKO_INTERACTIVE_DEADLINE_SECONDS", 10.0),

@@ -14,17 +14,18 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
 from pipeline import bronze
 from pipeline.config import Settings
-from pipeline.db import ensure_schema, make_engine, utcnow
+from pipeline.db import as_pipeline_error, ensure_schema, make_engine, utcnow
 from pipeline.errors import PipelineError, SourceError
 from pipeline.gold import build_gold
 from pipeline.runs import RunLease, RunLog, new_run_id
 from pipeline.silver.batches import PreparedBatch, load_batch, prepare_batch
+from pipeline.silver.load import count_run_rows, unused_snapshot_time
 from pipeline.sources.coingecko import client_from_settings, fetch_global, fetch_markets
 from pipeline.sources.sample import sample_snapshots
 
@@ -60,6 +61,7 @@ class RunResult:
             "gold_rows": sum(self.gold_rows.values()) if self.gold_rows else None,
             "quarantined_count": self.quarantined,
             "duplicates_dropped": self.duplicates_dropped,
+            "notes": "\n".join(self.warnings) or None,
         }
 
 
@@ -86,7 +88,8 @@ def run_pipeline(settings: Settings, *, trigger: str = "cli", source: str = "api
         try:
             run_log.stage("fetch")
             if source == "api":
-                bronze_runs = [_fetch_api(settings, run_id, top_n, progress, result)]
+                bronze_runs = [_fetch_api(settings, engine, run_id, top_n, progress, result,
+                                          interactive=trigger == "button")]
             elif source == "sample":
                 bronze_runs = _fetch_sample(settings, run_id, top_n, progress)
             else:
@@ -99,11 +102,16 @@ def run_pipeline(settings: Settings, *, trigger: str = "cli", source: str = "api
             run_log.stage("silver")
             _load_silver(engine, bronze_runs, result, progress, workers=settings.replay_workers)
             result.snapshot_at = bronze_runs[-1].snapshot_at
+            # What the run log reports is what silver holds for this run, not what was sent.
+            result.silver_rows = count_run_rows(engine, {r.run_id: r.snapshot_at for r in bronze_runs})
 
             return _publish(engine, run_log, result, progress, since=min(r.snapshot_at for r in bronze_runs))
         except BaseException as exc:
-            _record_failure(run_log, result, exc)
-            raise
+            error = as_pipeline_error(exc)  # a database error: one line, exit 5, no SQL in the run log
+            _record_failure(run_log, result, error)
+            if error is exc:
+                raise
+            raise error from exc
 
 
 def _publish(engine: Engine, run_log: RunLog, result: RunResult, progress: Progress,
@@ -118,23 +126,49 @@ def _publish(engine: Engine, run_log: RunLog, result: RunResult, progress: Progr
 
 
 def _record_failure(run_log: RunLog, result: RunResult, exc: BaseException) -> None:
-    """A failed run keeps its counts and one readable line of why (gold was not touched)."""
+    """A failed run keeps its counts and one readable line of why (gold was not touched).
+
+    Never raises: when the failure itself cannot be written (database full or gone),
+    the run's lease is released or expires, and the liveness rule marks it abandoned.
+    """
     result.status = "failed"
     message = str(exc) if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {exc}"
-    run_log.fail(message or type(exc).__name__, **result.counts())
+    try:
+        run_log.fail(message or type(exc).__name__, **result.counts())
+    except Exception as record_error:  # noqa: BLE001 - the original error is what the caller raises
+        log.info("could not record the failure of run %s: %s", run_log.run_id,
+                    str(getattr(record_error, "orig", record_error)).strip().splitlines()[0])
 
 
-def _fetch_api(settings: Settings, run_id: str, top_n: int, progress: Progress,
-               result: RunResult) -> bronze.BronzeRun:
+def _distinct_snapshot_times(runs: list[bronze.BronzeRun]) -> list[bronze.BronzeRun]:
+    """Give API runs that share a snapshot time (bronze written before times kept microseconds)
+    a time of their own, one microsecond later, so neither overwrites the other in silver.
+    Deterministic (runs come sorted by time, then run id), so replays stay identical."""
+    taken: set[datetime] = set()
+    distinct = []
+    for run in runs:
+        when = run.snapshot_at
+        if run.source == "api":
+            while when in taken:
+                when += timedelta(microseconds=1)
+            if when != run.snapshot_at:
+                run = bronze.BronzeRun(run.folder, {**run.manifest, "snapshot_at": when.isoformat()})
+        taken.add(when)
+        distinct.append(run)
+    return distinct
+
+
+def _fetch_api(settings: Settings, engine: Engine, run_id: str, top_n: int, progress: Progress,
+               result: RunResult, *, interactive: bool = False) -> bronze.BronzeRun:
     started = utcnow()
     writer = bronze.BronzeWriter(settings.raw_dir, run_id, source="api", started_at=started,
                                  vs_currency=settings.vs_currency, top_n=top_n)
-    client = client_from_settings(settings, on_response=writer.add)
+    client = client_from_settings(settings, on_response=writer.add, interactive=interactive)
     snapshot_at = None
     try:
         records = 0
         for page in fetch_markets(client, vs_currency=settings.vs_currency, top_n=top_n):
-            snapshot_at = snapshot_at or page.fetched_at.replace(microsecond=0)
+            snapshot_at = snapshot_at or page.fetched_at
             records += len(page.json())
             progress("fetch", f"markets page {page.page}: {records} coins so far")
         try:
@@ -146,9 +180,12 @@ def _fetch_api(settings: Settings, run_id: str, top_n: int, progress: Progress,
             result.global_basis = False
             progress("fetch", warning)
     except BaseException as exc:
-        writer.finish(snapshot_at=snapshot_at, complete=False, error=str(exc) or type(exc).__name__)
+        try:
+            writer.finish(snapshot_at=snapshot_at, complete=False, error=str(exc) or type(exc).__name__)
+        except Exception as manifest_error:  # noqa: BLE001 - e.g. a full disk: the first error is the news
+            log.warning("could not write the incomplete bronze manifest of %s: %s", run_id, manifest_error)
         raise
-    writer.finish(snapshot_at=snapshot_at, complete=True)
+    writer.finish(snapshot_at=unused_snapshot_time(engine, snapshot_at), complete=True)
     return bronze.find_run(settings.raw_dir, run_id)
 
 
@@ -225,15 +262,13 @@ def _load_silver(engine: Engine, runs: list[bronze.BronzeRun], result: RunResult
             apply(future.result())
 
 
-def _reload_backfills(engine: Engine, settings: Settings, progress: Progress) -> None:
-    """Coin history from every backfill's bronze (an interrupted backfill's coins too)."""
+def _reload_backfills(engine: Engine, backfills: list[bronze.BronzeRun], progress: Progress) -> None:
+    """Coin history from every healthy backfill's bronze (an interrupted backfill's coins too)."""
     from pipeline.backfill import market_chart_rows
     from pipeline.silver.load import load_coin_history
 
     points = 0
-    for run in bronze.list_runs(settings.raw_dir, include_incomplete=True):
-        if run.source != "backfill":
-            continue
+    for run in backfills:
         with engine.begin() as conn:
             for coin_id, body in run.market_charts():
                 points += load_coin_history(conn, market_chart_rows(body, coin_id=coin_id, run_id=run.run_id).rows)
@@ -255,18 +290,30 @@ def replay(settings: Settings, *, trigger: str = "cli", progress: Progress = _qu
         result = RunResult(run_id=run_id, source="replay")
         try:
             run_log.stage("bronze")
-            runs = [r for r in bronze.list_runs(settings.raw_dir) if r.source != "backfill"]
+            # A damaged bronze run (bad manifest, changed or missing body) is skipped and reported,
+            # never allowed to block the replay of the others.
+            found, damaged = bronze.healthy_runs(settings.raw_dir, include_incomplete=True)
+            for item in damaged:
+                if not item.incomplete:
+                    result.warnings.append(f"skipped {item.line()}")
+                    progress("bronze", f"skipped {item.line()}")
+            runs = [r for r in found if r.source != "backfill" and r.manifest["complete"]]
+            backfills = [r for r in found if r.source == "backfill"]
             if not runs:
                 raise PipelineError(f"no complete bronze runs under {settings.raw_dir}: nothing to replay "
                                     f"(run `python -m pipeline run` first)")
+            runs = _distinct_snapshot_times(runs)
             result.bronze_runs = [r.run_id for r in runs]
             progress("bronze", f"replaying {len(runs)} bronze run(s)")
             run_log.stage("silver")
             _load_silver(engine, runs, result, progress, workers=settings.replay_workers)
-            _reload_backfills(engine, settings, progress)
+            _reload_backfills(engine, backfills, progress)
             result.bronze_records = result.silver_rows + result.quarantined + result.duplicates_dropped
             result.snapshot_at = runs[-1].snapshot_at
             return _publish(engine, run_log, result, progress, since=None)
         except BaseException as exc:
-            _record_failure(run_log, result, exc)
-            raise
+            error = as_pipeline_error(exc)  # a database error: one line, exit 5, no SQL in the run log
+            _record_failure(run_log, result, error)
+            if error is exc:
+                raise
+            raise error from exc

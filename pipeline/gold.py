@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, exists, func, select, text
 
-from pipeline.schema import GOLD_TABLES, market_history
+from pipeline.schema import GOLD_TABLES, market_history, staging_crypto_market
 
 #: Gold tables rebuilt only from a point in time on (table -> time column).
 #: The others hold just the newest snapshot and are cheap to rebuild whole.
@@ -30,6 +30,18 @@ def gold_sql(table_name: str, dialect: str, sql_dir: Path = GOLD_SQL_DIR) -> str
     return path.read_text()
 
 
+def oldest_unpublished_snapshot(conn: Connection) -> datetime | None:
+    """The oldest silver snapshot with no market_history point yet.
+
+    A run killed (or failing) between its silver commit and its gold publish leaves
+    such a snapshot behind; the next incremental build must start there, not only
+    at what that next run added, or the point would be missing for good.
+    """
+    snapshots = select(staging_crypto_market.c.snapshot_at).distinct().subquery()
+    missing = ~exists().where(market_history.c.snapshot_at == snapshots.c.snapshot_at)
+    return conn.execute(select(func.min(snapshots.c.snapshot_at)).where(missing)).scalar()
+
+
 def build_gold(engine: Engine, sql_dir: Path = GOLD_SQL_DIR, *, since: datetime | None = None) -> dict[str, int]:
     """Rebuild every gold table in dependency order and publish them together.
 
@@ -40,6 +52,10 @@ def build_gold(engine: Engine, sql_dir: Path = GOLD_SQL_DIR, *, since: datetime 
     """
     counts: dict[str, int] = {}
     with engine.begin() as conn:
+        if since is not None:
+            behind = oldest_unpublished_snapshot(conn)
+            if behind is not None and behind < since:
+                since = behind
         for table in GOLD_TABLES:  # mart first: the segment analysis reads it
             columns = ", ".join(c.name for c in table.columns)
             select_sql = gold_sql(table.name, conn.dialect.name, sql_dir).strip().rstrip(";")

@@ -1,9 +1,13 @@
 """The run log (``pipeline_runs``) and the single-flight lock. The only writer of both.
 
 The lock is a lease row in ``pipeline_lock``, so it works the same across
-processes on SQLite and PostgreSQL: the holder renews it while it works; a
-holder that died (even by SIGKILL) stops renewing, and its lease is taken over
-once it expires, or at once when the holder's pid is gone on this host.
+processes on SQLite and PostgreSQL: the holder renews it while it works.
+
+One liveness rule, used by every reader and writer (``holder_is_alive``): a
+lease is alive while it has not expired, and, when it was taken on this host,
+while its pid still runs (for this very process: while the run is still active
+here). A dead holder's lease is taken over at once, and every ``running`` row
+without a live lease is marked ``abandoned`` (``reap_dead_runs``).
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from pipeline.db import utcnow
-from pipeline.errors import RunLocked
+from pipeline.errors import DatabaseUnavailable, RunLocked
 from pipeline.schema import pipeline_lock, pipeline_runs
 
 log = logging.getLogger(__name__)
@@ -37,6 +42,16 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
+#: Runs this process is executing now: a lease naming our own pid but none of these was left behind
+#: by a run whose release failed (database full or down), and is taken over at once.
+_ACTIVE_RUNS: set[str] = set()
+
+#: SQLite's words when another writer holds the file: a race to retry, not an outage.
+_SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
+
+ABANDONED_MESSAGE = "the process running it stopped without finishing (killed or crashed); marked abandoned"
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -50,7 +65,7 @@ def _pid_alive(pid: int) -> bool:
 class RunLease:
     """Holds the pipeline lock for one run and renews it from a background thread."""
 
-    def __init__(self, engine: Engine, run_id: str, ttl_seconds: float = 120.0):
+    def __init__(self, engine: Engine, run_id: str, ttl_seconds: float = 30.0):
         self.engine = engine
         self.run_id = run_id
         self.ttl = timedelta(seconds=ttl_seconds)
@@ -60,15 +75,23 @@ class RunLease:
         self._thread: threading.Thread | None = None
 
     def acquire(self) -> "RunLease":
-        """Take the lock or raise RunLocked naming the run that holds it."""
+        """Take the lock or raise RunLocked naming the run that holds it.
+
+        SQLite's "database is locked" (another process wrote between our read and
+        write) is retried; any other database error is an outage, not a lock.
+        """
         for attempt in range(5):
             try:
                 self._try_acquire()
                 break
-            except OperationalError:  # SQLite: another process wrote between our read and write
+            except OperationalError as exc:
+                if not any(word in str(exc.orig).lower() for word in _SQLITE_BUSY):
+                    raise DatabaseUnavailable(f"cannot take the pipeline lock: "
+                                              f"{str(exc.orig).strip().splitlines()[0]}") from exc
                 if attempt == 4:
                     raise RunLocked("another pipeline run is starting right now") from None
                 time.sleep(0.2 * (attempt + 1))
+        _ACTIVE_RUNS.add(self.run_id)
         self._thread = threading.Thread(target=self._renew, name="pipeline-lock-renewal", daemon=True)
         self._thread.start()
         return self
@@ -87,9 +110,7 @@ class RunLease:
                 except IntegrityError:
                     raise RunLocked("another pipeline run has just started") from None
             else:
-                stale = holder["expires_at"] < now or (holder["host"] == self.host and holder["pid"] != self.pid
-                                                       and not _pid_alive(holder["pid"]))
-                if not stale:
+                if holder_is_alive(holder, now):
                     raise RunLocked(f"pipeline run {holder['run_id']} is already in progress "
                                     f"(started {holder['acquired_at']:%Y-%m-%d %H:%M:%S} UTC by pid {holder['pid']} "
                                     f"on {holder['host']})", holder_run_id=holder["run_id"])
@@ -99,12 +120,8 @@ class RunLease:
                                      .values(**row))
                 if taken.rowcount != 1:
                     raise RunLocked("another pipeline run took the lock first")
-                conn.execute(update(pipeline_runs)
-                             .where(pipeline_runs.c.run_id == holder["run_id"], pipeline_runs.c.status == "running")
-                             .values(status="abandoned", finished_at=now,
-                                     error_message="the process running it stopped without finishing "
-                                                   "(killed or crashed); its lock was taken over"))
-                log.warning("took over the lock from abandoned run %s", holder["run_id"])
+                log.warning("took over the lock from dead run %s", holder["run_id"])
+            _mark_abandoned(conn, keep=self.run_id, now=now)
 
     def _renew(self) -> None:
         interval = max(0.5, self.ttl.total_seconds() / 3)
@@ -118,12 +135,23 @@ class RunLease:
                 log.warning("could not renew the pipeline lock", exc_info=True)
 
     def release(self) -> None:
+        """Give the lock back. Never raises: a release that cannot be written (database full or
+        down) leaves a lease that ``holder_is_alive`` already calls dead in this process, and that
+        expires within the TTL everywhere else."""
         self._stop.set()
+        _ACTIVE_RUNS.discard(self.run_id)
         if self._thread:
             self._thread.join(timeout=5)
-        with self.engine.begin() as conn:
-            conn.execute(delete(pipeline_lock).where(pipeline_lock.c.name == LOCK_NAME,
-                                                     pipeline_lock.c.run_id == self.run_id))
+        for attempt in range(3):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(delete(pipeline_lock).where(pipeline_lock.c.name == LOCK_NAME,
+                                                             pipeline_lock.c.run_id == self.run_id))
+                return
+            except SQLAlchemyError as exc:
+                log.info("could not release the pipeline lock (attempt %d): %s", attempt + 1,
+                            str(getattr(exc, "orig", exc)).strip().splitlines()[0])
+                time.sleep(0.2 * (attempt + 1))
 
     def __enter__(self) -> "RunLease":
         return self.acquire()
@@ -132,13 +160,64 @@ class RunLease:
         self.release()
 
 
+def holder_is_alive(holder: Mapping, now: datetime | None = None) -> bool:
+    """The one liveness rule for a lease row (the lock) or a run's host/pid.
+
+    Alive: the lease has not expired, and if it was taken on this host its process
+    still runs (for this very process: the run is still active here).
+    """
+    now = now or utcnow()
+    if holder["expires_at"] < now:
+        return False
+    if holder["host"] == socket.gethostname():
+        if holder["pid"] == os.getpid():
+            return holder["run_id"] in _ACTIVE_RUNS
+        return _pid_alive(holder["pid"])
+    return True
+
+
 def current_holder(engine: Engine) -> dict | None:
-    """The live lock holder, if any (an expired lease counts as free)."""
+    """The live lock holder, if any (a dead one counts as free)."""
     with engine.connect() as conn:
         row = conn.execute(select(pipeline_lock).where(pipeline_lock.c.name == LOCK_NAME)).mappings().first()
-    if row is None or row["expires_at"] < utcnow():
+    if row is None or not holder_is_alive(row):
         return None
     return dict(row)
+
+
+def _mark_abandoned(conn, *, keep: str | None, now: datetime) -> list[str]:
+    """Every ``running`` row but ``keep`` and the live holder's becomes ``abandoned``."""
+    holder = conn.execute(select(pipeline_lock).where(pipeline_lock.c.name == LOCK_NAME)).mappings().first()
+    live = {keep}
+    if holder is not None and holder_is_alive(holder, now):
+        live.add(holder["run_id"])
+    dead = [r for r in conn.execute(select(pipeline_runs.c.run_id).where(pipeline_runs.c.status == "running"))
+            .scalars() if r not in live]
+    if dead:
+        conn.execute(update(pipeline_runs).where(pipeline_runs.c.run_id.in_(dead),
+                                                 pipeline_runs.c.status == "running")
+                     .values(status="abandoned", finished_at=now, error_message=ABANDONED_MESSAGE))
+        log.warning("marked dead run(s) abandoned: %s", ", ".join(dead))
+    return dead
+
+
+def reap_dead_runs(engine: Engine) -> list[str]:
+    """Mark every ``running`` row whose process is gone as ``abandoned`` (and free its lease)."""
+    now = utcnow()
+    with engine.begin() as conn:
+        holder = conn.execute(select(pipeline_lock).where(pipeline_lock.c.name == LOCK_NAME)).mappings().first()
+        if holder is not None and not holder_is_alive(holder, now):
+            conn.execute(delete(pipeline_lock).where(pipeline_lock.c.name == LOCK_NAME,
+                                                     pipeline_lock.c.run_id == holder["run_id"]))
+        return _mark_abandoned(conn, keep=None, now=now)
+
+
+def effective_status(run: Mapping, holder: Mapping | None) -> str:
+    """A run's status as a reader should show it: a ``running`` row without a live lease is
+    ``abandoned`` even before anyone has written that down (read-only commands write nothing)."""
+    if run["status"] != "running":
+        return run["status"]
+    return "running" if holder is not None and holder["run_id"] == run["run_id"] else "abandoned"
 
 
 class RunLog:

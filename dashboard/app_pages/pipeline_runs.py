@@ -13,8 +13,8 @@ ui.page_header("⚙️ Pipeline", "Every run of the pipeline (scheduler, refresh
                "took, what it loaded, and the records the silver checks rejected. The market-cap filter does not "
                "apply here.")
 
-runs = frames.runs_table(data.load_runs(view.database_url, view.version))
 holder = data.load_lock_holder(view.database_url)
+runs = frames.runs_table(data.load_runs(view.database_url, view.version), holder["run_id"] if holder else None)
 quarantined_total = data.count_quarantine(view.database_url, view.version)
 
 successes = runs[runs["status"] == "success"]
@@ -49,6 +49,7 @@ else:
         "duplicates_dropped": st.column_config.NumberColumn("Duplicates dropped", format="%d"),
         "snapshot_at": st.column_config.DatetimeColumn("Snapshot (UTC)", format="YYYY-MM-DD HH:mm"),
         "error_message": st.column_config.TextColumn("Error", width="large"),
+        "notes": st.column_config.TextColumn("Notes (skipped bronze, /global, ...)", width="large"),
         "run_id": st.column_config.TextColumn("Run id"),
     }, key="pipeline_runs_table")
 

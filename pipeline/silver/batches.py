@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 
 from pipeline.bronze import BronzeRun
+from pipeline.errors import SchemaDrift
 from pipeline.silver import load
 from pipeline.silver.transform import (
     GLOBAL_COLUMNS,
@@ -47,8 +48,11 @@ def prepare_batch(runs: list[BronzeRun], *, with_sparklines: bool = False,
                                   limit_records(run.markets_records(), run.top_n)))
         body = run.global_body()
         if body is not None:
-            row = transform_global(body, run_id=run.run_id, snapshot_at=run.snapshot_at, source=run.source,
-                                   vs_currency=run.vs_currency)
+            try:
+                row = transform_global(body, run_id=run.run_id, snapshot_at=run.snapshot_at, source=run.source,
+                                       vs_currency=run.vs_currency)
+            except SchemaDrift:  # a /global of the wrong shape is no /global: dominance falls back, as when it failed
+                continue
             globals_.append(tuple(row[c] for c in GLOBAL_COLUMNS))
     batch = transform_snapshots(snapshots, with_sparklines=with_sparklines)
     rows = frame_to_tuples(batch.rows, SILVER_COLUMNS, datetime_text=datetime_text)

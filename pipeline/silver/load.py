@@ -3,7 +3,9 @@ so loading the same bronze twice leaves the same rows."""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, delete
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, Engine, delete, func, select
 
 from pipeline.db import ensure_month_partitions as _ensure_month_partitions
 from pipeline.db import copy_or_upsert, upsert_rows
@@ -19,6 +21,33 @@ from pipeline.silver.transform import GLOBAL_COLUMNS, SILVER_COLUMNS
 QUARANTINE_COLUMNS = [c.name for c in quarantine_crypto_market.columns]
 SPARKLINE_COLUMNS = ["id", "snapshot_at", "run_id", "sparkline_7d"]
 HISTORY_COLUMNS = [c.name for c in staging_coin_history.columns]
+
+
+def unused_snapshot_time(engine: Engine, wanted: datetime | None) -> datetime | None:
+    """``wanted``, or the next microsecond no silver row uses yet.
+
+    Silver is keyed by (coin, snapshot time): a snapshot must belong to exactly one
+    run, or a run would silently overwrite part of another. Runs are serialised by
+    the pipeline lock, so checking here (before the manifest is written) is enough.
+    """
+    if wanted is None:
+        return None
+    with engine.connect() as conn:
+        while conn.execute(select(staging_crypto_market.c.snapshot_at)
+                           .where(staging_crypto_market.c.snapshot_at == wanted).limit(1)).first():
+            wanted += timedelta(microseconds=1)
+    return wanted
+
+
+def count_run_rows(engine: Engine, snapshots: dict[str, datetime]) -> int:
+    """Silver rows that belong to these runs (run id -> snapshot time) now: what a run log
+    should report as written. Read through the snapshot-time index, not a table scan."""
+    if not snapshots:
+        return 0
+    table = staging_crypto_market
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table).where(
+            table.c.snapshot_at.in_(set(snapshots.values())), table.c.run_id.in_(list(snapshots)))).scalar() or 0
 
 
 def ensure_month_partitions(conn: Connection, months: list[str]) -> None:
