@@ -49,8 +49,10 @@ bench: install-dev
 
 ## Regenerate the DDL in sql/schema/ from pipeline/schema.py.
 schema: install
-	$(VPY) -m pipeline schema --dialect postgresql > sql/schema/postgresql.sql
-	$(VPY) -m pipeline schema --dialect sqlite > sql/schema/sqlite.sql
+	$(VPY) -m pipeline schema --dialect postgresql > sql/schema/.postgresql.sql.tmp
+	mv sql/schema/.postgresql.sql.tmp sql/schema/postgresql.sql
+	$(VPY) -m pipeline schema --dialect sqlite > sql/schema/.sqlite.sql.tmp
+	mv sql/schema/.sqlite.sql.tmp sql/schema/sqlite.sql
 
 ## Upgrade the locked versions on purpose (needs pip-tools in the venv).
 lock: install-dev

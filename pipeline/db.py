@@ -226,6 +226,16 @@ def _add_column_if_missing(table: str, column: str, sql_type: str) -> Callable[[
     return step
 
 
+#: (table, column, SQLite type) added in version 4.
+_NEW_IN_V4 = (
+    ("staging_crypto_market", "fetched_at", "DATETIME"),
+    ("staging_crypto_market", "stale_record", "BOOLEAN"),
+    ("staging_global_market", "fetched_at", "DATETIME"),
+    ("staging_global_market", "usable", "BOOLEAN"),
+    ("staging_global_market", "unusable_reason", "TEXT"),
+)
+
+
 #: version -> dialect ("*" for every dialect) -> steps that upgrade the previous version
 #: in place: SQL text, or a callable taking the connection.
 MIGRATIONS: dict[int, dict[str, list[Migration]]] = {
@@ -240,6 +250,17 @@ MIGRATIONS: dict[int, dict[str, list[Migration]]] = {
             "ALTER TABLE pipeline_runs ADD COLUMN IF NOT EXISTS notes TEXT",
         ],
         "sqlite": [_add_column_if_missing("pipeline_runs", "notes", "TEXT")],
+    },
+    4: {  # data time vs fetch time, stale records, usable /global, the snapshots ledger (new tables: create_all)
+        "postgresql": [_add_column_if_missing(t, c, k.replace("DATETIME", "TIMESTAMP")) for t, c, k in _NEW_IN_V4],
+        "sqlite": [_add_column_if_missing(t, c, k) for t, c, k in _NEW_IN_V4],
+        "*": [
+            # Every snapshot already in silver was published before the gate existed.
+            "INSERT INTO snapshots (snapshot_at, run_id, source, requested_coins, coin_count, status, decided_at) "
+            "SELECT snapshot_at, min(run_id), min(source), NULL, count(*), 'published', min(snapshot_at) "
+            "FROM staging_crypto_market WHERE snapshot_at NOT IN (SELECT snapshot_at FROM snapshots) "
+            "GROUP BY snapshot_at",
+        ],
     },
 }
 

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from pipeline import bronze
+from pipeline import snapshots as snapshot_ledger
 from pipeline.config import Settings
 from pipeline.db import as_pipeline_error, ensure_schema, make_engine, utcnow
 from pipeline.errors import PipelineError, SourceError
@@ -104,6 +105,7 @@ def run_pipeline(settings: Settings, *, trigger: str = "cli", source: str = "api
             result.snapshot_at = bronze_runs[-1].snapshot_at
             # What the run log reports is what silver holds for this run, not what was sent.
             result.silver_rows = count_run_rows(engine, {r.run_id: r.snapshot_at for r in bronze_runs})
+            _record_snapshots(engine, bronze_runs, requested=top_n)
 
             return _publish(engine, run_log, result, progress, since=min(r.snapshot_at for r in bronze_runs))
         except BaseException as exc:
@@ -123,6 +125,24 @@ def _publish(engine: Engine, run_log: RunLog, result: RunResult, progress: Progr
     result.status = "success"
     run_log.succeed(**result.counts())
     return result
+
+
+def _record_snapshots(engine: Engine, runs: list[bronze.BronzeRun], *, requested: int | None) -> None:
+    """Ledger rows for the snapshots just loaded into silver. A snapshot the ledger already
+    knows keeps its status (a replay never publishes what was held)."""
+    with engine.begin() as conn:
+        known = snapshot_ledger.statuses(conn, [r.snapshot_at for r in runs])
+        snapshot_ledger.record(conn, [{
+            "snapshot_at": r.snapshot_at, "run_id": r.run_id, "source": r.source,
+            "fetched_at": _manifest_time(r.manifest.get("started_at")),
+            "requested_coins": requested if requested is not None else r.top_n,
+            "coin_count": r.markets_record_count,
+            "status": known.get(r.snapshot_at, snapshot_ledger.PUBLISHED),
+        } for r in runs if r.snapshot_at not in known or known[r.snapshot_at] == snapshot_ledger.PUBLISHED])
+
+
+def _manifest_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
 def _record_failure(run_log: RunLog, result: RunResult, exc: BaseException) -> None:
@@ -307,6 +327,7 @@ def replay(settings: Settings, *, trigger: str = "cli", progress: Progress = _qu
             progress("bronze", f"replaying {len(runs)} bronze run(s)")
             run_log.stage("silver")
             _load_silver(engine, runs, result, progress, workers=settings.replay_workers)
+            _record_snapshots(engine, runs, requested=None)
             _reload_backfills(engine, backfills, progress)
             result.bronze_records = result.silver_rows + result.quarantined + result.duplicates_dropped
             result.snapshot_at = runs[-1].snapshot_at

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, exists, func, select, text
 
-from pipeline.schema import GOLD_TABLES, market_history, staging_crypto_market
+from pipeline.schema import GOLD_TABLES, market_history, snapshots
 
 #: Gold tables rebuilt only from a point in time on (table -> time column).
 #: The others hold just the newest snapshot and are cheap to rebuild whole.
@@ -30,16 +30,28 @@ def gold_sql(table_name: str, dialect: str, sql_dir: Path = GOLD_SQL_DIR) -> str
     return path.read_text()
 
 
+#: Silver snapshots with no ledger row (a run stopped between its silver commit and recording
+#: the snapshot) are recorded as published, so no snapshot stays invisible forever.
+RECOVER_ORPHAN_SNAPSHOTS = (
+    "INSERT INTO snapshots (snapshot_at, run_id, source, coin_count, status, reasons, decided_at) "
+    "SELECT snapshot_at, min(run_id), min(source), count(*), 'published', "
+    "'recovered: loaded into silver by a run that stopped before recording it', min(snapshot_at) "
+    "FROM staging_crypto_market WHERE snapshot_at NOT IN (SELECT snapshot_at FROM snapshots) "
+    "GROUP BY snapshot_at"
+)
+
+
 def oldest_unpublished_snapshot(conn: Connection) -> datetime | None:
-    """The oldest silver snapshot with no market_history point yet.
+    """The oldest published snapshot with no market_history point yet.
 
     A run killed (or failing) between its silver commit and its gold publish leaves
     such a snapshot behind; the next incremental build must start there, not only
     at what that next run added, or the point would be missing for good.
     """
-    snapshots = select(staging_crypto_market.c.snapshot_at).distinct().subquery()
+    conn.execute(text(RECOVER_ORPHAN_SNAPSHOTS))
     missing = ~exists().where(market_history.c.snapshot_at == snapshots.c.snapshot_at)
-    return conn.execute(select(func.min(snapshots.c.snapshot_at)).where(missing)).scalar()
+    return conn.execute(select(func.min(snapshots.c.snapshot_at))
+                        .where(snapshots.c.status == "published", missing)).scalar()
 
 
 def build_gold(engine: Engine, sql_dir: Path = GOLD_SQL_DIR, *, since: datetime | None = None) -> dict[str, int]:

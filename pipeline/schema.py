@@ -11,6 +11,7 @@ must never stop a load (PostgreSQL enforces VARCHAR(n), SQLite does not).
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Double,
@@ -23,7 +24,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = MetaData()
 
@@ -78,6 +79,10 @@ staging_crypto_market = Table(
     Column("last_updated", DateTime),
     *[Column(name, Double) for name in DERIVED_COLUMNS],
     *[Column(name, String(32), nullable=False) for name in CATEGORY_COLUMNS],
+    #: When the response was received (snapshot_at is the moment the data describes).
+    Column("fetched_at", DateTime),
+    #: last_updated far older than the snapshot (PIPELINE_STALE_RECORD_HOURS): kept, flagged.
+    Column("stale_record", Boolean),
     PrimaryKeyConstraint("id", "snapshot_at", name="pk_staging_crypto_market"),
     # PostgreSQL: one partition per month (created on demand by the loader), so
     # history can grow to millions of rows and retention drops whole months.
@@ -117,7 +122,39 @@ staging_global_market = Table(
     Column("eth_dominance_pct", Double),
     Column("market_cap_percentage", Text),
     Column("updated_at", DateTime),
+    Column("fetched_at", DateTime),
+    #: False when this /global must not stand for the whole market of its snapshot
+    #: (too old relative to the coins, or implausible); unusable_reason says why.
+    Column("usable", Boolean),
+    Column("unusable_reason", Text),
 )
+
+#: CoinGecko's own dominance per coin from /global's market_cap_percentage (keyed by symbol there).
+staging_global_dominance = Table(
+    "staging_global_dominance",
+    metadata,
+    Column("snapshot_at", DateTime, nullable=False),
+    Column("symbol", Text, nullable=False),
+    Column("dominance_pct", Double),
+    PrimaryKeyConstraint("snapshot_at", "symbol", name="pk_staging_global_dominance"),
+)
+
+#: One row per snapshot: which run made it, when it was fetched, and whether the
+#: plausibility gate let it into gold ('published') or kept it back ('held', with reasons).
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("snapshot_at", DateTime, primary_key=True),
+    Column("run_id", String(64), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("fetched_at", DateTime),
+    Column("requested_coins", Integer),
+    Column("coin_count", Integer),
+    Column("status", String(16), nullable=False),
+    Column("reasons", Text),
+    Column("decided_at", DateTime, nullable=False),
+)
+Index("ix_snapshots_status", snapshots.c.status, snapshots.c.snapshot_at)
 
 staging_coin_history = Table(
     "staging_coin_history",
@@ -222,6 +259,18 @@ ref_stablecoins = Table(
     metadata,
     Column("id", Text, primary_key=True),
     Column("pegged_to", Text, nullable=False),
+)
+
+#: What a coin is, from CoinGecko's categories (stablecoins, wrapped, liquid staking, bridged):
+#: stablecoins feed the stablecoin share; derivative tokens are left out of top-N totals.
+ref_coin_classes = Table(
+    "ref_coin_classes",
+    metadata,
+    Column("id", Text, nullable=False),
+    Column("coin_class", String(32), nullable=False),
+    Column("origin", String(32), nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    PrimaryKeyConstraint("id", "coin_class", name="pk_ref_coin_classes"),
 )
 
 pipeline_runs = Table(

@@ -53,7 +53,7 @@ def prepare_batch(runs: list[BronzeRun], *, with_sparklines: bool = False,
                                        vs_currency=run.vs_currency)
             except SchemaDrift:  # a /global of the wrong shape is no /global: dominance falls back, as when it failed
                 continue
-            globals_.append(tuple(row[c] for c in GLOBAL_COLUMNS))
+            globals_.append(tuple(row.get(c) for c in GLOBAL_COLUMNS))
     batch = transform_snapshots(snapshots, with_sparklines=with_sparklines)
     rows = frame_to_tuples(batch.rows, SILVER_COLUMNS, datetime_text=datetime_text)
     months = sorted({f"{s.snapshot_at:%Y-%m}" for s in snapshots})

@@ -500,6 +500,9 @@ def transform_snapshots(snapshots: list[Snapshot], *, with_sparklines: bool = Fa
             if encoded is not None:
                 sparklines.append((coin_id, snap_at.to_pydatetime(), run, encoded))
     quarantined.sort(key=lambda q: (q.snapshot_at, q.run_id, q.record_index))
+    for column in SILVER_COLUMNS:  # columns not derived here yet stay NULL
+        if column not in frame.columns:
+            frame[column] = None
     return MarketsBatch(rows=frame[SILVER_COLUMNS], quarantined=quarantined,
                         duplicates_dropped=duplicates, sparklines=sparklines, nulled=nulled)
 

@@ -1,4 +1,5 @@
--- crypto_analytics_mart: one row per coin in the newest snapshot of staging_crypto_market.
+-- crypto_analytics_mart: one row per coin in the newest published snapshot of staging_crypto_market
+-- (a snapshot the plausibility gate held back stays in silver and never reaches gold).
 -- Dominance is the coin's share of the whole market (/global total market cap of the
 -- same snapshot, as CoinGecko shows it); without a /global body for that snapshot it
 -- falls back to the tracked universe, and dominance_basis says which was used.
@@ -6,7 +7,8 @@ with
 
 latest as (
     select max(snapshot_at) as snapshot_at
-    from staging_crypto_market
+    from snapshots
+    where status = 'published'
 ),
 
 markets as (

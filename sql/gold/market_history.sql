@@ -1,4 +1,4 @@
--- market_history: one row per snapshot time in staging_crypto_market.
+-- market_history: one row per published snapshot time in staging_crypto_market (held ones are left out).
 -- Totals come from /global when that snapshot has one (dominance_basis = 'global'),
 -- otherwise from the tracked coins ('tracked_universe'). Stablecoins are the ids in
 -- ref_stablecoins (sql/seeds/ref_stablecoins.csv); "others" is everything else.
@@ -6,10 +6,16 @@
 -- (a full rebuild passes the earliest possible time).
 with
 
+published as (
+    select snapshot_at
+    from snapshots
+    where status = 'published' and snapshot_at >= :since
+),
+
 markets as (
-    select snapshot_at, id, source, market_cap, total_volume
-    from staging_crypto_market
-    where snapshot_at >= :since
+    select m.snapshot_at, m.id, m.source, m.market_cap, m.total_volume
+    from staging_crypto_market as m
+    inner join published as p on p.snapshot_at = m.snapshot_at
 ),
 
 stablecoins as (
