@@ -45,7 +45,7 @@ test-fast: install-dev
 
 ## The benchmark of issue "Scale and speed" (see README).
 bench: install-dev
-	$(VPY) -m pipeline.bench
+	$(VPY) -m benchmarks.bench
 
 ## Regenerate the DDL in sql/schema/ from pipeline/schema.py.
 schema: install

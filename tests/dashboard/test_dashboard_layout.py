@@ -56,7 +56,7 @@ def test_page_icons_are_emoji_not_material_icons():
 
 
 def test_dashboard_queries_for_the_benchmark_all_run(sample_warehouse):
-    """``DASHBOARD_QUERIES`` (timed by ``python -m pipeline.bench``) lists runnable statements."""
+    """``DASHBOARD_QUERIES`` (timed by ``python -m benchmarks.bench``) lists runnable statements."""
     from dashboard.data import DASHBOARD_QUERIES
     from pipeline.db import make_engine
 

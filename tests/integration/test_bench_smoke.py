@@ -1,4 +1,4 @@
-"""The benchmark (``python -m pipeline.bench``) at a tiny size: it completes, its numbers are
+"""The benchmark (``python -m benchmarks.bench``) at a tiny size: it completes, its numbers are
 sane and it cleans up after itself. Nothing here is timed against a target."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def test_bench_small_run(tmp_path: Path):
     out = tmp_path / "bench.json"
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), BENCH_POSTGRES_URL=ADMIN_URL)
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.bench", "--sizes", "2000", "--dashboard-rows", "20000", "--repeat", "3",
+        [sys.executable, "-m", "benchmarks.bench", "--sizes", "2000", "--dashboard-rows", "20000", "--repeat", "3",
          "--gold-repeat", "1", "--baseline-max-rows", "1000", "--out", str(out), "--tmp-dir", str(tmp_path)],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

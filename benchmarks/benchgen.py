@@ -1,4 +1,4 @@
-"""CoinGecko-shaped bronze history for the benchmark (``pipeline.bench``).
+"""CoinGecko-shaped bronze history for the benchmark (``benchmarks.bench``).
 
 Every generated coin starts from a real recorded ``/coins/markets`` record
 (``tests/fixtures/coingecko/markets/``: the 250-coin files of 2022-10-16 and
@@ -25,7 +25,7 @@ Snapshots are written through :class:`pipeline.bronze.BronzeWriter` exactly
 like a live run: one ``ApiResponse`` per page of 250 and one ``/global`` body
 (the real 2022-10-16 body, its totals scaled to ~1.6x the tracked coins).
 
-    python -m pipeline.benchgen --coins 250 --snapshots 400 --out /tmp/bench-data/raw
+    python -m benchmarks.benchgen --coins 250 --snapshots 400 --out /tmp/bench-data/raw
 """
 
 from __future__ import annotations
@@ -386,13 +386,6 @@ def write_bodies(raw_dir: Path, run_id: str, snapshot_at: datetime, top_n: int, 
     return top_n
 
 
-def write_snapshot(raw_dir: Path, snap: GeneratedSnapshot, *, write_parquet: bool = False,
-                   vs_currency: str = "usd") -> int:
-    pages, global_body = encode_snapshot(snap)
-    return write_bodies(raw_dir, snap.run_id, snap.snapshot_at, len(snap.records), pages, global_body,
-                        write_parquet=write_parquet, vs_currency=vs_currency)
-
-
 def generate_bronze(raw_dir, coins: int, snapshots: int, *, seed: int = 0, start: datetime = DEFAULT_START,
                     step: timedelta = HOUR, write_parquet: bool = False, sparklines: str = "last",
                     null_rate: float = NULL_RATE, bad_rate: float = BAD_RATE, writer_process: bool | None = None,
@@ -435,7 +428,7 @@ def generate_bronze(raw_dir, coins: int, snapshots: int, *, seed: int = 0, start
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.benchgen", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.benchgen", description=__doc__.splitlines()[0])
     parser.add_argument("--coins", type=int, default=250)
     parser.add_argument("--snapshots", type=int, required=True)
     parser.add_argument("--out", type=Path, required=True, help="the raw/ folder to write bronze runs into")

@@ -1,0 +1,1 @@
+"""Benchmarks: replay throughput against baselines, dashboard query latency, memory (see README)."""
