@@ -33,6 +33,7 @@ from pipeline.schema import (
     pipeline_lock,
     pipeline_runs,
     quarantine_crypto_market,
+    snapshots,
     staging_coin_history,
     staging_crypto_market,
     staging_global_market,
@@ -49,6 +50,7 @@ RUNS_TTL = 10          # seconds: the run log changes stage while a run is going
 HISTORY_LIMIT = 5000   # market_history points on the dominance chart (52 days at a 15-minute schedule)
 RUNS_LIMIT = 50
 QUARANTINE_LIMIT = 500
+HELD_LIMIT = 100       # held snapshots listed on the Pipeline page
 
 MART_NUMERIC = [
     "market_cap_rank", "current_price", "market_cap", "total_volume", "market_dominance_pct",
@@ -186,6 +188,14 @@ def _quarantine_count_statement():
     return select(func.count().label("n")).select_from(quarantine_crypto_market)
 
 
+def _held_snapshots_statement(limit: int):
+    """Snapshots the plausibility gate held out of gold, newest first."""
+    s = snapshots
+    return (select(s.c.snapshot_at, s.c.run_id, s.c.source, s.c.coin_count, s.c.requested_coins, s.c.reasons,
+                   s.c.decided_at)
+            .where(s.c.status == "held").order_by(s.c.snapshot_at.desc()).limit(limit))
+
+
 def _lock_holder_statement():
     """What ``pipeline.runs.current_holder`` runs."""
     return select(pipeline_lock).where(pipeline_lock.c.name == LOCK_NAME)
@@ -211,6 +221,7 @@ def dashboard_queries(coin_id: str = "bitcoin") -> dict[str, tuple]:
         "runs_latest": _runs_statement(RUNS_LIMIT),
         "quarantine_latest": _quarantine_statement(QUARANTINE_LIMIT),
         "quarantine_count": _quarantine_count_statement(),
+        "held_snapshots": _held_snapshots_statement(HELD_LIMIT),
         "lock_holder": _lock_holder_statement(),
         "last_api_run_started": _last_api_run_statement(),
     }
@@ -347,6 +358,12 @@ def count_quarantine(database_url: str, version: str) -> int:
     return int(frame["n"].iloc[0]) if not frame.empty else 0
 
 
+@st.cache_data(ttl=RUNS_TTL, show_spinner=False, max_entries=8)
+def load_held_snapshots(database_url: str, version: str, limit: int = HELD_LIMIT) -> pd.DataFrame:
+    """Snapshots the plausibility gate held (status 'held' in the snapshots ledger), newest first."""
+    return _frame(database_url, _held_snapshots_statement(limit), ["coin_count", "requested_coins"])
+
+
 def load_lock_holder(database_url: str) -> dict | None:
     """The run holding the pipeline lock right now, if any (uncached: it changes by the second)."""
     from pipeline.runs import current_holder
@@ -367,5 +384,5 @@ def last_api_run_started(database_url: str) -> datetime | None:
 def clear_caches() -> None:
     """Forget every cached result, so the next read shows what the database holds now."""
     for loader in (probe, load_freshness, load_mart, load_segments, load_market_history, load_global_latest,
-                   load_coin_history, load_runs, load_quarantine, count_quarantine):
+                   load_coin_history, load_runs, load_quarantine, count_quarantine, load_held_snapshots):
         loader.clear()

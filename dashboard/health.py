@@ -8,8 +8,9 @@ from datetime import datetime
 
 import pandas as pd
 
-#: Run statuses that count as a failure of the pipeline to deliver data.
-FAILED_STATUSES = ("failed", "abandoned")
+#: Run statuses that count as a failure of the pipeline to deliver data ('held': the plausibility gate
+#: kept the run's snapshot out of gold, so the pages did not get new data either).
+FAILED_STATUSES = ("failed", "abandoned", "held")
 #: Runs that deliver new data; replays and maintenance do not say whether CoinGecko is reachable.
 FETCHING_SOURCES = ("api",)
 

@@ -28,7 +28,7 @@ from datetime import datetime
 from dashboard import data
 from pipeline.config import Settings
 from pipeline.db import utcnow
-from pipeline.errors import PipelineError, RunLocked, SourceError
+from pipeline.errors import PipelineError, RunLocked, SnapshotHeld, SourceError
 from pipeline.runs import STAGES, current_holder, get_run, reap_dead_runs
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class Job:
     source: str                                   # api | sample | auto (api, else the sample)
     started_at: datetime
     events: list[tuple[str, str]] = field(default_factory=list)   # (stage, message), in order
-    state: str = "running"                        # running | success | source_error | failed | locked
+    state: str = "running"                        # running | success | source_error | failed | locked | held
     error: str | None = None
     holder_run_id: str | None = None              # when locked: the run that holds the lock
     run_id: str | None = None
@@ -173,6 +173,8 @@ def _work(job: Job, settings: Settings) -> None:
         job._finish("success", run_id=result.run_id, snapshot_at=result.snapshot_at, used_source=result.source)
     except RunLocked as exc:
         job._finish("locked", error=str(exc), holder_run_id=exc.holder_run_id)
+    except SnapshotHeld as exc:  # the plausibility gate: not a crash; the pages keep the last published data
+        job._finish("held", error="held: " + "; ".join(exc.reasons), run_id=exc.run_id, snapshot_at=exc.snapshot_at)
     except SourceError as exc:
         job._finish("source_error", error=str(exc))
     except PipelineError as exc:

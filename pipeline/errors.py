@@ -59,6 +59,19 @@ class DatabaseError(PipelineError):
     exit_code = 5
 
 
+class SnapshotHeld(PipelineError):
+    """The plausibility gate kept a new snapshot out of gold (pipeline.plausibility); the dashboard keeps
+    showing the last published one. ``python -m pipeline publish RUN_ID --force`` publishes it anyway."""
+
+    exit_code = 6
+
+    def __init__(self, reasons: list[str], run_id: str | None = None, snapshot_at=None):
+        self.reasons = list(reasons)
+        self.run_id = run_id
+        self.snapshot_at = snapshot_at
+        super().__init__("snapshot held, gold unchanged: " + "; ".join(self.reasons))
+
+
 class SchemaNotReady(PipelineError):
     """The tables are missing or older than this code, and the command may not create them
     (read-only commands such as ``status`` never write)."""

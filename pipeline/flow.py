@@ -22,7 +22,7 @@ from pipeline import bronze
 from pipeline import snapshots as snapshot_ledger
 from pipeline.config import Settings
 from pipeline.db import as_pipeline_error, ensure_schema, make_engine, utcnow
-from pipeline.errors import PipelineError, SourceError
+from pipeline.errors import PipelineError, SnapshotHeld, SourceError
 from pipeline.gold import build_gold
 from pipeline.runs import RunLease, RunLog, new_run_id
 from pipeline.silver.batches import PreparedBatch, load_batch, prepare_batch
@@ -105,9 +105,22 @@ def run_pipeline(settings: Settings, *, trigger: str = "cli", source: str = "api
             result.snapshot_at = bronze_runs[-1].snapshot_at
             # What the run log reports is what silver holds for this run, not what was sent.
             result.silver_rows = count_run_rows(engine, {r.run_id: r.snapshot_at for r in bronze_runs})
-            _record_snapshots(engine, bronze_runs, requested=top_n)
+            # The plausibility gate: a snapshot that is not what was asked for stays in silver, held out of gold.
+            held = snapshot_ledger.gate(engine, [{
+                "snapshot_at": r.snapshot_at, "run_id": r.run_id, "vs_currency": r.vs_currency,
+                # the bundled sample is what it is: only the API is asked for a number of coins
+                "requested": top_n if source == "api" else min(top_n, r.markets_record_count),
+            } for r in bronze_runs])
+            _record_snapshots(engine, bronze_runs, requested=top_n, held=held)
+            if held:
+                reasons = [reason for when in sorted(held) for reason in held[when]]
+                progress("gold", "held, gold unchanged: " + "; ".join(reasons))
+                raise SnapshotHeld(reasons, run_id=run_id, snapshot_at=max(held))
 
             return _publish(engine, run_log, result, progress, since=min(r.snapshot_at for r in bronze_runs))
+        except SnapshotHeld as exc:
+            _record_held(run_log, result, exc)
+            raise
         except BaseException as exc:
             error = as_pipeline_error(exc)  # a database error: one line, exit 5, no SQL in the run log
             _record_failure(run_log, result, error)
@@ -127,9 +140,12 @@ def _publish(engine: Engine, run_log: RunLog, result: RunResult, progress: Progr
     return result
 
 
-def _record_snapshots(engine: Engine, runs: list[bronze.BronzeRun], *, requested: int | None) -> None:
+def _record_snapshots(engine: Engine, runs: list[bronze.BronzeRun], *, requested: int | None,
+                      held: dict[datetime, list[str]] | None = None) -> None:
     """Ledger rows for the snapshots just loaded into silver. A snapshot the ledger already
-    knows keeps its status (a replay never publishes what was held)."""
+    knows keeps its status (a replay never publishes what was held); one the plausibility
+    gate held (``held``: time -> reasons) is recorded 'held' with its reasons."""
+    held = held or {}
     with engine.begin() as conn:
         known = snapshot_ledger.statuses(conn, [r.snapshot_at for r in runs])
         snapshot_ledger.record(conn, [{
@@ -137,8 +153,20 @@ def _record_snapshots(engine: Engine, runs: list[bronze.BronzeRun], *, requested
             "fetched_at": _manifest_time(r.manifest.get("started_at")),
             "requested_coins": requested if requested is not None else r.top_n,
             "coin_count": r.markets_record_count,
-            "status": known.get(r.snapshot_at, snapshot_ledger.PUBLISHED),
+            "status": snapshot_ledger.HELD if r.snapshot_at in held
+            else known.get(r.snapshot_at, snapshot_ledger.PUBLISHED),
+            **({"reasons": snapshot_ledger.REASON_SEPARATOR.join(held[r.snapshot_at])} if r.snapshot_at in held else {}),
         } for r in runs if r.snapshot_at not in known or known[r.snapshot_at] == snapshot_ledger.PUBLISHED])
+
+
+def _record_held(run_log: RunLog, result: RunResult, held: SnapshotHeld) -> None:
+    """A held run: silver has its snapshot, gold does not; status 'held' with the reasons. Never raises."""
+    result.status = "held"
+    try:
+        run_log.hold(held.reasons, **result.counts())
+    except Exception as record_error:  # noqa: BLE001 - the hold is what the caller raises
+        log.info("could not record the hold of run %s: %s", run_log.run_id,
+                 str(getattr(record_error, "orig", record_error)).strip().splitlines()[0])
 
 
 def _manifest_time(value: str | None) -> datetime | None:

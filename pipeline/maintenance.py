@@ -115,3 +115,7 @@ def register(sub, add) -> None:
                        help="bodies and Parquet copies (the default)")
     depth.add_argument("--quick", dest="deep", action="store_false", help="bodies only, skip the Parquet copies")
     verify.add_argument("--run", default=None, metavar="RUN_ID", help="check only this run")
+
+    from pipeline.publish import add_arguments, cmd_publish
+
+    add_arguments(add("publish", cmd_publish, "publish a snapshot the plausibility gate held (--force)"))

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 LOCK_NAME = "pipeline"
 TRIGGERS = ("schedule", "button", "cli")
-SOURCES = ("api", "sample", "replay", "backfill")
+SOURCES = ("api", "sample", "replay", "backfill", "publish")
 STAGES = ("fetch", "bronze", "silver", "gold")
 
 
@@ -221,7 +221,7 @@ def effective_status(run: Mapping, holder: Mapping | None) -> str:
 
 
 class RunLog:
-    """Writes one ``pipeline_runs`` row through its life: running → success | failed."""
+    """Writes one ``pipeline_runs`` row through its life: running → success | failed | held."""
 
     def __init__(self, engine: Engine, run_id: str, *, trigger: str, source: str):
         if trigger not in TRIGGERS:
@@ -251,6 +251,11 @@ class RunLog:
 
     def fail(self, message: str, **counts) -> None:
         self.update(status="failed", finished_at=utcnow(), error_message=message[:2000], **counts)
+
+    def hold(self, reasons: list[str], **counts) -> None:
+        """The plausibility gate held the run's snapshot: silver has it, gold does not (status ``held``)."""
+        self.update(status="held", finished_at=utcnow(),
+                    error_message=("held: " + "; ".join(reasons))[:2000], **counts)
 
 
 def recent_runs(engine: Engine, limit: int = 20) -> list[dict]:

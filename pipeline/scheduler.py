@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 import schedule
 
 from pipeline.config import Settings
-from pipeline.errors import PipelineError, RunLocked
+from pipeline.errors import PipelineError, RunLocked, SnapshotHeld
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,9 @@ def run_forever(settings: Settings, *, source: str = "api", interval_minutes: fl
                   f"{result.snapshot_at:%Y-%m-%d %H:%M:%S} UTC)", flush=True)
         except RunLocked as exc:
             print(f"scheduler: skipped, {exc}", flush=True)
+        except SnapshotHeld as exc:  # a failure to deliver data: backs off and counts toward the banner
+            failures += 1
+            print(f"scheduler: run held ({failures} failed in a row): {exc}", flush=True)
         except PipelineError as exc:
             failures += 1
             print(f"scheduler: run failed ({failures} in a row): {exc}", flush=True)

@@ -1,4 +1,4 @@
-"""Pipeline: recent runs, data freshness, who is running now, and quarantined records."""
+"""Pipeline: recent runs, data freshness, who is running now, held snapshots and quarantined records."""
 
 from __future__ import annotations
 
@@ -10,16 +10,20 @@ from pipeline.db import utcnow
 
 view = state.view()
 ui.page_header("⚙️ Pipeline", "Every run of the pipeline (scheduler, refresh button, command line), how long it "
-               "took, what it loaded, and the records the silver checks rejected. The market-cap filter does not "
-               "apply here.")
+               "took, what it loaded, the snapshots the plausibility gate held back, and the records the silver "
+               "checks rejected. The market-cap filter does not apply here.")
 
 holder = data.load_lock_holder(view.database_url)
 runs = frames.runs_table(data.load_runs(view.database_url, view.version), holder["run_id"] if holder else None)
 quarantined_total = data.count_quarantine(view.database_url, view.version)
+try:
+    held = data.load_held_snapshots(view.database_url, view.version)
+except data.DataUnavailable:  # a database older than the snapshots ledger: nothing was ever held
+    held = None
 
 successes = runs[runs["status"] == "success"]
 last_success = successes["finished_at"].max() if not successes.empty else None
-metrics = st.columns(4)
+metrics = st.columns(5)
 metrics[0].metric("Last successful run", fmt.format_age(utcnow() - last_success) + " ago" if last_success is not None
                   else "never", help="When the newest successful run finished.", border=True)
 metrics[1].metric("Running now", fmt.shorten(holder["run_id"]) if holder else "nothing",
@@ -29,6 +33,10 @@ failed = int(runs["status"].isin(["failed", "abandoned"]).sum())
 metrics[2].metric("Failed runs", f"{failed} of {len(runs)}", help="Among the runs listed below.", border=True)
 metrics[3].metric("Quarantined records", fmt.format_count(quarantined_total),
                   help="Records the silver checks rejected, over all runs.", border=True)
+held_count = 0 if held is None else len(held)
+metrics[4].metric("Held snapshots", f"{held_count}+" if held_count >= data.HELD_LIMIT else str(held_count),
+                  help="Snapshots the plausibility gate kept out of gold (not what was asked for); the pages keep "
+                       "showing the last published one.", border=True)
 
 if runs.empty:
     st.info("No pipeline runs recorded yet.", icon="🔍")
@@ -52,6 +60,22 @@ else:
         "notes": st.column_config.TextColumn("Notes (skipped bronze, /global, ...)", width="large"),
         "run_id": st.column_config.TextColumn("Run id"),
     }, key="pipeline_runs_table")
+
+st.subheader("Held snapshots")
+if held is None or held.empty:
+    st.success("No snapshot has been held: every snapshot passed the plausibility gate.", icon="✅")
+else:
+    st.caption("Snapshots the plausibility gate kept out of gold, newest first. They stay in silver; after checking "
+               "one, `python -m pipeline publish RUN_ID --force` publishes it.")
+    ui.render_table(held, "held_snapshots", {
+        "snapshot_at": st.column_config.DatetimeColumn("Snapshot (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+        "reasons": st.column_config.TextColumn("Why it was held", width="large"),
+        "coin_count": st.column_config.NumberColumn("Coins", format="%d"),
+        "requested_coins": st.column_config.NumberColumn("Requested", format="%d"),
+        "source": st.column_config.TextColumn("Source"),
+        "run_id": st.column_config.TextColumn("Run id"),
+        "decided_at": st.column_config.DatetimeColumn("Held at (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+    }, key="pipeline_held_table")
 
 st.subheader("Quarantined records")
 quarantine = data.load_quarantine(view.database_url, view.version)
