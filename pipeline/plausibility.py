@@ -44,6 +44,9 @@ class Thresholds:
     min_coins_for_shares: int = 20
     #: Median price of the known USD stablecoins outside this band -> not priced in USD (EUR is ~0.92, INR ~83).
     stablecoin_band: tuple[float, float] = (0.97, 1.03)
+    #: ... over at least this many of them: the median of fewer is one coin's price, and one de-pegged (or garbage)
+    #: stablecoin must not hold a snapshot (top-100 bodies carry 4-8 of them).
+    min_stablecoins: int = 3
     #: Median of market_cap / (price x circulating supply) outside this band -> caps or prices in another unit
     #: (real bodies: 0.997-1.006; single coins deviate legitimately, so only the median counts).
     mcap_ratio_band: tuple[float, float] = (0.8, 1.25)
@@ -135,7 +138,7 @@ def check_stablecoins(new: pd.DataFrame, *, vs_currency: str, stablecoins: Itera
         return []
     ids = set(stablecoins)
     prices = _numeric(new, "current_price")[new["id"].isin(ids)].dropna()
-    if prices.empty:
+    if len(prices) < t.min_stablecoins:
         return []
     median = float(prices.median())
     low, high = t.stablecoin_band

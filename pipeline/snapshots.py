@@ -23,13 +23,17 @@ COLUMNS = [c.name for c in snapshots.columns]
 
 def record(conn: Connection, entries: list[dict]) -> None:
     """Write (or rewrite) ledger rows: snapshot_at, run_id, source, fetched_at, requested_coins,
-    coin_count, status, reasons."""
+    coin_count, status, reasons. A rewritten row given no ``reasons`` keeps the ones it has
+    (a replay must not erase why a snapshot was held or forced)."""
     if not entries:
         return
     now = utcnow()
     unique = {e["snapshot_at"]: e for e in entries}
-    rows = [tuple({**{"decided_at": now, "reasons": None, "fetched_at": None, "requested_coins": None,
-                      "coin_count": None}, **e}[c] for c in COLUMNS) for e in unique.values()]
+    keep = [when for when, e in unique.items() if "reasons" not in e]
+    kept = dict(conn.execute(select(snapshots.c.snapshot_at, snapshots.c.reasons).where(
+        snapshots.c.snapshot_at.in_(set(keep)), snapshots.c.reasons.is_not(None))).all()) if keep else {}
+    rows = [tuple({**{"decided_at": now, "reasons": kept.get(when), "fetched_at": None, "requested_coins": None,
+                      "coin_count": None}, **e}[c] for c in COLUMNS) for when, e in unique.items()]
     upsert_rows(conn, snapshots, rows, COLUMNS, key=["snapshot_at"])
 
 

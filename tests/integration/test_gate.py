@@ -191,6 +191,7 @@ def test_cli_exit_6_then_publish_force_and_replay(settings, fake_coingecko):
     # A replay rebuilds silver and gold from bronze, and keeps the held snapshot held.
     replay(settings)
     assert ledger(settings).status.tolist() == ["published", "held"]
+    assert ledger(settings).reasons.iloc[1].startswith("only 100 coins")
     assert mart_snapshot(settings) == [good.snapshot_at]
     assert gold(settings)["market_history"] == before["market_history"]
 
@@ -215,9 +216,10 @@ def test_cli_exit_6_then_publish_force_and_replay(settings, fake_coingecko):
     assert held_run in run.notes[0]
     assert read(settings, "SELECT COUNT(*) AS n FROM pipeline_lock").n[0] == 0
 
-    # Published by the operator, a replay keeps it published.
+    # Published by the operator, a replay keeps it published, and why.
     replay(settings)
     assert ledger(settings).status.tolist() == ["published", "published"]
+    assert ledger(settings).reasons.iloc[1].startswith("forced by operator: only 100 coins")
     assert mart_snapshot(settings) == [held_at]
 
 
@@ -272,3 +274,31 @@ def test_the_pipeline_page_lists_held_snapshots_with_their_reasons(settings, fak
     runs = next(d.value for d in at.dataframe if "trigger" in d.value.columns)
     assert runs["status"].tolist()[:2] == ["held", "held"]
     st.cache_data.clear()
+
+
+@pytest.mark.slow
+def test_the_scheduler_backs_off_after_held_runs(settings, fake_coingecko):
+    import signal
+
+    from tests.helpers import wait_for
+
+    run_pipeline(settings, source="api")
+    fake_coingecko.set_markets(caps_x1000(real()))
+    # 0.01 minutes = 0.6 s between runs; after the second held run in a row it waits 2x as long.
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "schedule", "--interval", "0.01"],
+                            env=settings_env(settings), cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: (read(settings, "SELECT status FROM pipeline_runs WHERE trigger = 'schedule'")
+                          .status.tolist().count("held") >= 2) or None, timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "scheduler: run held (1 failed in a row): snapshot held, gold unchanged: market cap" in output
+    assert "scheduler: run held (2 failed in a row)" in output
+    assert "backing off, next try in 0.02 minutes" in output
+    assert ledger(settings).status.tolist()[0] == "published"
+    assert set(ledger(settings).status.tolist()[1:]) == {"held"}

@@ -163,6 +163,16 @@ def test_a_short_list_the_api_really_lists_passes_when_the_previous_was_as_short
     assert check(body(), previous=body()[:100]) == []          # more than before is never a problem
 
 
+def test_one_odd_stablecoin_does_not_hold_a_snapshot():
+    records = body()
+    tether = next(r for r in records if r["id"] == "tether")
+    tether["current_price"] = 7.8666533e-10          # a micro-cap price where tether's should be
+    assert check(records, previous=body()) == []
+    assert check(body()[:3]) == []                   # bitcoin, ethereum, tether: one stablecoin is no median
+    held = check(stablecoins_depegged(body()[:40]))   # but the median of the 3+ in a short list is
+    assert len(held) == 1 and "stablecoins" in held[0]
+
+
 def test_other_currencies_skip_the_stablecoin_check():
     assert check(priced_in_eur(body()), vs_currency="eur") == []
 
