@@ -413,6 +413,11 @@ def create_sparkline_grid(coins: pd.DataFrame, columns: int = 4,
                           title: str = "7-day price of the largest coins") -> go.Figure:
     """Small multiples of each coin's 7-day sparkline, green when up over 7 days, red when down.
 
+    The colour follows the 7-day change each panel's title shows (CoinGecko's
+    ``price_change_percentage_7d``), not the line's own first-to-last move: the two can
+    disagree (the sparkline's first point is not exactly 7 days old), and a green line
+    titled "-0.4 %" is a contradiction. Without the API's figure the line is grey.
+
     The grid's axes are laid out by hand in one layout dict: ``make_subplots`` plus one
     ``add_trace`` per panel costs half a second for twelve panels.
     """
@@ -435,7 +440,7 @@ def create_sparkline_grid(coins: pd.DataFrame, columns: int = 4,
         points = sparkline_frame(row["sparkline_7d"], row.get("last_updated") or row.get("snapshot_at"))
         layout[f"yaxis{suffix}"] = {"domain": [max(y1 - height, 0.0), min(y1, 1.0)], "anchor": f"x{suffix}",
                                     "nticks": 3, "tickfont": {"size": 9}, **_price_axis(points["price"])}
-        color = _change_color(points["price"].iloc[-1] - points["price"].iloc[0])
+        color = _change_color(row.get("price_change_percentage_7d"))
         traces.append({
             "type": "scatter", "x": points["ts"], "y": points["price"], "xaxis": f"x{suffix}",
             "yaxis": f"y{suffix}", "mode": "lines", "line": {"color": color, "width": 1.6}, "showlegend": False,
@@ -578,13 +583,18 @@ def create_coin_history_chart(history: pd.DataFrame, name: str, symbol: str | No
     return _layout(fig, title, height=560, legend=False)
 
 
-def create_coin_sparkline_chart(raw_sparkline, end, name: str, symbol: str | None = None) -> go.Figure:
-    """The coin's 7-day price line (hourly), green when up over the week, red when down."""
+def create_coin_sparkline_chart(raw_sparkline, end, name: str, symbol: str | None = None,
+                                change_7d=None) -> go.Figure:
+    """The coin's 7-day price line (hourly), green when up over the week, red when down.
+
+    ``change_7d``: the API's 7-day change shown next to it; when given, it sets the colour
+    (like the Trends grid), otherwise the line's own first-to-last move does."""
     title = f"{_title_label(name, symbol, 28)}: last 7 days"
     points = sparkline_frame(raw_sparkline, end)
     if points.empty:
         return _empty(title, "No 7-day sparkline for this coin")
-    color = _change_color(points["price"].iloc[-1] - points["price"].iloc[0])
+    color = _change_color(change_7d if not fmt.is_missing(change_7d)
+                          else points["price"].iloc[-1] - points["price"].iloc[0])
     fig = go.Figure(go.Scatter(
         x=points["ts"], y=points["price"], mode="lines", line={"color": color, "width": 2},
         fill="tozeroy", fillcolor="rgba(22,163,74,0.08)" if color == GAIN else "rgba(220,38,38,0.08)",

@@ -56,7 +56,7 @@ MART_NUMERIC = [
     "market_cap_rank", "current_price", "market_cap", "total_volume", "market_dominance_pct",
     "price_change_percentage_1h", "price_change_percentage_24h", "price_change_percentage_7d",
     "price_change_percentage_30d", "price_volatility_24h", "volume_to_mcap_ratio", "distance_from_ath_pct",
-    "high_24h", "low_24h", "ath", "circulating_supply",
+    "high_24h", "low_24h", "ath", "circulating_supply", "market_cap_change_percentage_24h",
 ]
 
 

@@ -219,3 +219,59 @@ def quarantine_reasons(quarantine: pd.DataFrame) -> pd.DataFrame:
              .str.split(":", n=1).str[0].str.strip())
     counts = kinds[kinds != ""].value_counts()
     return pd.DataFrame({"reason": counts.index.astype("str"), "records": counts.to_numpy().astype("int64")})
+
+
+#: Two market_history points count as the same coin universe when their coin counts differ by at
+#: most this share (a record or two quarantined is the same top-N; 100 coins against 250 is not).
+COMPARABLE_COUNT_TOLERANCE = 0.02
+
+
+def comparable_snapshot(history: pd.DataFrame, now, hours: float = 24, tolerance_hours: float = 2,
+                        *, coin_count=None, dominance_basis: str | None = None,
+                        count_tolerance: float = COMPARABLE_COUNT_TOLERANCE) -> pd.Series | None:
+    """The ``market_history`` row a "24h" delta may compare ``now`` with, or None.
+
+    Like for like: the row nearest to ``now - hours`` within ``± tolerance_hours``, over the
+    same coin universe (``coin_count`` within ``count_tolerance`` of the given one, when given)
+    and with the same ``dominance_basis`` (``global`` totals are never compared with tracked-coin
+    totals). With no such row there is no delta: a change "vs 214 days earlier" or
+    "vs 68 s earlier" is not a 24h change. Ties go to the earlier row.
+    """
+    if history is None or history.empty or now is None or pd.isna(now):
+        return None
+    now = pd.Timestamp(now)
+    target = now - pd.Timedelta(hours=hours)
+    history = history.sort_values("snapshot_at", kind="stable")
+    times = pd.to_datetime(history["snapshot_at"])
+    distance = (times - target).abs()
+    keep = (distance <= pd.Timedelta(hours=tolerance_hours)) & (times < now)
+    if dominance_basis is not None and "dominance_basis" in history.columns:
+        keep &= history["dominance_basis"] == dominance_basis
+    if coin_count is not None and not pd.isna(coin_count) and "coin_count" in history.columns:
+        counts = pd.to_numeric(history["coin_count"], errors="coerce")
+        keep &= (counts - float(coin_count)).abs() <= float(coin_count) * count_tolerance
+    candidates = history[keep.to_numpy()]
+    if candidates.empty:
+        return None
+    order = distance[keep.to_numpy()].to_numpy().argsort(kind="stable")
+    return candidates.iloc[order[0]]
+
+
+def why_no_movers(coins: pd.DataFrame, pool: pd.DataFrame, column: str, period: str,
+                  min_volume_label: str) -> str:
+    """Why a movers list is empty, the real reason first: the data lacks the change, nothing
+    moved, the data lacks 24h volume, and only then the minimum-volume filter.
+
+    ``coins``: the coins in view; ``pool``: those left by the minimum-volume filter.
+    """
+    changes = coins[column] if column in coins.columns else pd.Series(dtype="float64")
+    if not changes.notna().any():
+        return (f"This data has no {period} change: CoinGecko sent no {period} price change for any coin "
+                f"in this snapshot. Choose another period.")
+    if not (changes.fillna(0) != 0).any():
+        return f"No coin in the selection moved over {period} (every {period} change is 0 %)."
+    volumes = coins["total_volume"] if "total_volume" in coins.columns else pd.Series(dtype="float64")
+    if pool.empty and not volumes.notna().any():
+        return "This data has no 24h volume, so no coin passes the minimum volume. Choose \"No minimum\"."
+    return (f"No coin with at least {min_volume_label} of 24h volume has a {period} change in the selection. "
+            "Lower the minimum volume.")

@@ -93,11 +93,23 @@ def render_chart(figure: go.Figure, key: str) -> None:
     st.plotly_chart(figure, width="stretch", key=key, config={"displaylogo": False})
 
 
-def nothing_to_show(frame: pd.DataFrame, what: str = "coins") -> bool:
-    """Say so (and return True) when a filtered frame is empty, instead of drawing an empty chart."""
+def nothing_to_show(frame: pd.DataFrame, what: str = "coins", reason: str | None = None) -> bool:
+    """Say so (and return True) when a filtered frame is empty, instead of drawing an empty chart.
+
+    The message gives the real reason: ``reason`` when the page knows it (e.g. "this data has no
+    7-day change"); with no category chosen the filter cannot be why, so it says the data has none;
+    otherwise it names the filter.
+    """
     if not frame.empty:
         return False
+    if reason:
+        st.info(reason, icon="🔍")
+        return True
     categories = state.selected_categories()
+    if not categories:
+        st.info(f"No {what} in this data: the newest published snapshot has none. Run the pipeline to load "
+                "some.", icon="🔍")
+        return True
     chosen = ", ".join(fmt.category_label(c, short=True) for c in categories) or "all categories"
     st.info(f"No {what} match the current filter ({chosen}). Choose other market-cap categories in the sidebar.",
             icon="🔍")

@@ -90,6 +90,9 @@ class Settings:
     backoff_cap_minutes: float = 60.0
     failure_banner_runs: int = 3
     max_response_bytes: int = 20 * 1024 * 1024
+    #: CoinGecko's coin classes (stablecoins, wrapped, liquid staking, bridged) are fetched at most this often
+    #: (0: never, the seed stablecoins are used).
+    classes_refresh_hours: float = 24.0
     min_coverage: float = 0.9
     interactive_deadline_seconds: float = 10.0
     interactive_max_retries: int = 1
@@ -156,6 +159,7 @@ class Settings:
             failure_banner_runs=_int(env, "PIPELINE_FAILURE_BANNER_RUNS", 3),
             max_response_bytes=_int(env, "COINGECKO_MAX_RESPONSE_BYTES", 20 * 1024 * 1024),
             min_coverage=_share(env, "PIPELINE_MIN_COVERAGE", 0.9),
+            classes_refresh_hours=_float(env, "PIPELINE_CLASSES_REFRESH_HOURS", 24.0),
             interactive_deadline_seconds=_float(env, "COINGECKO_INTERACTIVE_DEADLINE_SECONDS", 10.0),
             interactive_max_retries=_int(env, "COINGECKO_INTERACTIVE_MAX_RETRIES", 1, minimum=0),
         )

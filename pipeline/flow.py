@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
-from pipeline import bronze
+from pipeline import bronze, classes
 from pipeline import snapshots as snapshot_ledger
 from pipeline.config import Settings
 from pipeline.db import as_pipeline_error, ensure_schema, make_engine, utcnow
@@ -91,6 +91,8 @@ def run_pipeline(settings: Settings, *, trigger: str = "cli", source: str = "api
             if source == "api":
                 bronze_runs = [_fetch_api(settings, engine, run_id, top_n, progress, result,
                                           interactive=trigger == "button")]
+                result.warnings += classes.refresh_if_due(settings, engine, interactive=trigger == "button",
+                                                          progress=progress).warnings
             elif source == "sample":
                 bronze_runs = _fetch_sample(settings, run_id, top_n, progress)
             else:
@@ -345,7 +347,8 @@ def replay(settings: Settings, *, trigger: str = "cli", progress: Progress = _qu
                 if not item.incomplete:
                     result.warnings.append(f"skipped {item.line()}")
                     progress("bronze", f"skipped {item.line()}")
-            runs = [r for r in found if r.source != "backfill" and r.manifest["complete"]]
+            runs = [r for r in found if r.source not in ("backfill", classes.BRONZE_SOURCE)
+                    and r.manifest["complete"]]
             backfills = [r for r in found if r.source == "backfill"]
             if not runs:
                 raise PipelineError(f"no complete bronze runs under {settings.raw_dir}: nothing to replay "

@@ -201,6 +201,7 @@ crypto_analytics_mart = Table(
     Column("price_change_percentage_24h", Double),
     Column("price_change_percentage_7d", Double),
     Column("price_change_percentage_30d", Double),
+    Column("market_cap_change_percentage_24h", Double),
     *[Column(name, Double) for name in DERIVED_COLUMNS],
     Column("high_24h", Double),
     Column("low_24h", Double),

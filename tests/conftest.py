@@ -29,6 +29,7 @@ ENV_KEYS = [
     "COINGECKO_MAX_RETRIES", "COINGECKO_BACKOFF_SECONDS", "PIPELINE_LOCK_TTL_SECONDS",
     "COINGECKO_MAX_RESPONSE_BYTES", "PIPELINE_MIN_COVERAGE", "COINGECKO_INTERACTIVE_DEADLINE_SECONDS",
     "COINGECKO_INTERACTIVE_MAX_RETRIES", "PIPELINE_REPLAY_WORKERS", "PIPELINE_BACKOFF_CAP_MINUTES",
+    "PIPELINE_CLASSES_REFRESH_HOURS",
     "PIPELINE_FAILURE_BANNER_RUNS",
 ]
 
@@ -102,6 +103,9 @@ def make_settings(database_url: str, data_dir: Path, base_url: str = "http://127
         "COINGECKO_TIMEOUT_SECONDS": "2",
         "COINGECKO_DEADLINE_SECONDS": "30",
         "COINGECKO_MAX_RETRIES": "3",
+        # Coin classes off: a test about something else sees no category calls and no classes bronze run;
+        # tests/integration/test_classes_refresh.py turns them on.
+        "PIPELINE_CLASSES_REFRESH_HOURS": "0",
     }
     settings = Settings.from_env(env)
     return settings.with_overrides(**overrides) if overrides else settings
@@ -124,6 +128,7 @@ def settings_env(settings: Settings) -> dict:
         "COINGECKO_BACKOFF_SECONDS": "0.01",
         "COINGECKO_TIMEOUT_SECONDS": "2",
         "COINGECKO_MAX_RETRIES": "3",
+        "PIPELINE_CLASSES_REFRESH_HOURS": f"{settings.classes_refresh_hours:g}",
         "PYTHONPATH": str(REPO_ROOT),
     })
     return env

@@ -48,8 +48,9 @@ if not ui.nothing_to_show(coins):
     row = st.columns(4) + st.columns(4)
     row[0].metric("Price", fmt.format_price(coin["current_price"]), change("price_change_percentage_24h", "24h"),
                   border=True)
-    row[1].metric("Market cap", fmt.format_usd(coin["market_cap"]), change("price_change_percentage_7d", "7d"),
-                  help="Delta: price change over 7 days.", border=True)
+    row[1].metric("Market cap", fmt.format_usd(coin["market_cap"]),
+                  change("market_cap_change_percentage_24h", "24h") if "market_cap_change_percentage_24h" in coin
+                  else None, help="Delta: market-cap change over 24 hours (CoinGecko's).", border=True)
     row[2].metric("24h volume", fmt.format_usd(coin["total_volume"]),
                   f"{fmt.format_ratio(coin['volume_to_mcap_ratio'])} of market cap", delta_color="off",
                   delta_arrow="off", border=True)
@@ -75,7 +76,8 @@ if not ui.nothing_to_show(coins):
     with right:
         ui.render_chart(charts.create_coin_sparkline_chart(coin["sparkline_7d"], coin["last_updated"] if not
                                                            fmt.is_missing(coin["last_updated"]) else
-                                                           coin["snapshot_at"], coin["name"], coin["symbol"]),
+                                                           coin["snapshot_at"], coin["name"], coin["symbol"],
+                                                           change_7d=coin["price_change_percentage_7d"]),
                         key="coin_sparkline")
     with st.expander("History table"):
         ui.render_table(history, f"history_{coin_id}", {

@@ -8,6 +8,7 @@ from dashboard import charts, data, frames, state, ui
 from dashboard import formatting as fmt
 
 OVERVIEW_MIN_VOLUME = 1_000_000  # top movers ignore coins that traded less than this in 24h
+DELTA_HOURS, DELTA_TOLERANCE_HOURS = 24, 2  # history deltas compare with the snapshot 24 h ± 2 h earlier
 
 view = state.view()
 ui.page_header("📊 Market overview", "Headline figures, the biggest movers of the last 24 hours and a market map "
@@ -20,7 +21,11 @@ global_row = data.load_global_latest(view.database_url, view.version)
 
 if not ui.nothing_to_show(coins):
     latest = history.iloc[-1] if not history.empty else None
-    previous = history.iloc[-2] if len(history) > 1 else None
+    # Like for like: the snapshot nearest to 24 h earlier (± 2 h), over the same coin universe and
+    # dominance basis; none, no delta (never "vs 214 days earlier" nor "vs 68 s earlier").
+    previous = None if latest is None else frames.comparable_snapshot(
+        history, latest["snapshot_at"], DELTA_HOURS, DELTA_TOLERANCE_HOURS,
+        coin_count=latest["coin_count"], dominance_basis=latest["dominance_basis"])
     snapshot_at = all_coins["snapshot_at"].max()
     if view.categories:
         market_cap, volume = coins["market_cap"].sum(), coins["total_volume"].sum()

@@ -30,8 +30,7 @@ if not ui.nothing_to_show(coins):
     pool = frames.filter_min_volume(coins, min_volume)
     gainers, losers = frames.top_movers(pool, column, count)
     if gainers.empty and losers.empty:
-        st.info(f"No coin with at least {fmt.format_usd(min_volume, 0)} of 24h volume has a {period} change in the "
-                "selection. Lower the minimum volume.", icon="🔍")
+        st.info(frames.why_no_movers(coins, pool, column, period, fmt.format_usd(min_volume, 0)), icon="🔍")
     else:
         ui.render_chart(charts.create_movers_chart(gainers, losers, period), key="trends_movers")
         table_columns = ui.coin_columns("market_cap_rank", "name", "symbol", column, "current_price",

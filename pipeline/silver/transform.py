@@ -513,7 +513,14 @@ def add_derived_columns(frame: pd.DataFrame) -> pd.DataFrame:
     - price_volatility_24h = (high_24h - low_24h) / current_price * 100
       (the day's trading range as a percent of the price)
     - volume_to_mcap_ratio = total_volume / market_cap
-    - distance_from_ath_pct = (current_price - ath) / ath * 100 (0 at the ATH, negative below)
+    - distance_from_ath_pct = CoinGecko's own ath_change_percentage when the record has it;
+      only when it is absent, (current_price - ath) / ath * 100 (0 at the ATH, negative below).
+      The API computes it from its own ATH price at its own update time: recomputing it from
+      the rounded, possibly older current_price disagrees with coingecko.com (BTC on
+      2024-12-19: -5.42 % from the API, -5.21 % recomputed).
+
+    The API's other change fields (price_change_percentage_*, market_cap_change_percentage_24h,
+    atl_change_percentage) are kept as received, never recomputed.
 
     Each is finite or NULL: a result that overflows, or is beyond its
     ``DERIVED_LIMITS`` magnitude, is NULL (never ±Infinity, never NaN stored).
@@ -523,8 +530,10 @@ def add_derived_columns(frame: pd.DataFrame) -> pd.DataFrame:
                                            DERIVED_LIMITS["price_volatility_24h"])
     frame["volume_to_mcap_ratio"] = _ratio(frame["total_volume"], frame["market_cap"],
                                            limit=DERIVED_LIMITS["volume_to_mcap_ratio"])
-    frame["distance_from_ath_pct"] = _ratio(frame["current_price"] - frame["ath"], frame["ath"], 100.0,
-                                            DERIVED_LIMITS["distance_from_ath_pct"])
+    recomputed = _ratio(frame["current_price"] - frame["ath"], frame["ath"], 100.0,
+                        DERIVED_LIMITS["distance_from_ath_pct"])
+    from_api = frame["ath_change_percentage"] if "ath_change_percentage" in frame.columns else recomputed * np.nan
+    frame["distance_from_ath_pct"] = from_api.where(from_api.notna(), recomputed)
     frame["market_cap_category"] = classify_series(frame["market_cap"], MARKET_CAP_BANDS)
     frame["liquidity_category"] = classify_series(frame["volume_to_mcap_ratio"], LIQUIDITY_BANDS)
     frame["price_trend_category"] = classify_series(frame["price_change_percentage_24h"], PRICE_TREND_BANDS)

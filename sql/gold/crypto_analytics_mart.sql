@@ -56,6 +56,7 @@ final as (
         m.price_change_percentage_24h,
         m.price_change_percentage_7d,
         m.price_change_percentage_30d,
+        m.market_cap_change_percentage_24h,
         m.price_volatility_24h,
         m.volume_to_mcap_ratio,
         m.distance_from_ath_pct,

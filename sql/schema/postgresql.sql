@@ -19,6 +19,7 @@ CREATE TABLE crypto_analytics_mart (
 	price_change_percentage_24h DOUBLE PRECISION,
 	price_change_percentage_7d DOUBLE PRECISION,
 	price_change_percentage_30d DOUBLE PRECISION,
+	market_cap_change_percentage_24h DOUBLE PRECISION,
 	price_volatility_24h DOUBLE PRECISION,
 	volume_to_mcap_ratio DOUBLE PRECISION,
 	distance_from_ath_pct DOUBLE PRECISION,

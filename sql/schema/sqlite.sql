@@ -19,6 +19,7 @@ CREATE TABLE crypto_analytics_mart (
 	price_change_percentage_24h DOUBLE,
 	price_change_percentage_7d DOUBLE,
 	price_change_percentage_30d DOUBLE,
+	market_cap_change_percentage_24h DOUBLE,
 	price_volatility_24h DOUBLE,
 	volume_to_mcap_ratio DOUBLE,
 	distance_from_ath_pct DOUBLE,

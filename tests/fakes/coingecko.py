@@ -56,9 +56,12 @@ DEFAULT_MARKETS = "markets/markets_250_sparkline_pct1h24h7d_2022-10-16_mrmendoza
 DEFAULT_GLOBAL = "global/global_2022-10-16_mrmendoza-dev-cryptotracker.json"
 DEFAULT_BITCOIN_CHART = "market_chart/market_chart_bitcoin_usd_max_daily_2022-11-27_mrmendoza-dev-cryptotracker.json"
 ERROR_403 = "errors/coins_markets_error403_2023-03-30_madjin-daily-crypto.json"
+#: /coins/markets?category=<id>: the markets records whose ids this file lists under <id> (see PROVENANCE.md).
+DEFAULT_CATEGORIES = "categories/category_members_2022-10-16.json"
 
 API_PREFIX = "/api/v3"
-ENDPOINTS = frozenset({"markets", "global", "market_chart", "ping"})
+# "category": /coins/markets with a category parameter (recorded and faulted apart from the markets pages).
+ENDPOINTS = frozenset({"markets", "global", "market_chart", "ping", "category"})
 DEFAULT_PER_PAGE = 100
 MAX_PER_PAGE = 250
 DAY_MS = 86_400_000
@@ -118,7 +121,7 @@ class RecordedRequest:
     query: dict[str, str]          # first value of each parameter
     headers: dict[str, str]        # lower-case names
     at: float                      # time.monotonic() when received
-    endpoint: str                  # "markets" | "global" | "market_chart" | "ping" | "unknown"
+    endpoint: str                  # "markets" | "global" | "market_chart" | "ping" | "category" | "unknown"
 
 
 @dataclass
@@ -155,12 +158,14 @@ class FakeCoinGecko:
     """In-process CoinGecko v3 stand-in bound to 127.0.0.1 on a free port."""
 
     def __init__(self, markets: list[dict] | None = None, global_body: dict | None = None,
-                 market_charts: dict[str, dict] | None = None):
+                 market_charts: dict[str, dict] | None = None, categories: dict[str, list[str]] | None = None):
         self._lock = threading.Lock()
         self._markets: list[dict] = list(markets) if markets is not None else _shared_fixture(DEFAULT_MARKETS)
         self._global: dict | None = global_body if global_body is not None else _shared_fixture(DEFAULT_GLOBAL)
         self._charts: dict[str, dict] = (dict(market_charts) if market_charts is not None
                                          else {"bitcoin": _shared_fixture(DEFAULT_BITCOIN_CHART)})
+        self._categories: dict[str, list[str]] = (dict(categories) if categories is not None
+                                                  else _shared_fixture(DEFAULT_CATEGORIES))
         self._faults: list[Fault] = []
         self.requests: list[RecordedRequest] = []
         self._server: ThreadingHTTPServer | None = None
@@ -228,6 +233,11 @@ class FakeCoinGecko:
         """Replace the /global body; None makes /global answer 500."""
         with self._lock:
             self._global = body
+
+    def set_categories(self, categories: dict[str, list[str]]) -> None:
+        """Replace the category -> coin ids map that /coins/markets?category=... filters by."""
+        with self._lock:
+            self._categories = dict(categories)
 
     def set_market_chart(self, coin_id: str, body: dict | None) -> None:
         """Add/replace (or with None remove) the market_chart body for one coin."""
@@ -315,6 +325,8 @@ class FakeCoinGecko:
         query = {k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         headers = {k.lower(): v for k, v in handler.headers.items()}
         endpoint, coin_id = _classify(split.path)
+        if endpoint == "markets" and "category" in query:
+            endpoint = "category"
         rec = RecordedRequest(handler.command, split.path, query, headers, time.monotonic(), endpoint)
         with self._lock:
             self.requests.append(rec)
@@ -347,7 +359,7 @@ class FakeCoinGecko:
             return Reply(fault.status or 302, b"", {"Location": location})
         data_fault = fault.kind if fault is not None and fault.kind in DATA_FAULTS else None
 
-        if rec.endpoint == "markets":
+        if rec.endpoint in ("markets", "category"):
             reply = self._markets_reply(rec.query, data_fault)
             if fault is not None and fault.kind in SHAPE_FAULTS and reply.status == 200:
                 reply.body = _to_json(_reshape_markets(json.loads(reply.body), fault))
@@ -379,6 +391,12 @@ class FakeCoinGecko:
         page = max(page, 1)
         with self._lock:
             records = self._markets
+            members = self._categories.get(query["category"]) if "category" in query else None
+        if "category" in query:
+            if members is None:
+                return Reply(404, _to_json({"error": "category not found"}))
+            wanted = set(members)
+            records = [r for r in records if r.get("id") in wanted]
         rows = _page_slice(records, per_page, page)
         if data_fault == "duplicate_ids":
             rows = _with_duplicates(records, rows, per_page, page)

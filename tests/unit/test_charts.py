@@ -216,7 +216,11 @@ def test_sparkline_grid_draws_one_line_per_coin_with_a_sparkline(mart):
     fig = charts.create_sparkline_grid(mart, columns=2)
     assert title_of(fig)
     assert len(fig.data) == 2  # only bitcoin and ethereum have sparklines
-    assert fig.data[0].line.color == charts.GAIN and fig.data[1].line.color == charts.LOSS
+    # Coloured by the 7d change in each title (the API's, +1.0 % for both), not by the line's own move
+    # (ETH's line falls): a red line titled "+1.0%" contradicted itself.
+    assert fig.data[0].line.color == charts.GAIN and fig.data[1].line.color == charts.GAIN
+    assert charts.create_sparkline_grid(mart.assign(price_change_percentage_7d=-2.0)).data[0].line.color == charts.LOSS
+    assert charts.create_sparkline_grid(mart.assign(price_change_percentage_7d=None)).data[0].line.color == charts.FLAT
     assert len(fig.data[0].x) == 168
     texts = [a.text for a in fig.layout.annotations]
     assert "BTC  +1.0%" in texts

@@ -355,8 +355,8 @@ def test_a_zero_atl_makes_its_change_percentage_unmeasurable():
     ({"current_price": 5e-324, "high_24h": 1e9, "low_24h": 0.0}, "price_volatility_24h"),
     ({"current_price": 1e-300, "high_24h": 1e9, "low_24h": 1.0}, "price_volatility_24h"),
     ({"market_cap": 5e-324, "total_volume": 1e14}, "volume_to_mcap_ratio"),
-    ({"ath": 5e-324, "current_price": 1e9}, "distance_from_ath_pct"),
-    ({"ath": 1e-310, "current_price": 1e9}, "distance_from_ath_pct"),
+    ({"ath": 5e-324, "current_price": 1e9, "ath_change_percentage": None}, "distance_from_ath_pct"),
+    ({"ath": 1e-310, "current_price": 1e9, "ath_change_percentage": None}, "distance_from_ath_pct"),
 ])
 def test_derived_columns_are_finite_or_null(fields, column):
     batch = run([coin("a", **fields)])
@@ -537,23 +537,23 @@ def test_quarantine_keeps_each_snapshots_identity():
 
 def test_derived_columns():
     batch = run([coin(current_price=50.0, high_24h=60.0, low_24h=45.0, total_volume=2e9, market_cap=8e9,
-                      ath=200.0)])
+                      ath=200.0, ath_change_percentage=None)])  # the API's own figure absent: recomputed
     r = row(batch, "bitcoin")
     assert r["price_volatility_24h"] == pytest.approx((60 - 45) / 50 * 100)
     assert r["volume_to_mcap_ratio"] == pytest.approx(0.25)
     assert r["distance_from_ath_pct"] == pytest.approx((50 - 200) / 200 * 100)
-    at_ath = row(run([coin(current_price=200.0, ath=200.0)]), "bitcoin")
+    at_ath = row(run([coin(current_price=200.0, ath=200.0, ath_change_percentage=None)]), "bitcoin")
     assert at_ath["distance_from_ath_pct"] == 0.0
 
 
 @pytest.mark.parametrize("fields, column", [
     ({"current_price": 0.0}, "price_volatility_24h"),
     ({"market_cap": 0}, "volume_to_mcap_ratio"),
-    ({"ath": 0}, "distance_from_ath_pct"),
+    ({"ath": 0, "ath_change_percentage": None}, "distance_from_ath_pct"),
     ({"high_24h": None}, "price_volatility_24h"),
     ({"low_24h": None}, "price_volatility_24h"),
     ({"total_volume": None}, "volume_to_mcap_ratio"),
-    ({"ath": None}, "distance_from_ath_pct"),
+    ({"ath": None, "ath_change_percentage": None}, "distance_from_ath_pct"),
 ])
 def test_zero_or_null_denominator_gives_null_not_inf(fields, column):
     batch = run([coin(**fields)])
@@ -625,7 +625,7 @@ def test_real_fixture_transforms_cleanly():
     assert btc["market_cap"] == 367648505760.0
     assert btc["market_cap_rank"] == 1
     assert btc["price_volatility_24h"] == pytest.approx((19194.78 - 19030.3) / 19163.45 * 100)
-    assert btc["distance_from_ath_pct"] == pytest.approx((19163.45 - 69045) / 69045 * 100)
+    assert btc["distance_from_ath_pct"] == next(r["ath_change_percentage"] for r in records if r["id"] == "bitcoin")
     assert btc["volume_to_mcap_ratio"] == pytest.approx(12521020239 / 367648505760)
     assert len(batch.sparklines) == 250
     # NULLs in the source stay NULL: max_supply is null for ~100 coins

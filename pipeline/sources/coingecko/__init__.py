@@ -24,7 +24,7 @@ from pipeline.sources.coingecko.settings import (
 )
 
 __all__ = ["ApiResponse", "CoinGeckoClient", "client_from_settings", "fetch_markets", "fetch_global",
-           "fetch_market_chart"]
+           "fetch_market_chart", "fetch_category_markets"]
 
 
 def client_from_settings(settings: Settings, on_response=None, *, interactive: bool = False) -> CoinGeckoClient:
@@ -117,6 +117,25 @@ def fetch_global(client: CoinGeckoClient) -> ApiResponse:
     """
     response = client.get("global", GLOBAL_PATH, {})
     check_global(response.json())
+    return response
+
+
+def fetch_category_markets(client: CoinGeckoClient, category: str, *, vs_currency: str = "usd") -> ApiResponse:
+    """/coins/markets?category=<category>: the coins CoinGecko files under one category (the
+    first 250 by market cap, no sparkline), e.g. ``stablecoins``, ``wrapped-tokens``.
+
+    The body reaches bronze (endpoint ``category_<category>``) before it is checked; an
+    empty list is a valid answer (a category with no coin), a body of the wrong shape
+    raises SchemaDrift.
+    """
+    params = {"vs_currency": vs_currency, "category": category, "order": "market_cap_desc",
+              "per_page": MAX_PER_PAGE, "page": 1, "sparkline": "false"}
+    response = client.get(f"category_{category}", MARKETS_PATH, params)
+    body = response.json()
+    if body:
+        check_markets_page(body, page=1, path=f"{MARKETS_PATH}?category={category}")
+    elif not isinstance(body, list):
+        raise SchemaDrift(f"{MARKETS_PATH}?category={category}: expected a JSON array of coins")
     return response
 
 
