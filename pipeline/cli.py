@@ -18,7 +18,7 @@ from pipeline.errors import Interrupted, PipelineError, RunLocked
 log = logging.getLogger("pipeline")
 
 #: Commands that write: SIGTERM/SIGINT interrupt them cleanly (run recorded as failed, lock released).
-WRITING_COMMANDS = frozenset({"run", "replay", "backfill", "prune"})
+WRITING_COMMANDS = frozenset({"run", "replay", "backfill", "prune", "publish", "import"})
 
 
 def _print_progress(stage: str, message: str) -> None:
