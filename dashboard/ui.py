@@ -300,13 +300,15 @@ def _show_job(settings: Settings, job: Job, container) -> bool:
         def tick(current: Job) -> None:
             message = current.events[-1][1] if current.events else "starting…"
             _render_stages(placeholder, current.stage, not current.running and current.state == "success",
-                           current.state in ("failed", "source_error"), message)
+                           current.state in ("failed", "source_error", "held"), message)
 
         refresh.follow_job(job, tick)
         if job.state == "success":
             box.update(label="Data refreshed", state="complete", expanded=False)
         elif job.state == "locked":
             box.update(label="Another run was already going", state="complete", expanded=False)
+        elif job.state == "held":
+            box.update(label="New data held back", state="error", expanded=False)
         else:
             box.update(label="Refresh failed", state="error", expanded=False)
     st.session_state.pop(JOB_KEY, None)
@@ -320,7 +322,11 @@ def _show_job(settings: Settings, job: Job, container) -> bool:
         return True
     if job.state == "locked":
         return _show_external(settings, job.holder_run_id, container) if job.holder_run_id else False
-    if job.state == "source_error":
+    if job.state == "held":
+        container.warning(f"**The new data looked implausible and was held back**: {error_markdown(job.error)}. "
+                          "The pages keep showing the last published data; an operator can publish it with "
+                          "`python -m pipeline publish RUN_ID --force` (see the Pipeline page).", icon="✋")
+    elif job.state == "source_error":
         container.error(f"**CoinGecko could not be reached**: {error_markdown(job.error)}. "
                         "The pages keep showing the last good data; try again later.", icon="📡")
     else:
