@@ -590,6 +590,8 @@ def create_coin_sparkline_chart(raw_sparkline, end, name: str, symbol: str | Non
     ``change_7d``: the API's 7-day change shown next to it; when given, it sets the colour
     (like the Trends grid), otherwise the line's own first-to-last move does."""
     title = f"{_title_label(name, symbol, 28)}: last 7 days"
+    if not fmt.is_missing(change_7d):  # the 7-day price change (CoinGecko's), which also sets the colour
+        title += f", {fmt.format_pct(change_7d, 1, signed=True)}"
     points = sparkline_frame(raw_sparkline, end)
     if points.empty:
         return _empty(title, "No 7-day sparkline for this coin")

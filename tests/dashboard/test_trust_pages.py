@@ -10,7 +10,7 @@ from datetime import timedelta
 import pandas as pd
 from sqlalchemy import insert, select, update
 
-from dashboard import state
+from dashboard import charts, state
 from pipeline.db import make_engine
 from pipeline.schema import crypto_analytics_mart, market_history
 from tests.dashboard.test_app_pages import assert_clean
@@ -54,6 +54,10 @@ def test_coin_market_cap_card_shows_the_market_cap_change_not_the_price_change(
     card = metric_like(at, "market cap")
     assert "+1.23" in card.delta and "24h" in card.delta
     assert "9.87" not in (card.delta or "") and "7d" not in (card.delta or "")
+    # The 7-day price change is still on the page: on the 7-day sparkline, which it colours.
+    from tests.dashboard.helpers import chart_specs
+    (spark,) = [s for s in chart_specs(at) if "last 7 days" in str(s["layout"]["title"])]
+    assert "-9.9%" in str(spark["layout"]["title"]) and spark["data"][0]["line"]["color"] == charts.LOSS
 
 
 def test_coin_market_cap_card_has_no_delta_when_the_api_sent_none(fresh_warehouse, use_warehouse, open_app):
