@@ -58,8 +58,19 @@ def filter_min_volume(frame: pd.DataFrame, min_volume: float) -> pd.DataFrame:
     return frame[frame["total_volume"].fillna(0) >= min_volume]
 
 
+def without_stale(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose data is current: a ``stale_record`` (its last_updated far older than the
+    snapshot) is shown in tables but is no mover and no part of a trend. NULL counts as current."""
+    if "stale_record" not in frame.columns or frame.empty:
+        return frame
+    stale = frame["stale_record"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    return frame[~stale]
+
+
 def top_movers(frame: pd.DataFrame, column: str, n: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The ``n`` biggest gainers (change > 0, best first) and losers (change < 0, worst first)."""
+    """The ``n`` biggest gainers (change > 0, best first) and losers (change < 0, worst first);
+    stale records are left out (``without_stale``)."""
+    frame = without_stale(frame)
     known = frame[frame[column].notna()]
     gainers = known[known[column] > 0].nlargest(n, column)
     losers = known[known[column] < 0].nsmallest(n, column)
@@ -153,8 +164,9 @@ def dominance_shares(frame: pd.DataFrame, top_n: int = 10) -> pd.DataFrame:
 def implied_change_pct(frame: pd.DataFrame, column: str = "price_change_percentage_24h") -> float | None:
     """Change of the coins' combined market cap implied by their price changes (percent).
 
-    Each cap ``c`` with change ``p`` was ``c / (1 + p/100)`` a period ago.
+    Each cap ``c`` with change ``p`` was ``c / (1 + p/100)`` a period ago. Stale records are left out.
     """
+    frame = without_stale(frame)
     known = frame[frame[column].notna() & frame["market_cap"].notna() & (frame[column] > -100)]
     if known.empty:
         return None

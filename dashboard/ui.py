@@ -151,14 +151,18 @@ def page_header(title: str, description: str) -> None:
 
 
 def render_freshness(view: state.View) -> None:
-    """'Data as of <time> (<source>)' on every page, with a warning when stale or sample data."""
+    """'Data as of <data time> (fetched <time>, <source>)' on every page, with a warning when stale or
+    sample data. The data time is the moment the coins' data describes; the fetch time is beside it."""
     fresh = data.load_freshness(view.database_url, view.version, view.settings.interval_minutes)
     if fresh is None:
         return
     snapshot_at = fresh["snapshot_at"]
     source = fresh["source"]
-    source_text = {"api": "live CoinGecko API", "sample": "bundled offline sample"}.get(
-        source, fmt.escape_markdown(fmt.shorten(source)))
+    source_text = {"api": "live CoinGecko API", "sample": "bundled offline sample",
+                   "import": "imported saved responses"}.get(source, fmt.escape_markdown(fmt.shorten(source)))
+    fetched_at = fresh.get("fetched_at")
+    if fetched_at is not None and not pd.isna(fetched_at) and fetched_at != snapshot_at:
+        source_text = f"fetched {fmt.format_timestamp(fetched_at)}, {source_text}"
     age = utcnow() - snapshot_at
     st.caption(f"📅 Data as of **{fmt.format_timestamp(snapshot_at)}** ({source_text}), "
                f"{fmt.format_age(age)} old.")

@@ -174,8 +174,10 @@ class BronzeWriter:
             data = encode(_json_text_table(payload))
         return f"{stem}.parquet", data
 
-    def finish(self, *, snapshot_at: datetime | None, complete: bool, error: str | None = None) -> Path:
-        """Write the manifest, once. Only complete runs are replayed."""
+    def finish(self, *, snapshot_at: datetime | None, complete: bool, error: str | None = None,
+               extra: dict | None = None) -> Path:
+        """Write the manifest, once. Only complete runs are replayed. ``extra``: more top-level
+        fields (e.g. ``fetched_at`` and ``data_time_basis`` beside the data's ``snapshot_at``)."""
         manifest = {
             "manifest_version": MANIFEST_VERSION,
             "run_id": self.run_id,
@@ -186,6 +188,7 @@ class BronzeWriter:
             "snapshot_at": _iso(snapshot_at),
             "complete": complete,
             "error": error,
+            **(extra or {}),
             "entries": self.entries,
         }
         path = self.folder / MANIFEST

@@ -11,6 +11,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 
 from pipeline.errors import ConfigError
@@ -96,11 +97,17 @@ class Settings:
     min_coverage: float = 0.9
     interactive_deadline_seconds: float = 10.0
     interactive_max_retries: int = 1
+    #: A record whose last_updated is this much older than its snapshot is flagged stale_record.
+    stale_record_hours: float = 6.0
 
     @property
     def raw_dir(self) -> Path:
         """Bronze lives in data/raw/YYYY-MM-DD/<run id>/."""
         return self.data_dir / "raw"
+
+    @property
+    def stale_record_after(self) -> timedelta:
+        return timedelta(hours=self.stale_record_hours)
 
     @property
     def api_key_header(self) -> str:
@@ -162,4 +169,5 @@ class Settings:
             classes_refresh_hours=_float(env, "PIPELINE_CLASSES_REFRESH_HOURS", 24.0),
             interactive_deadline_seconds=_float(env, "COINGECKO_INTERACTIVE_DEADLINE_SECONDS", 10.0),
             interactive_max_retries=_int(env, "COINGECKO_INTERACTIVE_MAX_RETRIES", 1, minimum=0),
+            stale_record_hours=_float(env, "PIPELINE_STALE_RECORD_HOURS", 6.0),
         )

@@ -26,7 +26,9 @@ from pipeline.errors import PipelineError, SnapshotHeld, SourceError
 from pipeline.gold import build_gold
 from pipeline.runs import RunLease, RunLog, new_run_id
 from pipeline.silver.batches import PreparedBatch, load_batch, prepare_batch
+from pipeline.silver.data_time import data_time, last_updated_values
 from pipeline.silver.load import count_run_rows, unused_snapshot_time
+from pipeline.silver.transform import STALE_RECORD_AFTER
 from pipeline.sources.coingecko import client_from_settings, fetch_global, fetch_markets
 from pipeline.sources.sample import sample_snapshots
 
@@ -103,7 +105,8 @@ def run_pipeline(settings: Settings, *, trigger: str = "cli", source: str = "api
             progress("bronze", f"kept {result.bronze_records} raw records in {len(bronze_runs)} bronze run(s)")
 
             run_log.stage("silver")
-            _load_silver(engine, bronze_runs, result, progress, workers=settings.replay_workers)
+            _load_silver(engine, bronze_runs, result, progress, workers=settings.replay_workers,
+                         stale_after=settings.stale_record_after)
             result.snapshot_at = bronze_runs[-1].snapshot_at
             # What the run log reports is what silver holds for this run, not what was sent.
             result.silver_rows = count_run_rows(engine, {r.run_id: r.snapshot_at for r in bronze_runs})
@@ -152,7 +155,8 @@ def _record_snapshots(engine: Engine, runs: list[bronze.BronzeRun], *, requested
         known = snapshot_ledger.statuses(conn, [r.snapshot_at for r in runs])
         snapshot_ledger.record(conn, [{
             "snapshot_at": r.snapshot_at, "run_id": r.run_id, "source": r.source,
-            "fetched_at": _manifest_time(r.manifest.get("started_at")),
+            "fetched_at": _manifest_time(r.manifest["fetched_at"] if "fetched_at" in r.manifest
+                                         else r.manifest.get("started_at")),
             "requested_coins": requested if requested is not None else r.top_n,
             "coin_count": r.markets_record_count,
             "status": snapshot_ledger.HELD if r.snapshot_at in held
@@ -173,6 +177,10 @@ def _record_held(run_log: RunLog, result: RunResult, held: SnapshotHeld) -> None
 
 def _manifest_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+def _iso_time(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="microseconds")
 
 
 def _record_failure(run_log: RunLog, result: RunResult, exc: BaseException) -> None:
@@ -214,12 +222,15 @@ def _fetch_api(settings: Settings, engine: Engine, run_id: str, top_n: int, prog
     writer = bronze.BronzeWriter(settings.raw_dir, run_id, source="api", started_at=started,
                                  vs_currency=settings.vs_currency, top_n=top_n)
     client = client_from_settings(settings, on_response=writer.add, interactive=interactive)
-    snapshot_at = None
+    fetched_at = None
+    last_updated: list = []
     try:
         records = 0
         for page in fetch_markets(client, vs_currency=settings.vs_currency, top_n=top_n):
-            snapshot_at = snapshot_at or page.fetched_at
-            records += len(page.json())
+            fetched_at = fetched_at or page.fetched_at
+            body = page.json()
+            records += len(body)
+            last_updated.extend(last_updated_values(body))
             progress("fetch", f"markets page {page.page}: {records} coins so far")
         try:
             fetch_global(client)
@@ -231,11 +242,16 @@ def _fetch_api(settings: Settings, engine: Engine, run_id: str, top_n: int, prog
             progress("fetch", warning)
     except BaseException as exc:
         try:
-            writer.finish(snapshot_at=snapshot_at, complete=False, error=str(exc) or type(exc).__name__)
+            writer.finish(snapshot_at=fetched_at, complete=False, error=str(exc) or type(exc).__name__,
+                          extra={"fetched_at": _iso_time(fetched_at)})
         except Exception as manifest_error:  # noqa: BLE001 - e.g. a full disk: the first error is the news
             log.warning("could not write the incomplete bronze manifest of %s: %s", run_id, manifest_error)
         raise
-    writer.finish(snapshot_at=unused_snapshot_time(engine, snapshot_at), complete=True)
+    # The snapshot's time is the moment its data describes (median last_updated, the fetch
+    # time kept beside it); still one run per snapshot time.
+    found = data_time(last_updated, fetched_at)
+    writer.finish(snapshot_at=unused_snapshot_time(engine, found.at), complete=True,
+                  extra={"fetched_at": _iso_time(fetched_at), "data_time_basis": found.basis})
     return bronze.find_run(settings.raw_dir, run_id)
 
 
@@ -248,7 +264,9 @@ def _fetch_sample(settings: Settings, run_id: str, top_n: int, progress: Progres
                                      vs_currency=snap.vs_currency, top_n=top_n)
         for response in snap.responses:
             writer.add(response)
-        writer.finish(snapshot_at=snap.snapshot_at, complete=True)
+        # The sample's manifest time is when its data was recorded (its newest last_updated).
+        writer.finish(snapshot_at=snap.snapshot_at, complete=True,
+                      extra={"fetched_at": _iso_time(snap.snapshot_at), "data_time_basis": "recorded"})
         runs.append(bronze.find_run(settings.raw_dir, bronze_id))
     progress("fetch", f"loaded the offline sample ({len(runs)} snapshot(s), recorded "
                       f"{snapshots[-1].snapshot_at:%Y-%m-%d %H:%M} UTC)")
@@ -275,7 +293,8 @@ def _plan_batches(runs: list[bronze.BronzeRun], batch_records: int) -> list[list
 
 
 def _load_silver(engine: Engine, runs: list[bronze.BronzeRun], result: RunResult, progress: Progress,
-                 *, workers: int = 1, batch_records: int = 10_000) -> None:
+                 *, workers: int = 1, batch_records: int = 10_000,
+                 stale_after: timedelta | None = STALE_RECORD_AFTER) -> None:
     """Transform and upsert bronze runs in bounded batches: memory stays flat as history grows.
 
     With many batches, ``workers`` processes prepare the next batches while this one
@@ -285,8 +304,8 @@ def _load_silver(engine: Engine, runs: list[bronze.BronzeRun], result: RunResult
     """
     batches = _plan_batches(runs, batch_records)
     datetime_text = engine.dialect.name == "sqlite"
-    options = [{"with_sparklines": number == len(batches) - 1, "datetime_text": datetime_text}
-               for number in range(len(batches))]
+    options = [{"with_sparklines": number == len(batches) - 1, "datetime_text": datetime_text,
+                "stale_after": stale_after} for number in range(len(batches))]
     if len(batches) <= 3 or (os.cpu_count() or 1) < 2:
         workers = 0  # a short run is not worth starting a process
 
@@ -357,7 +376,8 @@ def replay(settings: Settings, *, trigger: str = "cli", progress: Progress = _qu
             result.bronze_runs = [r.run_id for r in runs]
             progress("bronze", f"replaying {len(runs)} bronze run(s)")
             run_log.stage("silver")
-            _load_silver(engine, runs, result, progress, workers=settings.replay_workers)
+            _load_silver(engine, runs, result, progress, workers=settings.replay_workers,
+                         stale_after=settings.stale_record_after)
             _record_snapshots(engine, runs, requested=None)
             _reload_backfills(engine, backfills, progress)
             result.bronze_records = result.silver_rows + result.quarantined + result.duplicates_dropped

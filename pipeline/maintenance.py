@@ -93,8 +93,38 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    """Bring saved CoinGecko bodies through bronze, silver and gold, as a run of source 'import'.
+
+    PATH: files or folders (walked for *.json) holding /coins/markets bodies (a JSON array of
+    coin objects, as the API returns it) and /global bodies (an object with data.total_market_cap),
+    told apart by their shape. Each markets body becomes one snapshot at its data's time (the
+    median last_updated of its records) unless --at gives it; a /global imported with it joins
+    the markets body nearest its updated_at (within 12 h). Importing the same body again changes
+    nothing. A file that cannot be imported is listed and the others go on; exit 1 only when
+    none could be used. Holds the pipeline lock; gold is rebuilt once at the end.
+
+    Example: python -m pipeline import ~/saved/markets ~/saved/global_2025-04-07.json
+    """
+    from pipeline.importer import import_bodies, parse_at
+
+    at = parse_at(args.at) if args.at else None
+    printer = (lambda stage, message: print(f"[{stage:>6}] {message}", flush=True))
+    result = import_bodies(settings, args.paths, at=at, vs_currency=args.vs_currency, trigger="cli",
+                           progress=printer)
+    print("\n".join(result.lines()), flush=True)
+    return 0
+
+
 def register(sub, add) -> None:
-    """Add the ``backfill``, ``prune`` and ``verify`` subcommands (``add`` is cli.build_parser's helper)."""
+    """Add the ``backfill``, ``prune``, ``verify`` and ``import`` subcommands (``add`` is cli.build_parser's helper)."""
+    imp = add("import", cmd_import, "import saved /coins/markets and /global bodies (files or folders)")
+    imp.add_argument("paths", nargs="+", metavar="PATH", help="files or folders of saved response bodies")
+    imp.add_argument("--at", default=None, metavar="ISO_TIME",
+                     help="the data's time (UTC unless an offset is given), for a single markets body")
+    imp.add_argument("--vs-currency", default="usd", metavar="CODE",
+                     help="the quote currency the bodies were requested in (default usd)")
+
     backfill = add("backfill", cmd_backfill, "daily history for the tracked coins from market_chart")
     backfill.add_argument("--days", type=int, default=365, metavar="N",
                           help="days of history (default 365, the most the free plan serves)")

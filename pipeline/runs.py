@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 LOCK_NAME = "pipeline"
 TRIGGERS = ("schedule", "button", "cli")
-SOURCES = ("api", "sample", "replay", "backfill", "publish")
+SOURCES = ("api", "sample", "replay", "backfill", "import", "publish")
 STAGES = ("fetch", "bronze", "silver", "gold")
 
 

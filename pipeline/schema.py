@@ -209,6 +209,8 @@ crypto_analytics_mart = Table(
     Column("circulating_supply", Double),
     Column("sparkline_7d", Text),
     Column("last_updated", DateTime),
+    #: last_updated far older than the snapshot (PIPELINE_STALE_RECORD_HOURS): shown, marked, left out of movers.
+    Column("stale_record", Boolean),
     Column("snapshot_at", DateTime, nullable=False),
     Column("source", String(16), nullable=False),
     Column("run_id", String(64), nullable=False),

@@ -8,6 +8,7 @@ while the main process loads the previous batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
@@ -17,6 +18,7 @@ from pipeline.silver import load
 from pipeline.silver.transform import (
     GLOBAL_COLUMNS,
     SILVER_COLUMNS,
+    STALE_RECORD_AFTER,
     Snapshot,
     frame_to_tuples,
     limit_records,
@@ -38,14 +40,27 @@ class PreparedBatch:
     duplicates_dropped: int = 0
 
 
+def markets_fetched_at(run: BronzeRun) -> datetime | None:
+    """When the run's markets body was received: the manifest's ``fetched_at`` (None for an
+    imported body); manifests from before data times were kept used the fetch time as snapshot time."""
+    if "fetched_at" not in run.manifest:
+        return run.snapshot_at if run.source in ("api", "sample") else None
+    raw = run.manifest["fetched_at"]
+    try:
+        return datetime.fromisoformat(raw).replace(tzinfo=None) if raw else None
+    except (TypeError, ValueError):
+        return None
+
+
 def prepare_batch(runs: list[BronzeRun], *, with_sparklines: bool = False,
-                  datetime_text: bool = False) -> PreparedBatch:
+                  datetime_text: bool = False,
+                  stale_after: timedelta | None = STALE_RECORD_AFTER) -> PreparedBatch:
     """Read the runs' bronze files and turn them into silver tuples (no database)."""
     snapshots = []
     globals_ = []
     for run in runs:
         snapshots.append(Snapshot(run.run_id, run.snapshot_at, run.source,
-                                  limit_records(run.markets_records(), run.top_n)))
+                                  limit_records(run.markets_records(), run.top_n), markets_fetched_at(run)))
         body = run.global_body()
         if body is not None:
             try:
@@ -54,7 +69,7 @@ def prepare_batch(runs: list[BronzeRun], *, with_sparklines: bool = False,
             except SchemaDrift:  # a /global of the wrong shape is no /global: dominance falls back, as when it failed
                 continue
             globals_.append(tuple(row.get(c) for c in GLOBAL_COLUMNS))
-    batch = transform_snapshots(snapshots, with_sparklines=with_sparklines)
+    batch = transform_snapshots(snapshots, with_sparklines=with_sparklines, stale_after=stale_after)
     rows = frame_to_tuples(batch.rows, SILVER_COLUMNS, datetime_text=datetime_text)
     months = sorted({f"{s.snapshot_at:%Y-%m}" for s in snapshots})
     quarantine = [(q.run_id, q.record_index, q.snapshot_at, q.record_id, q.reason, q.raw_record)

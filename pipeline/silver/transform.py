@@ -39,7 +39,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -52,6 +52,7 @@ from pipeline.categories import (
 )
 from pipeline.errors import SchemaDrift
 from pipeline.schema import MARKET_NUMERIC_COLUMNS, staging_crypto_market, staging_global_market
+from pipeline.silver.data_time import FUTURE_SKEW
 
 SILVER_COLUMNS = [c.name for c in staging_crypto_market.columns]
 GLOBAL_COLUMNS = [c.name for c in staging_global_market.columns]
@@ -154,6 +155,13 @@ class Snapshot:
     snapshot_at: datetime
     source: str
     records: list
+    #: When the body was received (None when unknown, e.g. an imported file); snapshot_at is the data's time.
+    fetched_at: datetime | None = None
+
+
+#: A record whose last_updated is this much older than its snapshot is flagged stale_record
+#: (PIPELINE_STALE_RECORD_HOURS passes another threshold in).
+STALE_RECORD_AFTER = timedelta(hours=6)
 
 
 @dataclass
@@ -384,7 +392,9 @@ def transform_markets(records: list, *, run_id: str, snapshot_at: datetime, sour
     return transform_snapshots([Snapshot(run_id, snapshot_at, source, records)], with_sparklines=with_sparklines)
 
 
-def transform_snapshots(snapshots: list[Snapshot], *, with_sparklines: bool = False) -> MarketsBatch:
+def transform_snapshots(snapshots: list[Snapshot], *, with_sparklines: bool = False,
+                        stale_after: timedelta | None = STALE_RECORD_AFTER,
+                        future_skew: timedelta = FUTURE_SKEW) -> MarketsBatch:
     """Validate, type and derive the records of several snapshots in one pass.
 
     A record that fails validation (an unusable id, a negative or absurd price/
@@ -392,7 +402,11 @@ def transform_snapshots(snapshots: list[Snapshot], *, with_sparklines: bool = Fa
     found; the others go on. A non-finite number in any field, or an implausible
     value in an optional field, becomes NULL with a note (``MarketsBatch.nulled``).
     Duplicate ids within a snapshot (rankings shift while paging) keep the
-    freshest ``last_updated``, then the earliest position. Sparklines are 168
+    freshest ``last_updated``, then the earliest position; a ``last_updated`` later
+    than the fetch (``fetched_at``; an imported body without one is not judged) plus
+    ``future_skew`` never wins: it ranks like a missing one. A record whose ``last_updated`` is more than
+    ``stale_after`` older than its snapshot is kept with ``stale_record`` True
+    (NULL when it has no ``last_updated``; ``stale_after=None`` leaves the column NULL). Sparklines are 168
     floats a row and only the newest is ever shown, so they are encoded only
     when asked for.
     """
@@ -472,9 +486,19 @@ def transform_snapshots(snapshots: list[Snapshot], *, with_sparklines: bool = Fa
     frame = frame.loc[~bad_rows]
 
     before = len(frame)
-    frame = (frame.sort_values(["_snap", "last_updated", "_obj"], ascending=[True, False, True], na_position="last")
+    # A timestamp from the future (after the fetch plus a small skew) must not win a duplicate:
+    # it ranks like a missing one, so the record from the earlier page is kept.
+    # Without a fetch time (an imported body) nothing is judged from the future here: the
+    # snapshot's own time is a median, and half the records are later than it.
+    trusted_until = np.array([s.fetched_at + future_skew if s.fetched_at is not None else np.datetime64("NaT")
+                              for s in snapshots], dtype="datetime64[us]")
+    ranked = frame["last_updated"].to_numpy(dtype="datetime64[us]")
+    limit = trusted_until[frame["_snap"].to_numpy()]
+    frame["_rank_time"] = np.where(np.isnat(limit) | (ranked <= limit), ranked, np.datetime64("NaT"))
+    frame = (frame.sort_values(["_snap", "_rank_time", "_obj"], ascending=[True, False, True], na_position="last")
              .drop_duplicates(["_snap", "id"], keep="first")
              .sort_values("_obj")
+             .drop(columns="_rank_time")
              .reset_index(drop=True))
     duplicates = before - len(frame)
 
@@ -482,6 +506,10 @@ def transform_snapshots(snapshots: list[Snapshot], *, with_sparklines: bool = Fa
     frame["snapshot_at"] = pd.Series(np.array([s.snapshot_at for s in snapshots], dtype="datetime64[us]")[snap_index])
     frame["run_id"] = pd.Series(np.array([s.run_id for s in snapshots], dtype=object)[snap_index], dtype=object)
     frame["source"] = pd.Series(np.array([s.source for s in snapshots], dtype=object)[snap_index], dtype=object)
+    fetched = np.array([s.fetched_at if s.fetched_at is not None else np.datetime64("NaT") for s in snapshots],
+                       dtype="datetime64[us]")
+    frame["fetched_at"] = pd.Series(fetched[snap_index], dtype="datetime64[us]")
+    frame["stale_record"] = stale_flags(frame["last_updated"], frame["snapshot_at"], stale_after)
     frame = add_derived_columns(frame)
 
     nulled = []
@@ -505,6 +533,17 @@ def transform_snapshots(snapshots: list[Snapshot], *, with_sparklines: bool = Fa
             frame[column] = None
     return MarketsBatch(rows=frame[SILVER_COLUMNS], quarantined=quarantined,
                         duplicates_dropped=duplicates, sparklines=sparklines, nulled=nulled)
+
+
+def stale_flags(last_updated: pd.Series, snapshot_at: pd.Series, stale_after: timedelta | None) -> pd.Series:
+    """True where ``last_updated`` is more than ``stale_after`` before the snapshot, False where
+    it is not, NULL where it is unknown (or no threshold is given)."""
+    flags = pd.Series(pd.NA, index=last_updated.index, dtype="boolean")
+    if stale_after is None or not len(last_updated):
+        return flags
+    known = last_updated.notna() & snapshot_at.notna()
+    flags[known] = (last_updated[known] < snapshot_at[known] - pd.Timedelta(stale_after)).to_numpy()
+    return flags
 
 
 def add_derived_columns(frame: pd.DataFrame) -> pd.DataFrame:

@@ -66,6 +66,7 @@ final as (
         m.circulating_supply,
         s.sparkline_7d,
         m.last_updated,
+        m.stale_record,
         m.snapshot_at,
         m.source,
         m.run_id

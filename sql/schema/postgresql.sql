@@ -29,6 +29,7 @@ CREATE TABLE crypto_analytics_mart (
 	circulating_supply DOUBLE PRECISION,
 	sparkline_7d TEXT,
 	last_updated TIMESTAMP WITHOUT TIME ZONE,
+	stale_record BOOLEAN,
 	snapshot_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
 	source VARCHAR(16) NOT NULL,
 	run_id VARCHAR(64) NOT NULL,

@@ -29,6 +29,7 @@ CREATE TABLE crypto_analytics_mart (
 	circulating_supply DOUBLE,
 	sparkline_7d TEXT,
 	last_updated DATETIME,
+	stale_record BOOLEAN,
 	snapshot_at DATETIME NOT NULL,
 	source VARCHAR(16) NOT NULL,
 	run_id VARCHAR(64) NOT NULL,

@@ -117,6 +117,11 @@ def hostile_warehouse(tmp_path, monkeypatch) -> Warehouse:
     """A warehouse whose top coin got a hostile name from 'the API' (loaded by the real pipeline)."""
     markets = load_fixture(NEW_MARKETS)
     markets[0]["name"], markets[0]["symbol"] = HOSTILE_NAME, HOSTILE_SYMBOL
+    from pipeline.db import utcnow
+
+    now = f"{utcnow():%Y-%m-%dT%H:%M:%S}.000Z"  # served as live data: not stale records (PIPELINE_STALE_RECORD_HOURS)
+    for record in markets:
+        record["last_updated"] = now
     warehouse = empty_warehouse(tmp_path)
     with FakeCoinGecko(markets=markets) as fake:
         fake.set_global(None)

@@ -719,7 +719,7 @@ def test_frame_to_tuples_all_silver_columns_on_real_data():
     assert len(tuples) == 250 and all(len(t) == len(SILVER_COLUMNS) for t in tuples)
     rank = SILVER_COLUMNS.index("market_cap_rank")
     assert [t[rank] for t in tuples[:3]] == [1, 2, 3] and all(type(t[rank]) in (int, type(None)) for t in tuples)
-    allowed = (str, int, float, datetime, type(None))
+    allowed = (str, int, float, bool, datetime, type(None))  # bool: stale_record
     assert all(type(v) in allowed for t in tuples for v in t)
 
 
@@ -728,3 +728,79 @@ def test_frame_to_tuples_object_column_with_na():
                           "n": pd.Series([1, None, 2, None], dtype="Int64")})
     assert frame_to_tuples(frame, ["x", "n"]) == [("a", 1), (None, None), (None, 2), (None, None)]
     assert frame_to_tuples(frame, []) == []
+
+
+# ---- data time: stale records and timestamps from the future (real bodies) -----------
+
+REAL_MARKETS = "/work/shared/data/real/markets"
+
+
+def _real(name):
+    with open(f"{REAL_MARKETS}/{name}", "rb") as handle:
+        return json.loads(handle.read())
+
+
+def test_stale_records_are_flagged_on_a_real_body():
+    from datetime import timedelta
+
+    from pipeline.silver.data_time import data_time, last_updated_values, parse_time
+
+    records = _real("markets_2025-11-02_jruz-watchlists.json")
+    fetched = max(parse_time(r["last_updated"]) for r in records) + timedelta(seconds=20)
+    snapshot = data_time(last_updated_values(records), fetched).at
+    batch = transform_snapshots([Snapshot(RUN, snapshot, "api", records, fetched)], stale_after=timedelta(hours=6))
+    rows = batch.rows.set_index("id")
+    expected = {r["id"] for r in records if parse_time(r["last_updated"]) < snapshot - timedelta(hours=6)}
+    assert expected, "the body holds records last updated hours before the others"
+    assert set(rows.index[rows["stale_record"].astype(bool)]) == expected
+    assert rows.loc["bitcoin", "stale_record"] == False  # noqa: E712 - numpy/pandas bool
+    assert (rows["fetched_at"] == pd.Timestamp(fetched)).all()
+    assert len(batch.rows) == len(records)  # flagged, never dropped
+    # the threshold is passed in; None leaves the flag NULL; a record without last_updated is NULL
+    loose = transform_snapshots([Snapshot(RUN, snapshot, "api", records, fetched)], stale_after=timedelta(days=2))
+    assert not loose.rows["stale_record"].astype(bool).any()
+    unknown = transform_snapshots([Snapshot(RUN, snapshot, "api", records, fetched)], stale_after=None)
+    assert unknown.rows["stale_record"].isna().all()
+    blank = transform_snapshots([Snapshot(RUN, snapshot, "api", [dict(records[0], last_updated=None)], fetched)])
+    assert blank.rows["stale_record"].isna().all()
+
+
+def test_stale_records_of_the_real_2022_body_are_the_week_old_ones():
+    from datetime import timedelta
+
+    from pipeline.silver.data_time import data_time, last_updated_values, parse_time
+
+    records = load_fixture(DEFAULT_MARKETS)
+    snapshot = data_time(last_updated_values(records), datetime(2022, 10, 16, 9, 29)).at
+    batch = transform_snapshots([Snapshot(RUN, snapshot, "sample", records, datetime(2022, 10, 16, 9, 29))])
+    stale = batch.rows[batch.rows["stale_record"].astype(bool)]
+    assert 0 < len(stale) < 20
+    assert all(parse_time(r["last_updated"]) < datetime(2022, 10, 16, 3) for r in records if r["id"] in set(stale["id"]))
+
+
+def test_a_duplicate_with_a_last_updated_from_the_future_never_wins():
+    """Bitcoin's price became 1.0: a later page repeated 'bitcoin' with a stablecoin's numbers and a
+    last_updated a day after the fetch; the record from the earlier page must stay."""
+    from datetime import timedelta
+
+    from pipeline.silver.data_time import parse_time
+
+    records = _real("markets_2025-03-05_jpwnoise-Cripto-Brain.json")
+    fetched = max(parse_time(r["last_updated"]) for r in records) + timedelta(seconds=30)
+    bitcoin = next(r for r in records if r["id"] == "bitcoin")
+    tether = next(r for r in records if r["id"] == "tether")
+    impostor = dict(tether, id="bitcoin", symbol="btc", name="Bitcoin",
+                    last_updated=(fetched + timedelta(days=1)).isoformat(timespec="milliseconds") + "Z")
+    pages = records[:50] + records[50:] + [impostor]
+    batch = transform_snapshots([Snapshot(RUN, fetched - timedelta(minutes=1), "api", pages, fetched)])
+    assert row(batch, "bitcoin")["current_price"] == bitcoin["current_price"]
+    assert row(batch, "bitcoin")["current_price"] != 1.0 and batch.duplicates_dropped == 1
+    # a future timestamp ranks like a missing one: the earlier page wins even when its own is NULL
+    nulled = [dict(r, last_updated=None) if r["id"] == "bitcoin" else r for r in records] + [impostor]
+    batch = transform_snapshots([Snapshot(RUN, fetched, "api", nulled, fetched)])
+    assert row(batch, "bitcoin")["current_price"] == bitcoin["current_price"]
+    # within the skew a later last_updated is still the fresher record
+    fresher = dict(bitcoin, current_price=bitcoin["current_price"] + 1,
+                   last_updated=(fetched + timedelta(minutes=2)).isoformat(timespec="milliseconds") + "Z")
+    batch = transform_snapshots([Snapshot(RUN, fetched, "api", records + [fresher], fetched)])
+    assert row(batch, "bitcoin")["current_price"] == bitcoin["current_price"] + 1
