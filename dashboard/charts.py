@@ -20,7 +20,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboard import formatting as fmt
-from dashboard.frames import PERIOD_COLUMNS, dominance_shares, parse_sparkline, sparkline_frame
+from dashboard.frames import PERIOD_COLUMNS, break_gaps, dominance_shares, is_top_n, parse_sparkline, sparkline_frame
 from pipeline.categories import LIQUIDITY_BANDS, LIQUIDITY_CATEGORIES, MARKET_CAP_CATEGORIES
 
 GAIN = "#16a34a"
@@ -258,8 +258,12 @@ def create_movers_chart(gainers: pd.DataFrame, losers: pd.DataFrame, period: str
 
 
 def create_dominance_donut(mart: pd.DataFrame, top_n: int = 10,
-                           title: str = "Share of the total crypto market cap") -> go.Figure:
-    """Donut of the biggest coins' share of the whole market, plus the other coins and the rest."""
+                           title: str = "Share of the total crypto market cap",
+                           scope: str = "total market cap") -> go.Figure:
+    """Donut of the biggest coins' share of the whole market, plus the other coins and the rest.
+
+    ``scope`` names what the shares are of in the hover text ("top 250 coins' market cap" when
+    the mart's dominance_basis is top_n)."""
     shares = dominance_shares(mart, top_n)
     if shares.empty:
         return _empty(title)
@@ -274,7 +278,7 @@ def create_dominance_donut(mart: pd.DataFrame, top_n: int = 10,
             label = fmt.escape_plotly(fmt.shorten(row["label"]))
             colors.append("#94a3b8" if row["kind"] == "others" else "#e2e8f0")
         labels.append(label)
-    hover = [f"<b>{label}</b><br>{fmt.format_pct(share, 2)} of total market cap"
+    hover = [f"<b>{label}</b><br>{fmt.format_pct(share, 2)} of {scope}"
              + (f"<br>Market cap: {fmt.format_usd(cap)}" if not fmt.is_missing(cap) else "")
              for label, share, cap in zip(labels, shares["share_pct"], shares["market_cap"])]
     fig = go.Figure(go.Pie(
@@ -289,14 +293,15 @@ def create_dominance_donut(mart: pd.DataFrame, top_n: int = 10,
 
 
 def create_category_dominance_chart(segments: pd.DataFrame,
-                                    title: str = "Share of the total market cap by market-cap category"
-                                    ) -> go.Figure:
-    """Bars: each market-cap category's share of the whole market (from market_segment_analysis)."""
+                                    title: str = "Share of the total market cap by market-cap category",
+                                    scope: str = "total market cap") -> go.Figure:
+    """Bars: each market-cap category's share of the whole market (from market_segment_analysis);
+    ``scope`` names what the shares are of ("top 250 coins' market cap" on the top_n basis)."""
     if segments.empty:
         return _empty(title)
     ordered = order_segments(segments)
     labels = [fmt.category_label(c, short=True) for c in ordered["market_cap_category"]]
-    hover = [f"<b>{fmt.category_label(c)}</b><br>{fmt.format_pct(d, 2)} of total market cap<br>"
+    hover = [f"<b>{fmt.category_label(c)}</b><br>{fmt.format_pct(d, 2)} of {scope}<br>"
              f"{fmt.format_count(n)} coins, {fmt.format_usd(cap)}"
              for c, d, n, cap in zip(ordered["market_cap_category"], ordered["market_dominance_pct"],
                                      ordered["coin_count"], ordered["total_market_cap"])]
@@ -307,33 +312,64 @@ def create_category_dominance_chart(segments: pd.DataFrame,
         cliponaxis=False, customdata=hover, hovertemplate="%{customdata}<extra></extra>",
     ))
     fig.update_yaxes(ticksuffix="%", rangemode="tozero")
-    return _layout(fig, title, "Market-cap category", "Share of total market cap (%)", legend=False)
+    return _layout(fig, title, "Market-cap category", f"Share of {scope} (%)", legend=False)
 
 
 def create_dominance_history_chart(history: pd.DataFrame,
                                    title: str = "Dominance over time") -> go.Figure:
-    """Lines: BTC, ETH, stablecoin and other coins' share of the whole market per snapshot."""
+    """Lines: BTC, ETH, stablecoin and other coins' share of the market per snapshot.
+
+    Each dominance basis is its own trace: solid lines are shares of the whole market (/global),
+    dotted ones shares of the top-N coins (no usable /global), so the two are never joined into
+    one line. A line breaks where points are further apart than 3x the median spacing
+    (``frames.break_gaps``) rather than crossing months without data.
+    """
     if history.empty:
         return _empty(title)
     series = [("btc_dominance_pct", "Bitcoin", "#f7931a"), ("eth_dominance_pct", "Ethereum", "#627eea"),
               ("stablecoin_dominance_pct", "Stablecoins", "#26a17b"), ("others_dominance_pct", "All other coins",
                                                                       "#64748b")]
     mode = "lines+markers" if len(history) <= 60 else "lines"
+    if "dominance_basis" not in history.columns:
+        history = history.assign(dominance_basis="global")
+    points = break_gaps(history).reset_index(drop=True)
+    basis = points["dominance_basis"]
+    top_n = basis.map(is_top_n).to_numpy()
+    is_global = (basis.notna() & ~basis.map(is_top_n)).to_numpy()
+    counts = history.loc[history["dominance_basis"].map(is_top_n), "coin_count"] \
+        if "coin_count" in history.columns else pd.Series(dtype="float64")
+    top_label = f"top {int(counts.iloc[-1]):,} coins" if not counts.empty and not pd.isna(counts.iloc[-1]) \
+        else "top N coins"
+    styles = [("global", is_global, "solid", "", "of the whole market"),
+              ("top_n", top_n, "dot", f" ({top_label})", f"of the {top_label}")]
     fig = go.Figure()
-    times = pd.to_datetime(history["snapshot_at"])
+    times = pd.to_datetime(points["snapshot_at"])
+    drawn = set()
     for column, name, color in series:
-        if column not in history.columns:
+        if column not in points.columns:
             continue
-        fig.add_trace(go.Scatter(
-            x=times, y=history[column], name=name, mode=mode, line={"color": color, "width": 2},
-            marker={"size": 8},
-            customdata=[fmt.format_pct(v, 2) for v in history[column]],
-            hovertemplate=f"{name}: %{{customdata}}<extra></extra>",
-        ))
+        for kind, mask, dash, suffix, scope in styles:
+            values = points[column].where(mask)
+            if not values.notna().any():
+                continue
+            drawn.add(kind)
+            y = [None if pd.isna(v) else float(v) for v in values]
+            fig.add_trace(go.Scatter(
+                x=times, y=y, name=f"{name}{suffix}", legendgroup=name, mode=mode, connectgaps=False,
+                line={"color": color, "width": 2, "dash": dash}, marker={"size": 8 if kind == "global" else 6},
+                customdata=[f"{fmt.format_pct(v, 2)} {scope}" for v in values],
+                hovertemplate=f"{name}: %{{customdata}}<extra></extra>",
+            ))
     fig.update_yaxes(ticksuffix="%", rangemode="tozero")
-    fig.update_xaxes(**_single_time_range(times))
+    fig.update_xaxes(**_single_time_range(pd.to_datetime(history["snapshot_at"])))
     fig.update_layout(hovermode="x unified")
-    return _layout(fig, title, "Snapshot time (UTC)", "Share of total market cap (%)")
+    if drawn == {"top_n"}:
+        y_title = f"Share of the {top_label}' market cap (%)"
+    elif drawn == {"global", "top_n"}:
+        y_title = f"Share (%): solid = whole market, dotted = {top_label}"
+    else:
+        y_title = "Share of total market cap (%)"
+    return _layout(fig, title, "Snapshot time (UTC)", y_title)
 
 
 # -- Liquidity ----------------------------------------------------------------------

@@ -284,7 +284,8 @@ def load_mart(database_url: str, version: str) -> pd.DataFrame:
 @st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=8)
 def load_segments(database_url: str, version: str) -> pd.DataFrame:
     """``market_segment_analysis``: one row per market-cap category."""
-    numeric = [c.name for c in market_segment_analysis.columns if c.name not in ("market_cap_category", "snapshot_at")]
+    numeric = [c.name for c in market_segment_analysis.columns
+               if c.name not in ("market_cap_category", "snapshot_at", "dominance_basis")]
     return _frame(database_url, _segments_statement(), numeric)
 
 
@@ -292,7 +293,7 @@ def load_segments(database_url: str, version: str) -> pd.DataFrame:
 def load_market_history(database_url: str, version: str, limit: int = HISTORY_LIMIT) -> pd.DataFrame:
     """``market_history``: whole-market totals and dominance per snapshot (the newest ``limit``), oldest first."""
     numeric = ["coin_count", "total_market_cap", "total_volume", "btc_dominance_pct", "eth_dominance_pct",
-               "stablecoin_dominance_pct", "others_dominance_pct"]
+               "stablecoin_dominance_pct", "others_dominance_pct", "market_cap_change_percentage_24h"]
     return _frame(database_url, _history_statement(limit), numeric)
 
 

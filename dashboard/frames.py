@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 import pandas as pd
@@ -175,6 +175,106 @@ def implied_change_pct(frame: pd.DataFrame, column: str = "price_change_percenta
     if not before:
         return None
     return float((now / before - 1) * 100.0)
+
+
+#: dominance_basis values meaning "the tracked top-N coins, not the whole market"
+#: ('tracked_universe' is the old name, still in stored history until the next gold rebuild).
+TOP_N_BASES = frozenset({"top_n", "tracked_universe"})
+GLOBAL_FAILED = "the /global call failed"
+
+
+def is_top_n(basis) -> bool:
+    """True when a figure with this dominance_basis is of the top-N coins, not the whole market."""
+    return isinstance(basis, str) and basis in TOP_N_BASES
+
+
+def frame_basis_value(basis) -> str:
+    """One stored dominance_basis value as 'top_n' or 'global' (the old 'tracked_universe' is 'top_n')."""
+    return "top_n" if is_top_n(basis) else "global"
+
+
+def frame_basis(frame: pd.DataFrame) -> str:
+    """'top_n' when any row of a mart/segments/history frame is on the top-N basis, else 'global'."""
+    if frame is None or frame.empty or "dominance_basis" not in frame.columns:
+        return "global"
+    return "top_n" if frame["dominance_basis"].map(is_top_n).any() else "global"
+
+
+def basis_scope(basis, coin_count) -> str:
+    """What a "whole market" figure covers: 'whole market' or 'top 250 coins'."""
+    if not is_top_n(basis):
+        return "whole market"
+    count = 0 if coin_count is None or pd.isna(coin_count) else int(coin_count)
+    return f"top {count:,} coins"
+
+
+def basis_reason(frame: pd.DataFrame) -> str | None:
+    """Why the figures are of the top-N coins (gold's basis_note), or None on the global basis."""
+    if frame_basis(frame) != "top_n":
+        return None
+    if "basis_note" in frame.columns:
+        notes = frame["basis_note"].dropna()
+        notes = notes[notes.astype(str).str.strip() != ""]
+        if not notes.empty:
+            return str(notes.iloc[-1])
+    return GLOBAL_FAILED
+
+
+def label_dominance_column(frame: pd.DataFrame, columns: dict, basis, coin_count,
+                           label_of: Callable[[str], object] | None = None) -> tuple[pd.DataFrame, dict]:
+    """On the top-N basis, ``market_dominance_pct`` becomes ``share_of_top_<n>_coins_pct`` (table
+    header and CSV header both say what it is a share of); on the global basis, nothing changes.
+    ``columns``: the table's column config (name -> config), in order; ``label_of(label)`` builds the
+    config of the renamed column."""
+    if not is_top_n(basis) or "market_dominance_pct" not in columns:
+        return frame, columns
+    count = 0 if coin_count is None or pd.isna(coin_count) else int(coin_count)
+    name = f"share_of_top_{count}_coins_pct"
+    renamed = {(name if key == "market_dominance_pct" else key):
+               (label_of(f"Share of top {count:,} coins") if key == "market_dominance_pct" and label_of else value)
+               for key, value in columns.items()}
+    return frame.rename(columns={"market_dominance_pct": name}), renamed
+
+
+def basis_totals(mart: pd.DataFrame) -> dict:
+    """The mart's totals of its basis: market_cap, volume, change_24h (None where unknown)."""
+    columns = {"market_cap": "basis_total_market_cap", "volume": "basis_total_volume",
+               "change_24h": "basis_market_cap_change_percentage_24h"}
+    result = {}
+    for key, column in columns.items():
+        values = mart[column].dropna() if column in mart.columns else pd.Series(dtype="float64")
+        result[key] = float(values.iloc[0]) if not values.empty else None
+    return result
+
+
+def break_gaps(frame: pd.DataFrame, time_column: str = "snapshot_at", factor: float = 3.0) -> pd.DataFrame:
+    """The frame with an empty row (NaN values) inserted between two points further apart than
+    ``factor`` times the median spacing, so a line chart breaks there instead of drawing a straight
+    line across weeks without data. Fewer than three points: unchanged."""
+    if frame is None or len(frame) < 3:
+        return frame
+    ordered = frame.sort_values(time_column, kind="stable").reset_index(drop=True)
+    times = pd.to_datetime(ordered[time_column])
+    steps = times.diff()
+    median = steps.iloc[1:].median()
+    if pd.isna(median) or median <= pd.Timedelta(0):
+        return ordered
+    gaps = steps > median * factor
+    if not gaps.any():
+        return ordered
+    parts = []
+    for position in range(len(ordered)):
+        if gaps.iloc[position]:
+            filler = {column: None for column in ordered.columns}
+            filler[time_column] = times.iloc[position - 1] + (times.iloc[position] - times.iloc[position - 1]) / 2
+            parts.append(filler)
+        parts.append(ordered.iloc[position].to_dict())
+    result = pd.DataFrame(parts, columns=ordered.columns)
+    result[time_column] = pd.to_datetime(result[time_column])
+    for column in ordered.columns:
+        if column != time_column and pd.api.types.is_numeric_dtype(ordered[column].dtype):
+            result[column] = pd.to_numeric(result[column], errors="coerce").astype("float64")
+    return result
 
 
 def parse_sparkline(raw) -> list[float]:

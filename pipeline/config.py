@@ -99,6 +99,8 @@ class Settings:
     interactive_max_retries: int = 1
     #: A record whose last_updated is this much older than its snapshot is flagged stale_record.
     stale_record_hours: float = 6.0
+    #: A /global body older (or newer) than this relative to the coins' data time is not used.
+    global_max_age_minutes: float = 30.0
 
     @property
     def raw_dir(self) -> Path:
@@ -170,4 +172,5 @@ class Settings:
             interactive_deadline_seconds=_float(env, "COINGECKO_INTERACTIVE_DEADLINE_SECONDS", 10.0),
             interactive_max_retries=_int(env, "COINGECKO_INTERACTIVE_MAX_RETRIES", 1, minimum=0),
             stale_record_hours=_float(env, "PIPELINE_STALE_RECORD_HOURS", 6.0),
+            global_max_age_minutes=_float(env, "PIPELINE_GLOBAL_MAX_AGE_MINUTES", 30.0),
         )

@@ -167,11 +167,37 @@ def ensure_schema(engine: Engine) -> int:
                         conn.execute(text(step))
                 conn.execute(insert(schema.schema_version).values(version=version, applied_at=utcnow()))
                 current = version
+            rebuilt = _sync_gold_tables(conn)
             _load_seeds(conn)
     except SQLAlchemyError as exc:
         error = as_pipeline_error(exc)
         raise type(error)(f"cannot create or upgrade the schema: {describe_db_error(exc)}") from exc
+    if rebuilt:
+        from pipeline.gold import build_gold
+
+        try:
+            build_gold(engine)
+        except SQLAlchemyError as exc:
+            error = as_pipeline_error(exc)
+            raise type(error)(f"cannot rebuild gold after changing {', '.join(rebuilt)}: "
+                              f"{describe_db_error(exc)}") from exc
     return current
+
+
+def _sync_gold_tables(conn: Connection) -> list[str]:
+    """Gold is derived: a gold table whose columns differ from ``pipeline.schema`` is dropped and
+    re-created (no migration), in the caller's transaction. Returns the tables re-created; the
+    caller rebuilds gold from silver after committing."""
+    inspector = inspect(conn)
+    rebuilt = []
+    for table in schema.GOLD_TABLES:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        if present == {c.name for c in table.columns}:
+            continue
+        table.drop(conn, checkfirst=True)
+        table.create(conn)
+        rebuilt.append(table.name)
+    return rebuilt
 
 
 #: Tables every command reads; check_schema insists on them.

@@ -106,6 +106,7 @@ def run_pipeline(settings: Settings, *, trigger: str = "cli", source: str = "api
 
             run_log.stage("silver")
             _load_silver(engine, bronze_runs, result, progress, workers=settings.replay_workers,
+                         global_max_age_minutes=settings.global_max_age_minutes,
                          stale_after=settings.stale_record_after)
             result.snapshot_at = bronze_runs[-1].snapshot_at
             # What the run log reports is what silver holds for this run, not what was sent.
@@ -293,7 +294,7 @@ def _plan_batches(runs: list[bronze.BronzeRun], batch_records: int) -> list[list
 
 
 def _load_silver(engine: Engine, runs: list[bronze.BronzeRun], result: RunResult, progress: Progress,
-                 *, workers: int = 1, batch_records: int = 10_000,
+                 *, workers: int = 1, batch_records: int = 10_000, global_max_age_minutes: float = 30.0,
                  stale_after: timedelta | None = STALE_RECORD_AFTER) -> None:
     """Transform and upsert bronze runs in bounded batches: memory stays flat as history grows.
 
@@ -305,7 +306,8 @@ def _load_silver(engine: Engine, runs: list[bronze.BronzeRun], result: RunResult
     batches = _plan_batches(runs, batch_records)
     datetime_text = engine.dialect.name == "sqlite"
     options = [{"with_sparklines": number == len(batches) - 1, "datetime_text": datetime_text,
-                "stale_after": stale_after} for number in range(len(batches))]
+                "global_max_age_minutes": global_max_age_minutes, "stale_after": stale_after}
+               for number in range(len(batches))]
     if len(batches) <= 3 or (os.cpu_count() or 1) < 2:
         workers = 0  # a short run is not worth starting a process
 
@@ -377,6 +379,7 @@ def replay(settings: Settings, *, trigger: str = "cli", progress: Progress = _qu
             progress("bronze", f"replaying {len(runs)} bronze run(s)")
             run_log.stage("silver")
             _load_silver(engine, runs, result, progress, workers=settings.replay_workers,
+                         global_max_age_minutes=settings.global_max_age_minutes,
                          stale_after=settings.stale_record_after)
             _record_snapshots(engine, runs, requested=None)
             _reload_backfills(engine, backfills, progress)

@@ -195,7 +195,13 @@ crypto_analytics_mart = Table(
     Column("market_cap", Double),
     Column("total_volume", Double),
     Column("market_dominance_pct", Double),
+    #: 'global' (CoinGecko's whole market, /global) or 'top_n' (the tracked coins, derivative tokens left out).
     Column("dominance_basis", String(32), nullable=False),
+    #: The basis's totals, so no page recomputes them, and why the basis is top_n (NULL when global).
+    Column("basis_total_market_cap", Double),
+    Column("basis_total_volume", Double),
+    Column("basis_market_cap_change_percentage_24h", Double),
+    Column("basis_note", Text),
     *[Column(name, String(32), nullable=False) for name in CATEGORY_COLUMNS],
     Column("price_change_percentage_1h", Double),
     Column("price_change_percentage_24h", Double),
@@ -228,6 +234,7 @@ market_segment_analysis = Table(
     Column("total_market_cap", Double),
     Column("market_cap_share_pct", Double),
     Column("market_dominance_pct", Double),
+    Column("dominance_basis", String(32)),
     Column("total_volume", Double),
     Column("avg_price_change_24h", Double),
     Column("median_price_change_24h", Double),
@@ -251,6 +258,8 @@ market_history = Table(
     Column("stablecoin_dominance_pct", Double),
     Column("others_dominance_pct", Double),
     Column("dominance_basis", String(32), nullable=False),
+    Column("market_cap_change_percentage_24h", Double),
+    Column("basis_note", Text),
 )
 
 GOLD_TABLES = [crypto_analytics_mart, market_segment_analysis, market_history]

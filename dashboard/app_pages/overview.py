@@ -17,7 +17,6 @@ ui.page_header("📊 Market overview", "Headline figures, the biggest movers of 
 all_coins = data.load_mart(view.database_url, view.version)
 coins = frames.filter_by_category(all_coins, view.categories)
 history = data.load_market_history(view.database_url, view.version)
-global_row = data.load_global_latest(view.database_url, view.version)
 
 if not ui.nothing_to_show(coins):
     latest = history.iloc[-1] if not history.empty else None
@@ -26,19 +25,27 @@ if not ui.nothing_to_show(coins):
     previous = None if latest is None else frames.comparable_snapshot(
         history, latest["snapshot_at"], DELTA_HOURS, DELTA_TOLERANCE_HOURS,
         coin_count=latest["coin_count"], dominance_basis=latest["dominance_basis"])
-    snapshot_at = all_coins["snapshot_at"].max()
+    # Whole-market figures are gold's totals of the mart's dominance basis: CoinGecko's /global, or
+    # (no usable /global) the top-N coins, labelled so everywhere, with the reason next to the figures.
+    basis = frames.frame_basis(all_coins)
+    market_scope = frames.basis_scope(basis, len(all_coins))
     if view.categories:
         market_cap, volume = coins["market_cap"].sum(), coins["total_volume"].sum()
         change_24h = frames.implied_change_pct(coins)
         scope = "selection"
     else:
-        market_cap = latest["total_market_cap"] if latest is not None else all_coins["market_cap"].sum()
-        volume = latest["total_volume"] if latest is not None else all_coins["total_volume"].sum()
-        same_snapshot = global_row is not None and global_row["snapshot_at"] == snapshot_at
-        change_24h = (global_row["market_cap_change_percentage_24h"] if same_snapshot
-                      and not fmt.is_missing(global_row["market_cap_change_percentage_24h"])
-                      else frames.implied_change_pct(coins))
-        scope = "whole market"
+        totals = frames.basis_totals(all_coins)
+        market_cap = totals["market_cap"] if totals["market_cap"] is not None else all_coins["market_cap"].sum()
+        volume = totals["volume"] if totals["volume"] is not None else all_coins["total_volume"].sum()
+        change_24h = totals["change_24h"] if totals["change_24h"] is not None else frames.implied_change_pct(coins)
+        scope = market_scope
+    dominance_scope = market_scope if latest is None else frames.basis_scope(latest.get("dominance_basis"),
+                                                                              latest.get("coin_count"))
+    if frames.is_top_n(basis):
+        st.warning(f"**Figures are for the {market_scope}, not the whole market**: {frames.basis_reason(all_coins)}. "
+                   f"Market cap, volume, 24h change and dominance below are of the {market_scope} "
+                   "(wrapped, liquid-staking and bridged tokens left out of the totals, so nothing counts twice).",
+                   icon="ℹ️")
 
     gap = "" if latest is None or previous is None else \
         f"vs {fmt.format_age(latest['snapshot_at'] - previous['snapshot_at'])} earlier"
@@ -57,24 +64,29 @@ if not ui.nothing_to_show(coins):
 
     row = st.columns(3) + st.columns(3)
     change_usd = None if change_24h is None else market_cap - market_cap / (1 + change_24h / 100.0)
-    row[0].metric("Total market cap" if scope == "whole market" else "Market cap (selection)",
+    row[0].metric("Total market cap" if scope == "whole market" else f"Market cap ({scope})",
                   fmt.format_usd(market_cap),
                   f"{'+' if change_usd >= 0 else ''}{fmt.format_usd(change_usd)} in 24h" if change_usd is not None
                   else None,
                   help=f"Combined market cap of the {scope}, in USD.", border=True)
-    row[1].metric("24h volume" if scope == "whole market" else "24h volume (selection)", fmt.format_usd(volume),
+    row[1].metric("24h volume" if scope == "whole market" else f"24h volume ({scope})", fmt.format_usd(volume),
                   volume_delta, help=f"Trading volume of the {scope} over the last 24 hours, in USD.", border=True)
-    row[2].metric("24h change", fmt.format_pct(change_24h, 2, signed=True),
+    row[2].metric("24h change" if scope == "whole market" else f"24h change ({scope})",
+                  fmt.format_pct(change_24h, 2, signed=True),
                   f"{fmt.format_pct(median_change, 2, signed=True)} median coin",
                   help="Change of the combined market cap over 24 hours; the delta is the median coin's price "
                        "change.", border=True)
-    row[3].metric("BTC dominance", fmt.format_pct(latest["btc_dominance_pct"], 1) if latest is not None else "—",
+    row[3].metric("BTC dominance" if dominance_scope == "whole market" else f"BTC share of {dominance_scope}",
+                  fmt.format_pct(latest["btc_dominance_pct"], 1) if latest is not None else "—",
                   pp_delta("btc_dominance_pct"), delta_color="off",
-                  help="Bitcoin's share of the whole market cap (not affected by the category filter).",
+                  help=f"Bitcoin's share of the {dominance_scope} market cap (not affected by the category "
+                       "filter).",
                   border=True)
-    row[4].metric("ETH dominance", fmt.format_pct(latest["eth_dominance_pct"], 1) if latest is not None else "—",
+    row[4].metric("ETH dominance" if dominance_scope == "whole market" else f"ETH share of {dominance_scope}",
+                  fmt.format_pct(latest["eth_dominance_pct"], 1) if latest is not None else "—",
                   pp_delta("eth_dominance_pct"), delta_color="off",
-                  help="Ethereum's share of the whole market cap (not affected by the category filter).",
+                  help=f"Ethereum's share of the {dominance_scope} market cap (not affected by the category "
+                       "filter).",
                   border=True)
     row[5].metric("Coins", fmt.format_count(len(coins)), f"{gainers} up · {losers} down in 24h",
                   delta_color="off", delta_arrow="off",
@@ -95,7 +107,9 @@ if not ui.nothing_to_show(coins):
         ui.render_chart(charts.create_market_treemap(coins), key="overview_treemap")
 
     with st.expander(f"All {len(coins)} coins in view", expanded=False):
-        ui.render_table(coins, "coins_overview", ui.coin_columns(
+        table, columns = frames.label_dominance_column(coins, ui.coin_columns(
             "market_cap_rank", "name", "symbol", "current_price", "market_cap", "total_volume",
             "price_change_percentage_1h", "price_change_percentage_24h", "price_change_percentage_7d",
-            "market_dominance_pct", "market_cap_category", "liquidity_category"), key="overview_table")
+            "market_dominance_pct", "market_cap_category", "liquidity_category"), basis, len(all_coins),
+            lambda label: st.column_config.NumberColumn(label, format="%.2f%%"))
+        ui.render_table(table, "coins_overview", columns, key="overview_table")

@@ -13,6 +13,7 @@ from pipeline.schema import (
     quarantine_crypto_market,
     staging_coin_history,
     staging_crypto_market,
+    staging_global_dominance,
     staging_global_market,
     staging_sparkline,
 )
@@ -88,6 +89,18 @@ def replace_quarantine(conn: Connection, run_ids: list[str], rows: list[tuple]) 
 
 def load_global_rows(conn: Connection, rows: list[tuple]) -> int:
     return upsert_rows(conn, staging_global_market, rows, GLOBAL_COLUMNS, key=["snapshot_at"])
+
+
+GLOBAL_DOMINANCE_COLUMNS = [c.name for c in staging_global_dominance.columns]
+
+
+def load_global_dominance(conn: Connection, snapshot_times: list, rows: list[tuple]) -> int:
+    """Replace CoinGecko's per-symbol dominance of these snapshots (a replay writes the same rows)."""
+    times = sorted(set(snapshot_times))
+    for start in range(0, len(times), 500):
+        conn.execute(delete(staging_global_dominance)
+                     .where(staging_global_dominance.c.snapshot_at.in_(times[start:start + 500])))
+    return upsert_rows(conn, staging_global_dominance, rows, GLOBAL_DOMINANCE_COLUMNS, key=["snapshot_at", "symbol"])
 
 
 def load_coin_history(conn: Connection, rows: list[tuple]) -> int:

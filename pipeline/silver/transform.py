@@ -590,10 +590,16 @@ GLOBAL_LIMITS = {
 }
 
 
-def transform_global(body, *, run_id: str, snapshot_at: datetime, source: str, vs_currency: str) -> dict:
+def transform_global(body, *, run_id: str, snapshot_at: datetime, source: str, vs_currency: str,
+                     coins_at: datetime | None = None, fetched_at: datetime | None = None,
+                     max_age_minutes: float = 30.0) -> dict:
     """One silver row from a /global body; SchemaDrift if it is not the documented shape.
 
     Same rules as the markets: a non-finite or implausible number is NULL.
+    ``coins_at`` is when the coins of the same snapshot were last updated (their newest
+    ``last_updated``; ``snapshot_at`` when unknown): a /global whose ``updated_at`` is more
+    than ``max_age_minutes`` away from it describes another market and is kept but marked
+    ``usable = False`` with the reason (``global_usability``). Pure: no clock, no I/O.
     """
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, dict) or not isinstance(data.get("total_market_cap"), dict):
@@ -613,12 +619,15 @@ def transform_global(body, *, run_id: str, snapshot_at: datetime, source: str, v
     updated = number(data.get("updated_at"), "updated_at") if isinstance(data.get("updated_at"), (int, float)) \
         else None
     volumes = data.get("total_volume") if isinstance(data.get("total_volume"), dict) else {}
+    updated_at = datetime.fromtimestamp(updated, timezone.utc).replace(tzinfo=None) if updated is not None else None
+    total_market_cap = number(data["total_market_cap"].get(vs_currency), "total_market_cap")
+    usable, reason = global_usability(updated_at, coins_at or snapshot_at, max_age_minutes, total_market_cap)
     return {
         "snapshot_at": snapshot_at,
         "run_id": run_id,
         "source": source,
         "vs_currency": vs_currency,
-        "total_market_cap": number(data["total_market_cap"].get(vs_currency), "total_market_cap"),
+        "total_market_cap": total_market_cap,
         "total_volume": number(volumes.get(vs_currency), "total_volume"),
         "market_cap_change_percentage_24h": number(data.get("market_cap_change_percentage_24h_usd"),
                                                    "market_cap_change_percentage_24h"),
@@ -627,9 +636,60 @@ def transform_global(body, *, run_id: str, snapshot_at: datetime, source: str, v
         "btc_dominance_pct": percentages.get("btc"),
         "eth_dominance_pct": percentages.get("eth"),
         "market_cap_percentage": _storable(json.dumps(percentages, separators=(",", ":"), sort_keys=True)),
-        "updated_at": datetime.fromtimestamp(updated, timezone.utc).replace(tzinfo=None) if updated is not None
-        else None,
+        "updated_at": updated_at,
+        "fetched_at": fetched_at,
+        "usable": usable,
+        "unusable_reason": reason,
     }
+
+
+def _age_text(seconds: float) -> str:
+    minutes = seconds / 60.0
+    if minutes < 90:
+        return f"{minutes:.0f} min"
+    if minutes < 48 * 60:
+        return f"{minutes / 60:.1f} h"
+    return f"{minutes / 1440:.0f} days"
+
+
+def global_usability(updated_at: datetime | None, coins_at: datetime | None, max_age_minutes: float,
+                     total_market_cap: float | None = 1.0) -> tuple[bool, str | None]:
+    """May this /global stand for the whole market of the coins' snapshot? (usable, reason if not).
+
+    Not when it has no plausible total market cap, no update time, or was updated more
+    than ``max_age_minutes`` before (or after) the coins: "/global is 5.5 h older than the coins".
+    """
+    if total_market_cap is None:
+        return False, "/global has no plausible total market cap"
+    if updated_at is None:
+        return False, "/global has no update time, so its age is unknown"
+    if coins_at is None:
+        return True, None
+    age = (coins_at - updated_at).total_seconds()
+    if abs(age) <= max_age_minutes * 60:
+        return True, None
+    return False, f"/global is {_age_text(abs(age))} {'older' if age > 0 else 'newer'} than the coins"
+
+
+#: Longest symbol kept from /global's market_cap_percentage keys.
+DOMINANCE_SYMBOL_CHARS = 200
+
+
+def global_dominance_rows(row: dict) -> list[tuple]:
+    """(snapshot_at, symbol, dominance_pct) per coin listed in a transformed /global row's
+    ``market_cap_percentage`` (CoinGecko's own dominance, keyed by lower-case symbol)."""
+    try:
+        percentages = json.loads(row.get("market_cap_percentage") or "{}")
+    except ValueError:
+        return []
+    if not isinstance(percentages, dict):
+        return []
+    rows = {}
+    for key, value in percentages.items():
+        symbol = _storable(str(key)).strip().lower()[:DOMINANCE_SYMBOL_CHARS]
+        if symbol and isinstance(value, (int, float)) and math.isfinite(value) and symbol not in rows:
+            rows[symbol] = (row["snapshot_at"], symbol, float(value))
+    return list(rows.values())
 
 
 def frame_to_tuples(frame: pd.DataFrame, columns: list[str], *, datetime_text: bool = False) -> list[tuple]:

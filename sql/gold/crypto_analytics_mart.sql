@@ -1,8 +1,12 @@
 -- crypto_analytics_mart: one row per coin in the newest published snapshot of staging_crypto_market
 -- (a snapshot the plausibility gate held back stays in silver and never reaches gold).
--- Dominance is the coin's share of the whole market (/global total market cap of the
--- same snapshot, as CoinGecko shows it); without a /global body for that snapshot it
--- falls back to the tracked universe, and dominance_basis says which was used.
+-- Dominance basis 'global': the snapshot has a usable /global (CoinGecko's whole market, updated
+-- within PIPELINE_GLOBAL_MAX_AGE_MINUTES of the coins). A coin's dominance is then CoinGecko's own
+-- market_cap_percentage where /global lists its symbol and the coin is the highest-market-cap coin
+-- with that symbol in the snapshot, else its market cap over /global's total.
+-- Basis 'top_n' (no usable /global; basis_note says why): shares of the tracked coins' total,
+-- leaving out derivative tokens (wrapped, liquid staking, bridged in ref_coin_classes) so no value
+-- is counted twice. basis_total_* are the totals of the basis (the dashboard never recomputes them).
 with
 
 latest as (
@@ -17,16 +21,63 @@ markets as (
     inner join latest as l on m.snapshot_at = l.snapshot_at
 ),
 
-global_market as (
-    select g.total_market_cap
+global_row as (
+    select g.total_market_cap, g.total_volume, g.market_cap_change_percentage_24h, g.usable, g.unusable_reason
     from staging_global_market as g
     inner join latest as l on g.snapshot_at = l.snapshot_at
-    where g.total_market_cap > 0
 ),
 
-tracked as (
-    select sum(market_cap) as total_market_cap
+global_market as (
+    select total_market_cap, total_volume, market_cap_change_percentage_24h
+    from global_row
+    where total_market_cap > 0 and (usable is null or usable)  -- NULL: loaded before the age check existed
+),
+
+basis_note as (
+    select case
+        when not exists (select 1 from global_row) then 'the /global call failed'
+        when exists (select 1 from global_market) then null
+        else coalesce((select unusable_reason from global_row), '/global has no plausible total market cap')
+    end as note
+),
+
+coingecko_dominance as (
+    select d.symbol, d.dominance_pct
+    from staging_global_dominance as d
+    inner join latest as l on d.snapshot_at = l.snapshot_at
+    where d.dominance_pct is not null
+),
+
+symbol_leaders as (  -- the highest-market-cap coin of each symbol: the one /global's symbol means
+    select id, symbol
+    from (
+        select
+            id,
+            lower(symbol) as symbol,
+            row_number() over (
+                partition by lower(symbol)
+                order by case when market_cap is null then 1 else 0 end, market_cap desc, market_cap_rank, id
+            ) as position
+        from markets
+        where symbol is not null
+    ) as ranked
+    where position = 1
+),
+
+derivatives as (
+    select distinct id from ref_coin_classes where coin_class in ('wrapped', 'liquid_staking', 'bridged')
+),
+
+tracked as (  -- the top-N fallback: tracked coins, derivative tokens left out
+    select
+        sum(market_cap) as total_market_cap,
+        sum(total_volume) as total_volume,
+        sum(case when market_cap is not null and market_cap_change_24h is not null then market_cap_change_24h end)
+            * 100.0
+            / nullif(sum(case when market_cap is not null and market_cap_change_24h is not null
+                              then market_cap - market_cap_change_24h end), 0) as market_cap_change_percentage_24h
     from markets
+    where id not in (select id from derivatives)
 ),
 
 sparklines as (
@@ -45,10 +96,15 @@ final as (
         m.market_cap,
         m.total_volume,
         case
-            when g.total_market_cap is not null then m.market_cap * 100.0 / g.total_market_cap
+            when g.total_market_cap is not null then coalesce(cd.dominance_pct, m.market_cap * 100.0 / g.total_market_cap)
             when t.total_market_cap > 0 then m.market_cap * 100.0 / t.total_market_cap
         end as market_dominance_pct,
-        case when g.total_market_cap is not null then 'global' else 'tracked_universe' end as dominance_basis,
+        case when g.total_market_cap is not null then 'global' else 'top_n' end as dominance_basis,
+        coalesce(g.total_market_cap, t.total_market_cap) as basis_total_market_cap,
+        case when g.total_market_cap is not null then g.total_volume else t.total_volume end as basis_total_volume,
+        case when g.total_market_cap is not null then g.market_cap_change_percentage_24h
+             else t.market_cap_change_percentage_24h end as basis_market_cap_change_percentage_24h,
+        n.note as basis_note,
         m.market_cap_category,
         m.liquidity_category,
         m.price_trend_category,
@@ -72,7 +128,10 @@ final as (
         m.run_id
     from markets as m
     cross join tracked as t
+    cross join basis_note as n
     left join global_market as g on 1 = 1
+    left join symbol_leaders as sl on sl.id = m.id
+    left join coingecko_dominance as cd on cd.symbol = sl.symbol
     left join sparklines as s on s.id = m.id and s.snapshot_at = m.snapshot_at
 )
 

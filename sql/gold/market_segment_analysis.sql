@@ -1,6 +1,7 @@
 -- market_segment_analysis: one row per market_cap_category of the current mart.
 -- market_cap_share_pct is the share of the tracked coins' cap (sums to 100);
--- market_dominance_pct is the share of the whole market (/global), like the mart's.
+-- market_dominance_pct is the share of the mart's dominance basis, like the mart's: the whole market
+-- (/global) when dominance_basis = 'global', the top-N coins without derivative tokens when 'top_n'.
 -- The median is computed with window functions so the same SQL runs on SQLite and PostgreSQL.
 with
 
@@ -46,7 +47,8 @@ segments as (
         avg(volume_to_mcap_ratio) as avg_volume_to_mcap_ratio,
         sum(case when price_change_percentage_24h > 0 then 1 else 0 end) as gainers_count,
         sum(case when price_change_percentage_24h < 0 then 1 else 0 end) as losers_count,
-        max(snapshot_at) as snapshot_at
+        max(snapshot_at) as snapshot_at,
+        max(dominance_basis) as dominance_basis
     from mart
     group by market_cap_category
 ),
@@ -59,6 +61,7 @@ final as (
         case when t.total_market_cap > 0 then s.total_market_cap * 100.0 / t.total_market_cap end
             as market_cap_share_pct,
         s.market_dominance_pct,
+        s.dominance_basis,
         s.total_volume,
         s.avg_price_change_24h,
         m.median_price_change_24h,

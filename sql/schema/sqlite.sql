@@ -12,6 +12,10 @@ CREATE TABLE crypto_analytics_mart (
 	total_volume DOUBLE,
 	market_dominance_pct DOUBLE,
 	dominance_basis VARCHAR(32) NOT NULL,
+	basis_total_market_cap DOUBLE,
+	basis_total_volume DOUBLE,
+	basis_market_cap_change_percentage_24h DOUBLE,
+	basis_note TEXT,
 	market_cap_category VARCHAR(32) NOT NULL,
 	liquidity_category VARCHAR(32) NOT NULL,
 	price_trend_category VARCHAR(32) NOT NULL,
@@ -55,6 +59,8 @@ CREATE TABLE market_history (
 	stablecoin_dominance_pct DOUBLE,
 	others_dominance_pct DOUBLE,
 	dominance_basis VARCHAR(32) NOT NULL,
+	market_cap_change_percentage_24h DOUBLE,
+	basis_note TEXT,
 	PRIMARY KEY (snapshot_at)
 );
 
@@ -64,6 +70,7 @@ CREATE TABLE market_segment_analysis (
 	total_market_cap DOUBLE,
 	market_cap_share_pct DOUBLE,
 	market_dominance_pct DOUBLE,
+	dominance_basis VARCHAR(32),
 	total_volume DOUBLE,
 	avg_price_change_24h DOUBLE,
 	median_price_change_24h DOUBLE,

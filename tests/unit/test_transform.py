@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,8 @@ from pipeline.silver.transform import (
     frame_to_tuples,
     limit_records,
     transform_global,
+    global_dominance_rows,
+    global_usability,
     transform_markets,
     transform_snapshots,
 )
@@ -691,6 +693,41 @@ def test_transform_global_nulls_stay_null():
     out = transform_global(body, run_id=RUN, snapshot_at=SNAP, source="api", vs_currency="usd")
     assert out["total_market_cap"] is None and out["btc_dominance_pct"] is None
     assert out["eth_dominance_pct"] is None and out["total_volume"] is None and out["updated_at"] is None
+
+
+def test_transform_global_is_usable_only_near_the_coins_time():
+    body = load_fixture("global/global_2022-10-16_mrmendoza-dev-cryptotracker.json")  # updated 03:59:38
+    coins_at = datetime(2022, 10, 16, 9, 28, 53)  # the sample's newest last_updated
+    out = transform_global(body, run_id=RUN, snapshot_at=coins_at, source="sample", vs_currency="usd",
+                           coins_at=coins_at, fetched_at=coins_at)
+    assert (out["usable"], out["unusable_reason"]) == (False, "/global is 5.5 h older than the coins")
+    assert out["fetched_at"] == coins_at and out["total_market_cap"] == pytest.approx(956634610015.7574)
+    near = transform_global(body, run_id=RUN, snapshot_at=coins_at, source="api", vs_currency="usd",
+                            coins_at=datetime(2022, 10, 16, 4, 20), max_age_minutes=30)
+    assert (near["usable"], near["unusable_reason"]) == (True, None)
+    allowed = transform_global(body, run_id=RUN, snapshot_at=coins_at, source="api", vs_currency="usd",
+                               coins_at=coins_at, max_age_minutes=360)
+    assert allowed["usable"] is True
+    newer = transform_global(body, run_id=RUN, snapshot_at=coins_at, source="api", vs_currency="usd",
+                             coins_at=datetime(2022, 10, 16, 3, 15))
+    assert newer["unusable_reason"] == "/global is 45 min newer than the coins"
+
+
+def test_global_usability_reasons():
+    now = datetime(2023, 1, 8, 16, 50)
+    assert global_usability(now, now, 30) == (True, None)
+    assert global_usability(None, now, 30) == (False, "/global has no update time, so its age is unknown")
+    assert global_usability(now, now, 30, total_market_cap=None) == (False, "/global has no plausible total market cap")
+    assert global_usability(now - timedelta(days=80), now, 30) == (False, "/global is 80 days older than the coins")
+
+
+def test_global_dominance_rows_one_per_symbol():
+    body = {"data": {"total_market_cap": {"usd": 8.8e11}, "updated_at": 1669583597,
+                     "market_cap_percentage": {"btc": 36.19, "ETH": 16.64, "usdt": None, "bad": float("inf"),
+                                               "eth": 1.0}}}
+    row = transform_global(body, run_id=RUN, snapshot_at=SNAP, source="api", vs_currency="usd")
+    assert sorted(global_dominance_rows(row)) == [(SNAP, "btc", 36.19), (SNAP, "eth", 16.64)]  # first "eth" key kept
+    assert global_dominance_rows({"snapshot_at": SNAP, "market_cap_percentage": "not json"}) == []
 
 
 # ---- frame_to_tuples -----------------------------------------------------------
