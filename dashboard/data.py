@@ -124,7 +124,7 @@ def _frame(database_url: str, statement, numeric: list[str] | None = None) -> pd
 
 # -- statements ----------------------------------------------------------------
 # One builder per query, shared by the loaders below and by DASHBOARD_QUERIES
-# (what ``python -m pipeline.bench`` times against a big history).
+# (what ``python -m benchmarks.bench`` times against a big history).
 
 
 def _latest_run_statement():
@@ -228,7 +228,7 @@ def dashboard_queries(coin_id: str = "bitcoin") -> dict[str, tuple]:
     return {name: (statement, {}) for name, statement in statements.items()}
 
 
-#: For ``python -m pipeline.bench``: the dashboard's queries, for the largest coin.
+#: For ``python -m benchmarks.bench``: the dashboard's queries, for the largest coin.
 DASHBOARD_QUERIES = dashboard_queries()
 
 

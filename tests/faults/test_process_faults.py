@@ -25,6 +25,7 @@ from pipeline.flow import replay, run_pipeline
 from pipeline.runs import RunLog, current_holder, effective_status, reap_dead_runs
 from pipeline.scheduler import retry_delay_minutes
 from pipeline.silver.load import unused_snapshot_time
+from pipeline.status import format_status
 from tests.conftest import REPO_ROOT, settings_env
 from tests.helpers import wait_for
 
@@ -92,6 +93,9 @@ def test_status_shows_a_dead_run_as_abandoned_without_writing(settings, fake_coi
     row = run_row(settings, "ghost-run")
     assert row["status"] == "running"
     assert effective_status(row, current_holder(engine)) == "abandoned"
+    report = format_status(settings)
+    assert "running now: nothing" in report
+    assert next(line for line in report.splitlines() if line.startswith("ghost-run")).split()[3] == "abandoned"
     assert run_row(settings, "ghost-run")["status"] == "running"  # reading wrote nothing
     assert reap_dead_runs(engine) == ["ghost-run"]
     assert run_row(settings, "ghost-run")["status"] == "abandoned"
