@@ -88,13 +88,16 @@ def run_pipeline(settings: Settings, *, trigger: str = "cli", source: str = "api
         run_log = RunLog(engine, run_id, trigger=trigger, source=source)
         run_log.start()
         result = RunResult(run_id=run_id, source=source)
+        classes_changed = False
         try:
             run_log.stage("fetch")
             if source == "api":
                 bronze_runs = [_fetch_api(settings, engine, run_id, top_n, progress, result,
                                           interactive=trigger == "button")]
-                result.warnings += classes.refresh_if_due(settings, engine, interactive=trigger == "button",
-                                                          progress=progress).warnings
+                refreshed = classes.refresh_if_due(settings, engine, interactive=trigger == "button",
+                                                   progress=progress)
+                result.warnings += refreshed.warnings
+                classes_changed = refreshed.status == "refreshed"
             elif source == "sample":
                 bronze_runs = _fetch_sample(settings, run_id, top_n, progress)
             else:
@@ -123,7 +126,10 @@ def run_pipeline(settings: Settings, *, trigger: str = "cli", source: str = "api
                 progress("gold", "held, gold unchanged: " + "; ".join(reasons))
                 raise SnapshotHeld(reasons, run_id=run_id, snapshot_at=max(held))
 
-            return _publish(engine, run_log, result, progress, since=min(r.snapshot_at for r in bronze_runs))
+            # New coin classes change the top-N totals and stablecoin shares of every history point:
+            # rebuild all of gold then (once a day at most), so a later replay gives the same history.
+            since = None if classes_changed else min(r.snapshot_at for r in bronze_runs)
+            return _publish(engine, run_log, result, progress, since=since)
         except SnapshotHeld as exc:
             _record_held(run_log, result, exc)
             raise

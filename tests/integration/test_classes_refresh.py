@@ -118,3 +118,23 @@ def test_the_refresh_button_does_not_wait_for_classes_and_0_turns_them_off(setti
     off = settings.with_overrides(classes_refresh_hours=0)
     assert run_pipeline(off, source="api").status == "success"
     assert fake_coingecko.calls_to("category") == 0 and class_rows(settings) == [] and classes_runs(settings) == []
+
+
+def test_new_classes_rebuild_the_whole_history_so_a_replay_gives_the_same(settings, fake_coingecko):
+    """History built before the classes existed is rebuilt when they arrive (top-N totals leave
+    derivative tokens out, stablecoins come from CoinGecko): replaying afterwards changes nothing."""
+    fake_coingecko.add_fault("500", endpoint="global", times=100)  # the top-N basis, where classes matter
+    run_pipeline(settings.with_overrides(classes_refresh_hours=0), source="api")  # no classes yet
+    run_pipeline(settings, source="api")  # classes arrive with this run
+    engine = make_engine(settings.database_url)
+
+    def history() -> list[tuple]:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.exec_driver_sql(
+                "SELECT snapshot_at, dominance_basis, total_market_cap, stablecoin_dominance_pct "
+                "FROM market_history ORDER BY snapshot_at")]
+
+    before = history()
+    assert len(before) == 2 and {b for _, b, _, _ in before} == {"top_n"}
+    replay(settings)
+    assert history() == before
