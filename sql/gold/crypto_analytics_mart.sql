@@ -97,7 +97,10 @@ final as (
         m.total_volume,
         case
             when g.total_market_cap is not null then coalesce(cd.dominance_pct, m.market_cap * 100.0 / g.total_market_cap)
-            when t.total_market_cap > 0 then m.market_cap * 100.0 / t.total_market_cap
+            -- top N: a derivative token has no share of its own (its value is the wrapped coin's),
+            -- so the shares of the rest add up to 100 % of the total they are measured against
+            when t.total_market_cap > 0 and m.id not in (select id from derivatives)
+                then m.market_cap * 100.0 / t.total_market_cap
         end as market_dominance_pct,
         case when g.total_market_cap is not null then 'global' else 'top_n' end as dominance_basis,
         coalesce(g.total_market_cap, t.total_market_cap) as basis_total_market_cap,

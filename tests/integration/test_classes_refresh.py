@@ -138,3 +138,15 @@ def test_new_classes_rebuild_the_whole_history_so_a_replay_gives_the_same(settin
     assert len(before) == 2 and {b for _, b, _, _ in before} == {"top_n"}
     replay(settings)
     assert history() == before
+
+
+def test_top_n_shares_add_up_to_100_with_derivative_tokens_left_out(settings, fake_coingecko):
+    fake_coingecko.add_fault("500", endpoint="global", times=100)
+    run_pipeline(settings, source="api")
+    derivatives = {i for i, c in EXPECTED if c in ("wrapped", "liquid_staking", "bridged")}
+    with make_engine(settings.database_url).connect() as conn:
+        rows = conn.exec_driver_sql("SELECT id, market_dominance_pct, dominance_basis FROM crypto_analytics_mart").all()
+    assert {basis for _, _, basis in rows} == {"top_n"}
+    assert derivatives & {i for i, _, _ in rows}, "the fixture must list a derivative token among the coins"
+    assert all(pct is None for i, pct, _ in rows if i in derivatives)
+    assert sum(pct for _, pct, _ in rows if pct is not None) == pytest.approx(100.0)
