@@ -133,6 +133,9 @@ COIN_COLUMNS = {
     "market_cap_category": st.column_config.TextColumn("Market-cap category"),
     "liquidity_category": st.column_config.TextColumn("Liquidity"),
     "price_trend_category": st.column_config.TextColumn("24h trend"),
+    "stale_record": st.column_config.CheckboxColumn(
+        "Stale", help="CoinGecko last updated this coin hours before the snapshot (PIPELINE_STALE_RECORD_HOURS): "
+                      "shown, but left out of movers and trends"),
 }
 
 

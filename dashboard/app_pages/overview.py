@@ -110,6 +110,6 @@ if not ui.nothing_to_show(coins):
         table, columns = frames.label_dominance_column(coins, ui.coin_columns(
             "market_cap_rank", "name", "symbol", "current_price", "market_cap", "total_volume",
             "price_change_percentage_1h", "price_change_percentage_24h", "price_change_percentage_7d",
-            "market_dominance_pct", "market_cap_category", "liquidity_category"), basis, len(all_coins),
+            "market_dominance_pct", "market_cap_category", "liquidity_category", "stale_record"), basis, len(all_coins),
             lambda label: st.column_config.NumberColumn(label, format="%.2f%%"))
         ui.render_table(table, "coins_overview", columns, key="overview_table")
