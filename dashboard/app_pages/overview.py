@@ -98,7 +98,12 @@ if not ui.nothing_to_show(coins):
     left, right = st.columns([2, 3])
     with left:
         if gainers_frame.empty and losers_frame.empty:
-            st.info("No coin with at least $1M of 24h volume moved in the selection.", icon="🔍")
+            if not movers_pool.empty and frames.without_stale(movers_pool).empty:
+                st.info("No movers to show: CoinGecko last updated every coin in view more than "
+                        f"{view.settings.stale_record_hours:g} h before this snapshot, so none of their changes "
+                        "is current (they are marked stale in the table below).", icon="🔍")
+            else:
+                st.info("No coin with at least $1M of 24h volume moved in the selection.", icon="🔍")
         else:
             ui.render_chart(charts.create_movers_chart(gainers_frame, losers_frame, "24h",
                                                        "Top movers, 24h (coins with ≥ $1M volume)"),

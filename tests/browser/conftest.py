@@ -22,6 +22,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 from pipeline.config import Settings
+from pipeline.db import utcnow
 from pipeline.flow import run_pipeline
 from tests.fakes.coingecko import FakeCoinGecko, load_fixture
 
@@ -56,6 +57,9 @@ def _wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout: 
 def fake_api():
     markets = load_fixture(NEW_MARKETS)
     markets[0]["name"] = HOSTILE_NAME  # bitcoin, renamed by "the API"
+    now = f"{utcnow():%Y-%m-%dT%H:%M:%S}.000Z"  # served as live data: not stale records (PIPELINE_STALE_RECORD_HOURS)
+    for record in markets:
+        record["last_updated"] = now
     with FakeCoinGecko(markets=markets) as fake:
         fake.set_global(None)  # the recorded /global is from 2022; dominance then uses the tracked coins
         fake.add_fault("numbers_as_strings")  # the refresh quarantines one record ('n/a' volume)
