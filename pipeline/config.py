@@ -20,6 +20,16 @@ PUBLIC_BASE_URL = "https://api.coingecko.com/api/v3"
 PRO_BASE_URL = "https://pro-api.coingecko.com/api/v3"
 API_KEY_HEADERS = {"demo": "x-cg-demo-api-key", "pro": "x-cg-pro-api-key"}
 
+#: Every environment variable ``Settings.from_env`` reads is one of these or starts with one of
+#: these prefixes (tests clear exactly these, so no developer setting leaks into a test).
+SETTING_NAMES = ("DATABASE_URL", "DATA_DIR", "VS_CURRENCY")
+SETTING_PREFIXES = ("COINGECKO_", "PIPELINE_")
+
+
+def is_setting(name: str) -> bool:
+    """Is this environment variable one of the pipeline's settings?"""
+    return name in SETTING_NAMES or name.startswith(SETTING_PREFIXES)
+
 
 def _int(env: dict, name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name)

@@ -15,29 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import Settings
+from pipeline.config import Settings, is_setting
 from pipeline.db import make_engine
 from tests.fakes.coingecko import FakeCoinGecko
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
-ENV_KEYS = [
-    "DATABASE_URL", "DATA_DIR", "COINGECKO_BASE_URL", "COINGECKO_API_KEY", "COINGECKO_API_PLAN",
-    "PIPELINE_TOP_N", "PIPELINE_INTERVAL_MINUTES", "VS_CURRENCY", "PIPELINE_REFRESH_COOLDOWN_SECONDS",
-    "COINGECKO_CALLS_PER_MINUTE", "COINGECKO_TIMEOUT_SECONDS", "COINGECKO_DEADLINE_SECONDS",
-    "COINGECKO_MAX_RETRIES", "COINGECKO_BACKOFF_SECONDS", "PIPELINE_LOCK_TTL_SECONDS",
-    "COINGECKO_MAX_RESPONSE_BYTES", "PIPELINE_MIN_COVERAGE", "COINGECKO_INTERACTIVE_DEADLINE_SECONDS",
-    "COINGECKO_INTERACTIVE_MAX_RETRIES", "PIPELINE_REPLAY_WORKERS", "PIPELINE_BACKOFF_CAP_MINUTES",
-    "PIPELINE_CLASSES_REFRESH_HOURS",
-    "PIPELINE_FAILURE_BANNER_RUNS", "PIPELINE_GLOBAL_MAX_AGE_MINUTES", "PIPELINE_STALE_RECORD_HOURS",
-]
 
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch):
     """No test sees the developer's own settings, and none leaks its settings to the next."""
-    for key in ENV_KEYS:
+    for key in [name for name in os.environ if is_setting(name)]:
         monkeypatch.delenv(key, raising=False)
     yield
     make_engine.cache_clear()

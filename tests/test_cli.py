@@ -21,7 +21,8 @@ from sqlalchemy import inspect, text
 
 from pipeline.cli import build_parser
 from pipeline.db import make_engine
-from tests.conftest import ENV_KEYS, REPO_ROOT, _admin_connect, settings_env
+from pipeline.config import is_setting
+from tests.conftest import REPO_ROOT, _admin_connect, settings_env
 from tests.helpers import wait_for
 
 
@@ -38,7 +39,7 @@ def _subcommands() -> list[str]:
 
 
 def _env(tmp_path, **extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
+    env = {k: v for k, v in os.environ.items() if not is_setting(k)}
     env.update({
         "PYTHONPATH": str(REPO_ROOT),
         "DATA_DIR": str(tmp_path / "data"),
@@ -125,9 +126,18 @@ def test_sample_run_then_status(tmp_path):
 # -- the database misbehaving: one line, exit 5 -------------------------------------
 
 def _sabotage_gold(database_url: str) -> None:
-    """market_history loses the column gold writes: the next gold build fails mid-run."""
+    """market_history refuses every insert (a trigger; renaming a column no longer works, since gold
+    tables whose columns differ from the code are re-created): the next gold build fails mid-run."""
+    message = "coin_count refused by a test trigger"
     with make_engine(database_url).begin() as conn:
-        conn.execute(text("ALTER TABLE market_history RENAME COLUMN coin_count TO x"))
+        if conn.dialect.name == "sqlite":
+            conn.execute(text("CREATE TRIGGER refuse_history BEFORE INSERT ON market_history "
+                              f"BEGIN SELECT RAISE(ABORT, '{message}'); END"))
+        else:
+            conn.execute(text("CREATE FUNCTION refuse_history() RETURNS trigger LANGUAGE plpgsql AS "
+                              f"$$ BEGIN RAISE EXCEPTION '{message}'; END $$"))
+            conn.execute(text("CREATE TRIGGER refuse_history BEFORE INSERT ON market_history "
+                              "FOR EACH ROW EXECUTE FUNCTION refuse_history()"))
 
 
 def _assert_one_line_without_sql(stderr: str) -> str:

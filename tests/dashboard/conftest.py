@@ -20,11 +20,10 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 from dashboard import refresh
+from pipeline.config import is_setting
 from tests.dashboard.helpers import APP, CLOSED_PORT_URL, PAGES, Warehouse, seed_sample
 
-_ENV_PREFIXES = ("DATABASE_URL", "DATA_DIR", "COINGECKO_", "PIPELINE_", "VS_CURRENCY")
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +41,7 @@ def fresh_warehouse(tmp_path) -> Warehouse:
 def dashboard_environment(monkeypatch):
     """No settings leak in from the shell; CoinGecko unreachable unless a test points it at a fake."""
     for name in list(os.environ):
-        if name.startswith(_ENV_PREFIXES):
+        if is_setting(name):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("COINGECKO_BASE_URL", CLOSED_PORT_URL)
     monkeypatch.setenv("COINGECKO_MAX_RETRIES", "0")

@@ -159,3 +159,16 @@ def test_with_overrides_keeps_the_rest():
     s = Settings.from_env({"PIPELINE_TOP_N": "10"})
     t = s.with_overrides(max_retries=0)
     assert t.max_retries == 0 and t.top_n == 10 and s.max_retries == 5
+
+
+def test_every_variable_the_settings_read_is_a_setting_name():
+    """Tests clear the settings by ``is_setting``: a variable outside it would leak into tests."""
+    import inspect
+    import re
+
+    from pipeline import config
+
+    source = inspect.getsource(config.Settings.from_env)
+    names = set(re.findall(r'"([A-Z][A-Z0-9_]+)"', source))
+    assert len(names) > 20
+    assert [name for name in names if not config.is_setting(name)] == []
