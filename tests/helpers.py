@@ -14,3 +14,26 @@ def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "cond
             return value
         time.sleep(interval)
     raise AssertionError(f"{what} not met within {timeout}s")
+
+
+def refuse_inserts(conn, table: str, message: str) -> None:
+    """Make ``table`` refuse every insert with ``message`` (a trigger), on SQLite and PostgreSQL.
+
+    Gold tables whose columns differ from the code are re-created on start, so a renamed column no
+    longer sabotages a gold build; a trigger does."""
+    from sqlalchemy import text
+
+    if conn.dialect.name == "sqlite":
+        conn.execute(text(f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} "
+                          f"BEGIN SELECT RAISE(ABORT, '{message}'); END"))
+    else:
+        conn.execute(text(f"CREATE FUNCTION refuse_{table}() RETURNS trigger LANGUAGE plpgsql AS "
+                          f"$$ BEGIN RAISE EXCEPTION '{message}'; END $$"))
+        conn.execute(text(f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} "
+                          f"FOR EACH ROW EXECUTE FUNCTION refuse_{table}()"))
+
+
+def allow_inserts(conn, table: str) -> None:
+    from sqlalchemy import text
+
+    conn.execute(text(f"DROP TRIGGER refuse_{table}" + ("" if conn.dialect.name == "sqlite" else f" ON {table}")))

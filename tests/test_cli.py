@@ -23,6 +23,7 @@ from pipeline.cli import build_parser
 from pipeline.db import make_engine
 from pipeline.config import is_setting
 from tests.conftest import REPO_ROOT, _admin_connect, settings_env
+from tests.helpers import refuse_inserts
 from tests.helpers import wait_for
 
 
@@ -126,18 +127,9 @@ def test_sample_run_then_status(tmp_path):
 # -- the database misbehaving: one line, exit 5 -------------------------------------
 
 def _sabotage_gold(database_url: str) -> None:
-    """market_history refuses every insert (a trigger; renaming a column no longer works, since gold
-    tables whose columns differ from the code are re-created): the next gold build fails mid-run."""
-    message = "coin_count refused by a test trigger"
+    """market_history refuses every insert: the next gold build fails mid-run."""
     with make_engine(database_url).begin() as conn:
-        if conn.dialect.name == "sqlite":
-            conn.execute(text("CREATE TRIGGER refuse_history BEFORE INSERT ON market_history "
-                              f"BEGIN SELECT RAISE(ABORT, '{message}'); END"))
-        else:
-            conn.execute(text("CREATE FUNCTION refuse_history() RETURNS trigger LANGUAGE plpgsql AS "
-                              f"$$ BEGIN RAISE EXCEPTION '{message}'; END $$"))
-            conn.execute(text("CREATE TRIGGER refuse_history BEFORE INSERT ON market_history "
-                              "FOR EACH ROW EXECUTE FUNCTION refuse_history()"))
+        refuse_inserts(conn, "market_history", "coin_count refused by a test trigger")
 
 
 def _assert_one_line_without_sql(stderr: str) -> str:

@@ -21,7 +21,7 @@ from pipeline.db import as_pipeline_error, describe_db_error, make_engine
 from pipeline.errors import DatabaseError, DatabaseUnavailable, PipelineError, RunLocked
 from pipeline.flow import run_pipeline
 from tests.conftest import ADMIN_URL, REPO_ROOT, _admin_connect, make_settings, settings_env
-from tests.helpers import wait_for
+from tests.helpers import allow_inserts, refuse_inserts, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -281,7 +281,7 @@ def test_gold_statement_refused_records_one_line_and_keeps_gold(settings):
     first = run_pipeline(settings, source="sample")
     before = gold(settings)
     with make_engine(settings.database_url).begin() as conn:
-        conn.execute(text("ALTER TABLE market_history RENAME COLUMN coin_count TO sabotaged"))
+        refuse_inserts(conn, "market_history", "coin_count refused by a test trigger")
 
     with pytest.raises(BaseException) as failure:
         run_pipeline(settings, source="sample")
@@ -294,7 +294,7 @@ def test_gold_statement_refused_records_one_line_and_keeps_gold(settings):
     assert "coin_count" in failed["error_message"]
     assert lock_rows(settings) == []
     with make_engine(settings.database_url).begin() as conn:
-        conn.execute(text("ALTER TABLE market_history RENAME COLUMN sabotaged TO coin_count"))
+        allow_inserts(conn, "market_history")
     assert gold(settings) == before
     assert run_pipeline(settings, source="sample").status == "success"
 
