@@ -9,6 +9,7 @@ only API is the fake on 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -86,6 +87,14 @@ def dashboard_url(tmp_path_factory, fake_api):
     })
     run_pipeline(Settings.from_env(env), trigger="cli", source="sample")
 
+    with serve_dashboard(env, data_dir) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve_dashboard(env: dict, data_dir: Path):
+    """``streamlit run dashboard/app.py`` on a free port with ``env``; yields its URL, stops it after,
+    and fails when the server logged a traceback."""
     port = _free_port()
     log_path = data_dir / "streamlit.log"
     with open(log_path, "wb") as log:

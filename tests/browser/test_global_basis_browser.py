@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from pipeline.config import Settings
 from pipeline.flow import run_pipeline
-from tests.browser.conftest import CHROMIUM, REPO_ROOT, _free_port, _wait_healthy
+from tests.browser.conftest import CHROMIUM, REPO_ROOT, serve_dashboard
 from tests.browser.test_dashboard_browser import EXCEPTION, full_screenshot, metric_value, visit
 from tests.fakes.coingecko import FakeCoinGecko
 
@@ -42,26 +40,8 @@ def no_global_dashboard(tmp_path_factory):
                     "COINGECKO_MAX_RETRIES": "0", "COINGECKO_BACKOFF_SECONDS": "0"})
         assert run_pipeline(Settings.from_env(env), trigger="cli", source="api", top_n=100).status == "success"
     env["COINGECKO_BASE_URL"] = "http://127.0.0.1:9/api/v3"  # nothing else to reach
-    port = _free_port()
-    log_path = data_dir / "streamlit.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
-             "--server.headless", "true"],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process, log_path)
+    with serve_dashboard(env, data_dir) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log_text = log_path.read_text(errors="replace")
-        assert "Traceback" not in log_text, log_text
 
 
 def test_overview_without_global_explains_its_top_n_figures(no_global_dashboard, page, screenshots):
