@@ -128,8 +128,14 @@ def read(settings, sql: str, **params) -> pd.DataFrame:
         return pd.read_sql(text(sql), conn, params=params)
 
 
+def _same_to_12_digits(value):
+    """Floats as 12 significant digits: a full rebuild may sum in another order (last-bit differences)."""
+    return f"{value:.12g}" if isinstance(value, float) else str(value)
+
+
 def gold_rows(settings) -> dict[str, list[tuple]]:
-    return {t: [tuple(r) for r in read(settings, f"SELECT * FROM {t} ORDER BY {o}").astype(str).itertuples(index=False)]
+    return {t: [tuple(_same_to_12_digits(v) for v in r)
+                for r in read(settings, f"SELECT * FROM {t} ORDER BY {o}").itertuples(index=False)]
             for t, o in [("crypto_analytics_mart", "id"), ("market_segment_analysis", "market_cap_category"),
                          ("market_history", "snapshot_at")]}
 
