@@ -8,7 +8,6 @@ real bucket. The bands were calibrated on real top-250 snapshots
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np

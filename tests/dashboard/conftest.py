@@ -14,7 +14,6 @@ Self-sufficient on purpose (no dependency on tests/conftest.py):
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import streamlit as st

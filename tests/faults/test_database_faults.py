@@ -21,7 +21,7 @@ from pipeline.db import as_pipeline_error, describe_db_error, make_engine
 from pipeline.errors import DatabaseError, DatabaseUnavailable, PipelineError, RunLocked
 from pipeline.flow import run_pipeline
 from tests.conftest import ADMIN_URL, REPO_ROOT, _admin_connect, make_settings, settings_env
-from tests.helpers import allow_inserts, refuse_inserts, wait_for
+from tests.helpers import allow_inserts, refuse_inserts
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,6 @@ whose /global is 5.5 h older than its coins. Both databases.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest

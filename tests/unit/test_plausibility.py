@@ -7,7 +7,6 @@ were recorded priced in INR and EUR are held.
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import random

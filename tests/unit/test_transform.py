@@ -803,7 +803,6 @@ def test_stale_records_are_flagged_on_a_real_body():
 
 
 def test_stale_records_of_the_real_2022_body_are_the_week_old_ones():
-    from datetime import timedelta
 
     from pipeline.silver.data_time import data_time, last_updated_values, parse_time
 
