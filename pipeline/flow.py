@@ -134,8 +134,7 @@ def run_pipeline(settings: Settings, *, trigger: str = "cli", source: str = "api
             _record_held(run_log, result, exc)
             raise
         except BaseException as exc:
-            error = as_pipeline_error(exc)  # a database error: one line, exit 5, no SQL in the run log
-            _record_failure(run_log, result, error)
+            error = _record_failure(run_log, result, exc)
             if error is exc:
                 raise
             raise error from exc
@@ -190,19 +189,22 @@ def _iso_time(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(timespec="microseconds")
 
 
-def _record_failure(run_log: RunLog, result: RunResult, exc: BaseException) -> None:
+def _record_failure(run_log: RunLog, result: RunResult, exc: BaseException) -> BaseException:
     """A failed run keeps its counts and one readable line of why (gold was not touched).
+    Returns the error to raise: a database error becomes one line, exit 5, no SQL.
 
     Never raises: when the failure itself cannot be written (database full or gone),
     the run's lease is released or expires, and the liveness rule marks it abandoned.
     """
+    exc = as_pipeline_error(exc)
     result.status = "failed"
     message = str(exc) if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {exc}"
     try:
         run_log.fail(message or type(exc).__name__, **result.counts())
     except Exception as record_error:  # noqa: BLE001 - the original error is what the caller raises
         log.info("could not record the failure of run %s: %s", run_log.run_id,
-                    str(getattr(record_error, "orig", record_error)).strip().splitlines()[0])
+                 str(getattr(record_error, "orig", record_error)).strip().splitlines()[0])
+    return exc
 
 
 def _distinct_snapshot_times(runs: list[bronze.BronzeRun]) -> list[bronze.BronzeRun]:
@@ -393,8 +395,7 @@ def replay(settings: Settings, *, trigger: str = "cli", progress: Progress = _qu
             result.snapshot_at = runs[-1].snapshot_at
             return _publish(engine, run_log, result, progress, since=None)
         except BaseException as exc:
-            error = as_pipeline_error(exc)  # a database error: one line, exit 5, no SQL in the run log
-            _record_failure(run_log, result, error)
+            error = _record_failure(run_log, result, exc)
             if error is exc:
                 raise
             raise error from exc

@@ -33,7 +33,7 @@ from sqlalchemy import Engine, select
 from pipeline import bronze
 from pipeline import snapshots as snapshot_ledger
 from pipeline.config import Settings
-from pipeline.db import as_pipeline_error, utcnow
+from pipeline.db import utcnow
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.flow import (
     Progress,
@@ -371,8 +371,7 @@ def import_bodies(settings: Settings, paths: list[str | Path], *, at: datetime |
             _publish(engine, run_log, run, progress, since=min(r.snapshot_at for r in runs))
             return result
         except BaseException as exc:
-            error = as_pipeline_error(exc)
-            _record_failure(run_log, run, error)
+            error = _record_failure(run_log, run, exc)
             if error is exc:
                 raise
             raise error from exc

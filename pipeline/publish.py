@@ -18,7 +18,6 @@ from sqlalchemy import Engine, or_, select
 
 from pipeline import snapshots as ledger
 from pipeline.config import Settings
-from pipeline.db import as_pipeline_error
 from pipeline.errors import PipelineError, SnapshotHeld
 from pipeline.runs import RunLease, RunLog, new_run_id
 from pipeline.schema import snapshots
@@ -86,8 +85,7 @@ def publish_held(settings: Settings, run_id: str, *, force: bool = False, trigge
                         ledger.set_status(conn, row["snapshot_at"], ledger.HELD, row["reasons"])
                 raise
         except BaseException as exc:
-            error = as_pipeline_error(exc)
-            _record_failure(run_log, result, error)
+            error = _record_failure(run_log, result, exc)
             if error is exc:
                 raise
             raise error from exc
