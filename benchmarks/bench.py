@@ -46,18 +46,18 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 TARGETS = {
-    "pg_vs_baseline": 30.0,      # PostgreSQL replay / to_sql(method='multi'), at 1M records
-    "pg_vs_copy": 0.5,           # PostgreSQL replay / bare COPY, at 1M records
+    "pg_vs_baseline": 30.0,  # PostgreSQL replay / to_sql(method='multi'), at 1M records
+    "pg_vs_copy": 0.5,  # PostgreSQL replay / bare COPY, at 1M records
     "sqlite_rows_per_s": 50_000,  # SQLite replay at 1M records
-    "dashboard_p95_ms": 100.0,   # every dashboard query, 2M+ silver rows, both databases
-    "peak_rss_mb": 500.0,        # a 1M-record replay
+    "dashboard_p95_ms": 100.0,  # every dashboard query, 2M+ silver rows, both databases
+    "peak_rss_mb": 500.0,  # a 1M-record replay
 }
 
 
@@ -127,18 +127,23 @@ def child_replay(database_url: str, data_dir: str, profile: str | None = None) -
     stages["first_silver_batch_s"] = (first_silver - bronze_mark) if first_silver else None
     stages["gold_s"] = gold_mark - last_silver
     stages["run_log_s"] = began + seconds - gold_mark
-    print(json.dumps({
-        "seconds": seconds,
-        "silver_rows": result.silver_rows,
-        "quarantined": result.quarantined,
-        "duplicates_dropped": result.duplicates_dropped,
-        "bronze_runs": len(result.bronze_runs),
-        "gold_rows": result.gold_rows,
-        "rss_before_mb": rss_before,
-        "main_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "workers_max_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-        "stages": stages,
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "silver_rows": result.silver_rows,
+                "quarantined": result.quarantined,
+                "duplicates_dropped": result.duplicates_dropped,
+                "bronze_runs": len(result.bronze_runs),
+                "gold_rows": result.gold_rows,
+                "rss_before_mb": rss_before,
+                "main_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "workers_max_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                "stages": stages,
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 
@@ -176,8 +181,16 @@ def _tree_memory_mb(pid: int) -> tuple[float, float]:
 def run_child_replay(database_url: str, data_dir: Path, profile: Path | None = None) -> dict:
     """``replay`` in a fresh process; its memory is the whole process tree (replay may use worker processes),
     sampled every 20 ms."""
-    cmd = [sys.executable, "-m", "benchmarks.bench", "--child-replay", "--database-url", database_url,
-           "--data-dir", str(data_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.bench",
+        "--child-replay",
+        "--database-url",
+        database_url,
+        "--data-dir",
+        str(data_dir),
+    ]
     if profile:
         cmd += ["--profile-out", str(profile)]
     env = dict(os.environ)
@@ -257,8 +270,15 @@ class PgServer:
             pass
 
     def settings(self) -> dict:
-        names = ["shared_buffers", "work_mem", "maintenance_work_mem", "max_wal_size", "synchronous_commit",
-                 "wal_level", "fsync"]
+        names = [
+            "shared_buffers",
+            "work_mem",
+            "maintenance_work_mem",
+            "max_wal_size",
+            "synchronous_commit",
+            "wal_level",
+            "fsync",
+        ]
         with self._admin() as conn:
             return {n: conn.execute(f"SHOW {n}").fetchone()[0] for n in names}
 
@@ -315,8 +335,12 @@ def measure_ceiling(pg_url: str, sqlite_url: str) -> dict:
         conn.commit()
     if loaded != rows:
         raise RuntimeError(f"COPY ceiling loaded {loaded} rows, expected {rows}")
-    return {"method": "COPY FROM STDIN (psycopg 3 write_row) into a table with the silver columns, no key or index",
-            "rows": rows, "seconds": seconds, "rows_per_s": rows / seconds if seconds else None}
+    return {
+        "method": "COPY FROM STDIN (psycopg 3 write_row) into a table with the silver columns, no key or index",
+        "rows": rows,
+        "seconds": seconds,
+        "rows_per_s": rows / seconds if seconds else None,
+    }
 
 
 def _unindexed_table_ddl(name: str) -> str:
@@ -326,8 +350,9 @@ def _unindexed_table_ddl(name: str) -> str:
 
     from pipeline.schema import staging_crypto_market
 
-    table = Table(name, MetaData(), *[Column(c.name, c.type, nullable=c.nullable)
-                                      for c in staging_crypto_market.columns])
+    table = Table(
+        name, MetaData(), *[Column(c.name, c.type, nullable=c.nullable) for c in staging_crypto_market.columns]
+    )
     return str(CreateTable(table).compile(dialect=postgresql.dialect()))
 
 
@@ -358,11 +383,18 @@ def measure_baseline(pg_url: str, sqlite_url: str, max_rows: int, total_rows: in
     if loaded != len(frame):
         raise RuntimeError(f"to_sql baseline loaded {loaded} rows, expected {len(frame)}")
     sampled = len(frame) < total_rows
-    return {"method": "pandas DataFrame.to_sql(method='multi', chunksize=1000), psycopg 3",
-            "rows_measured": len(frame), "seconds": seconds, "rows_per_s": len(frame) / seconds,
-            "extrapolated": sampled,
-            "note": (f"baseline measured on {len(frame):,} rows, rows/s extrapolated to {total_rows:,}"
-                     if sampled else f"baseline measured on all {len(frame):,} rows")}
+    return {
+        "method": "pandas DataFrame.to_sql(method='multi', chunksize=1000), psycopg 3",
+        "rows_measured": len(frame),
+        "seconds": seconds,
+        "rows_per_s": len(frame) / seconds,
+        "extrapolated": sampled,
+        "note": (
+            f"baseline measured on {len(frame):,} rows, rows/s extrapolated to {total_rows:,}"
+            if sampled
+            else f"baseline measured on all {len(frame):,} rows"
+        ),
+    }
 
 
 # -- dashboard ------------------------------------------------------------------------------
@@ -382,7 +414,7 @@ def _as_statement(spec):
     from sqlalchemy import text
     from sqlalchemy.sql import ClauseElement
 
-    statement, params = (spec if isinstance(spec, tuple) else (spec, {}))
+    statement, params = spec if isinstance(spec, tuple) else (spec, {})
     if isinstance(statement, str):
         statement = text(statement)
     if not isinstance(statement, ClauseElement):
@@ -428,8 +460,15 @@ def top_up_history(args, workdir: Path, dbs: dict, have_rows: int, coins: int, s
     say(f"  generating {snapshots} older snapshots ({snapshots * coins:,} records) ...")
     began = time.perf_counter()
     info["records_added"] = generate_bronze(
-        data_dir / "raw", coins, snapshots, seed=args.seed + 1, start=DEFAULT_START - step * snapshots, step=step,
-        sparklines="none", progress=lambda n, r: say(f"    generated {n}/{snapshots} snapshots ({r:,} records)"))
+        data_dir / "raw",
+        coins,
+        snapshots,
+        seed=args.seed + 1,
+        start=DEFAULT_START - step * snapshots,
+        step=step,
+        sparklines="none",
+        progress=lambda n, r: say(f"    generated {n}/{snapshots} snapshots ({r:,} records)"),
+    )
     info["generate_seconds"] = time.perf_counter() - began
     info["snapshots_added"] = snapshots
     try:
@@ -438,8 +477,10 @@ def top_up_history(args, workdir: Path, dbs: dict, have_rows: int, coins: int, s
             measured = run_child_replay(url, data_dir)
             measured["rows_per_s"] = measured["silver_rows"] / measured["seconds"]
             info["replays"][label] = measured
-            say(f"  {label}: +{measured['silver_rows']:,} rows in {measured['seconds']:.1f}s = "
-                f"{measured['rows_per_s']:,.0f} rows/s, peak RSS {measured['peak_rss_mb']:.0f} MB")
+            say(
+                f"  {label}: +{measured['silver_rows']:,} rows in {measured['seconds']:.1f}s = "
+                f"{measured['rows_per_s']:,.0f} rows/s, peak RSS {measured['peak_rss_mb']:.0f} MB"
+            )
     finally:
         if not args.keep:
             shutil.rmtree(data_dir, ignore_errors=True)
@@ -456,31 +497,61 @@ def machine_info(pg_version: str | None, pg_settings: dict | None) -> dict:
 
     cpu = None
     try:
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), None)
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            None,
+        )
     except OSError:
         pass
     mem = None
     try:
-        mem = int(next(line for line in Path("/proc/meminfo").read_text().splitlines()
-                       if line.startswith("MemTotal")).split()[1]) // 1024
+        mem = (
+            int(
+                next(
+                    line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+                ).split()[1]
+            )
+            // 1024
+        )
     except (OSError, StopIteration):
         pass
     commit = None
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                                text=True, timeout=5).stdout.strip() or None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "pipeline", "sql"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+            or None
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "pipeline", "sql"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         if commit and dirty:
             commit += " (pipeline/ or sql/ modified)"
     except (OSError, subprocess.SubprocessError):
         pass
     return {
-        "nproc": os.cpu_count(), "cpu": cpu, "mem_total_mb": mem, "platform": platform.platform(),
-        "python": platform.python_version(), "postgresql": pg_version, "postgresql_settings": pg_settings,
-        "sqlite": sqlite3.sqlite_version, "pandas": pandas.__version__, "sqlalchemy": sqlalchemy.__version__,
-        "psycopg": psycopg.__version__, "git": commit, "code_sha256_start": code_fingerprint(),
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "mem_total_mb": mem,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "postgresql": pg_version,
+        "postgresql_settings": pg_settings,
+        "sqlite": sqlite3.sqlite_version,
+        "pandas": pandas.__version__,
+        "sqlalchemy": sqlalchemy.__version__,
+        "psycopg": psycopg.__version__,
+        "git": commit,
+        "code_sha256_start": code_fingerprint(),
         "loadavg_start": list(os.getloadavg()),
     }
 
@@ -520,16 +591,25 @@ def run(args) -> int:
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="bench_", dir=args.tmp_dir))
     results: dict = {
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "params": {"sizes": sizes, "coins": coins, "dashboard_rows": args.dashboard_rows, "repeat": args.repeat,
-                   "baseline_max_rows": args.baseline_max_rows, "sparklines": args.sparklines, "seed": args.seed},
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "params": {
+            "sizes": sizes,
+            "coins": coins,
+            "dashboard_rows": args.dashboard_rows,
+            "repeat": args.repeat,
+            "baseline_max_rows": args.baseline_max_rows,
+            "sparklines": args.sparklines,
+            "seed": args.seed,
+        },
         "machine": machine_info(pg_version, pg.settings()),
         "work": {"dir": str(workdir), "postgres_database_prefix": pg.prefix, "kept": args.keep},
         "sizes": [],
     }
     say(f"benchmark: sizes {sizes}, {coins} coins, dashboard rows {args.dashboard_rows:,}, work dir {workdir}")
-    say(f"machine: {results['machine']['nproc']} cores, PostgreSQL {pg_version}, SQLite {sqlite3.sqlite_version}, "
-        f"load average {os.getloadavg()[0]:.2f}")
+    say(
+        f"machine: {results['machine']['nproc']} cores, PostgreSQL {pg_version}, SQLite {sqlite3.sqlite_version}, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     largest = None
     exit_code = 0
     try:
@@ -546,7 +626,7 @@ def run(args) -> int:
         exit_code = 1
         raise
     finally:
-        results["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         results["machine"]["loadavg_end"] = list(os.getloadavg())
         results["machine"]["code_sha256_end"] = code_fingerprint()
         if results["machine"]["code_sha256_end"] != results["machine"]["code_sha256_start"]:
@@ -573,22 +653,35 @@ def _write(results: dict, out: Path) -> None:
     tmp.replace(out)
 
 
-def bench_size(args, pg: PgServer, workdir: Path, size: int, coins: int, step: timedelta, *,
-               keep_dbs: bool) -> tuple[dict, dict]:
+def bench_size(
+    args, pg: PgServer, workdir: Path, size: int, coins: int, step: timedelta, *, keep_dbs: bool
+) -> tuple[dict, dict]:
     from benchmarks.benchgen import DEFAULT_START, generate_bronze
 
     snapshots = max(1, math.ceil(size / coins))
     data_dir = workdir / f"data_{size}"
     say(f"\n== {size:,} records: {coins} coins x {snapshots} hourly snapshots")
     began = time.perf_counter()
-    records = generate_bronze(data_dir / "raw", coins, snapshots, seed=args.seed, start=DEFAULT_START, step=step,
-                              sparklines=args.sparklines,
-                              progress=lambda n, r: say(f"    generated {n}/{snapshots} snapshots ({r:,} records)"))
+    records = generate_bronze(
+        data_dir / "raw",
+        coins,
+        snapshots,
+        seed=args.seed,
+        start=DEFAULT_START,
+        step=step,
+        sparklines=args.sparklines,
+        progress=lambda n, r: say(f"    generated {n}/{snapshots} snapshots ({r:,} records)"),
+    )
     gen_seconds = time.perf_counter() - began
     bronze_bytes = sum(p.stat().st_size for p in (data_dir / "raw").rglob("*") if p.is_file())
     say(f"  bronze: {records:,} records, {bronze_bytes / 1e6:,.0f} MB in {gen_seconds:.1f}s")
-    entry: dict = {"records": records, "coins": coins, "snapshots": snapshots, "generate_seconds": gen_seconds,
-                   "bronze_mb": bronze_bytes / 1e6}
+    entry: dict = {
+        "records": records,
+        "coins": coins,
+        "snapshots": snapshots,
+        "generate_seconds": gen_seconds,
+        "bronze_mb": bronze_bytes / 1e6,
+    }
 
     sqlite_url = f"sqlite:///{workdir / f'warehouse_{size}.db'}"
     pg_url = pg.create(f"r{size}")
@@ -604,10 +697,13 @@ def bench_size(args, pg: PgServer, workdir: Path, size: int, coins: int, step: t
         measured["rows_per_s"] = measured["silver_rows"] / measured["seconds"]
         measured["loadavg"] = os.getloadavg()[0]
         entry[label] = measured
-        say(f"  replay {label}: {measured['silver_rows']:,} silver rows ({measured['quarantined']} quarantined) in "
+        say(
+            f"  replay {label}: {measured['silver_rows']:,} silver rows ({measured['quarantined']} quarantined) in "
             f"{measured['seconds']:.2f}s = {measured['rows_per_s']:,.0f} rows/s, peak RSS "
             f"{measured['peak_rss_mb']:.0f} MB (stages: "
-            + ", ".join(f"{k} {v:.1f}" for k, v in measured["stages"].items() if v is not None) + ")")
+            + ", ".join(f"{k} {v:.1f}" for k, v in measured["stages"].items() if v is not None)
+            + ")"
+        )
     if entry["sqlite"]["silver_rows"] != entry["postgresql"]["silver_rows"]:
         raise RuntimeError("SQLite and PostgreSQL replays loaded different row counts")
     silver_rows = entry["sqlite"]["silver_rows"]
@@ -616,19 +712,25 @@ def bench_size(args, pg: PgServer, workdir: Path, size: int, coins: int, step: t
     pg.checkpoint()
     say("  ceiling: bare COPY of the same rows ...")
     entry["ceiling"] = measure_ceiling(ref_url, sqlite_url)
-    say(f"  ceiling COPY: {entry['ceiling']['rows']:,} rows in {entry['ceiling']['seconds']:.2f}s = "
-        f"{entry['ceiling']['rows_per_s']:,.0f} rows/s")
+    say(
+        f"  ceiling COPY: {entry['ceiling']['rows']:,} rows in {entry['ceiling']['seconds']:.2f}s = "
+        f"{entry['ceiling']['rows_per_s']:,.0f} rows/s"
+    )
     pg.checkpoint()
     say(f"  baseline: to_sql(method='multi') on {min(silver_rows, args.baseline_max_rows):,} rows ...")
     entry["baseline"] = measure_baseline(ref_url, sqlite_url, args.baseline_max_rows, silver_rows)
     say(f"  baseline to_sql: {entry['baseline']['rows_per_s']:,.0f} rows/s ({entry['baseline']['note']})")
     pg.drop(ref_url)
     ours = entry["postgresql"]["rows_per_s"]
-    entry["ratios"] = {"pg_vs_baseline": _ratio(ours, entry["baseline"]["rows_per_s"]),
-                       "pg_vs_copy": _ratio(ours, entry["ceiling"]["rows_per_s"]),
-                       "sqlite_vs_baseline": _ratio(entry["sqlite"]["rows_per_s"], entry["baseline"]["rows_per_s"])}
-    say(f"  ratios: PostgreSQL replay = {entry['ratios']['pg_vs_baseline']:.1f}x to_sql baseline, "
-        f"{entry['ratios']['pg_vs_copy']:.2f}x bare COPY")
+    entry["ratios"] = {
+        "pg_vs_baseline": _ratio(ours, entry["baseline"]["rows_per_s"]),
+        "pg_vs_copy": _ratio(ours, entry["ceiling"]["rows_per_s"]),
+        "sqlite_vs_baseline": _ratio(entry["sqlite"]["rows_per_s"], entry["baseline"]["rows_per_s"]),
+    }
+    say(
+        f"  ratios: PostgreSQL replay = {entry['ratios']['pg_vs_baseline']:.1f}x to_sql baseline, "
+        f"{entry['ratios']['pg_vs_copy']:.2f}x bare COPY"
+    )
     if not args.keep:
         shutil.rmtree(data_dir, ignore_errors=True)
     dbs = {"sqlite": sqlite_url, "postgresql": pg_url}
@@ -652,8 +754,12 @@ def bench_dashboard(args, pg: PgServer, workdir: Path, entry: dict, dbs: dict, c
 
     urls = {"sqlite": dbs["sqlite"], "postgresql": _pg_url(dbs["postgresql"])}
     say(f"\n== dashboard: silver topped up to {args.dashboard_rows:,} rows with older history")
-    out: dict = {"top_up": top_up_history(args, workdir, dbs, entry["sqlite"]["silver_rows"], coins, step),
-                 "silver_rows": {}, "build_gold": {}, "queries": {}}
+    out: dict = {
+        "top_up": top_up_history(args, workdir, dbs, entry["sqlite"]["silver_rows"], coins, step),
+        "silver_rows": {},
+        "build_gold": {},
+        "queries": {},
+    }
     engines = {k: make_engine(u) for k, u in urls.items()}
     for key, engine in engines.items():
         with engine.connect() as conn:
@@ -711,8 +817,10 @@ def summarise(results: dict) -> tuple[dict, dict]:
 
 def print_report(results: dict, out: Path) -> None:
     say("\n" + "=" * 100)
-    say(f"{'records':>10} {'database':<11} {'seconds':>8} {'rows/s':>10} {'peak RSS MB':>11}   "
-        f"{'to_sql rows/s':>13} {'COPY rows/s':>11} {'vs to_sql':>9} {'vs COPY':>8}")
+    say(
+        f"{'records':>10} {'database':<11} {'seconds':>8} {'rows/s':>10} {'peak RSS MB':>11}   "
+        f"{'to_sql rows/s':>13} {'COPY rows/s':>11} {'vs to_sql':>9} {'vs COPY':>8}"
+    )
     for s in results["sizes"]:
         for db in ("sqlite", "postgresql"):
             m = s.get(db)
@@ -720,31 +828,43 @@ def print_report(results: dict, out: Path) -> None:
                 continue
             extra = ""
             if db == "postgresql" and s.get("ratios"):
-                extra = (f"   {_fmt(s['baseline']['rows_per_s']):>13} {_fmt(s['ceiling']['rows_per_s']):>11} "
-                         f"{_fmt(s['ratios']['pg_vs_baseline'], 1):>8}x {_fmt(s['ratios']['pg_vs_copy'], 2):>7}x")
-            say(f"{s['records']:>10,} {db:<11} {m['seconds']:>8.2f} {_fmt(m['rows_per_s']):>10} "
-                f"{m['peak_rss_mb']:>11.0f}{extra}")
+                extra = (
+                    f"   {_fmt(s['baseline']['rows_per_s']):>13} {_fmt(s['ceiling']['rows_per_s']):>11} "
+                    f"{_fmt(s['ratios']['pg_vs_baseline'], 1):>8}x {_fmt(s['ratios']['pg_vs_copy'], 2):>7}x"
+                )
+            say(
+                f"{s['records']:>10,} {db:<11} {m['seconds']:>8.2f} {_fmt(m['rows_per_s']):>10} "
+                f"{m['peak_rss_mb']:>11.0f}{extra}"
+            )
         if s.get("baseline", {}).get("extrapolated"):
             say(f"{'':>10} ({s['baseline']['note']})")
     dash = results.get("dashboard")
     if dash and dash.get("queries"):
         rows = dash["silver_rows"]
-        say(f"\ndashboard queries, ms (silver rows: sqlite {rows.get('sqlite', 0):,}, "
-            f"postgresql {rows.get('postgresql', 0):,}; {results['params']['repeat']} runs; {dash['query_source']})")
+        say(
+            f"\ndashboard queries, ms (silver rows: sqlite {rows.get('sqlite', 0):,}, "
+            f"postgresql {rows.get('postgresql', 0):,}; {results['params']['repeat']} runs; {dash['query_source']})"
+        )
         say(f"{'query':<28} {'sqlite p50':>10} {'p95':>8} {'pg p50':>8} {'p95':>8} {'rows':>6}")
         names = list(next(iter(dash["queries"].values())).keys())
         for name in names:
             sq = dash["queries"].get("sqlite", {}).get(name, {})
             pq_ = dash["queries"].get("postgresql", {}).get(name, {})
-            say(f"{name:<28} {_fmt(sq.get('p50_ms'), 2):>10} {_fmt(sq.get('p95_ms'), 2):>8} "
-                f"{_fmt(pq_.get('p50_ms'), 2):>8} {_fmt(pq_.get('p95_ms'), 2):>8} {sq.get('rows', '-'):>6}")
+            say(
+                f"{name:<28} {_fmt(sq.get('p50_ms'), 2):>10} {_fmt(sq.get('p95_ms'), 2):>8} "
+                f"{_fmt(pq_.get('p50_ms'), 2):>8} {_fmt(pq_.get('p95_ms'), 2):>8} {sq.get('rows', '-'):>6}"
+            )
         say("build_gold (median s): " + ", ".join(f"{k} {v['median_s']:.2f}" for k, v in dash["build_gold"].items()))
     targets = results.get("targets")
     if targets:
-        say("\ntargets: " + "; ".join(
-            f"{name} {_fmt(t['value'], 2)} {'>=' if name not in ('dashboard_p95_ms', 'peak_rss_mb') else '<'} "
-            f"{t['target']:g} {'PASS' if t['pass'] else 'FAIL'}{'' if t['at_target_size'] else ' (not at target size)'}"
-            for name, t in targets.items()))
+        say(
+            "\ntargets: "
+            + "; ".join(
+                f"{name} {_fmt(t['value'], 2)} {'>=' if name not in ('dashboard_p95_ms', 'peak_rss_mb') else '<'} "
+                f"{t['target']:g} {'PASS' if t['pass'] else 'FAIL'}{'' if t['at_target_size'] else ' (not at target size)'}"
+                for name, t in targets.items()
+            )
+        )
     say(f"results: {out}")
     summary = results.get("summary")
     if summary:
@@ -752,31 +872,49 @@ def print_report(results: dict, out: Path) -> None:
 
 
 def last_line(summary: dict) -> str:
-    return (f"replay_pg_rows_per_s={summary['replay_pg_rows_per_s']:.0f} vs_baseline={summary['vs_baseline']:.1f} "
-            f"vs_copy={summary['vs_copy']:.2f} peak_rss_mb={summary['peak_rss_mb']:.0f} "
-            f"dashboard_p95_ms={(summary['dashboard_p95_ms'] or 0):.1f}")
+    return (
+        f"replay_pg_rows_per_s={summary['replay_pg_rows_per_s']:.0f} vs_baseline={summary['vs_baseline']:.1f} "
+        f"vs_copy={summary['vs_copy']:.2f} peak_rss_mb={summary['peak_rss_mb']:.0f} "
+        f"dashboard_p95_ms={(summary['dashboard_p95_ms'] or 0):.1f}"
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench",
-                                     description="Benchmark replay, the to_sql baseline, the COPY ceiling and "
-                                                 "the dashboard queries on SQLite and PostgreSQL.")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench",
+        description="Benchmark replay, the to_sql baseline, the COPY ceiling and "
+        "the dashboard queries on SQLite and PostgreSQL.",
+    )
     parser.add_argument("--sizes", default="10000,100000,1000000", help="records per size, comma-separated")
     parser.add_argument("--coins", type=int, default=250, help="coins per snapshot (snapshots = size / coins)")
-    parser.add_argument("--dashboard-rows", type=int, default=2_200_000,
-                        help="silver rows for the dashboard query timings (topped up after the largest size)")
+    parser.add_argument(
+        "--dashboard-rows",
+        type=int,
+        default=2_200_000,
+        help="silver rows for the dashboard query timings (topped up after the largest size)",
+    )
     parser.add_argument("--repeat", type=int, default=20, help="runs per dashboard query")
     parser.add_argument("--gold-repeat", type=int, default=3, help="build_gold runs on the dashboard data")
-    parser.add_argument("--baseline-max-rows", type=int, default=20_000,
-                        help="to_sql baseline on at most this many rows; its rows/s is flat (no index, fixed "
-                             "1000-row chunks) and it runs at a few hundred rows/s, so a sample is extrapolated")
-    parser.add_argument("--sparklines", choices=["last", "all"], default="last",
-                        help="7-day sparkline on the newest snapshot only (default) or on every snapshot")
+    parser.add_argument(
+        "--baseline-max-rows",
+        type=int,
+        default=20_000,
+        help="to_sql baseline on at most this many rows; its rows/s is flat (no index, fixed "
+        "1000-row chunks) and it runs at a few hundred rows/s, so a sample is extrapolated",
+    )
+    parser.add_argument(
+        "--sparklines",
+        choices=["last", "all"],
+        default="last",
+        help="7-day sparkline on the newest snapshot only (default) or on every snapshot",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench-results" / "bench.json")
-    parser.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL")
-                        or os.environ.get("TEST_POSTGRES_URL") or DEFAULT_ADMIN_URL,
-                        help="server where bench_* databases are created and dropped (env BENCH_POSTGRES_URL)")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("BENCH_POSTGRES_URL") or os.environ.get("TEST_POSTGRES_URL") or DEFAULT_ADMIN_URL,
+        help="server where bench_* databases are created and dropped (env BENCH_POSTGRES_URL)",
+    )
     parser.add_argument("--tmp-dir", default=None, help="parent of the temporary work folder (default: /tmp)")
     parser.add_argument("--profile-dir", default=None, help="write a cProfile of each replay here (slower)")
     parser.add_argument("--keep", action="store_true", help="keep the generated bronze and the databases")

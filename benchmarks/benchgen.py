@@ -81,8 +81,15 @@ GLOBAL_MULTIPLE = 1.6
 _PERIODS_H = {"1h": 1, "24h": 24, "7d": 168, "30d": 720}
 _NULL_GROUPS = [
     # a new listing: no 24 h history yet (seen in the 2022-10-16 body)
-    ("high_24h", "low_24h", "price_change_24h", "price_change_percentage_24h", "market_cap_change_24h",
-     "market_cap_change_percentage_24h", "price_change_percentage_24h_in_currency"),
+    (
+        "high_24h",
+        "low_24h",
+        "price_change_24h",
+        "price_change_percentage_24h",
+        "market_cap_change_24h",
+        "market_cap_change_percentage_24h",
+        "price_change_percentage_24h_in_currency",
+    ),
     ("price_change_percentage_1h_in_currency",),
     ("price_change_percentage_7d_in_currency", "price_change_percentage_30d_in_currency"),
     ("price_change_percentage_30d_in_currency",),
@@ -134,9 +141,18 @@ def _iso_ms(moment: datetime) -> str:
 class MarketSimulator:
     """``coins`` coins moving one step per snapshot; yields API-shaped records."""
 
-    def __init__(self, coins: int, *, seed: int = 0, start: datetime = DEFAULT_START, step: timedelta = HOUR,
-                 sparklines: str = "last", null_rate: float = NULL_RATE, bad_rate: float = BAD_RATE,
-                 run_prefix: str = ""):
+    def __init__(
+        self,
+        coins: int,
+        *,
+        seed: int = 0,
+        start: datetime = DEFAULT_START,
+        step: timedelta = HOUR,
+        sparklines: str = "last",
+        null_rate: float = NULL_RATE,
+        bad_rate: float = BAD_RATE,
+        run_prefix: str = "",
+    ):
         if coins < 1:
             raise ValueError("coins must be at least 1")
         if sparklines not in ("last", "all", "none"):
@@ -169,28 +185,50 @@ class MarketSimulator:
             if not circ > 0:
                 circ = _num(rec.get("market_cap"), 0.0) / price if _num(rec.get("market_cap"), 0.0) > 0 else 1e6
             static = {
-                "id": rec["id"], "symbol": rec.get("symbol"), "name": rec.get("name"), "image": rec.get("image"),
-                "total_supply": rec.get("total_supply"), "max_supply": rec.get("max_supply"), "roi": rec.get("roi"),
-                "ath_date": rec.get("ath_date"), "atl_date": rec.get("atl_date"),
+                "id": rec["id"],
+                "symbol": rec.get("symbol"),
+                "name": rec.get("name"),
+                "image": rec.get("image"),
+                "total_supply": rec.get("total_supply"),
+                "max_supply": rec.get("max_supply"),
+                "roi": rec.get("roi"),
+                "ath_date": rec.get("ath_date"),
+                "atl_date": rec.get("atl_date"),
                 "stable": rec["id"] in stables,
-                "fdv_ratio": (_num(rec.get("fully_diluted_valuation")) / price
-                              if rec.get("fully_diluted_valuation") is not None else math.nan),
-                "vol_ratio": min(2.0, max(1e-4, _num(rec.get("total_volume"), 0.0)
-                                          / max(1.0, _num(rec.get("market_cap"), 0.0) or price * circ))),
-                "ath": _num(rec.get("ath"), price), "atl": _num(rec.get("atl"), price),
+                "fdv_ratio": (
+                    _num(rec.get("fully_diluted_valuation")) / price
+                    if rec.get("fully_diluted_valuation") is not None
+                    else math.nan
+                ),
+                "vol_ratio": min(
+                    2.0,
+                    max(
+                        1e-4,
+                        _num(rec.get("total_volume"), 0.0) / max(1.0, _num(rec.get("market_cap"), 0.0) or price * circ),
+                    ),
+                ),
+                "ath": _num(rec.get("ath"), price),
+                "atl": _num(rec.get("atl"), price),
             }
             if k:  # a clone: a different, smaller coin built from a real one
                 price_factor = 1.0 if static["stable"] else float(np.exp(rng.normal(0.0, 1.0)))
                 cap_scale = float(rng.uniform(0.3, 1.0)) / (1.0 + k)
                 supply_factor = cap_scale / price_factor
-                static.update({
-                    "id": f"{rec['id']}-g{k}", "symbol": f"{rec.get('symbol') or 'x'}g{k}",
-                    "name": f"{rec.get('name') or rec['id']} G{k}",
-                    "total_supply": (None if rec.get("total_supply") is None
-                                     else float(rec["total_supply"]) * supply_factor),
-                    "max_supply": None if rec.get("max_supply") is None else float(rec["max_supply"]) * supply_factor,
-                    "ath": static["ath"] * price_factor, "atl": static["atl"] * price_factor,
-                })
+                static.update(
+                    {
+                        "id": f"{rec['id']}-g{k}",
+                        "symbol": f"{rec.get('symbol') or 'x'}g{k}",
+                        "name": f"{rec.get('name') or rec['id']} G{k}",
+                        "total_supply": (
+                            None if rec.get("total_supply") is None else float(rec["total_supply"]) * supply_factor
+                        ),
+                        "max_supply": None
+                        if rec.get("max_supply") is None
+                        else float(rec["max_supply"]) * supply_factor,
+                        "ath": static["ath"] * price_factor,
+                        "atl": static["atl"] * price_factor,
+                    }
+                )
                 price *= price_factor
                 circ *= supply_factor
             statics.append(static)
@@ -272,15 +310,22 @@ class MarketSimulator:
 
         pc24 = price - p24h
         cols = {
-            "current_price": price, "market_cap": market_cap, "fully_diluted_valuation": fdv,
-            "total_volume": volume, "high_24h": high, "low_24h": low, "price_change_24h": pc24,
+            "current_price": price,
+            "market_cap": market_cap,
+            "fully_diluted_valuation": fdv,
+            "total_volume": volume,
+            "high_24h": high,
+            "low_24h": low,
+            "price_change_24h": pc24,
             "price_change_percentage_24h": np.round(pc24 / p24h * 100, 5),
             "market_cap_change_24h": market_cap - cap_24h,
             "market_cap_change_percentage_24h": np.round((market_cap - cap_24h) / np.maximum(cap_24h, 1) * 100, 5),
             "ath_change_percentage": np.round((price - self.ath) / self.ath * 100, 5),
             "atl_change_percentage": np.round((price - self.atl) / self.atl * 100, 5),
-            "pc1h": (price / p1h - 1) * 100, "pc24h": pc24 / p24h * 100,
-            "pc7d": (price / p7d - 1) * 100, "pc30d": (price / p30d - 1) * 100,
+            "pc1h": (price / p1h - 1) * 100,
+            "pc24h": pc24 / p24h * 100,
+            "pc7d": (price / p7d - 1) * 100,
+            "pc30d": (price / p30d - 1) * 100,
         }
         lists = {k: v[order].tolist() for k, v in cols.items()}
         supply = self.supply[order].tolist()
@@ -299,20 +344,32 @@ class MarketSimulator:
             s = self.statics[i]
             r = rank
             rec = {
-                "id": s["id"], "symbol": s["symbol"], "name": s["name"], "image": s["image"],
-                "current_price": lists["current_price"][r], "market_cap": int(lists["market_cap"][r]),
+                "id": s["id"],
+                "symbol": s["symbol"],
+                "name": s["name"],
+                "image": s["image"],
+                "current_price": lists["current_price"][r],
+                "market_cap": int(lists["market_cap"][r]),
                 "market_cap_rank": rank + 1,
                 "fully_diluted_valuation": int(lists["fully_diluted_valuation"][r]) if fdv_known[r] else None,
-                "total_volume": int(lists["total_volume"][r]), "high_24h": lists["high_24h"][r],
-                "low_24h": lists["low_24h"][r], "price_change_24h": lists["price_change_24h"][r],
+                "total_volume": int(lists["total_volume"][r]),
+                "high_24h": lists["high_24h"][r],
+                "low_24h": lists["low_24h"][r],
+                "price_change_24h": lists["price_change_24h"][r],
                 "price_change_percentage_24h": lists["price_change_percentage_24h"][r],
                 "market_cap_change_24h": lists["market_cap_change_24h"][r],
                 "market_cap_change_percentage_24h": lists["market_cap_change_percentage_24h"][r],
-                "circulating_supply": supply[r], "total_supply": s["total_supply"], "max_supply": s["max_supply"],
-                "ath": ath[r], "ath_change_percentage": lists["ath_change_percentage"][r],
-                "ath_date": self.ath_date[i], "atl": atl[r],
-                "atl_change_percentage": lists["atl_change_percentage"][r], "atl_date": self.atl_date[i],
-                "roi": s["roi"], "last_updated": updated[updated_pick[r]],
+                "circulating_supply": supply[r],
+                "total_supply": s["total_supply"],
+                "max_supply": s["max_supply"],
+                "ath": ath[r],
+                "ath_change_percentage": lists["ath_change_percentage"][r],
+                "ath_date": self.ath_date[i],
+                "atl": atl[r],
+                "atl_change_percentage": lists["atl_change_percentage"][r],
+                "atl_date": self.atl_date[i],
+                "roi": s["roi"],
+                "last_updated": updated[updated_pick[r]],
             }
             if with_spark:
                 rec["sparkline_in_7d"] = {"price": spark[i].tolist()}
@@ -333,11 +390,13 @@ class MarketSimulator:
                 records[r]["current_price"] = "n/a"
             else:
                 records[r]["id"] = None
-        return GeneratedSnapshot(snapshot_at, run_id, records, self._global_body(snapshot_at, market_cap,
-                                                                                cap_24h, volume, order))
+        return GeneratedSnapshot(
+            snapshot_at, run_id, records, self._global_body(snapshot_at, market_cap, cap_24h, volume, order)
+        )
 
-    def _global_body(self, snapshot_at: datetime, market_cap: np.ndarray, cap_24h: np.ndarray,
-                     volume: np.ndarray, order: np.ndarray) -> dict:
+    def _global_body(
+        self, snapshot_at: datetime, market_cap: np.ndarray, cap_24h: np.ndarray, volume: np.ndarray, order: np.ndarray
+    ) -> dict:
         body = copy.deepcopy(self.global_template)
         data = body["data"]
         tracked = float(market_cap.sum())
@@ -346,8 +405,9 @@ class MarketSimulator:
         vol_factor = float(volume.sum()) * GLOBAL_MULTIPLE / data["total_volume"]["usd"]
         data["total_market_cap"] = {k: v * cap_factor for k, v in data["total_market_cap"].items()}
         data["total_volume"] = {k: v * vol_factor for k, v in data["total_volume"].items()}
-        data["market_cap_percentage"] = {self.statics[i]["symbol"]: float(market_cap[i]) / total * 100
-                                         for i in order[:10].tolist()}
+        data["market_cap_percentage"] = {
+            self.statics[i]["symbol"]: float(market_cap[i]) / total * 100 for i in order[:10].tolist()
+        }
         data["market_cap_change_percentage_24h_usd"] = (tracked / max(float(cap_24h.sum()), 1.0) - 1) * 100
         data["updated_at"] = int((snapshot_at - datetime(1970, 1, 1)).total_seconds())
         return body
@@ -363,33 +423,79 @@ def _dumps(value) -> bytes:
 def encode_snapshot(snap: GeneratedSnapshot) -> tuple[list[bytes], bytes]:
     """The bodies the API would have sent: pages of 250 records, then /global."""
     per_page = min(MAX_PER_PAGE, len(snap.records))
-    pages = [_dumps(snap.records[first:first + per_page]) for first in range(0, len(snap.records), per_page)]
+    pages = [_dumps(snap.records[first : first + per_page]) for first in range(0, len(snap.records), per_page)]
     return pages, _dumps(snap.global_body)
 
 
-def write_bodies(raw_dir: Path, run_id: str, snapshot_at: datetime, top_n: int, pages: list[bytes],
-                 global_body: bytes, *, write_parquet: bool = False, vs_currency: str = "usd") -> int:
+def write_bodies(
+    raw_dir: Path,
+    run_id: str,
+    snapshot_at: datetime,
+    top_n: int,
+    pages: list[bytes],
+    global_body: bytes,
+    *,
+    write_parquet: bool = False,
+    vs_currency: str = "usd",
+) -> int:
     """One bronze run through BronzeWriter, as a live fetch of ``top_n`` coins would leave it."""
-    writer = BronzeWriter(raw_dir, run_id, source="api", started_at=snapshot_at, vs_currency=vs_currency,
-                          top_n=top_n, write_parquet=write_parquet)
+    writer = BronzeWriter(
+        raw_dir,
+        run_id,
+        source="api",
+        started_at=snapshot_at,
+        vs_currency=vs_currency,
+        top_n=top_n,
+        write_parquet=write_parquet,
+    )
     per_page = min(MAX_PER_PAGE, top_n)
     fetched = snapshot_at
     for page, body in enumerate(pages, start=1):
-        params = {"vs_currency": vs_currency, "order": "market_cap_desc", "per_page": per_page, "page": page,
-                  "sparkline": "true", "price_change_percentage": PRICE_CHANGE_PERIODS}
-        writer.add(ApiResponse(endpoint="markets", path=MARKETS_PATH, params=params, status=200, body=body,
-                               fetched_at=fetched, attempt=1, page=page))
+        params = {
+            "vs_currency": vs_currency,
+            "order": "market_cap_desc",
+            "per_page": per_page,
+            "page": page,
+            "sparkline": "true",
+            "price_change_percentage": PRICE_CHANGE_PERIODS,
+        }
+        writer.add(
+            ApiResponse(
+                endpoint="markets",
+                path=MARKETS_PATH,
+                params=params,
+                status=200,
+                body=body,
+                fetched_at=fetched,
+                attempt=1,
+                page=page,
+            )
+        )
         fetched += timedelta(milliseconds=350)
-    writer.add(ApiResponse(endpoint="global", path=GLOBAL_PATH, params={}, status=200, body=global_body,
-                           fetched_at=fetched, attempt=1))
+    writer.add(
+        ApiResponse(
+            endpoint="global", path=GLOBAL_PATH, params={}, status=200, body=global_body, fetched_at=fetched, attempt=1
+        )
+    )
     writer.finish(snapshot_at=snapshot_at, complete=True)
     return top_n
 
 
-def generate_bronze(raw_dir, coins: int, snapshots: int, *, seed: int = 0, start: datetime = DEFAULT_START,
-                    step: timedelta = HOUR, write_parquet: bool = False, sparklines: str = "last",
-                    null_rate: float = NULL_RATE, bad_rate: float = BAD_RATE, writer_process: bool | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> int:
+def generate_bronze(
+    raw_dir,
+    coins: int,
+    snapshots: int,
+    *,
+    seed: int = 0,
+    start: datetime = DEFAULT_START,
+    step: timedelta = HOUR,
+    write_parquet: bool = False,
+    sparklines: str = "last",
+    null_rate: float = NULL_RATE,
+    bad_rate: float = BAD_RATE,
+    writer_process: bool | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
     """Write ``snapshots`` bronze runs of ``coins`` records each under ``raw_dir``; returns the record count.
 
     The simulation and JSON encoding run here; BronzeWriter (which parses each
@@ -398,8 +504,9 @@ def generate_bronze(raw_dir, coins: int, snapshots: int, *, seed: int = 0, start
     """
     raw_dir = Path(raw_dir)
     raw_dir.mkdir(parents=True, exist_ok=True)
-    sim = MarketSimulator(coins, seed=seed, start=start, step=step, sparklines=sparklines,
-                          null_rate=null_rate, bad_rate=bad_rate)
+    sim = MarketSimulator(
+        coins, seed=seed, start=start, step=step, sparklines=sparklines, null_rate=null_rate, bad_rate=bad_rate
+    )
     if writer_process is None:
         writer_process = coins * snapshots >= 50_000
     records = 0
@@ -439,12 +546,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sparklines", choices=["last", "all", "none"], default="last")
     args = parser.parse_args(argv)
     began = time.perf_counter()
-    records = generate_bronze(args.out, args.coins, args.snapshots, seed=args.seed,
-                              start=datetime.fromisoformat(args.start), step=timedelta(minutes=args.step_minutes),
-                              write_parquet=args.parquet, sparklines=args.sparklines,
-                              progress=lambda n, r: print(f"  {n} snapshots, {r} records", flush=True))
-    print(f"wrote {records} records in {args.snapshots} bronze runs under {args.out} "
-          f"in {time.perf_counter() - began:.1f}s", flush=True)
+    records = generate_bronze(
+        args.out,
+        args.coins,
+        args.snapshots,
+        seed=args.seed,
+        start=datetime.fromisoformat(args.start),
+        step=timedelta(minutes=args.step_minutes),
+        write_parquet=args.parquet,
+        sparklines=args.sparklines,
+        progress=lambda n, r: print(f"  {n} snapshots, {r} records", flush=True),
+    )
+    print(
+        f"wrote {records} records in {args.snapshots} bronze runs under {args.out} "
+        f"in {time.perf_counter() - began:.1f}s",
+        flush=True,
+    )
     return 0
 
 

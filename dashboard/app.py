@@ -25,20 +25,23 @@ PAGE_PARAMS = {"coin": ("coin",)}
 
 def build_navigation():
     """Every page, in the sidebar, grouped in sections."""
+
     def page(file: str, title: str, icon: str, url_path: str, default: bool = False):
         return st.Page(PAGES_DIR / file, title=title, icon=icon, url_path=url_path, default=default)
 
-    return st.navigation({
-        "Market": [
-            page("overview.py", "Overview", "📊", "overview", default=True),
-            page("dominance.py", "Dominance", "🥧", "dominance"),
-            page("liquidity.py", "Liquidity", "💧", "liquidity"),
-            page("trends.py", "Trends", "📈", "trends"),
-            page("segments.py", "Segments", "🧩", "segments"),
-        ],
-        "Coins": [page("coin.py", "Coin", "🪙", "coin")],
-        "Operations": [page("pipeline_runs.py", "Pipeline", "⚙️", "pipeline")],
-    })
+    return st.navigation(
+        {
+            "Market": [
+                page("overview.py", "Overview", "📊", "overview", default=True),
+                page("dominance.py", "Dominance", "🥧", "dominance"),
+                page("liquidity.py", "Liquidity", "💧", "liquidity"),
+                page("trends.py", "Trends", "📈", "trends"),
+                page("segments.py", "Segments", "🧩", "segments"),
+            ],
+            "Coins": [page("coin.py", "Coin", "🪙", "coin")],
+            "Operations": [page("pipeline_runs.py", "Pipeline", "⚙️", "pipeline")],
+        }
+    )
 
 
 def main() -> None:
@@ -48,8 +51,11 @@ def main() -> None:
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
-        st.error(f"**The configuration is invalid:** {fmt.escape_markdown(exc)}. Fix the environment variable "
-                 "and restart the dashboard.", icon="🚫")
+        st.error(
+            f"**The configuration is invalid:** {fmt.escape_markdown(exc)}. Fix the environment variable "
+            "and restart the dashboard.",
+            icon="🚫",
+        )
         return
 
     status = data.probe(settings.database_url)

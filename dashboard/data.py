@@ -41,22 +41,34 @@ from pipeline.schema import (
 
 #: Tables the pages read. The gold ones must exist for the dashboard to work.
 REQUIRED_TABLES = ("crypto_analytics_mart", "market_segment_analysis", "market_history", "pipeline_runs")
-OPTIONAL_TABLES = ("staging_crypto_market", "staging_coin_history", "staging_global_market",
-                   "quarantine_crypto_market")
+OPTIONAL_TABLES = ("staging_crypto_market", "staging_coin_history", "staging_global_market", "quarantine_crypto_market")
 
-PROBE_TTL = 5          # seconds: how quickly a run by the scheduler shows up
-DATA_TTL = 600         # seconds: gold only changes with a run, which changes the version token
-RUNS_TTL = 10          # seconds: the run log changes stage while a run is going
-HISTORY_LIMIT = 5000   # market_history points on the dominance chart (52 days at a 15-minute schedule)
+PROBE_TTL = 5  # seconds: how quickly a run by the scheduler shows up
+DATA_TTL = 600  # seconds: gold only changes with a run, which changes the version token
+RUNS_TTL = 10  # seconds: the run log changes stage while a run is going
+HISTORY_LIMIT = 5000  # market_history points on the dominance chart (52 days at a 15-minute schedule)
 RUNS_LIMIT = 50
 QUARANTINE_LIMIT = 500
-HELD_LIMIT = 100       # held snapshots listed on the Pipeline page
+HELD_LIMIT = 100  # held snapshots listed on the Pipeline page
 
 MART_NUMERIC = [
-    "market_cap_rank", "current_price", "market_cap", "total_volume", "market_dominance_pct",
-    "price_change_percentage_1h", "price_change_percentage_24h", "price_change_percentage_7d",
-    "price_change_percentage_30d", "price_volatility_24h", "volume_to_mcap_ratio", "distance_from_ath_pct",
-    "high_24h", "low_24h", "ath", "circulating_supply", "market_cap_change_percentage_24h",
+    "market_cap_rank",
+    "current_price",
+    "market_cap",
+    "total_volume",
+    "market_dominance_pct",
+    "price_change_percentage_1h",
+    "price_change_percentage_24h",
+    "price_change_percentage_7d",
+    "price_change_percentage_30d",
+    "price_volatility_24h",
+    "volume_to_mcap_ratio",
+    "distance_from_ath_pct",
+    "high_24h",
+    "low_24h",
+    "ath",
+    "circulating_supply",
+    "market_cap_change_percentage_24h",
 ]
 
 
@@ -68,7 +80,7 @@ class DataUnavailable(Exception):
 class DataStatus:
     """What the database holds right now, as far as the dashboard is concerned."""
 
-    state: str                      # ok | empty | no_tables | missing_tables | unreachable
+    state: str  # ok | empty | no_tables | missing_tables | unreachable
     message: str = ""
     version: str = ""
     missing: tuple[str, ...] = field(default_factory=tuple)
@@ -158,15 +170,25 @@ def _history_statement(limit: int):
 
 def _global_latest_statement():
     g = staging_global_market
-    return (select(g.c.snapshot_at, g.c.total_market_cap, g.c.total_volume, g.c.market_cap_change_percentage_24h,
-                   g.c.btc_dominance_pct, g.c.eth_dominance_pct)
-            .order_by(g.c.snapshot_at.desc()).limit(1))
+    return (
+        select(
+            g.c.snapshot_at,
+            g.c.total_market_cap,
+            g.c.total_volume,
+            g.c.market_cap_change_percentage_24h,
+            g.c.btc_dominance_pct,
+            g.c.eth_dominance_pct,
+        )
+        .order_by(g.c.snapshot_at.desc())
+        .limit(1)
+    )
 
 
 def _coin_snapshots_statement(coin_id: str):
     s = staging_crypto_market
-    return select(s.c.snapshot_at.label("ts"), s.c.current_price.label("price"), s.c.market_cap,
-                  s.c.total_volume).where(s.c.id == coin_id)
+    return select(
+        s.c.snapshot_at.label("ts"), s.c.current_price.label("price"), s.c.market_cap, s.c.total_volume
+    ).where(s.c.id == coin_id)
 
 
 def _coin_backfill_statement(coin_id: str):
@@ -191,9 +213,14 @@ def _quarantine_count_statement():
 def _held_snapshots_statement(limit: int):
     """Snapshots the plausibility gate held out of gold, newest first."""
     s = snapshots
-    return (select(s.c.snapshot_at, s.c.run_id, s.c.source, s.c.coin_count, s.c.requested_coins, s.c.reasons,
-                   s.c.decided_at)
-            .where(s.c.status == "held").order_by(s.c.snapshot_at.desc()).limit(limit))
+    return (
+        select(
+            s.c.snapshot_at, s.c.run_id, s.c.source, s.c.coin_count, s.c.requested_coins, s.c.reasons, s.c.decided_at
+        )
+        .where(s.c.status == "held")
+        .order_by(s.c.snapshot_at.desc())
+        .limit(limit)
+    )
 
 
 def _lock_holder_statement():
@@ -246,8 +273,9 @@ def probe(database_url: str) -> DataStatus:
             if len(missing) == len(REQUIRED_TABLES):
                 return DataStatus("no_tables", "the database has no pipeline tables yet", missing=missing)
             if missing:
-                return DataStatus("missing_tables", "the database is missing the table(s) " + ", ".join(missing),
-                                  missing=missing)
+                return DataStatus(
+                    "missing_tables", "the database is missing the table(s) " + ", ".join(missing), missing=missing
+                )
             latest = conn.execute(_latest_run_statement()).first()
             has_rows = conn.execute(_has_rows_statement()).first() is not None
     except DataUnavailable as exc:
@@ -284,25 +312,44 @@ def load_mart(database_url: str, version: str) -> pd.DataFrame:
 @st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=8)
 def load_segments(database_url: str, version: str) -> pd.DataFrame:
     """``market_segment_analysis``: one row per market-cap category."""
-    numeric = [c.name for c in market_segment_analysis.columns
-               if c.name not in ("market_cap_category", "snapshot_at", "dominance_basis")]
+    numeric = [
+        c.name
+        for c in market_segment_analysis.columns
+        if c.name not in ("market_cap_category", "snapshot_at", "dominance_basis")
+    ]
     return _frame(database_url, _segments_statement(), numeric)
 
 
 @st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=8)
 def load_market_history(database_url: str, version: str, limit: int = HISTORY_LIMIT) -> pd.DataFrame:
     """``market_history``: whole-market totals and dominance per snapshot (the newest ``limit``), oldest first."""
-    numeric = ["coin_count", "total_market_cap", "total_volume", "btc_dominance_pct", "eth_dominance_pct",
-               "stablecoin_dominance_pct", "others_dominance_pct", "market_cap_change_percentage_24h"]
+    numeric = [
+        "coin_count",
+        "total_market_cap",
+        "total_volume",
+        "btc_dominance_pct",
+        "eth_dominance_pct",
+        "stablecoin_dominance_pct",
+        "others_dominance_pct",
+        "market_cap_change_percentage_24h",
+    ]
     return _frame(database_url, _history_statement(limit), numeric)
 
 
 @st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=8)
 def load_global_latest(database_url: str, version: str) -> dict | None:
     """The newest ``staging_global_market`` row (CoinGecko's /global), or None."""
-    frame = _frame(database_url, _global_latest_statement(),
-                   ["total_market_cap", "total_volume", "market_cap_change_percentage_24h",
-                    "btc_dominance_pct", "eth_dominance_pct"])
+    frame = _frame(
+        database_url,
+        _global_latest_statement(),
+        [
+            "total_market_cap",
+            "total_volume",
+            "market_cap_change_percentage_24h",
+            "btc_dominance_pct",
+            "eth_dominance_pct",
+        ],
+    )
     return None if frame.empty else frame.iloc[0].to_dict()
 
 
@@ -339,8 +386,11 @@ def load_coin_history(database_url: str, version: str, coin_id: str) -> pd.DataF
 @st.cache_data(ttl=RUNS_TTL, show_spinner=False, max_entries=8)
 def load_runs(database_url: str, version: str, limit: int = RUNS_LIMIT) -> pd.DataFrame:
     """The newest ``pipeline_runs`` rows, newest first."""
-    return _frame(database_url, _runs_statement(limit),
-                  ["bronze_records", "silver_rows", "gold_rows", "quarantined_count", "duplicates_dropped"])
+    return _frame(
+        database_url,
+        _runs_statement(limit),
+        ["bronze_records", "silver_rows", "gold_rows", "quarantined_count", "duplicates_dropped"],
+    )
 
 
 @st.cache_data(ttl=RUNS_TTL, show_spinner=False, max_entries=8)
@@ -384,6 +434,17 @@ def last_api_run_started(database_url: str) -> datetime | None:
 
 def clear_caches() -> None:
     """Forget every cached result, so the next read shows what the database holds now."""
-    for loader in (probe, load_freshness, load_mart, load_segments, load_market_history, load_global_latest,
-                   load_coin_history, load_runs, load_quarantine, count_quarantine, load_held_snapshots):
+    for loader in (
+        probe,
+        load_freshness,
+        load_mart,
+        load_segments,
+        load_market_history,
+        load_global_latest,
+        load_coin_history,
+        load_runs,
+        load_quarantine,
+        count_quarantine,
+        load_held_snapshots,
+    ):
         loader.clear()

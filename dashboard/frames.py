@@ -43,8 +43,9 @@ def parse_categories(values: Sequence[str] | str | None) -> tuple[list[str], lis
     return valid, invalid
 
 
-def filter_by_category(frame: pd.DataFrame, categories: Sequence[str],
-                       column: str = "market_cap_category") -> pd.DataFrame:
+def filter_by_category(
+    frame: pd.DataFrame, categories: Sequence[str], column: str = "market_cap_category"
+) -> pd.DataFrame:
     """Rows whose market-cap category is selected; an empty selection means every category."""
     if not categories or frame.empty:
         return frame
@@ -95,8 +96,15 @@ def category_counts(frame: pd.DataFrame, column: str, order: Sequence[str]) -> p
 
 
 #: market_segment_analysis columns that count or add up coins: 0 for a category without coins.
-SEGMENT_ZERO_COLUMNS = ("coin_count", "gainers_count", "losers_count", "total_market_cap", "market_cap_share_pct",
-                        "market_dominance_pct", "total_volume")
+SEGMENT_ZERO_COLUMNS = (
+    "coin_count",
+    "gainers_count",
+    "losers_count",
+    "total_market_cap",
+    "market_cap_share_pct",
+    "market_dominance_pct",
+    "total_volume",
+)
 
 
 def complete_segments(segments: pd.DataFrame, categories: Sequence[str] = ()) -> pd.DataFrame:
@@ -147,17 +155,38 @@ def dominance_shares(frame: pd.DataFrame, top_n: int = 10) -> pd.DataFrame:
     """
     known = frame[frame["market_dominance_pct"].notna()].sort_values("market_dominance_pct", ascending=False)
     top = known.head(top_n)
-    rows = [{"label": r["name"], "symbol": r["symbol"], "share_pct": float(r["market_dominance_pct"]),
-             "market_cap": r["market_cap"], "kind": "coin"} for _, r in top.iterrows()]
+    rows = [
+        {
+            "label": r["name"],
+            "symbol": r["symbol"],
+            "share_pct": float(r["market_dominance_pct"]),
+            "market_cap": r["market_cap"],
+            "kind": "coin",
+        }
+        for _, r in top.iterrows()
+    ]
     rest_of_list = known.iloc[top_n:]
     if not rest_of_list.empty:
-        rows.append({"label": f"Other {len(rest_of_list)} coins", "symbol": "",
-                     "share_pct": float(rest_of_list["market_dominance_pct"].sum()),
-                     "market_cap": float(rest_of_list["market_cap"].sum()), "kind": "others"})
+        rows.append(
+            {
+                "label": f"Other {len(rest_of_list)} coins",
+                "symbol": "",
+                "share_pct": float(rest_of_list["market_dominance_pct"].sum()),
+                "market_cap": float(rest_of_list["market_cap"].sum()),
+                "kind": "others",
+            }
+        )
     listed = float(known["market_dominance_pct"].sum())
     if listed < 99.95:
-        rows.append({"label": "Rest of the market", "symbol": "", "share_pct": 100.0 - listed,
-                     "market_cap": math.nan, "kind": "rest"})
+        rows.append(
+            {
+                "label": "Rest of the market",
+                "symbol": "",
+                "share_pct": 100.0 - listed,
+                "market_cap": math.nan,
+                "kind": "rest",
+            }
+        )
     return pd.DataFrame(rows, columns=["label", "symbol", "share_pct", "market_cap", "kind"])
 
 
@@ -220,8 +249,9 @@ def basis_reason(frame: pd.DataFrame) -> str | None:
     return GLOBAL_FAILED
 
 
-def label_dominance_column(frame: pd.DataFrame, columns: dict, basis, coin_count,
-                           label_of: Callable[[str], object] | None = None) -> tuple[pd.DataFrame, dict]:
+def label_dominance_column(
+    frame: pd.DataFrame, columns: dict, basis, coin_count, label_of: Callable[[str], object] | None = None
+) -> tuple[pd.DataFrame, dict]:
     """On the top-N basis, ``market_dominance_pct`` becomes ``share_of_top_<n>_coins_pct`` (table
     header and CSV header both say what it is a share of); on the global basis, nothing changes.
     ``columns``: the table's column config (name -> config), in order; ``label_of(label)`` builds the
@@ -230,16 +260,22 @@ def label_dominance_column(frame: pd.DataFrame, columns: dict, basis, coin_count
         return frame, columns
     count = 0 if coin_count is None or pd.isna(coin_count) else int(coin_count)
     name = f"share_of_top_{count}_coins_pct"
-    renamed = {(name if key == "market_dominance_pct" else key):
-               (label_of(f"Share of top {count:,} coins") if key == "market_dominance_pct" and label_of else value)
-               for key, value in columns.items()}
+    renamed = {
+        (name if key == "market_dominance_pct" else key): (
+            label_of(f"Share of top {count:,} coins") if key == "market_dominance_pct" and label_of else value
+        )
+        for key, value in columns.items()
+    }
     return frame.rename(columns={"market_dominance_pct": name}), renamed
 
 
 def basis_totals(mart: pd.DataFrame) -> dict:
     """The mart's totals of its basis: market_cap, volume, change_24h (None where unknown)."""
-    columns = {"market_cap": "basis_total_market_cap", "volume": "basis_total_volume",
-               "change_24h": "basis_market_cap_change_percentage_24h"}
+    columns = {
+        "market_cap": "basis_total_market_cap",
+        "volume": "basis_total_volume",
+        "change_24h": "basis_market_cap_change_percentage_24h",
+    }
     result = {}
     for key, column in columns.items():
         values = mart[column].dropna() if column in mart.columns else pd.Series(dtype="float64")
@@ -327,8 +363,7 @@ def quarantine_reasons(quarantine: pd.DataFrame) -> pd.DataFrame:
     """
     if quarantine.empty:
         return pd.DataFrame({"reason": pd.Series(dtype="str"), "records": pd.Series(dtype="int64")})
-    kinds = (quarantine["reason"].astype("str").str.split("; ").explode()
-             .str.split(":", n=1).str[0].str.strip())
+    kinds = quarantine["reason"].astype("str").str.split("; ").explode().str.split(":", n=1).str[0].str.strip()
     counts = kinds[kinds != ""].value_counts()
     return pd.DataFrame({"reason": counts.index.astype("str"), "records": counts.to_numpy().astype("int64")})
 
@@ -338,9 +373,16 @@ def quarantine_reasons(quarantine: pd.DataFrame) -> pd.DataFrame:
 COMPARABLE_COUNT_TOLERANCE = 0.02
 
 
-def comparable_snapshot(history: pd.DataFrame, now, hours: float = 24, tolerance_hours: float = 2,
-                        *, coin_count=None, dominance_basis: str | None = None,
-                        count_tolerance: float = COMPARABLE_COUNT_TOLERANCE) -> pd.Series | None:
+def comparable_snapshot(
+    history: pd.DataFrame,
+    now,
+    hours: float = 24,
+    tolerance_hours: float = 2,
+    *,
+    coin_count=None,
+    dominance_basis: str | None = None,
+    count_tolerance: float = COMPARABLE_COUNT_TOLERANCE,
+) -> pd.Series | None:
     """The ``market_history`` row a "24h" delta may compare ``now`` with, or None.
 
     Like for like: the row nearest to ``now - hours`` within ``± tolerance_hours``, over the
@@ -369,8 +411,7 @@ def comparable_snapshot(history: pd.DataFrame, now, hours: float = 24, tolerance
     return candidates.iloc[order[0]]
 
 
-def why_no_movers(coins: pd.DataFrame, pool: pd.DataFrame, column: str, period: str,
-                  min_volume_label: str) -> str:
+def why_no_movers(coins: pd.DataFrame, pool: pd.DataFrame, column: str, period: str, min_volume_label: str) -> str:
     """Why a movers list is empty, the real reason first: the data lacks the change, nothing
     moved, the data lacks 24h volume, and only then the minimum-volume filter.
 
@@ -378,12 +419,16 @@ def why_no_movers(coins: pd.DataFrame, pool: pd.DataFrame, column: str, period: 
     """
     changes = coins[column] if column in coins.columns else pd.Series(dtype="float64")
     if not changes.notna().any():
-        return (f"This data has no {period} change: CoinGecko sent no {period} price change for any coin "
-                f"in this snapshot. Choose another period.")
+        return (
+            f"This data has no {period} change: CoinGecko sent no {period} price change for any coin "
+            f"in this snapshot. Choose another period."
+        )
     if not (changes.fillna(0) != 0).any():
         return f"No coin in the selection moved over {period} (every {period} change is 0 %)."
     volumes = coins["total_volume"] if "total_volume" in coins.columns else pd.Series(dtype="float64")
     if pool.empty and not volumes.notna().any():
-        return "This data has no 24h volume, so no coin passes the minimum volume. Choose \"No minimum\"."
-    return (f"No coin with at least {min_volume_label} of 24h volume has a {period} change in the selection. "
-            "Lower the minimum volume.")
+        return 'This data has no 24h volume, so no coin passes the minimum volume. Choose "No minimum".'
+    return (
+        f"No coin with at least {min_volume_label} of 24h volume has a {period} change in the selection. "
+        "Lower the minimum volume."
+    )

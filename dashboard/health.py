@@ -21,7 +21,7 @@ class FailureStreak:
 
     count: int
     last_error: str | None
-    since: datetime | None          # when the first failure of the streak started
+    since: datetime | None  # when the first failure of the streak started
 
 
 def failure_streak(runs: pd.DataFrame) -> FailureStreak:

@@ -44,16 +44,16 @@ class Job:
     """One refresh running in this process. Read by any session; written by its thread only."""
 
     job_id: str
-    source: str                                   # api | sample | auto (api, else the sample)
+    source: str  # api | sample | auto (api, else the sample)
     started_at: datetime
-    events: list[tuple[str, str]] = field(default_factory=list)   # (stage, message), in order
-    state: str = "running"                        # running | success | source_error | failed | locked | held
+    events: list[tuple[str, str]] = field(default_factory=list)  # (stage, message), in order
+    state: str = "running"  # running | success | source_error | failed | locked | held
     error: str | None = None
-    holder_run_id: str | None = None              # when locked: the run that holds the lock
+    holder_run_id: str | None = None  # when locked: the run that holds the lock
     run_id: str | None = None
     snapshot_at: datetime | None = None
-    used_source: str | None = None                # what the successful run used (auto may fall back)
-    fallback_reason: str | None = None            # auto: why the sample was used
+    used_source: str | None = None  # what the successful run used (auto may fall back)
+    fallback_reason: str | None = None  # auto: why the sample was used
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
@@ -82,9 +82,9 @@ class Job:
 class Decision:
     """What a click led to: started or following a job, following another process's run, or cooling down."""
 
-    kind: str                                     # started | attached | external | cooldown
+    kind: str  # started | attached | external | cooldown
     job: Job | None = None
-    run_id: str | None = None                     # external: the run holding the lock
+    run_id: str | None = None  # external: the run holding the lock
     seconds_left: int = 0
     message: str = ""
 
@@ -127,24 +127,29 @@ def request_refresh(settings: Settings, source: str = "api", *, respect_cooldown
             return Decision("attached", job=_active, message="A refresh is already running; showing it.")
         holder = _lock_holder(settings)
         if holder is not None:
-            return Decision("external", run_id=holder["run_id"],
-                            message=f"Pipeline run {holder['run_id']} is already in progress "
-                                    f"(pid {holder['pid']} on {holder['host']}); waiting for it instead of "
-                                    f"starting a second one.")
+            return Decision(
+                "external",
+                run_id=holder["run_id"],
+                message=f"Pipeline run {holder['run_id']} is already in progress "
+                f"(pid {holder['pid']} on {holder['host']}); waiting for it instead of "
+                f"starting a second one.",
+            )
         if respect_cooldown and source != "sample":
             left = cooldown_left(settings)
             if left:
-                return Decision("cooldown", seconds_left=left,
-                                message=f"CoinGecko was asked for data less than "
-                                        f"{settings.refresh_cooldown_seconds} s ago. To spare the API, the next "
-                                        f"refresh is possible in {left} s.")
+                return Decision(
+                    "cooldown",
+                    seconds_left=left,
+                    message=f"CoinGecko was asked for data less than "
+                    f"{settings.refresh_cooldown_seconds} s ago. To spare the API, the next "
+                    f"refresh is possible in {left} s.",
+                )
         job = Job(job_id=uuid.uuid4().hex[:12], source=source, started_at=utcnow())
         for old in [j for j in list(_jobs)[:-KEEP_JOBS] if not _jobs[j].running]:
             del _jobs[old]  # keep the outcome of the last few jobs only
         _jobs[job.job_id] = job
         _active = job
-    thread = threading.Thread(target=_work, args=(job, settings), name=f"dashboard-refresh-{job.job_id}",
-                              daemon=True)
+    thread = threading.Thread(target=_work, args=(job, settings), name=f"dashboard-refresh-{job.job_id}", daemon=True)
     thread.start()
     return Decision("started", job=job)
 
@@ -162,8 +167,9 @@ def _work(job: Job, settings: Settings) -> None:
 
     try:
         try:
-            result = run_pipeline(settings, trigger="button", source="api" if job.source == "auto" else job.source,
-                                  progress=job.progress)
+            result = run_pipeline(
+                settings, trigger="button", source="api" if job.source == "auto" else job.source, progress=job.progress
+            )
         except SourceError as exc:
             if job.source != "auto":
                 raise
@@ -206,8 +212,13 @@ class ExternalRun:
     timed_out: bool = False
 
 
-def follow_external(settings: Settings, run_id: str, on_tick: Callable[[ExternalRun], None],
-                    timeout: float = EXTERNAL_WAIT_SECONDS, poll: float = 0.5) -> ExternalRun:
+def follow_external(
+    settings: Settings,
+    run_id: str,
+    on_tick: Callable[[ExternalRun], None],
+    timeout: float = EXTERNAL_WAIT_SECONDS,
+    poll: float = 0.5,
+) -> ExternalRun:
     """Poll another process's run until it ends (or ``timeout``), calling ``on_tick`` each time."""
     engine = data.engine_for(settings.database_url)
     seen = ExternalRun(run_id)

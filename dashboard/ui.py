@@ -43,7 +43,8 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
     for column in safe.columns:
         if safe[column].dtype == object or pd.api.types.is_string_dtype(safe[column]):
             safe[column] = safe[column].map(
-                lambda v: "'" + v if isinstance(v, str) and v.startswith(CSV_FORMULA_START) else v)
+                lambda v: "'" + v if isinstance(v, str) and v.startswith(CSV_FORMULA_START) else v
+            )
     return safe.to_csv(index=False).encode("utf-8")
 
 
@@ -68,24 +69,36 @@ def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         if shown is frame:
             shown = frame.copy()
-        shown[column] = values.map(lambda v: fmt.shorten(v, limit) if isinstance(v, str) else v)
+        shown[column] = values.map(lambda v, limit=limit: fmt.shorten(v, limit) if isinstance(v, str) else v)
     return shown
 
 
-def render_table(frame: pd.DataFrame, name: str, column_config: dict | None = None,
-                 height: int | str = "auto", key: str | None = None) -> None:
+def render_table(
+    frame: pd.DataFrame,
+    name: str,
+    column_config: dict | None = None,
+    height: int | str = "auto",
+    key: str | None = None,
+) -> None:
     """A sortable table (click a header) with a CSV download of exactly these rows and columns.
 
     Text cells are cut for the screen (``display_frame``); the CSV has the full values.
     """
     columns = list(column_config) if column_config else list(frame.columns)
     shown = frame[[c for c in columns if c in frame.columns]]
-    st.dataframe(display_frame(shown), hide_index=True, column_config=column_config, height=height,
-                 width="stretch", key=key)
+    st.dataframe(
+        display_frame(shown), hide_index=True, column_config=column_config, height=height, width="stretch", key=key
+    )
     rows = f"{len(shown):,} row" + ("" if len(shown) == 1 else "s")
-    st.download_button(f"Download CSV ({rows})", data=lambda: csv_bytes(shown),
-                       file_name=f"{name}.csv", mime="text/csv", on_click="ignore", icon="⬇️",
-                       key=f"download_{key or name}")
+    st.download_button(
+        f"Download CSV ({rows})",
+        data=lambda: csv_bytes(shown),
+        file_name=f"{name}.csv",
+        mime="text/csv",
+        on_click="ignore",
+        icon="⬇️",
+        key=f"download_{key or name}",
+    )
 
 
 def render_chart(figure: go.Figure, key: str) -> None:
@@ -107,12 +120,14 @@ def nothing_to_show(frame: pd.DataFrame, what: str = "coins", reason: str | None
         return True
     categories = state.selected_categories()
     if not categories:
-        st.info(f"No {what} in this data: the newest published snapshot has none. Run the pipeline to load "
-                "some.", icon="🔍")
+        st.info(
+            f"No {what} in this data: the newest published snapshot has none. Run the pipeline to load some.", icon="🔍"
+        )
         return True
     chosen = ", ".join(fmt.category_label(c, short=True) for c in categories) or "all categories"
-    st.info(f"No {what} match the current filter ({chosen}). Choose other market-cap categories in the sidebar.",
-            icon="🔍")
+    st.info(
+        f"No {what} match the current filter ({chosen}). Choose other market-cap categories in the sidebar.", icon="🔍"
+    )
     return True
 
 
@@ -134,8 +149,10 @@ COIN_COLUMNS = {
     "liquidity_category": st.column_config.TextColumn("Liquidity"),
     "price_trend_category": st.column_config.TextColumn("24h trend"),
     "stale_record": st.column_config.CheckboxColumn(
-        "Stale", help="CoinGecko last updated this coin hours before the snapshot (PIPELINE_STALE_RECORD_HOURS): "
-                      "shown, but left out of movers and trends"),
+        "Stale",
+        help="CoinGecko last updated this coin hours before the snapshot (PIPELINE_STALE_RECORD_HOURS): "
+        "shown, but left out of movers and trends",
+    ),
 }
 
 
@@ -161,22 +178,30 @@ def render_freshness(view: state.View) -> None:
         return
     snapshot_at = fresh["snapshot_at"]
     source = fresh["source"]
-    source_text = {"api": "live CoinGecko API", "sample": "bundled offline sample",
-                   "import": "imported saved responses"}.get(source, fmt.escape_markdown(fmt.shorten(source)))
+    source_text = {
+        "api": "live CoinGecko API",
+        "sample": "bundled offline sample",
+        "import": "imported saved responses",
+    }.get(source, fmt.escape_markdown(fmt.shorten(source)))
     fetched_at = fresh.get("fetched_at")
     if fetched_at is not None and not pd.isna(fetched_at) and fetched_at != snapshot_at:
         source_text = f"fetched {fmt.format_timestamp(fetched_at)}, {source_text}"
     age = utcnow() - snapshot_at
-    st.caption(f"📅 Data as of **{fmt.format_timestamp(snapshot_at)}** ({source_text}), "
-               f"{fmt.format_age(age)} old.")
+    st.caption(f"📅 Data as of **{fmt.format_timestamp(snapshot_at)}** ({source_text}), {fmt.format_age(age)} old.")
     if source == "sample":
-        st.warning("This is the bundled **sample data** recorded on "
-                   f"{snapshot_at:%Y-%m-%d}, not live prices. Use **Refresh data** in the sidebar to load "
-                   "the current market.", icon="⚠️")
+        st.warning(
+            "This is the bundled **sample data** recorded on "
+            f"{snapshot_at:%Y-%m-%d}, not live prices. Use **Refresh data** in the sidebar to load "
+            "the current market.",
+            icon="⚠️",
+        )
     elif fresh["stale"]:
-        st.warning(f"The data is **{fmt.format_age(age)} old**, more than twice the "
-                   f"{view.settings.interval_minutes}-minute schedule: the scheduler may be stopped or failing "
-                   "(see the Pipeline page).", icon="⚠️")
+        st.warning(
+            f"The data is **{fmt.format_age(age)} old**, more than twice the "
+            f"{view.settings.interval_minutes}-minute schedule: the scheduler may be stopped or failing "
+            "(see the Pipeline page).",
+            icon="⚠️",
+        )
     render_failure_banner(view)
 
 
@@ -190,9 +215,12 @@ def render_failure_banner(view: state.View) -> None:
     if streak.count < view.settings.failure_banner_runs:
         return
     since = f" since {fmt.format_timestamp(streak.since)}" if streak.since is not None else ""
-    st.error(f"**The last {streak.count} pipeline runs failed**{since}: "
-             f"{error_markdown(streak.last_error or 'unknown error')}. The pages show the last good data; "
-             "see the Pipeline page.", icon="🚨")
+    st.error(
+        f"**The last {streak.count} pipeline runs failed**{since}: "
+        f"{error_markdown(streak.last_error or 'unknown error')}. The pages show the last good data; "
+        "see the Pipeline page.",
+        icon="🚨",
+    )
 
 
 def render_database_problem(settings: Settings, status: data.DataStatus) -> None:
@@ -203,12 +231,15 @@ def render_database_problem(settings: Settings, status: data.DataStatus) -> None
         st.markdown(
             f"The dashboard reads `{url.replace('`', '')}` (the `DATABASE_URL` setting). Check that the "
             "database server is running and reachable from here, and that `DATABASE_URL` names the same "
-            "database the pipeline writes to. Then reload this page.")
+            "database the pipeline writes to. Then reload this page."
+        )
     elif status.state == "missing_tables":
         st.error(f"**Some tables are missing:** {error_markdown(', '.join(status.missing))}.", icon="🧱")
-        st.markdown("The database was created by an older or unfinished pipeline setup. Load data below "
-                    "(which creates any missing tables), or run `python -m pipeline run` against the same "
-                    "`DATABASE_URL`.")
+        st.markdown(
+            "The database was created by an older or unfinished pipeline setup. Load data below "
+            "(which creates any missing tables), or run `python -m pipeline run` against the same "
+            "`DATABASE_URL`."
+        )
 
 
 # -- sidebar ---------------------------------------------------------------------------------
@@ -218,8 +249,11 @@ def render_category_filter() -> list[str]:
     """The one market-cap filter, shared by every page (kept in session state and the URL)."""
     state.init_category_filter()
     st.sidebar.multiselect(
-        "Market-cap category", MARKET_CAP_CATEGORIES, key=state.FILTER_KEY,
-        format_func=lambda c: fmt.category_label(c), placeholder="All categories",
+        "Market-cap category",
+        MARKET_CAP_CATEGORIES,
+        key=state.FILTER_KEY,
+        format_func=lambda c: fmt.category_label(c),
+        placeholder="All categories",
         help="Applies to every page and is kept in the link (?category=...). Empty means all coins.",
     )
     invalid = state.take_invalid_categories()
@@ -230,8 +264,9 @@ def render_category_filter() -> list[str]:
 
 def invalid_categories_message(invalid: list[str]) -> str:
     """'Ignored unknown categories in the link: `a`, `b`, `c` and 9,997 more' (each value cut)."""
-    named = ", ".join(f"`{fmt.escape_markdown(fmt.shorten(c, INVALID_CATEGORY_LIMIT))}`"
-                      for c in invalid[:INVALID_CATEGORIES_SHOWN])
+    named = ", ".join(
+        f"`{fmt.escape_markdown(fmt.shorten(c, INVALID_CATEGORY_LIMIT))}`" for c in invalid[:INVALID_CATEGORIES_SHOWN]
+    )
     rest = len(invalid) - INVALID_CATEGORIES_SHOWN
     more = f" and {rest:,} more" if rest > 0 else ""
     return "Ignored unknown categor" + ("ies" if len(invalid) > 1 else "y") + f" in the link: {named}{more}"
@@ -260,9 +295,14 @@ JOB_KEY = "refresh_job_id"
 
 def render_refresh_button(settings: Settings) -> bool:
     """The sidebar's Refresh button and its progress. Returns True when new data was published."""
-    clicked = st.sidebar.button("Refresh data", icon="🔄", width="stretch", key="refresh_button",
-                                help="Fetch the newest market data from CoinGecko now (the same run as the "
-                                     "scheduler's, recorded with trigger 'button').")
+    clicked = st.sidebar.button(
+        "Refresh data",
+        icon="🔄",
+        width="stretch",
+        key="refresh_button",
+        help="Fetch the newest market data from CoinGecko now (the same run as the "
+        "scheduler's, recorded with trigger 'button').",
+    )
     job = refresh.get_job(st.session_state.get(JOB_KEY))
     if clicked:
         decision = refresh.request_refresh(settings, source="api")
@@ -306,8 +346,13 @@ def _show_job(settings: Settings, job: Job, container) -> bool:
 
         def tick(current: Job) -> None:
             message = current.events[-1][1] if current.events else "starting…"
-            _render_stages(placeholder, current.stage, not current.running and current.state == "success",
-                           current.state in ("failed", "source_error", "held"), message)
+            _render_stages(
+                placeholder,
+                current.stage,
+                not current.running and current.state == "success",
+                current.state in ("failed", "source_error", "held"),
+                message,
+            )
 
         refresh.follow_job(job, tick)
         if job.state == "success":
@@ -323,22 +368,34 @@ def _show_job(settings: Settings, job: Job, container) -> bool:
     if job.state == "success":
         note = ""
         if job.used_source == "sample":
-            note = " (the bundled sample: CoinGecko could not be reached)" if job.fallback_reason else \
-                " (the bundled sample)"
+            note = (
+                " (the bundled sample: CoinGecko could not be reached)"
+                if job.fallback_reason
+                else " (the bundled sample)"
+            )
         state.flash("success", f"✅ Refreshed: data as of {fmt.format_timestamp(job.snapshot_at)}{note}.")
         return True
     if job.state == "locked":
         return _show_external(settings, job.holder_run_id, container) if job.holder_run_id else False
     if job.state == "held":
-        container.warning(f"**The new data looked implausible and was held back**: {error_markdown(job.error)}. "
-                          "The pages keep showing the last published data; an operator can publish it with "
-                          "`python -m pipeline publish RUN_ID --force` (see the Pipeline page).", icon="✋")
+        container.warning(
+            f"**The new data looked implausible and was held back**: {error_markdown(job.error)}. "
+            "The pages keep showing the last published data; an operator can publish it with "
+            "`python -m pipeline publish RUN_ID --force` (see the Pipeline page).",
+            icon="✋",
+        )
     elif job.state == "source_error":
-        container.error(f"**CoinGecko could not be reached**: {error_markdown(job.error)}. "
-                        "The pages keep showing the last good data; try again later.", icon="📡")
+        container.error(
+            f"**CoinGecko could not be reached**: {error_markdown(job.error)}. "
+            "The pages keep showing the last good data; try again later.",
+            icon="📡",
+        )
     else:
-        container.error(f"**The refresh failed**: {error_markdown(job.error)}. The pages keep showing "
-                        "the last good data; details are on the Pipeline page.", icon="❌")
+        container.error(
+            f"**The refresh failed**: {error_markdown(job.error)}. The pages keep showing "
+            "the last good data; details are on the Pipeline page.",
+            icon="❌",
+        )
     return False
 
 
@@ -350,8 +407,13 @@ def _show_external(settings: Settings, run_id: str | None, container) -> bool:
         placeholder = box.empty()
 
         def tick(run: ExternalRun) -> None:
-            _render_stages(placeholder, run.stage, run.status == "success", run.status in ("failed", "abandoned"),
-                           f"status: {run.status}")
+            _render_stages(
+                placeholder,
+                run.stage,
+                run.status == "success",
+                run.status in ("failed", "abandoned"),
+                f"status: {run.status}",
+            )
 
         seen = refresh.follow_external(settings, run_id, tick)
         if seen.status == "success":
@@ -366,9 +428,11 @@ def _show_external(settings: Settings, run_id: str | None, container) -> bool:
     if seen.timed_out:
         container.info("That run is still going; the pages will show its data once it finishes.")
     elif seen.error:
-        container.error(f"Run {fmt.escape_markdown(fmt.shorten(run_id))} did not succeed: "
-                        f"{error_markdown(seen.error)}. The pages keep "
-                        "showing the last good data.")
+        container.error(
+            f"Run {fmt.escape_markdown(fmt.shorten(run_id))} did not succeed: "
+            f"{error_markdown(seen.error)}. The pages keep "
+            "showing the last good data."
+        )
     return False
 
 
@@ -384,15 +448,18 @@ def render_first_start(view: state.View) -> None:
         st.markdown(
             "There is **no market data yet** in this database. Load it now: the dashboard fetches the top "
             f"{view.settings.top_n} coins from the CoinGecko API, or, when the API cannot be reached, loads "
-            "the bundled offline sample (a real snapshot from 2022-10-16) so you can explore right away.")
+            "the bundled offline sample (a real snapshot from 2022-10-16) so you can explore right away."
+        )
     last_runs = _last_failed_run(view)
     if last_runs:
         st.caption(f"The last attempt failed: {error_markdown(last_runs)}")
     if st.button("Load data", icon="📥", type="primary", key="first_start_load"):
         if start_first_load(view.settings, st.container()):
             st.rerun()
-    st.caption("Afterwards the scheduler (`python -m pipeline schedule`) keeps the data fresh, and "
-               "**Refresh data** in the sidebar fetches it on demand.")
+    st.caption(
+        "Afterwards the scheduler (`python -m pipeline schedule`) keeps the data fresh, and "
+        "**Refresh data** in the sidebar fetches it on demand."
+    )
 
 
 def _last_failed_run(view: state.View) -> str | None:
@@ -412,6 +479,9 @@ def guarded(render: Callable[[], None]) -> None:
     try:
         render()
     except data.DataUnavailable as exc:
-        st.error(f"**The data could not be read.** {error_markdown(exc)}. Check that the database is running "
-                 "and that "
-                 "`DATABASE_URL` is right, then reload.", icon="🚫")
+        st.error(
+            f"**The data could not be read.** {error_markdown(exc)}. Check that the database is running "
+            "and that "
+            "`DATABASE_URL` is right, then reload.",
+            icon="🚫",
+        )

@@ -107,8 +107,9 @@ def _check_absent(final: Path, overwrite: bool) -> None:
         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(final))
 
 
-def atomic_write_bytes(path: Path | str, data, *, overwrite: bool = False, mode: int | None = 0o444,
-                       fsync: bool = True) -> Path:
+def atomic_write_bytes(
+    path: Path | str, data, *, overwrite: bool = False, mode: int | None = 0o444, fsync: bool = True
+) -> Path:
     """Write ``data`` (bytes or any buffer) to ``path`` atomically; return ``path``.
 
     ``overwrite=False``: FileExistsError when ``path`` exists (checked atomically).
@@ -136,8 +137,15 @@ def atomic_write_bytes(path: Path | str, data, *, overwrite: bool = False, mode:
     return final
 
 
-def atomic_write_text(path: Path | str, text: str, *, encoding: str = "utf-8", overwrite: bool = False,
-                      mode: int | None = 0o444, fsync: bool = True) -> Path:
+def atomic_write_text(
+    path: Path | str,
+    text: str,
+    *,
+    encoding: str = "utf-8",
+    overwrite: bool = False,
+    mode: int | None = 0o444,
+    fsync: bool = True,
+) -> Path:
     """:func:`atomic_write_bytes` for text."""
     return atomic_write_bytes(path, text.encode(encoding), overwrite=overwrite, mode=mode, fsync=fsync)
 
@@ -151,8 +159,9 @@ def _fsync_file(path: Path) -> None:
 
 
 @contextmanager
-def atomic_path(path: Path | str, *, overwrite: bool = False, mode: int | None = 0o444,
-                fsync: bool = True) -> Iterator[Path]:
+def atomic_path(
+    path: Path | str, *, overwrite: bool = False, mode: int | None = 0o444, fsync: bool = True
+) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; when the block ends without error, publish it atomically.
 
     Example::

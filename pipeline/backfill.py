@@ -66,8 +66,11 @@ COIN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 #: market_chart series -> staging_coin_history column, in row order.
 SERIES = (("prices", "price"), ("market_caps", "market_cap"), ("total_volumes", "total_volume"))
-_LIMITS = {"price": ABSURD_LIMITS["current_price"], "market_cap": ABSURD_LIMITS["market_cap"],
-           "total_volume": ABSURD_LIMITS["total_volume"]}
+_LIMITS = {
+    "price": ABSURD_LIMITS["current_price"],
+    "market_cap": ABSURD_LIMITS["market_cap"],
+    "total_volume": ABSURD_LIMITS["total_volume"],
+}
 _EPOCH = datetime(1970, 1, 1)
 
 #: progress(done, total, coin_id, message)
@@ -147,8 +150,9 @@ def market_chart_rows(body, *, coin_id: str, run_id: str) -> ChartRows:
                 skipped += 1
                 continue
             by_time.setdefault(ts, [None, None, None])[position] = value
-    rows = [(coin_id, ts, run_id, *values) for ts, values in sorted(by_time.items())
-            if any(v is not None for v in values)]
+    rows = [
+        (coin_id, ts, run_id, *values) for ts, values in sorted(by_time.items()) if any(v is not None for v in values)
+    ]
     return ChartRows(rows, skipped)
 
 
@@ -189,9 +193,11 @@ def parse_ids(text: str) -> list[str]:
 def tracked_coins(engine: Engine, limit: int) -> list[str]:
     """The ids in the current gold mart, by market cap rank (unranked last), at most ``limit``."""
     m = crypto_analytics_mart
-    query = (select(m.c.id)
-             .order_by(case((m.c.market_cap_rank.is_(None), 1), else_=0), m.c.market_cap_rank, m.c.id)
-             .limit(limit))
+    query = (
+        select(m.c.id)
+        .order_by(case((m.c.market_cap_rank.is_(None), 1), else_=0), m.c.market_cap_rank, m.c.id)
+        .limit(limit)
+    )
     with engine.connect() as conn:
         return [row[0] for row in conn.execute(query)]
 
@@ -202,7 +208,7 @@ def history_spans(engine: Engine, coin_ids: list[str]) -> dict[str, tuple[dateti
     spans: dict[str, tuple[datetime, datetime]] = {}
     with engine.connect() as conn:
         for start in range(0, len(coin_ids), 500):
-            chunk = coin_ids[start:start + 500]
+            chunk = coin_ids[start : start + 500]
             query = select(h.c.id, func.min(h.c.ts), func.max(h.c.ts)).where(h.c.id.in_(chunk)).group_by(h.c.id)
             for coin_id, first, last in conn.execute(query):
                 spans[coin_id] = (first, last)
@@ -219,8 +225,10 @@ def check_days(settings: Settings, days: int) -> None:
         raise ConfigError(f"--days must be at least 1, got {days}")
     limit = max_days(settings)
     if limit is not None and days > limit:
-        raise ConfigError(f"--days {days}: CoinGecko's free plan serves at most {limit} days of history "
-                          f"(COINGECKO_API_PLAN=pro with a pro key lifts this)")
+        raise ConfigError(
+            f"--days {days}: CoinGecko's free plan serves at most {limit} days of history "
+            f"(COINGECKO_API_PLAN=pro with a pro key lifts this)"
+        )
 
 
 # -- the run ------------------------------------------------------------------------
@@ -242,8 +250,7 @@ class BackfillResult:
     bronze_folder: str | None = None
 
     def summary(self) -> str:
-        parts = [f"{len(self.fetched)} coin(s) fetched ({self.points} points)",
-                 f"{len(self.skipped)} already covered"]
+        parts = [f"{len(self.fetched)} coin(s) fetched ({self.points} points)", f"{len(self.skipped)} already covered"]
         if self.failed:
             parts.append(f"{len(self.failed)} failed")
         if self.not_attempted:
@@ -288,9 +295,17 @@ class _Pacer:
                 self._sleep(remaining)
 
 
-def run_backfill(settings: Settings, *, days: int = FREE_PLAN_MAX_DAYS, coin_ids: list[str] | None = None,
-                 top: int | None = None, trigger: str = "cli", now: datetime | None = None,
-                 progress: Progress = _quiet, engine: Engine | None = None) -> BackfillResult:
+def run_backfill(
+    settings: Settings,
+    *,
+    days: int = FREE_PLAN_MAX_DAYS,
+    coin_ids: list[str] | None = None,
+    top: int | None = None,
+    trigger: str = "cli",
+    now: datetime | None = None,
+    progress: Progress = _quiet,
+    engine: Engine | None = None,
+) -> BackfillResult:
     """Fetch and load ``days`` of daily history for ``coin_ids`` (default: the top tracked coins).
 
     Holds the pipeline lock and logs one ``pipeline_runs`` row (source ``backfill``).
@@ -313,8 +328,10 @@ def run_backfill(settings: Settings, *, days: int = FREE_PLAN_MAX_DAYS, coin_ids
             if coin_ids is None:
                 result.coins = tracked_coins(engine, top or settings.top_n)
                 if not result.coins:
-                    raise PipelineError("no tracked coins yet: run `python -m pipeline run` first, "
-                                        "or name coins with --ids bitcoin,ethereum")
+                    raise PipelineError(
+                        "no tracked coins yet: run `python -m pipeline run` first, "
+                        "or name coins with --ids bitcoin,ethereum"
+                    )
             else:
                 result.coins = list(coin_ids)
             window_end = _naive_utc(now) if now is not None else utcnow()
@@ -331,8 +348,13 @@ def run_backfill(settings: Settings, *, days: int = FREE_PLAN_MAX_DAYS, coin_ids
                     progress(number, total, coin_id, "FAILED: not a valid coin id")
                     continue
                 if writer is None:
-                    writer = bronze.BronzeWriter(settings.raw_dir, run_id, source="backfill", started_at=utcnow(),
-                                                 vs_currency=settings.vs_currency)
+                    writer = bronze.BronzeWriter(
+                        settings.raw_dir,
+                        run_id,
+                        source="backfill",
+                        started_at=utcnow(),
+                        vs_currency=settings.vs_currency,
+                    )
                     result.bronze_folder = str(writer.folder)
                     run_log.stage("silver")
 

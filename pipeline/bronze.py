@@ -83,7 +83,11 @@ def _parquet_table(payload):
     """A table of the body's records; falls back to one JSON text column when types are mixed."""
     import pyarrow as pa  # only writers need pyarrow: replay workers stay small
 
-    rows = payload if isinstance(payload, list) else [payload.get("data", payload) if isinstance(payload, dict) else payload]
+    rows = (
+        payload
+        if isinstance(payload, list)
+        else [payload.get("data", payload) if isinstance(payload, dict) else payload]
+    )
     if rows and all(isinstance(r, dict) for r in rows):
         try:
             return pa.Table.from_pylist(rows)
@@ -102,8 +106,17 @@ def _json_text_table(payload):
 class BronzeWriter:
     """Collects the answers of one run into its own folder."""
 
-    def __init__(self, raw_dir: Path, run_id: str, *, source: str, started_at: datetime, vs_currency: str,
-                 top_n: int | None = None, write_parquet: bool = True):
+    def __init__(
+        self,
+        raw_dir: Path,
+        run_id: str,
+        *,
+        source: str,
+        started_at: datetime,
+        vs_currency: str,
+        top_n: int | None = None,
+        write_parquet: bool = True,
+    ):
         self.run_id = run_id
         self.top_n = top_n
         self.source = source
@@ -174,8 +187,9 @@ class BronzeWriter:
             data = encode(_json_text_table(payload))
         return f"{stem}.parquet", data
 
-    def finish(self, *, snapshot_at: datetime | None, complete: bool, error: str | None = None,
-               extra: dict | None = None) -> Path:
+    def finish(
+        self, *, snapshot_at: datetime | None, complete: bool, error: str | None = None, extra: dict | None = None
+    ) -> Path:
         """Write the manifest, once. Only complete runs are replayed. ``extra``: more top-level
         fields (e.g. ``fetched_at`` and ``data_time_basis`` beside the data's ``snapshot_at``)."""
         manifest = {
@@ -298,8 +312,13 @@ def _one_line(exc: BaseException | str, limit: int = 200) -> str:
 
 def _plain_name(value) -> bool:
     """A file name inside the run folder (no path, so a manifest cannot point outside it)."""
-    return (isinstance(value, str) and value not in ("", ".", "..") and "/" not in value and "\\" not in value
-            and "\0" not in value)
+    return (
+        isinstance(value, str)
+        and value not in ("", ".", "..")
+        and "/" not in value
+        and "\\" not in value
+        and "\0" not in value
+    )
 
 
 def _is_int(value) -> bool:
@@ -332,7 +351,8 @@ def _entry_problem(entry) -> str | None:
     if entry.get("parquet") is not None and not _plain_name(entry["parquet"]):
         return f"{name}: no valid Parquet file name"
     if entry.get("parquet_sha256") is not None and not (
-            isinstance(entry["parquet_sha256"], str) and _HEX64.match(entry["parquet_sha256"])):
+        isinstance(entry["parquet_sha256"], str) and _HEX64.match(entry["parquet_sha256"])
+    ):
         return f"{name}: no valid parquet_sha256"
     if entry["endpoint"] == "market_chart" and entry.get("used"):
         path = entry.get("path")
@@ -345,7 +365,8 @@ def manifest_problem(manifest, folder: Path) -> str | None:
     """Why ``manifest`` (parsed JSON) cannot describe the run in ``folder``; None when it can."""
     if not isinstance(manifest, dict):
         kind = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(
-            type(manifest), "null" if manifest is None else type(manifest).__name__)
+            type(manifest), "null" if manifest is None else type(manifest).__name__
+        )
         return f"manifest.json holds a JSON {kind}, not an object"
     run_id = manifest.get("run_id")
     if not isinstance(run_id, str) or not run_id:
@@ -382,8 +403,12 @@ def _load_run(folder: Path) -> tuple[BronzeRun | None, DamagedRun | None]:
         data = path.read_bytes()
     except FileNotFoundError:
         files = [p for p in folder.iterdir() if not is_temp_name(p.name)] if folder.is_dir() else []
-        return None, DamagedRun(folder, None, f"no {MANIFEST}: the run stopped before finishing "
-                                              f"({len(files)} file(s) kept)", incomplete=True)
+        return None, DamagedRun(
+            folder,
+            None,
+            f"no {MANIFEST}: the run stopped before finishing ({len(files)} file(s) kept)",
+            incomplete=True,
+        )
     except OSError as exc:
         return None, DamagedRun(folder, None, f"{MANIFEST} unreadable: {_one_line(exc.strerror or exc)}")
     if not data.strip():
@@ -456,6 +481,7 @@ def find_run(raw_dir: Path, run_id: str) -> BronzeRun:
 
 
 # ---- checking a run's files against its manifest -------------------------------------
+
 
 def _sha256_file(path: Path) -> str:
     with open(path, "rb") as handle:

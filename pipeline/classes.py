@@ -64,8 +64,11 @@ class ClassesResult:
 
     @property
     def warnings(self) -> list[str]:
-        return [f"coin classes not refreshed ({self.reason}); the previous classes are kept"] \
-            if self.status == "failed" else []
+        return (
+            [f"coin classes not refreshed ({self.reason}); the previous classes are kept"]
+            if self.status == "failed"
+            else []
+        )
 
 
 # ---- pure parts ------------------------------------------------------------------------
@@ -123,8 +126,9 @@ def last_attempt(raw_dir: Path, now: datetime) -> datetime | None:
 
 def last_refreshed(conn: Connection) -> datetime | None:
     """When the classes were last taken from CoinGecko (None: never)."""
-    return conn.execute(select(func.max(ref_coin_classes.c.updated_at))
-                        .where(ref_coin_classes.c.origin == ORIGIN_COINGECKO)).scalar()
+    return conn.execute(
+        select(func.max(ref_coin_classes.c.updated_at)).where(ref_coin_classes.c.origin == ORIGIN_COINGECKO)
+    ).scalar()
 
 
 def store(conn: Connection, pairs: list[tuple[str, str]], updated_at: datetime) -> int:
@@ -132,8 +136,11 @@ def store(conn: Connection, pairs: list[tuple[str, str]], updated_at: datetime) 
     table = ref_coin_classes
     conn.execute(delete(table).where(table.c.origin == ORIGIN_COINGECKO))
     kept = {tuple(r) for r in conn.execute(select(table.c.id, table.c.coin_class))}
-    rows = [{"id": i, "coin_class": c, "origin": ORIGIN_COINGECKO, "updated_at": updated_at}
-            for i, c in pairs if (i, c) not in kept]
+    rows = [
+        {"id": i, "coin_class": c, "origin": ORIGIN_COINGECKO, "updated_at": updated_at}
+        for i, c in pairs
+        if (i, c) not in kept
+    ]
     if rows:
         conn.execute(insert(table), rows)
     return len(rows)
@@ -141,8 +148,9 @@ def store(conn: Connection, pairs: list[tuple[str, str]], updated_at: datetime) 
 
 def stablecoin_ids(conn: Connection) -> set[str]:
     """The stablecoins readers should use: CoinGecko's when ``ref_coin_classes`` has any, else the seed."""
-    ids = {r[0] for r in conn.execute(select(ref_coin_classes.c.id)
-                                       .where(ref_coin_classes.c.coin_class == "stablecoin"))}
+    ids = {
+        r[0] for r in conn.execute(select(ref_coin_classes.c.id).where(ref_coin_classes.c.coin_class == "stablecoin"))
+    }
     return ids or {r[0] for r in conn.execute(select(ref_stablecoins.c.id))}
 
 
@@ -152,8 +160,7 @@ def stablecoin_ids(conn: Connection) -> set[str]:
 def _fetch(settings: Settings, now: datetime, *, interactive: bool) -> tuple[str, dict[str, list]]:
     """Every category's body, kept in a bronze run of its own; raises on any failure."""
     run_id = new_run_id(now) + RUN_SUFFIX
-    writer = bronze.BronzeWriter(settings.raw_dir, run_id, source=BRONZE_SOURCE, started_at=now,
-                                 vs_currency="usd")
+    writer = bronze.BronzeWriter(settings.raw_dir, run_id, source=BRONZE_SOURCE, started_at=now, vs_currency="usd")
     client = client_from_settings(settings, on_response=writer.add, interactive=interactive)
     bodies: dict[str, list] = {}
     try:
@@ -169,9 +176,15 @@ def _fetch(settings: Settings, now: datetime, *, interactive: bool) -> tuple[str
     return run_id, bodies
 
 
-def refresh_if_due(settings: Settings, engine: Engine, *, interactive: bool = False,
-                   progress: Callable[[str, str], None] | None = None, now: datetime | None = None,
-                   force: bool = False) -> ClassesResult:
+def refresh_if_due(
+    settings: Settings,
+    engine: Engine,
+    *,
+    interactive: bool = False,
+    progress: Callable[[str, str], None] | None = None,
+    now: datetime | None = None,
+    force: bool = False,
+) -> ClassesResult:
     """Refresh ``ref_coin_classes`` from CoinGecko when due; never raises an ``Exception``.
 
     Skipped when turned off (``PIPELINE_CLASSES_REFRESH_HOURS=0``), when not due (at most once per
@@ -195,8 +208,10 @@ def refresh_if_due(settings: Settings, engine: Engine, *, interactive: bool = Fa
                 return ClassesResult("skipped", reason=f"refreshed {last:%Y-%m-%d %H:%M} UTC")
             attempt = last_attempt(settings.raw_dir, now)
             if attempt is not None and (last is None or attempt > last) and now - attempt < RETRY_AFTER:
-                return ClassesResult("skipped", reason=f"last attempt {attempt:%H:%M} UTC, retried after "
-                                                       f"{RETRY_AFTER.total_seconds() / 3600:g} h")
+                return ClassesResult(
+                    "skipped",
+                    reason=f"last attempt {attempt:%H:%M} UTC, retried after {RETRY_AFTER.total_seconds() / 3600:g} h",
+                )
         run_id, bodies = _fetch(settings, now, interactive=interactive)
         pairs = classes_from_bodies(bodies)
         counts = {c: sum(1 for _, k in pairs if k == c) for c in COIN_CLASSES}

@@ -32,11 +32,12 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """
     from pipeline.flow import run_pipeline
 
-    result = run_pipeline(settings, trigger=args.trigger, source=args.source, top_n=args.top,
-                          progress=_print_progress)
+    result = run_pipeline(settings, trigger=args.trigger, source=args.source, top_n=args.top, progress=_print_progress)
     basis = "" if result.global_basis else " (dominance from tracked coins: /global unavailable)"
-    print(f"run {result.run_id} succeeded: {result.silver_rows} silver rows, {result.quarantined} quarantined, "
-          f"snapshot {result.snapshot_at:%Y-%m-%d %H:%M:%S} UTC, source {result.source}{basis}")
+    print(
+        f"run {result.run_id} succeeded: {result.silver_rows} silver rows, {result.quarantined} quarantined, "
+        f"snapshot {result.snapshot_at:%Y-%m-%d %H:%M:%S} UTC, source {result.source}{basis}"
+    )
     return 0
 
 
@@ -48,8 +49,10 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.flow import replay
 
     result = replay(settings, trigger="cli", progress=_print_progress)
-    print(f"replay {result.run_id} succeeded: {len(result.bronze_runs)} bronze runs, {result.silver_rows} silver rows, "
-          f"{result.quarantined} quarantined")
+    print(
+        f"replay {result.run_id} succeeded: {len(result.bronze_runs)} bronze runs, {result.silver_rows} silver rows, "
+        f"{result.quarantined} quarantined"
+    )
     return 0
 
 
@@ -68,7 +71,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
     Example: python -m pipeline status --limit 5
     """
-    from pipeline.status import freshness, format_status
+    from pipeline.status import format_status, freshness
 
     print(format_status(settings, limit=args.limit))
     if args.check:
@@ -101,16 +104,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name, func, help_text):
-        p = sub.add_parser(name, help=help_text, description=func.__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name, help=help_text, description=func.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
         p.set_defaults(func=func)
-        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                       help="log details and show tracebacks")
+        p.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log details and show tracebacks"
+        )
         return p
 
     run = add("run", cmd_run, "fetch now and rebuild silver and gold")
-    run.add_argument("--source", choices=["api", "sample"], default="api",
-                     help="live CoinGecko API (default) or the bundled offline sample")
+    run.add_argument(
+        "--source",
+        choices=["api", "sample"],
+        default="api",
+        help="live CoinGecko API (default) or the bundled offline sample",
+    )
     run.add_argument("--top", type=int, default=None, metavar="N", help="coins to fetch (default PIPELINE_TOP_N, 250)")
     run.add_argument("--trigger", choices=["cli", "schedule", "button"], default="cli", help=argparse.SUPPRESS)
 
@@ -118,8 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     schedule = add("schedule", cmd_schedule, "the sidecar: run now, then every interval")
     schedule.add_argument("--source", choices=["api", "sample"], default="api")
-    schedule.add_argument("--interval", type=float, default=None, metavar="MINUTES",
-                          help="minutes between runs (default PIPELINE_INTERVAL_MINUTES, 15)")
+    schedule.add_argument(
+        "--interval",
+        type=float,
+        default=None,
+        metavar="MINUTES",
+        help="minutes between runs (default PIPELINE_INTERVAL_MINUTES, 15)",
+    )
 
     status = add("status", cmd_status, "last runs and data freshness")
     status.add_argument("--limit", type=int, default=10, help="runs to list (default 10)")
@@ -192,8 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     verbose = getattr(args, "verbose", False)
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         settings = Settings.from_env()
         if verbose:

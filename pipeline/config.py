@@ -68,9 +68,9 @@ def _share(env: dict, name: str, default: float) -> float:
 def normalize_database_url(url: str) -> str:
     """Use psycopg 3 for plain ``postgresql://`` URLs: its COPY is the fast bulk path."""
     if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]
+        url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
 
 
@@ -129,7 +129,7 @@ class Settings:
     def is_postgres(self) -> bool:
         return self.database_url.startswith("postgresql")
 
-    def with_overrides(self, **changes) -> "Settings":
+    def with_overrides(self, **changes) -> Settings:
         return replace(self, **changes)
 
     def describe(self) -> dict:
@@ -146,7 +146,7 @@ class Settings:
         }
 
     @classmethod
-    def from_env(cls, env: dict | None = None) -> "Settings":
+    def from_env(cls, env: dict | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         data_dir = Path(env.get("DATA_DIR") or "data")
         plan = (env.get("COINGECKO_API_PLAN") or "demo").strip().lower()

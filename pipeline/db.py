@@ -14,13 +14,13 @@ import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
 from urllib.parse import quote
 
-from sqlalchemy import Connection, Engine, String, create_engine, event, inspect, insert, select, text
+from sqlalchemy import Connection, Engine, String, create_engine, event, insert, inspect, select, text
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -29,6 +29,7 @@ from pipeline.errors import DatabaseError, DatabaseUnavailable, PipelineError, S
 from pipeline.schema import SCHEMA_VERSION, metadata
 
 SEEDS_DIR = Path(__file__).resolve().parent.parent / "sql" / "seeds"
+
 
 #: Errors a raw driver cursor raises (SQLite's and psycopg's), for code that bypasses SQLAlchemy.
 def _driver_errors() -> tuple[type[Exception], ...]:
@@ -50,7 +51,7 @@ SQLITE_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 def utcnow() -> datetime:
     """Naive UTC: every timestamp column is UTC without a zone, on both databases."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _sqlite_datetime(value: datetime) -> str:
@@ -80,7 +81,7 @@ def _sqlite_file(database_url: str) -> str | None:
     """The file path of a SQLite URL (plain or ``file:`` URI form); None for in-memory."""
     path = database_url.split("///", 1)[-1]
     if path.startswith("file:"):
-        path = path[len("file:"):].split("?", 1)[0]
+        path = path[len("file:") :].split("?", 1)[0]
     else:
         path = path.split("?", 1)[0]
     return None if not path or path == ":memory:" else path
@@ -118,8 +119,7 @@ def make_engine(database_url: str) -> Engine:
         path = _sqlite_file(database_url)
         if path and "mode=ro" not in database_url and "immutable=" not in database_url:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(_sqlite_read_only_url(database_url, path) or database_url,
-                               connect_args={"timeout": 30})
+        engine = create_engine(_sqlite_read_only_url(database_url, path) or database_url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(database_url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
@@ -135,8 +135,9 @@ def check_connection(engine: Engine) -> None:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
-        raise DatabaseUnavailable(f"cannot open database {engine.url.render_as_string()}: "
-                                  f"{describe_db_error(exc)}") from exc
+        raise DatabaseUnavailable(
+            f"cannot open database {engine.url.render_as_string()}: {describe_db_error(exc)}"
+        ) from exc
 
 
 def ensure_schema(engine: Engine) -> int:
@@ -153,8 +154,9 @@ def ensure_schema(engine: Engine) -> int:
                 # Two processes starting together must not race on CREATE TABLE.
                 conn.execute(text("SELECT pg_advisory_xact_lock(7250001)"))
             metadata.create_all(conn, checkfirst=True)
-            current = conn.execute(select(schema.schema_version.c.version).order_by(
-                schema.schema_version.c.version.desc()).limit(1)).scalar()
+            current = conn.execute(
+                select(schema.schema_version.c.version).order_by(schema.schema_version.c.version.desc()).limit(1)
+            ).scalar()
             if current is None:
                 # Tables just created by create_all, or from sql/schema/: already the current version.
                 conn.execute(insert(schema.schema_version).values(version=SCHEMA_VERSION, applied_at=utcnow()))
@@ -179,8 +181,9 @@ def ensure_schema(engine: Engine) -> int:
             build_gold(engine)
         except SQLAlchemyError as exc:
             error = as_pipeline_error(exc)
-            raise type(error)(f"cannot rebuild gold after changing {', '.join(rebuilt)}: "
-                              f"{describe_db_error(exc)}") from exc
+            raise type(error)(
+                f"cannot rebuild gold after changing {', '.join(rebuilt)}: {describe_db_error(exc)}"
+            ) from exc
     return current
 
 
@@ -219,15 +222,17 @@ def check_schema(engine: Engine) -> int:
             missing = [t for t in REQUIRED_TABLES if t not in tables]
             if missing:
                 raise SchemaNotReady(f"the database has no pipeline schema (missing {', '.join(missing)}): {how}")
-            version = conn.execute(select(schema.schema_version.c.version).order_by(
-                schema.schema_version.c.version.desc()).limit(1)).scalar()
+            version = conn.execute(
+                select(schema.schema_version.c.version).order_by(schema.schema_version.c.version.desc()).limit(1)
+            ).scalar()
     except SQLAlchemyError as exc:
         raise as_pipeline_error(exc) from exc
     if version is None:
         raise SchemaNotReady(f"the database schema has no version: {how}")
     if version < SCHEMA_VERSION:
-        raise SchemaNotReady(f"the database schema is at version {version}, this pipeline needs "
-                             f"version {SCHEMA_VERSION}: {how}")
+        raise SchemaNotReady(
+            f"the database schema is at version {version}, this pipeline needs version {SCHEMA_VERSION}: {how}"
+        )
     return version
 
 
@@ -246,9 +251,11 @@ _UNBOUNDED_IN_V3 = {
 
 def _add_column_if_missing(table: str, column: str, sql_type: str) -> Callable[[Connection], None]:
     """SQLite has no ``ADD COLUMN IF NOT EXISTS``: look first (two processes may upgrade at once)."""
+
     def step(conn: Connection) -> None:
         if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
             conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
+
     return step
 
 
@@ -265,14 +272,18 @@ _NEW_IN_V4 = (
 #: version -> dialect ("*" for every dialect) -> steps that upgrade the previous version
 #: in place: SQL text, or a callable taking the connection.
 MIGRATIONS: dict[int, dict[str, list[Migration]]] = {
-    2: {"*": [  # covering index for the Coin page's history query
-        "CREATE INDEX IF NOT EXISTS ix_staging_crypto_market_coin_history ON staging_crypto_market "
-        "(id, snapshot_at, current_price, market_cap, total_volume)",
-    ]},
+    2: {
+        "*": [  # covering index for the Coin page's history query
+            "CREATE INDEX IF NOT EXISTS ix_staging_crypto_market_coin_history ON staging_crypto_market "
+            "(id, snapshot_at, current_price, market_cap, total_volume)",
+        ]
+    },
     3: {  # text from the API is unbounded (PostgreSQL enforced VARCHAR(n); SQLite never did); run notes
         "postgresql": [
-            *(f"ALTER TABLE {table} " + ", ".join(f"ALTER COLUMN {c} TYPE TEXT" for c in columns)
-              for table, columns in _UNBOUNDED_IN_V3.items()),
+            *(
+                f"ALTER TABLE {table} " + ", ".join(f"ALTER COLUMN {c} TYPE TEXT" for c in columns)
+                for table, columns in _UNBOUNDED_IN_V3.items()
+            ),
             "ALTER TABLE pipeline_runs ADD COLUMN IF NOT EXISTS notes TEXT",
         ],
         "sqlite": [_add_column_if_missing("pipeline_runs", "notes", "TEXT")],
@@ -335,8 +346,7 @@ def schema_ddl(dialect_name: str) -> str:
 # -- bulk upsert ------------------------------------------------------------------
 
 
-def _conflict_clause(columns: Sequence[str], key: Sequence[str], table_name: str,
-                     only_if_newer: str | None) -> str:
+def _conflict_clause(columns: Sequence[str], key: Sequence[str], table_name: str, only_if_newer: str | None) -> str:
     updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
     if not updates:
         return f"ON CONFLICT ({', '.join(key)}) DO NOTHING"
@@ -346,8 +356,15 @@ def _conflict_clause(columns: Sequence[str], key: Sequence[str], table_name: str
     return clause
 
 
-def upsert_rows(conn: Connection, table, rows: Sequence[tuple], columns: Sequence[str],
-                key: Sequence[str], *, only_if_newer: str | None = None) -> int:
+def upsert_rows(
+    conn: Connection,
+    table,
+    rows: Sequence[tuple],
+    columns: Sequence[str],
+    key: Sequence[str],
+    *,
+    only_if_newer: str | None = None,
+) -> int:
     """Insert or update ``rows`` (tuples in ``columns`` order) keyed on ``key``.
 
     Callers de-duplicate on the key first: PostgreSQL refuses an ``ON CONFLICT DO
@@ -362,8 +379,9 @@ def upsert_rows(conn: Connection, table, rows: Sequence[tuple], columns: Sequenc
         dbapi = conn.connection.driver_connection
         temp = f"tmp_{table.name}"
         with dbapi.cursor() as cur:
-            cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {table.name} INCLUDING DEFAULTS) "
-                        f"ON COMMIT DELETE ROWS")
+            cur.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
             cur.execute(f"TRUNCATE {temp}")
             copy_rows(cur, temp, columns, rows, text_positions=text_positions(table, columns))
             cur.execute(f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {temp} {conflict}")
@@ -372,12 +390,21 @@ def upsert_rows(conn: Connection, table, rows: Sequence[tuple], columns: Sequenc
     # SQLite would store a NUL, but the same bronze must give the same silver on both databases.
     conn.connection.driver_connection.executemany(
         f"INSERT INTO {table.name} ({cols}) VALUES ({marks}) {conflict}",
-        without_nul(rows, text_positions(table, columns)))
+        without_nul(rows, text_positions(table, columns)),
+    )
     return len(rows)
 
 
-def copy_or_upsert(conn: Connection, table, rows: Sequence[tuple], columns: Sequence[str], key: Sequence[str],
-                   *, time_column: str, time_range: tuple) -> int:
+def copy_or_upsert(
+    conn: Connection,
+    table,
+    rows: Sequence[tuple],
+    columns: Sequence[str],
+    key: Sequence[str],
+    *,
+    time_column: str,
+    time_range: tuple,
+) -> int:
     """Like ``upsert_rows``, but on PostgreSQL a batch whose time range holds no rows yet
     (the common case: new snapshots, or a replay into an empty database) is COPied straight
     into the table, skipping the temporary table and the ON CONFLICT pass."""
@@ -387,7 +414,8 @@ def copy_or_upsert(conn: Connection, table, rows: Sequence[tuple], columns: Sequ
         low, high = time_range
         taken = conn.exec_driver_sql(
             f"SELECT 1 FROM {table.name} WHERE {time_column} BETWEEN %(low)s AND %(high)s LIMIT 1",
-            {"low": low, "high": high}).first()
+            {"low": low, "high": high},
+        ).first()
         if taken is None:
             with conn.connection.driver_connection.cursor() as cur:
                 copy_rows(cur, table.name, columns, rows, text_positions=text_positions(table, columns))
@@ -405,7 +433,8 @@ def ensure_month_partitions(conn: Connection, table_name: str, months: Sequence[
         end = f"{year + (mon == 12):04d}-{mon % 12 + 1:02d}-01"
         conn.exec_driver_sql(
             f"CREATE TABLE IF NOT EXISTS {table_name}_{year:04d}_{mon:02d} PARTITION OF {table_name} "
-            f"FOR VALUES FROM ('{start}') TO ('{end}')")
+            f"FOR VALUES FROM ('{start}') TO ('{end}')"
+        )
 
 
 def strip_nul(value):
@@ -432,7 +461,7 @@ def without_nul(rows: Iterable[tuple], positions: Sequence[int] | None = None) -
     else:
         values = itemgetter(*positions)
     for row in rows:
-        for value in (row if values is None else values(row)):
+        for value in row if values is None else values(row):
             if value.__class__ is str and "\x00" in value:
                 yield tuple(strip_nul(v) for v in row)
                 break
@@ -452,8 +481,14 @@ def text_positions(table, columns: Sequence[str]) -> list[int] | None:
         return None
 
 
-def copy_rows(cursor, table_name: str, columns: Sequence[str], rows: Iterable[tuple], *,
-              text_positions: Sequence[int] | None = None) -> None:
+def copy_rows(
+    cursor,
+    table_name: str,
+    columns: Sequence[str],
+    rows: Iterable[tuple],
+    *,
+    text_positions: Sequence[int] | None = None,
+) -> None:
     """COPY tuples into a table: psycopg 3 ``copy`` + ``write_row``, or psycopg2 CSV.
 
     No NUL ever reaches the server (it refuses the whole COPY for one): NUL is
@@ -482,8 +517,15 @@ def dumps_json(value) -> str | None:
 # -- database errors as one line --------------------------------------------------
 
 #: SQLite errors that mean the file cannot be used right now, not that a statement is wrong.
-_SQLITE_UNAVAILABLE = ("unable to open", "database is locked", "disk i/o error", "database or disk is full",
-                       "not a database", "readonly database", "cannot operate on a closed database")
+_SQLITE_UNAVAILABLE = (
+    "unable to open",
+    "database is locked",
+    "disk i/o error",
+    "database or disk is full",
+    "not a database",
+    "readonly database",
+    "cannot operate on a closed database",
+)
 MAX_ERROR_LINE = 300
 
 
@@ -505,7 +547,7 @@ def describe_db_error(exc: BaseException) -> str:
     lines = [line.strip() for line in message.replace("\x00", "").splitlines() if line.strip()]
     line = lines[0] if lines else type(source).__name__
     if len(line) > MAX_ERROR_LINE:
-        line = line[:MAX_ERROR_LINE - 1] + "…"
+        line = line[: MAX_ERROR_LINE - 1] + "…"
     return line
 
 
@@ -520,7 +562,8 @@ def is_connection_problem(exc: BaseException) -> bool:
     driver = orig if isinstance(orig, BaseException) else exc
     if isinstance(driver, sqlite3.Error):  # sqlite3.InterfaceError is a bad parameter, not a lost file
         return isinstance(driver, sqlite3.OperationalError) and any(
-            phrase in str(driver).lower() for phrase in _SQLITE_UNAVAILABLE)
+            phrase in str(driver).lower() for phrase in _SQLITE_UNAVAILABLE
+        )
     try:
         import psycopg
 

@@ -75,8 +75,15 @@ def prepare_database(settings: Settings) -> Engine:
     return engine
 
 
-def run_pipeline(settings: Settings, *, trigger: str = "cli", source: str = "api", top_n: int | None = None,
-                 progress: Progress = _quiet, engine: Engine | None = None) -> RunResult:
+def run_pipeline(
+    settings: Settings,
+    *,
+    trigger: str = "cli",
+    source: str = "api",
+    top_n: int | None = None,
+    progress: Progress = _quiet,
+    engine: Engine | None = None,
+) -> RunResult:
     """Fetch (live API or bundled sample), keep bronze, load silver, publish gold.
 
     Raises RunLocked before anything is written when another run holds the lock.
@@ -92,10 +99,10 @@ def run_pipeline(settings: Settings, *, trigger: str = "cli", source: str = "api
         try:
             run_log.stage("fetch")
             if source == "api":
-                bronze_runs = [_fetch_api(settings, engine, run_id, top_n, progress, result,
-                                          interactive=trigger == "button")]
-                refreshed = classes.refresh_if_due(settings, engine, interactive=trigger == "button",
-                                                   progress=progress)
+                bronze_runs = [
+                    _fetch_api(settings, engine, run_id, top_n, progress, result, interactive=trigger == "button")
+                ]
+                refreshed = classes.refresh_if_due(settings, engine, interactive=trigger == "button", progress=progress)
                 result.warnings += refreshed.warnings
                 classes_changed = refreshed.status == "refreshed"
             elif source == "sample":
@@ -108,18 +115,32 @@ def run_pipeline(settings: Settings, *, trigger: str = "cli", source: str = "api
             progress("bronze", f"kept {result.bronze_records} raw records in {len(bronze_runs)} bronze run(s)")
 
             run_log.stage("silver")
-            _load_silver(engine, bronze_runs, result, progress, workers=settings.replay_workers,
-                         global_max_age_minutes=settings.global_max_age_minutes,
-                         stale_after=settings.stale_record_after)
+            _load_silver(
+                engine,
+                bronze_runs,
+                result,
+                progress,
+                workers=settings.replay_workers,
+                global_max_age_minutes=settings.global_max_age_minutes,
+                stale_after=settings.stale_record_after,
+            )
             result.snapshot_at = bronze_runs[-1].snapshot_at
             # What the run log reports is what silver holds for this run, not what was sent.
             result.silver_rows = count_run_rows(engine, {r.run_id: r.snapshot_at for r in bronze_runs})
             # The plausibility gate: a snapshot that is not what was asked for stays in silver, held out of gold.
-            held = snapshot_ledger.gate(engine, [{
-                "snapshot_at": r.snapshot_at, "run_id": r.run_id, "vs_currency": r.vs_currency,
-                # the bundled sample is what it is: only the API is asked for a number of coins
-                "requested": top_n if source == "api" else min(top_n, r.markets_record_count),
-            } for r in bronze_runs])
+            held = snapshot_ledger.gate(
+                engine,
+                [
+                    {
+                        "snapshot_at": r.snapshot_at,
+                        "run_id": r.run_id,
+                        "vs_currency": r.vs_currency,
+                        # the bundled sample is what it is: only the API is asked for a number of coins
+                        "requested": top_n if source == "api" else min(top_n, r.markets_record_count),
+                    }
+                    for r in bronze_runs
+                ],
+            )
             _record_snapshots(engine, bronze_runs, requested=top_n, held=held)
             if held:
                 reasons = [reason for when in sorted(held) for reason in held[when]]
@@ -140,8 +161,9 @@ def run_pipeline(settings: Settings, *, trigger: str = "cli", source: str = "api
             raise error from exc
 
 
-def _publish(engine: Engine, run_log: RunLog, result: RunResult, progress: Progress,
-             since: datetime | None) -> RunResult:
+def _publish(
+    engine: Engine, run_log: RunLog, result: RunResult, progress: Progress, since: datetime | None
+) -> RunResult:
     """Gold stage and the run's success record (``since=None``: rebuild all of gold)."""
     run_log.stage("gold")
     result.gold_rows = build_gold(engine, since=since)
@@ -151,24 +173,44 @@ def _publish(engine: Engine, run_log: RunLog, result: RunResult, progress: Progr
     return result
 
 
-def _record_snapshots(engine: Engine, runs: list[bronze.BronzeRun], *, requested: int | None,
-                      held: dict[datetime, list[str]] | None = None) -> None:
+def _record_snapshots(
+    engine: Engine,
+    runs: list[bronze.BronzeRun],
+    *,
+    requested: int | None,
+    held: dict[datetime, list[str]] | None = None,
+) -> None:
     """Ledger rows for the snapshots just loaded into silver. A snapshot the ledger already
     knows keeps its status (a replay never publishes what was held); one the plausibility
     gate held (``held``: time -> reasons) is recorded 'held' with its reasons."""
     held = held or {}
     with engine.begin() as conn:
         known = snapshot_ledger.statuses(conn, [r.snapshot_at for r in runs])
-        snapshot_ledger.record(conn, [{
-            "snapshot_at": r.snapshot_at, "run_id": r.run_id, "source": r.source,
-            "fetched_at": _manifest_time(r.manifest["fetched_at"] if "fetched_at" in r.manifest
-                                         else r.manifest.get("started_at")),
-            "requested_coins": requested if requested is not None else r.top_n,
-            "coin_count": r.markets_record_count,
-            "status": snapshot_ledger.HELD if r.snapshot_at in held
-            else known.get(r.snapshot_at, snapshot_ledger.PUBLISHED),
-            **({"reasons": snapshot_ledger.REASON_SEPARATOR.join(held[r.snapshot_at])} if r.snapshot_at in held else {}),
-        } for r in runs if r.snapshot_at not in known or known[r.snapshot_at] == snapshot_ledger.PUBLISHED])
+        snapshot_ledger.record(
+            conn,
+            [
+                {
+                    "snapshot_at": r.snapshot_at,
+                    "run_id": r.run_id,
+                    "source": r.source,
+                    "fetched_at": _manifest_time(
+                        r.manifest["fetched_at"] if "fetched_at" in r.manifest else r.manifest.get("started_at")
+                    ),
+                    "requested_coins": requested if requested is not None else r.top_n,
+                    "coin_count": r.markets_record_count,
+                    "status": snapshot_ledger.HELD
+                    if r.snapshot_at in held
+                    else known.get(r.snapshot_at, snapshot_ledger.PUBLISHED),
+                    **(
+                        {"reasons": snapshot_ledger.REASON_SEPARATOR.join(held[r.snapshot_at])}
+                        if r.snapshot_at in held
+                        else {}
+                    ),
+                }
+                for r in runs
+                if r.snapshot_at not in known or known[r.snapshot_at] == snapshot_ledger.PUBLISHED
+            ],
+        )
 
 
 def _record_held(run_log: RunLog, result: RunResult, held: SnapshotHeld) -> None:
@@ -177,8 +219,11 @@ def _record_held(run_log: RunLog, result: RunResult, held: SnapshotHeld) -> None
     try:
         run_log.hold(held.reasons, **result.counts())
     except Exception as record_error:  # noqa: BLE001 - the hold is what the caller raises
-        log.info("could not record the hold of run %s: %s", run_log.run_id,
-                 str(getattr(record_error, "orig", record_error)).strip().splitlines()[0])
+        log.info(
+            "could not record the hold of run %s: %s",
+            run_log.run_id,
+            str(getattr(record_error, "orig", record_error)).strip().splitlines()[0],
+        )
 
 
 def _manifest_time(value: str | None) -> datetime | None:
@@ -202,8 +247,11 @@ def _record_failure(run_log: RunLog, result: RunResult, exc: BaseException) -> B
     try:
         run_log.fail(message or type(exc).__name__, **result.counts())
     except Exception as record_error:  # noqa: BLE001 - the original error is what the caller raises
-        log.info("could not record the failure of run %s: %s", run_log.run_id,
-                 str(getattr(record_error, "orig", record_error)).strip().splitlines()[0])
+        log.info(
+            "could not record the failure of run %s: %s",
+            run_log.run_id,
+            str(getattr(record_error, "orig", record_error)).strip().splitlines()[0],
+        )
     return exc
 
 
@@ -225,11 +273,20 @@ def _distinct_snapshot_times(runs: list[bronze.BronzeRun]) -> list[bronze.Bronze
     return distinct
 
 
-def _fetch_api(settings: Settings, engine: Engine, run_id: str, top_n: int, progress: Progress,
-               result: RunResult, *, interactive: bool = False) -> bronze.BronzeRun:
+def _fetch_api(
+    settings: Settings,
+    engine: Engine,
+    run_id: str,
+    top_n: int,
+    progress: Progress,
+    result: RunResult,
+    *,
+    interactive: bool = False,
+) -> bronze.BronzeRun:
     started = utcnow()
-    writer = bronze.BronzeWriter(settings.raw_dir, run_id, source="api", started_at=started,
-                                 vs_currency=settings.vs_currency, top_n=top_n)
+    writer = bronze.BronzeWriter(
+        settings.raw_dir, run_id, source="api", started_at=started, vs_currency=settings.vs_currency, top_n=top_n
+    )
     client = client_from_settings(settings, on_response=writer.add, interactive=interactive)
     fetched_at = None
     last_updated: list = []
@@ -251,16 +308,23 @@ def _fetch_api(settings: Settings, engine: Engine, run_id: str, top_n: int, prog
             progress("fetch", warning)
     except BaseException as exc:
         try:
-            writer.finish(snapshot_at=fetched_at, complete=False, error=str(exc) or type(exc).__name__,
-                          extra={"fetched_at": _iso_time(fetched_at)})
+            writer.finish(
+                snapshot_at=fetched_at,
+                complete=False,
+                error=str(exc) or type(exc).__name__,
+                extra={"fetched_at": _iso_time(fetched_at)},
+            )
         except Exception as manifest_error:  # noqa: BLE001 - e.g. a full disk: the first error is the news
             log.warning("could not write the incomplete bronze manifest of %s: %s", run_id, manifest_error)
         raise
     # The snapshot's time is the moment its data describes (median last_updated, the fetch
     # time kept beside it); still one run per snapshot time.
     found = data_time(last_updated, fetched_at)
-    writer.finish(snapshot_at=unused_snapshot_time(engine, found.at), complete=True,
-                  extra={"fetched_at": _iso_time(fetched_at), "data_time_basis": found.basis})
+    writer.finish(
+        snapshot_at=unused_snapshot_time(engine, found.at),
+        complete=True,
+        extra={"fetched_at": _iso_time(fetched_at), "data_time_basis": found.basis},
+    )
     return bronze.find_run(settings.raw_dir, run_id)
 
 
@@ -269,16 +333,22 @@ def _fetch_sample(settings: Settings, run_id: str, top_n: int, progress: Progres
     runs = []
     for number, snap in enumerate(snapshots, start=1):
         bronze_id = run_id if len(snapshots) == 1 else f"{run_id}-s{number:02d}"
-        writer = bronze.BronzeWriter(settings.raw_dir, bronze_id, source="sample", started_at=utcnow(),
-                                     vs_currency=snap.vs_currency, top_n=top_n)
+        writer = bronze.BronzeWriter(
+            settings.raw_dir, bronze_id, source="sample", started_at=utcnow(), vs_currency=snap.vs_currency, top_n=top_n
+        )
         for response in snap.responses:
             writer.add(response)
         # The sample's manifest time is when its data was recorded (its newest last_updated).
-        writer.finish(snapshot_at=snap.snapshot_at, complete=True,
-                      extra={"fetched_at": _iso_time(snap.snapshot_at), "data_time_basis": "recorded"})
+        writer.finish(
+            snapshot_at=snap.snapshot_at,
+            complete=True,
+            extra={"fetched_at": _iso_time(snap.snapshot_at), "data_time_basis": "recorded"},
+        )
         runs.append(bronze.find_run(settings.raw_dir, bronze_id))
-    progress("fetch", f"loaded the offline sample ({len(runs)} snapshot(s), recorded "
-                      f"{snapshots[-1].snapshot_at:%Y-%m-%d %H:%M} UTC)")
+    progress(
+        "fetch",
+        f"loaded the offline sample ({len(runs)} snapshot(s), recorded {snapshots[-1].snapshot_at:%Y-%m-%d %H:%M} UTC)",
+    )
     return runs
 
 
@@ -301,9 +371,17 @@ def _plan_batches(runs: list[bronze.BronzeRun], batch_records: int) -> list[list
     return batches
 
 
-def _load_silver(engine: Engine, runs: list[bronze.BronzeRun], result: RunResult, progress: Progress,
-                 *, workers: int = 1, batch_records: int = 10_000, global_max_age_minutes: float = 30.0,
-                 stale_after: timedelta | None = STALE_RECORD_AFTER) -> None:
+def _load_silver(
+    engine: Engine,
+    runs: list[bronze.BronzeRun],
+    result: RunResult,
+    progress: Progress,
+    *,
+    workers: int = 1,
+    batch_records: int = 10_000,
+    global_max_age_minutes: float = 30.0,
+    stale_after: timedelta | None = STALE_RECORD_AFTER,
+) -> None:
     """Transform and upsert bronze runs in bounded batches: memory stays flat as history grows.
 
     With many batches, ``workers`` processes prepare the next batches while this one
@@ -313,9 +391,15 @@ def _load_silver(engine: Engine, runs: list[bronze.BronzeRun], result: RunResult
     """
     batches = _plan_batches(runs, batch_records)
     datetime_text = engine.dialect.name == "sqlite"
-    options = [{"with_sparklines": number == len(batches) - 1, "datetime_text": datetime_text,
-                "global_max_age_minutes": global_max_age_minutes, "stale_after": stale_after}
-               for number in range(len(batches))]
+    options = [
+        {
+            "with_sparklines": number == len(batches) - 1,
+            "datetime_text": datetime_text,
+            "global_max_age_minutes": global_max_age_minutes,
+            "stale_after": stale_after,
+        }
+        for number in range(len(batches))
+    ]
     if len(batches) <= 3 or (os.cpu_count() or 1) < 2:
         workers = 0  # a short run is not worth starting a process
 
@@ -355,8 +439,9 @@ def _reload_backfills(engine: Engine, backfills: list[bronze.BronzeRun], progres
         progress("silver", f"{points} backfilled history points reloaded")
 
 
-def replay(settings: Settings, *, trigger: str = "cli", progress: Progress = _quiet,
-           engine: Engine | None = None) -> RunResult:
+def replay(
+    settings: Settings, *, trigger: str = "cli", progress: Progress = _quiet, engine: Engine | None = None
+) -> RunResult:
     """Rebuild silver and gold from every complete bronze run on disk; no network.
 
     Silver upserts are keyed by (coin, snapshot), so replaying twice gives the same tables.
@@ -376,19 +461,26 @@ def replay(settings: Settings, *, trigger: str = "cli", progress: Progress = _qu
                 if not item.incomplete:
                     result.warnings.append(f"skipped {item.line()}")
                     progress("bronze", f"skipped {item.line()}")
-            runs = [r for r in found if r.source not in ("backfill", classes.BRONZE_SOURCE)
-                    and r.manifest["complete"]]
+            runs = [r for r in found if r.source not in ("backfill", classes.BRONZE_SOURCE) and r.manifest["complete"]]
             backfills = [r for r in found if r.source == "backfill"]
             if not runs:
-                raise PipelineError(f"no complete bronze runs under {settings.raw_dir}: nothing to replay "
-                                    f"(run `python -m pipeline run` first)")
+                raise PipelineError(
+                    f"no complete bronze runs under {settings.raw_dir}: nothing to replay "
+                    f"(run `python -m pipeline run` first)"
+                )
             runs = _distinct_snapshot_times(runs)
             result.bronze_runs = [r.run_id for r in runs]
             progress("bronze", f"replaying {len(runs)} bronze run(s)")
             run_log.stage("silver")
-            _load_silver(engine, runs, result, progress, workers=settings.replay_workers,
-                         global_max_age_minutes=settings.global_max_age_minutes,
-                         stale_after=settings.stale_record_after)
+            _load_silver(
+                engine,
+                runs,
+                result,
+                progress,
+                workers=settings.replay_workers,
+                global_max_age_minutes=settings.global_max_age_minutes,
+                stale_after=settings.stale_record_after,
+            )
             _record_snapshots(engine, runs, requested=None)
             _reload_backfills(engine, backfills, progress)
             result.bronze_records = result.silver_rows + result.quarantined + result.duplicates_dropped

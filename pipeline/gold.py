@@ -50,8 +50,9 @@ def oldest_unpublished_snapshot(conn: Connection) -> datetime | None:
     """
     conn.execute(text(RECOVER_ORPHAN_SNAPSHOTS))
     missing = ~exists().where(market_history.c.snapshot_at == snapshots.c.snapshot_at)
-    return conn.execute(select(func.min(snapshots.c.snapshot_at))
-                        .where(snapshots.c.status == "published", missing)).scalar()
+    return conn.execute(
+        select(func.min(snapshots.c.snapshot_at)).where(snapshots.c.status == "published", missing)
+    ).scalar()
 
 
 def build_gold(engine: Engine, sql_dir: Path = GOLD_SQL_DIR, *, since: datetime | None = None) -> dict[str, int]:
@@ -77,7 +78,8 @@ def build_gold(engine: Engine, sql_dir: Path = GOLD_SQL_DIR, *, since: datetime 
                 conn.execute(text(f"DELETE FROM {table.name} WHERE {time_column} >= :since"), {"since": since})
             else:
                 conn.execute(text(f"DELETE FROM {table.name}"))
-            result = conn.execute(text(
-                f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM ({select_sql}) AS built"), params)
+            result = conn.execute(
+                text(f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM ({select_sql}) AS built"), params
+            )
             counts[table.name] = result.rowcount
     return counts

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, select
@@ -68,9 +68,9 @@ class Body:
     kind: str
     sha256: str
     records: int = 0
-    time: DataTime | None = None      # markets: the data's time
+    time: DataTime | None = None  # markets: the data's time
     updated_at: datetime | None = None  # /global: its own update time
-    partner: "Body | None" = None     # markets: the /global paired with it
+    partner: Body | None = None  # markets: the /global paired with it
     snapshot_at: datetime | None = None
 
 
@@ -95,11 +95,13 @@ class ImportResult:
         out += [f"skipped: {path}: {why}" for path, why in self.skipped]
         out += [f"held: {path}: {why}" for path, why in self.held]
         span = self.span
-        summary = (f"import {self.run.run_id} {self.run.status}: {len(self.imported)} snapshot(s)"
-                   + (f" from {span[0]:%Y-%m-%d %H:%M:%S} to {span[1]:%Y-%m-%d %H:%M:%S} UTC" if span else "")
-                   + f", {self.run.silver_rows} silver rows, {self.run.quarantined} quarantined, "
-                     f"{sum(1 for b in self.imported if b.partner)} with /global, {len(self.held)} held, "
-                     f"{len(self.skipped)} skipped, {len(self.problems)} problem file(s)")
+        summary = (
+            f"import {self.run.run_id} {self.run.status}: {len(self.imported)} snapshot(s)"
+            + (f" from {span[0]:%Y-%m-%d %H:%M:%S} to {span[1]:%Y-%m-%d %H:%M:%S} UTC" if span else "")
+            + f", {self.run.silver_rows} silver rows, {self.run.quarantined} quarantined, "
+            f"{sum(1 for b in self.imported if b.partner)} with /global, {len(self.held)} held, "
+            f"{len(self.skipped)} skipped, {len(self.problems)} problem file(s)"
+        )
         return out + [summary]
 
 
@@ -110,7 +112,7 @@ def parse_at(text: str) -> datetime:
     except ValueError:
         raise ConfigError(f"--at must be an ISO time such as 2025-05-06T08:55:00Z, got {text!r}") from None
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(UTC).replace(tzinfo=None)
     return value
 
 
@@ -122,8 +124,11 @@ def find_files(paths: list[str | Path]) -> tuple[list[Path], list[tuple[str, str
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*.json") if p.is_file()
-                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            found = sorted(
+                p
+                for p in path.rglob("*.json")
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
         elif path.is_file():
             found = [path]
         else:
@@ -140,7 +145,7 @@ def find_files(paths: list[str | Path]) -> tuple[list[Path], list[tuple[str, str
 def _global_time(payload: dict) -> datetime | None:
     value = payload["data"].get("updated_at")
     if isinstance(value, (int, float)) and not isinstance(value, bool) and 631152000 <= value < 4102444800:
-        return datetime.fromtimestamp(value, timezone.utc).replace(tzinfo=None)
+        return datetime.fromtimestamp(value, UTC).replace(tzinfo=None)
     return None
 
 
@@ -162,11 +167,16 @@ def classify(path: Path, data: bytes, *, now: datetime, at: datetime | None = No
         else:
             found = data_time(last_updated_values(payload), None, not_after=now)
             if found.at is None:
-                raise PipelineError(f"no usable last_updated values ({found.used} of {len(payload)}) to tell "
-                                    "the data's time; give it with --at")
+                raise PipelineError(
+                    f"no usable last_updated values ({found.used} of {len(payload)}) to tell "
+                    "the data's time; give it with --at"
+                )
         return Body(path, MARKETS, sha, records=len(payload), time=found)
-    if isinstance(payload, dict) and isinstance(payload.get("data"), dict) \
-            and isinstance(payload["data"].get("total_market_cap"), dict):
+    if (
+        isinstance(payload, dict)
+        and isinstance(payload.get("data"), dict)
+        and isinstance(payload["data"].get("total_market_cap"), dict)
+    ):
         return Body(path, GLOBAL, sha, records=1, updated_at=_global_time(payload))
     kind = "an object" if isinstance(payload, dict) else f"a JSON {type(payload).__name__}"
     raise PipelineError(f"{kind}, neither a /coins/markets array nor a /global body (data.total_market_cap)")
@@ -192,7 +202,7 @@ def pair_globals(markets: list[Body], globals_: list[Body], *, at_given: bool) -
                 options.append((distance, str(g.path), number, g))
     taken_bodies: set[int] = set()
     paired: set[int] = set()
-    for distance, _name, number, g in sorted(options, key=lambda o: (o[0], o[1], o[2])):
+    for _distance, _name, number, g in sorted(options, key=lambda o: (o[0], o[1], o[2])):
         if number in taken_bodies or id(g) in paired:
             continue
         markets[number].partner = g
@@ -200,8 +210,13 @@ def pair_globals(markets: list[Body], globals_: list[Body], *, at_given: bool) -
         paired.add(id(g))
     for g in globals_:
         if g.updated_at is not None and id(g) not in paired:
-            left.append((str(g.path), f"/global of {g.updated_at:%Y-%m-%d %H:%M:%S} UTC has no markets body "
-                                      f"imported with it within {PAIR_WINDOW.total_seconds() / 3600:g} h"))
+            left.append(
+                (
+                    str(g.path),
+                    f"/global of {g.updated_at:%Y-%m-%d %H:%M:%S} UTC has no markets body "
+                    f"imported with it within {PAIR_WINDOW.total_seconds() / 3600:g} h",
+                )
+            )
     return left
 
 
@@ -215,21 +230,32 @@ def _imported_before(settings: Settings, engine: Engine) -> tuple[dict[str, date
             for entry in run.used_entries(MARKETS):
                 bodies[entry["sha256"]] = run.snapshot_at
     with engine.connect() as conn:
-        times = set(conn.execute(select(snapshots_table.c.snapshot_at)
-                                 .where(snapshots_table.c.source == SOURCE)).scalars())
+        times = set(
+            conn.execute(select(snapshots_table.c.snapshot_at).where(snapshots_table.c.source == SOURCE)).scalars()
+        )
     return bodies, times
 
 
 def _response(endpoint: str, path: str, body: bytes, vs_currency: str, origin: Path) -> ApiResponse:
     params = {"vs_currency": vs_currency} if endpoint == MARKETS else {}
-    return ApiResponse(endpoint=endpoint, path=path, params={**params, "imported_from": str(origin)}, status=200,
-                       body=body, fetched_at=None, attempt=1, page=1 if endpoint == MARKETS else None)
+    return ApiResponse(
+        endpoint=endpoint,
+        path=path,
+        params={**params, "imported_from": str(origin)},
+        status=200,
+        body=body,
+        fetched_at=None,
+        attempt=1,
+        page=1 if endpoint == MARKETS else None,
+    )
 
 
-def _write_bronze(settings: Settings, bronze_id: str, body: Body, started: datetime,
-                  vs_currency: str) -> bronze.BronzeRun:
-    writer = bronze.BronzeWriter(settings.raw_dir, bronze_id, source=SOURCE, started_at=started,
-                                 vs_currency=vs_currency, top_n=None)
+def _write_bronze(
+    settings: Settings, bronze_id: str, body: Body, started: datetime, vs_currency: str
+) -> bronze.BronzeRun:
+    writer = bronze.BronzeWriter(
+        settings.raw_dir, bronze_id, source=SOURCE, started_at=started, vs_currency=vs_currency, top_n=None
+    )
     origins = [str(body.path)]
     for part, endpoint, api_path in ((body, MARKETS, "/coins/markets"), (body.partner, GLOBAL, "/global")):
         if part is None:
@@ -240,9 +266,15 @@ def _write_bronze(settings: Settings, bronze_id: str, body: Body, started: datet
         writer.add(_response(endpoint, api_path, data, vs_currency, part.path))
         if part is not body:
             origins.append(str(part.path))
-    writer.finish(snapshot_at=body.snapshot_at, complete=True, extra={
-        "fetched_at": None, "data_time_basis": body.time.basis, "imported_from": origins,
-    })
+    writer.finish(
+        snapshot_at=body.snapshot_at,
+        complete=True,
+        extra={
+            "fetched_at": None,
+            "data_time_basis": body.time.basis,
+            "imported_from": origins,
+        },
+    )
     return bronze.BronzeRun(writer.folder, _read_manifest(writer.folder))
 
 
@@ -252,9 +284,17 @@ def _read_manifest(folder: Path) -> dict:
     return json.loads((folder / bronze.MANIFEST).read_bytes())
 
 
-def import_bodies(settings: Settings, paths: list[str | Path], *, at: datetime | None = None,
-                  vs_currency: str = "usd", trigger: str = "cli", progress: Progress = _quiet,
-                  engine: Engine | None = None, batch_records: int = 10_000) -> ImportResult:
+def import_bodies(
+    settings: Settings,
+    paths: list[str | Path],
+    *,
+    at: datetime | None = None,
+    vs_currency: str = "usd",
+    trigger: str = "cli",
+    progress: Progress = _quiet,
+    engine: Engine | None = None,
+    batch_records: int = 10_000,
+) -> ImportResult:
     """Import saved /coins/markets and /global bodies as snapshots of source ``import``.
 
     Raises ConfigError for unusable arguments (``--at`` with several markets bodies),
@@ -278,8 +318,9 @@ def import_bodies(settings: Settings, paths: list[str | Path], *, at: datetime |
                 try:
                     size = path.stat().st_size
                     if size > settings.max_response_bytes:
-                        raise PipelineError(f"{size:,} bytes, more than COINGECKO_MAX_RESPONSE_BYTES "
-                                            f"({settings.max_response_bytes:,})")
+                        raise PipelineError(
+                            f"{size:,} bytes, more than COINGECKO_MAX_RESPONSE_BYTES ({settings.max_response_bytes:,})"
+                        )
                     body = classify(path, path.read_bytes(), now=now, at=at)
                 except PipelineError as exc:
                     result.problems.append((str(path), str(exc)))
@@ -291,12 +332,15 @@ def import_bodies(settings: Settings, paths: list[str | Path], *, at: datetime |
                 if number % 200 == 0:
                     progress("fetch", f"read {number} of {len(files)} files")
             if at is not None and len(markets) > 1:
-                raise ConfigError(f"--at gives one time, but {len(markets)} markets bodies were found: "
-                                  "import them without --at (each takes its data's time) or one at a time")
+                raise ConfigError(
+                    f"--at gives one time, but {len(markets)} markets bodies were found: "
+                    "import them without --at (each takes its data's time) or one at a time"
+                )
             markets.sort(key=lambda b: (b.time.at, str(b.path)))
             result.skipped += pair_globals(markets, globals_, at_given=at is not None)
-            progress("fetch", f"{len(markets)} markets bodies and {len(globals_)} /global bodies in "
-                              f"{len(files)} file(s)")
+            progress(
+                "fetch", f"{len(markets)} markets bodies and {len(globals_)} /global bodies in {len(files)} file(s)"
+            )
 
             known_bodies, known_times = _imported_before(settings, engine)
             fresh: list[Body] = []
@@ -304,11 +348,20 @@ def import_bodies(settings: Settings, paths: list[str | Path], *, at: datetime |
             seen_times: dict[datetime, Body] = {}
             for body in markets:
                 if body.sha256 in known_bodies:
-                    result.skipped.append((str(body.path), "already imported (same body), snapshot "
-                                                           f"{known_bodies[body.sha256]:%Y-%m-%d %H:%M:%S.%f}"))
+                    result.skipped.append(
+                        (
+                            str(body.path),
+                            f"already imported (same body), snapshot {known_bodies[body.sha256]:%Y-%m-%d %H:%M:%S.%f}",
+                        )
+                    )
                 elif body.time.at in known_times:
-                    result.skipped.append((str(body.path), "already imported (an imported snapshot has the same "
-                                                           f"data time {body.time.at:%Y-%m-%d %H:%M:%S.%f})"))
+                    result.skipped.append(
+                        (
+                            str(body.path),
+                            "already imported (an imported snapshot has the same "
+                            f"data time {body.time.at:%Y-%m-%d %H:%M:%S.%f})",
+                        )
+                    )
                 elif body.sha256 in seen_bodies:
                     result.skipped.append((str(body.path), f"the same body as {seen_bodies[body.sha256].path}"))
                 elif body.time.at in seen_times:
@@ -324,9 +377,10 @@ def import_bodies(settings: Settings, paths: list[str | Path], *, at: datetime |
 
             if not fresh:
                 if not markets and not result.skipped:
-                    raise PipelineError("nothing to import: no /coins/markets body among "
-                                        f"{len(files)} file(s)" + (f" ({len(result.problems)} problem(s))"
-                                                                   if result.problems else ""))
+                    raise PipelineError(
+                        "nothing to import: no /coins/markets body among "
+                        f"{len(files)} file(s)" + (f" ({len(result.problems)} problem(s))" if result.problems else "")
+                    )
                 run.status = "success"
                 run.warnings = [f"{p}: {w}" for p, w in result.problems + result.skipped][:50]
                 run_log.succeed(**run.counts())
@@ -351,22 +405,44 @@ def import_bodies(settings: Settings, paths: list[str | Path], *, at: datetime |
 
             run_log.stage("silver")
             # the /global age limit where this tree has one (PIPELINE_GLOBAL_MAX_AGE_MINUTES)
-            extra = ({"global_max_age_minutes": settings.global_max_age_minutes}
-                     if hasattr(settings, "global_max_age_minutes") else {})
-            _load_silver(engine, runs, run, progress, workers=settings.replay_workers, batch_records=batch_records,
-                         stale_after=settings.stale_record_after, **extra)
+            extra = (
+                {"global_max_age_minutes": settings.global_max_age_minutes}
+                if hasattr(settings, "global_max_age_minutes")
+                else {}
+            )
+            _load_silver(
+                engine,
+                runs,
+                run,
+                progress,
+                workers=settings.replay_workers,
+                batch_records=batch_records,
+                stale_after=settings.stale_record_after,
+                **extra,
+            )
             # The plausibility gate, as for every run: a body that is not what it claims stays in
             # silver, held out of gold; the others are published.
-            held = snapshot_ledger.gate(engine, [{
-                "snapshot_at": r.snapshot_at, "run_id": r.run_id, "vs_currency": r.vs_currency,
-                "requested": r.markets_record_count} for r in runs], vs_currency=vs_currency)
+            held = snapshot_ledger.gate(
+                engine,
+                [
+                    {
+                        "snapshot_at": r.snapshot_at,
+                        "run_id": r.run_id,
+                        "vs_currency": r.vs_currency,
+                        "requested": r.markets_record_count,
+                    }
+                    for r in runs
+                ],
+                vs_currency=vs_currency,
+            )
             _record_snapshots(engine, runs, requested=None, held=held)
             for body in result.imported:
                 if body.snapshot_at in held:
                     result.held.append((str(body.path), "; ".join(held[body.snapshot_at])))
             run.snapshot_at = max(r.snapshot_at for r in runs)
-            run.warnings = [f"{p}: held: {w}" for p, w in result.held] + \
-                [f"{p}: {w}" for p, w in result.problems + result.skipped]
+            run.warnings = [f"{p}: held: {w}" for p, w in result.held] + [
+                f"{p}: {w}" for p, w in result.problems + result.skipped
+            ]
             run.warnings = run.warnings[:50]
             _publish(engine, run_log, run, progress, since=min(r.snapshot_at for r in runs))
             return result

@@ -48,8 +48,9 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     coin_ids = parse_ids(args.ids) if args.ids else None
     if args.coins is not None and args.coins < 1:
         raise ConfigError(f"--coins must be at least 1, got {args.coins}")
-    result = run_backfill(settings, days=args.days, coin_ids=coin_ids, top=args.coins, trigger="cli",
-                          progress=_progress_printer())
+    result = run_backfill(
+        settings, days=args.days, coin_ids=coin_ids, top=args.coins, trigger="cli", progress=_progress_printer()
+    )
     print(f"backfill {result.run_id} succeeded: {result.summary()}")
     return 0
 
@@ -109,9 +110,11 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.importer import import_bodies, parse_at
 
     at = parse_at(args.at) if args.at else None
-    printer = (lambda stage, message: print(f"[{stage:>6}] {message}", flush=True))
-    result = import_bodies(settings, args.paths, at=at, vs_currency=args.vs_currency, trigger="cli",
-                           progress=printer)
+
+    def printer(stage: str, message: str) -> None:
+        print(f"[{stage:>6}] {message}", flush=True)
+
+    result = import_bodies(settings, args.paths, at=at, vs_currency=args.vs_currency, trigger="cli", progress=printer)
     print("\n".join(result.lines()), flush=True)
     return 0
 
@@ -120,29 +123,54 @@ def register(sub, add) -> None:
     """Add the ``backfill``, ``prune``, ``verify`` and ``import`` subcommands (``add`` is cli.build_parser's helper)."""
     imp = add("import", cmd_import, "import saved /coins/markets and /global bodies (files or folders)")
     imp.add_argument("paths", nargs="+", metavar="PATH", help="files or folders of saved response bodies")
-    imp.add_argument("--at", default=None, metavar="ISO_TIME",
-                     help="the data's time (UTC unless an offset is given), for a single markets body")
-    imp.add_argument("--vs-currency", default="usd", metavar="CODE",
-                     help="the quote currency the bodies were requested in (default usd)")
+    imp.add_argument(
+        "--at",
+        default=None,
+        metavar="ISO_TIME",
+        help="the data's time (UTC unless an offset is given), for a single markets body",
+    )
+    imp.add_argument(
+        "--vs-currency",
+        default="usd",
+        metavar="CODE",
+        help="the quote currency the bodies were requested in (default usd)",
+    )
 
     backfill = add("backfill", cmd_backfill, "daily history for the tracked coins from market_chart")
-    backfill.add_argument("--days", type=int, default=365, metavar="N",
-                          help="days of history (default 365, the most the free plan serves)")
+    backfill.add_argument(
+        "--days",
+        type=int,
+        default=365,
+        metavar="N",
+        help="days of history (default 365, the most the free plan serves)",
+    )
     which = backfill.add_mutually_exclusive_group()
-    which.add_argument("--coins", type=int, default=None, metavar="N",
-                       help="the top N tracked coins by market cap rank (default PIPELINE_TOP_N, 250)")
-    which.add_argument("--ids", default=None, metavar="ID,ID",
-                       help="these CoinGecko coin ids instead, e.g. bitcoin,ethereum")
+    which.add_argument(
+        "--coins",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the top N tracked coins by market cap rank (default PIPELINE_TOP_N, 250)",
+    )
+    which.add_argument(
+        "--ids", default=None, metavar="ID,ID", help="these CoinGecko coin ids instead, e.g. bitcoin,ethereum"
+    )
 
     prune = add("prune", cmd_prune, "remove old silver rows and bronze folders")
-    prune.add_argument("--keep-days", type=int, required=True, metavar="N",
-                       help="keep the last N days (the current gold snapshot is always kept)")
+    prune.add_argument(
+        "--keep-days",
+        type=int,
+        required=True,
+        metavar="N",
+        help="keep the last N days (the current gold snapshot is always kept)",
+    )
     prune.add_argument("--dry-run", action="store_true", help="only report what would be removed")
 
     verify = add("verify", cmd_verify, "check bronze files against their manifests")
     depth = verify.add_mutually_exclusive_group()
-    depth.add_argument("--deep", dest="deep", action="store_true", default=True,
-                       help="bodies and Parquet copies (the default)")
+    depth.add_argument(
+        "--deep", dest="deep", action="store_true", default=True, help="bodies and Parquet copies (the default)"
+    )
     depth.add_argument("--quick", dest="deep", action="store_false", help="bodies only, skip the Parquet copies")
     verify.add_argument("--run", default=None, metavar="RUN_ID", help="check only this run")
 

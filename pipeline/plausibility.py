@@ -91,8 +91,14 @@ def _coin_time(frame: pd.DataFrame, coin_id: str) -> datetime | None:
     return None
 
 
-def check_count(new: pd.DataFrame, previous: pd.DataFrame | None, *, requested: int | None, quarantined: int = 0,
-                t: Thresholds = DEFAULT_THRESHOLDS) -> list[str]:
+def check_count(
+    new: pd.DataFrame,
+    previous: pd.DataFrame | None,
+    *,
+    requested: int | None,
+    quarantined: int = 0,
+    t: Thresholds = DEFAULT_THRESHOLDS,
+) -> list[str]:
     """Coins returned (kept or quarantined: garbage records are the quarantine check's) against
     min(requested, previous published count). Needs history: without a previous snapshot a short
     list cannot be told from a partial one (the fetch contract already held the run to 90 % of
@@ -104,8 +110,10 @@ def check_count(new: pd.DataFrame, previous: pd.DataFrame | None, *, requested: 
     if expected <= 0:
         return []
     if returned < math.ceil(t.min_coin_share * expected - 1e-9):
-        return [f"only {returned} coins, expected about {expected} (requested {requested}, the previous published "
-                f"snapshot had {len(previous)}; at least {_pct(t.min_coin_share)} required)"]
+        return [
+            f"only {returned} coins, expected about {expected} (requested {requested}, the previous published "
+            f"snapshot had {len(previous)}; at least {_pct(t.min_coin_share)} required)"
+        ]
     return []
 
 
@@ -115,8 +123,10 @@ def check_quarantined(new: pd.DataFrame, *, quarantined: int, t: Thresholds = DE
         return []
     share = quarantined / total
     if share > t.max_quarantined_share:
-        return [f"{quarantined} of {total} records quarantined ({_pct(share)}, at most "
-                f"{_pct(t.max_quarantined_share)} plausible)"]
+        return [
+            f"{quarantined} of {total} records quarantined ({_pct(share)}, at most "
+            f"{_pct(t.max_quarantined_share)} plausible)"
+        ]
     return []
 
 
@@ -126,13 +136,16 @@ def check_null_prices(new: pd.DataFrame, t: Thresholds = DEFAULT_THRESHOLDS) -> 
     nulls = int(_numeric(new, "current_price").isna().sum())
     share = nulls / len(new)
     if share > t.max_null_price_share:
-        return [f"{nulls} of {len(new)} coins have no price ({_pct(share)}, at most "
-                f"{_pct(t.max_null_price_share)} plausible)"]
+        return [
+            f"{nulls} of {len(new)} coins have no price ({_pct(share)}, at most "
+            f"{_pct(t.max_null_price_share)} plausible)"
+        ]
     return []
 
 
-def check_stablecoins(new: pd.DataFrame, *, vs_currency: str, stablecoins: Iterable[str],
-                      t: Thresholds = DEFAULT_THRESHOLDS) -> list[str]:
+def check_stablecoins(
+    new: pd.DataFrame, *, vs_currency: str, stablecoins: Iterable[str], t: Thresholds = DEFAULT_THRESHOLDS
+) -> list[str]:
     """Known USD stablecoins trade near $1: their median price tells the currency the body is priced in."""
     if vs_currency.lower() != "usd":
         return []
@@ -143,8 +156,10 @@ def check_stablecoins(new: pd.DataFrame, *, vs_currency: str, stablecoins: Itera
     median = float(prices.median())
     low, high = t.stablecoin_band
     if not low <= median <= high:
-        return [f"USD stablecoins ({len(prices)}) have a median price of {median:.4g} {vs_currency.upper()}, "
-                f"outside [{low}, {high}]: the body is not priced in {vs_currency.upper()}"]
+        return [
+            f"USD stablecoins ({len(prices)}) have a median price of {median:.4g} {vs_currency.upper()}, "
+            f"outside [{low}, {high}]: the body is not priced in {vs_currency.upper()}"
+        ]
     return []
 
 
@@ -157,8 +172,10 @@ def check_market_caps(new: pd.DataFrame, t: Thresholds = DEFAULT_THRESHOLDS) -> 
     median = float((cap[usable] / (price[usable] * supply[usable])).median())
     low, high = t.mcap_ratio_band
     if not low <= median <= high:
-        return [f"market cap / (price x circulating supply) has a median of {median:.4g} over {int(usable.sum())} "
-                f"coins, outside [{low}, {high}]"]
+        return [
+            f"market cap / (price x circulating supply) has a median of {median:.4g} over {int(usable.sum())} "
+            f"coins, outside [{low}, {high}]"
+        ]
     return []
 
 
@@ -174,8 +191,10 @@ def check_ranks(new: pd.DataFrame, t: Thresholds = DEFAULT_THRESHOLDS) -> list[s
     inverted = int((caps[1:] > caps[:-1] * (1 + t.rank_inversion_tolerance)).sum())
     share = inverted / pairs
     if share > t.max_rank_inversion_share:
-        return [f"market_cap_rank does not follow market cap: {inverted} of {pairs} adjacent ranks inverted "
-                f"({_pct(share)}, at most {_pct(t.max_rank_inversion_share)} plausible)"]
+        return [
+            f"market_cap_rank does not follow market cap: {inverted} of {pairs} adjacent ranks inverted "
+            f"({_pct(share)}, at most {_pct(t.max_rank_inversion_share)} plausible)"
+        ]
     return []
 
 
@@ -185,8 +204,13 @@ def btc_move_bound(elapsed: timedelta, t: Thresholds = DEFAULT_THRESHOLDS) -> fl
     return max(t.btc_move_floor, t.btc_move_per_day * math.sqrt(days))
 
 
-def check_bitcoin(new: pd.DataFrame, previous: pd.DataFrame | None, *, elapsed: timedelta | None = None,
-                  t: Thresholds = DEFAULT_THRESHOLDS) -> list[str]:
+def check_bitcoin(
+    new: pd.DataFrame,
+    previous: pd.DataFrame | None,
+    *,
+    elapsed: timedelta | None = None,
+    t: Thresholds = DEFAULT_THRESHOLDS,
+) -> list[str]:
     """Bitcoin's price since the previous published snapshot, within a bound scaled by the time between
     the two prices (their ``last_updated``, so a recorded body replayed later is judged by its own time)."""
     if previous is None or previous.empty:
@@ -204,14 +228,24 @@ def check_bitcoin(new: pd.DataFrame, previous: pd.DataFrame | None, *, elapsed: 
     if move > bound:
         hours = abs(elapsed.total_seconds()) / 3600
         span = f"{hours:.1f} h" if hours < 72 else f"{hours / 24:.0f} days"
-        return [f"bitcoin moved {_pct(move)} ({_money(before)} -> {_money(after)}) in {span}, more than the "
-                f"plausible {_pct(bound)}"]
+        return [
+            f"bitcoin moved {_pct(move)} ({_money(before)} -> {_money(after)}) in {span}, more than the "
+            f"plausible {_pct(bound)}"
+        ]
     return []
 
 
-def check_snapshot(new: pd.DataFrame, previous: pd.DataFrame | None, *, requested: int | None, vs_currency: str,
-                   quarantined: int = 0, stablecoins: Iterable[str] = (), elapsed: timedelta | None = None,
-                   thresholds: Thresholds = DEFAULT_THRESHOLDS) -> list[str]:
+def check_snapshot(
+    new: pd.DataFrame,
+    previous: pd.DataFrame | None,
+    *,
+    requested: int | None,
+    vs_currency: str,
+    quarantined: int = 0,
+    stablecoins: Iterable[str] = (),
+    elapsed: timedelta | None = None,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+) -> list[str]:
     """Reasons the ``new`` snapshot is implausible; an empty list means it may be published.
 
     ``new``/``previous``: silver rows of the new and of the last published snapshot (columns id,

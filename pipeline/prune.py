@@ -95,20 +95,28 @@ class PruneReport:
 
     def lines(self) -> list[str]:
         verb = "would remove" if self.dry_run else "removed"
-        kept = (f"gold snapshot {self.gold_snapshot:%Y-%m-%d %H:%M:%S} UTC and its bronze "
-                f"({', '.join(self.gold_runs) or 'no run id'}) kept"
-                if self.gold_snapshot else "no gold snapshot yet")
+        kept = (
+            f"gold snapshot {self.gold_snapshot:%Y-%m-%d %H:%M:%S} UTC and its bronze "
+            f"({', '.join(self.gold_runs) or 'no run id'}) kept"
+            if self.gold_snapshot
+            else "no gold snapshot yet"
+        )
         dry = " (dry run, nothing changed)" if self.dry_run else ""
-        out = [f"prune{dry}: keep {self.keep_days} day(s), cutoff {self.cutoff:%Y-%m-%d %H:%M:%S} UTC; {kept}",
-               f"silver rows {verb}: {self.total_rows}"]
+        out = [
+            f"prune{dry}: keep {self.keep_days} day(s), cutoff {self.cutoff:%Y-%m-%d %H:%M:%S} UTC; {kept}",
+            f"silver rows {verb}: {self.total_rows}",
+        ]
         width = max(len(name) for name in self.rows) if self.rows else 0
         out += [f"  {name:<{width}}  {count:>9}" for name, count in self.rows.items()]
         size = sum(f.bytes for f in self.folders)
-        out.append(f"bronze folders {verb}: {len(self.folders)} ({_size(size)}), "
-                   f"empty date folders {verb}: {len(self.date_folders)}")
+        out.append(
+            f"bronze folders {verb}: {len(self.folders)} ({_size(size)}), "
+            f"empty date folders {verb}: {len(self.date_folders)}"
+        )
         for item in self.folders[:20]:
-            basis = {"folder": "no manifest, started",
-                     "damaged": "damaged manifest, started"}.get(item.age_basis, item.age_basis)
+            basis = {"folder": "no manifest, started", "damaged": "damaged manifest, started"}.get(
+                item.age_basis, item.age_basis
+            )
             out.append(f"  {item.folder} ({basis} {item.at:%Y-%m-%d %H:%M:%S})")
         if len(self.folders) > 20:
             out.append(f"  ... and {len(self.folders) - 20} more")
@@ -116,8 +124,10 @@ class PruneReport:
             going = {f.folder for f in self.folders}
             kept = [d for d in self.damaged if d.folder not in going]
             gone = "would be removed" if self.dry_run else "removed"
-            out.append(f"damaged bronze runs: {len(self.damaged)} ({len(self.damaged) - len(kept)} {gone}: older "
-                       f"than the cutoff; {len(kept)} kept; `python -m pipeline verify` lists them)")
+            out.append(
+                f"damaged bronze runs: {len(self.damaged)} ({len(self.damaged) - len(kept)} {gone}: older "
+                f"than the cutoff; {len(kept)} kept; `python -m pipeline verify` lists them)"
+            )
             out += [f"  kept {d.line()}" for d in kept[:20]]
             if len(kept) > 20:
                 out.append(f"  ... and {len(kept) - 20} more")
@@ -149,8 +159,11 @@ def _gold_origin(engine: Engine) -> tuple[datetime | None, list[str]]:
             runs = [r[0] for r in conn.execute(select(m.c.run_id).distinct())]
         else:
             snapshot = conn.execute(select(func.max(s.c.snapshot_at))).scalar()
-            runs = ([r[0] for r in conn.execute(select(s.c.run_id).where(s.c.snapshot_at == snapshot).distinct())]
-                    if snapshot is not None else [])
+            runs = (
+                [r[0] for r in conn.execute(select(s.c.run_id).where(s.c.snapshot_at == snapshot).distinct())]
+                if snapshot is not None
+                else []
+            )
     return snapshot, sorted(runs)
 
 
@@ -186,8 +199,9 @@ def _orphan_time(folder: Path) -> datetime | None:
     return None
 
 
-def scan_bronze(raw_dir: Path, cutoff: datetime,
-                keep_runs: set[str]) -> tuple[list[BronzeFolder], list[bronze.DamagedRun]]:
+def scan_bronze(
+    raw_dir: Path, cutoff: datetime, keep_runs: set[str]
+) -> tuple[list[BronzeFolder], list[bronze.DamagedRun]]:
     """Run folders older than ``cutoff`` that no kept run owns (oldest first), and every damaged run seen.
 
     A damaged run (unreadable or malformed manifest) or a folder without a manifest is
@@ -211,8 +225,9 @@ def scan_bronze(raw_dir: Path, cutoff: datetime,
         at = _orphan_time(folder)
         if at is None or at >= cutoff or folder.name in keep_runs or problem.run_id in keep_runs:
             continue
-        found.append(BronzeFolder(folder, problem.name, "folder" if problem.incomplete else "damaged", at,
-                                  _folder_bytes(folder)))
+        found.append(
+            BronzeFolder(folder, problem.name, "folder" if problem.incomplete else "damaged", at, _folder_bytes(folder))
+        )
     damaged = [p for p in problems if not p.incomplete]
     return sorted(found, key=lambda f: (f.at, f.run_id)), damaged
 
@@ -240,8 +255,14 @@ def check_keep_days(keep_days: int) -> None:
         raise ConfigError(f"--keep-days must be between 1 and {MAX_KEEP_DAYS}, got {keep_days}")
 
 
-def prune(settings: Settings, *, keep_days: int, dry_run: bool = False, now: datetime | None = None,
-          engine: Engine | None = None) -> PruneReport:
+def prune(
+    settings: Settings,
+    *,
+    keep_days: int,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    engine: Engine | None = None,
+) -> PruneReport:
     """Remove silver rows and bronze folders older than ``keep_days`` days; see the module docstring."""
     from pipeline.flow import prepare_database
 
@@ -256,16 +277,20 @@ def prune(settings: Settings, *, keep_days: int, dry_run: bool = False, now: dat
 def _prune(settings: Settings, engine: Engine, keep_days: int, *, dry_run: bool, now: datetime | None) -> PruneReport:
     cutoff = (now or utcnow()) - timedelta(days=keep_days)
     gold_snapshot, gold_runs = _gold_origin(engine)
-    report = PruneReport(keep_days=keep_days, cutoff=cutoff, dry_run=dry_run, gold_snapshot=gold_snapshot,
-                         gold_runs=gold_runs)
+    report = PruneReport(
+        keep_days=keep_days, cutoff=cutoff, dry_run=dry_run, gold_snapshot=gold_snapshot, gold_runs=gold_runs
+    )
 
-    conditions = [(table, _silver_condition(table, column, protected, cutoff, gold_snapshot))
-                  for table, column, protected in SILVER_TABLES]
+    conditions = [
+        (table, _silver_condition(table, column, protected, cutoff, gold_snapshot))
+        for table, column, protected in SILVER_TABLES
+    ]
     if dry_run:
         with engine.connect() as conn:
             for table, condition in conditions:
-                report.rows[table.name] = conn.execute(
-                    select(func.count()).select_from(table).where(condition)).scalar() or 0
+                report.rows[table.name] = (
+                    conn.execute(select(func.count()).select_from(table).where(condition)).scalar() or 0
+                )
     else:
         with engine.begin() as conn:
             for table, condition in conditions:

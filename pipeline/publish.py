@@ -32,14 +32,23 @@ def _print(stage: str, message: str) -> None:
 def find_snapshots(engine: Engine, run_id: str) -> list[dict]:
     """Ledger rows made by this run (a multi-snapshot sample run's bronze ids are RUN_ID-sNN)."""
     with engine.connect() as conn:
-        rows = conn.execute(select(snapshots).where(or_(snapshots.c.run_id == run_id,
-                                                        snapshots.c.run_id.like(f"{run_id}-s%")))
-                            .order_by(snapshots.c.snapshot_at)).mappings()
+        rows = conn.execute(
+            select(snapshots)
+            .where(or_(snapshots.c.run_id == run_id, snapshots.c.run_id.like(f"{run_id}-s%")))
+            .order_by(snapshots.c.snapshot_at)
+        ).mappings()
         return [dict(r) for r in rows]
 
 
-def publish_held(settings: Settings, run_id: str, *, force: bool = False, trigger: str = "cli",
-                 progress=_print, engine: Engine | None = None):
+def publish_held(
+    settings: Settings,
+    run_id: str,
+    *,
+    force: bool = False,
+    trigger: str = "cli",
+    progress=_print,
+    engine: Engine | None = None,
+):
     """Publish the held snapshot(s) of ``run_id``; returns the publish run's RunResult.
 
     Raises SnapshotHeld (exit 6) without ``force``, PipelineError when the run made no snapshot
@@ -53,15 +62,16 @@ def publish_held(settings: Settings, run_id: str, *, force: bool = False, trigge
         raise PipelineError(f"run {run_id} made no snapshot the ledger knows (see `python -m pipeline status`)")
     held = [r for r in rows if r["status"] == ledger.HELD]
     if not held:
-        raise PipelineError(f"the snapshot of run {run_id} is not held (status {rows[0]['status']}): "
-                            f"nothing to publish")
+        raise PipelineError(
+            f"the snapshot of run {run_id} is not held (status {rows[0]['status']}): nothing to publish"
+        )
     reasons = [reason for r in held for reason in ledger.split_reasons(r["reasons"])]
     if not force:
         for row in held:
-            progress("held", f"snapshot {row['snapshot_at']:%Y-%m-%d %H:%M:%S} UTC of run {row['run_id']}: "
-                             f"{row['reasons']}")
-        progress("held", "not published; to publish it anyway: python -m pipeline publish "
-                         f"{run_id} --force")
+            progress(
+                "held", f"snapshot {row['snapshot_at']:%Y-%m-%d %H:%M:%S} UTC of run {row['run_id']}: {row['reasons']}"
+            )
+        progress("held", f"not published; to publish it anyway: python -m pipeline publish {run_id} --force")
         raise SnapshotHeld(reasons, run_id=run_id, snapshot_at=held[-1]["snapshot_at"])
 
     publish_id = new_run_id()
@@ -69,14 +79,19 @@ def publish_held(settings: Settings, run_id: str, *, force: bool = False, trigge
         run_log = RunLog(engine, publish_id, trigger=trigger, source="publish")
         run_log.start()
         since: datetime = min(r["snapshot_at"] for r in held)
-        result = RunResult(run_id=publish_id, source="publish", snapshot_at=max(r["snapshot_at"] for r in held),
-                           silver_rows=sum(r["coin_count"] or 0 for r in held))
+        result = RunResult(
+            run_id=publish_id,
+            source="publish",
+            snapshot_at=max(r["snapshot_at"] for r in held),
+            silver_rows=sum(r["coin_count"] or 0 for r in held),
+        )
         result.warnings.append(f"published the held snapshot(s) of run {run_id} by operator: " + "; ".join(reasons))
         try:
             with engine.begin() as conn:
                 for row in held:
-                    ledger.set_status(conn, row["snapshot_at"], ledger.PUBLISHED,
-                                      FORCED_PREFIX + (row["reasons"] or "held"))
+                    ledger.set_status(
+                        conn, row["snapshot_at"], ledger.PUBLISHED, FORCED_PREFIX + (row["reasons"] or "held")
+                    )
             try:
                 return _publish(engine, run_log, result, progress, since=since)
             except BaseException:
@@ -102,8 +117,10 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     Example: python -m pipeline publish 20261130T091500Z-1a2b3c --force
     """
     result = publish_held(settings, args.run_id, force=args.force, trigger="cli")
-    print(f"publish {result.run_id} succeeded: snapshot {result.snapshot_at:%Y-%m-%d %H:%M:%S} UTC of run "
-          f"{args.run_id} is published")
+    print(
+        f"publish {result.run_id} succeeded: snapshot {result.snapshot_at:%Y-%m-%d %H:%M:%S} UTC of run "
+        f"{args.run_id} is published"
+    )
     return 0
 
 

@@ -74,7 +74,7 @@ class RunLease:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def acquire(self) -> "RunLease":
+    def acquire(self) -> RunLease:
         """Take the lock or raise RunLocked naming the run that holds it.
 
         SQLite's "database is locked" (another process wrote between our read and
@@ -86,8 +86,9 @@ class RunLease:
                 break
             except OperationalError as exc:
                 if not any(word in str(exc.orig).lower() for word in _SQLITE_BUSY):
-                    raise DatabaseUnavailable(f"cannot take the pipeline lock: "
-                                              f"{str(exc.orig).strip().splitlines()[0]}") from exc
+                    raise DatabaseUnavailable(
+                        f"cannot take the pipeline lock: {str(exc.orig).strip().splitlines()[0]}"
+                    ) from exc
                 if attempt == 4:
                     raise RunLocked("another pipeline run is starting right now") from None
                 time.sleep(0.2 * (attempt + 1))
@@ -98,11 +99,20 @@ class RunLease:
 
     def _try_acquire(self) -> None:
         now = utcnow()
-        row = {"name": LOCK_NAME, "run_id": self.run_id, "host": self.host, "pid": self.pid,
-               "acquired_at": now, "expires_at": now + self.ttl}
+        row = {
+            "name": LOCK_NAME,
+            "run_id": self.run_id,
+            "host": self.host,
+            "pid": self.pid,
+            "acquired_at": now,
+            "expires_at": now + self.ttl,
+        }
         with self.engine.begin() as conn:
-            holder = conn.execute(select(pipeline_lock).where(pipeline_lock.c.name == LOCK_NAME)
-                                  .with_for_update()).mappings().first()
+            holder = (
+                conn.execute(select(pipeline_lock).where(pipeline_lock.c.name == LOCK_NAME).with_for_update())
+                .mappings()
+                .first()
+            )
             if holder is None:
                 try:
                     with conn.begin_nested():
@@ -111,13 +121,17 @@ class RunLease:
                     raise RunLocked("another pipeline run has just started") from None
             else:
                 if holder_is_alive(holder, now):
-                    raise RunLocked(f"pipeline run {holder['run_id']} is already in progress "
-                                    f"(started {holder['acquired_at']:%Y-%m-%d %H:%M:%S} UTC by pid {holder['pid']} "
-                                    f"on {holder['host']})", holder_run_id=holder["run_id"])
-                taken = conn.execute(update(pipeline_lock)
-                                     .where(pipeline_lock.c.name == LOCK_NAME,
-                                            pipeline_lock.c.run_id == holder["run_id"])
-                                     .values(**row))
+                    raise RunLocked(
+                        f"pipeline run {holder['run_id']} is already in progress "
+                        f"(started {holder['acquired_at']:%Y-%m-%d %H:%M:%S} UTC by pid {holder['pid']} "
+                        f"on {holder['host']})",
+                        holder_run_id=holder["run_id"],
+                    )
+                taken = conn.execute(
+                    update(pipeline_lock)
+                    .where(pipeline_lock.c.name == LOCK_NAME, pipeline_lock.c.run_id == holder["run_id"])
+                    .values(**row)
+                )
                 if taken.rowcount != 1:
                     raise RunLocked("another pipeline run took the lock first")
                 log.warning("took over the lock from dead run %s", holder["run_id"])
@@ -128,9 +142,11 @@ class RunLease:
         while not self._stop.wait(interval):
             try:
                 with self.engine.begin() as conn:
-                    conn.execute(update(pipeline_lock)
-                                 .where(pipeline_lock.c.name == LOCK_NAME, pipeline_lock.c.run_id == self.run_id)
-                                 .values(expires_at=utcnow() + self.ttl))
+                    conn.execute(
+                        update(pipeline_lock)
+                        .where(pipeline_lock.c.name == LOCK_NAME, pipeline_lock.c.run_id == self.run_id)
+                        .values(expires_at=utcnow() + self.ttl)
+                    )
             except Exception:  # keep renewing through a transient database error
                 log.warning("could not renew the pipeline lock", exc_info=True)
 
@@ -145,15 +161,21 @@ class RunLease:
         for attempt in range(3):
             try:
                 with self.engine.begin() as conn:
-                    conn.execute(delete(pipeline_lock).where(pipeline_lock.c.name == LOCK_NAME,
-                                                             pipeline_lock.c.run_id == self.run_id))
+                    conn.execute(
+                        delete(pipeline_lock).where(
+                            pipeline_lock.c.name == LOCK_NAME, pipeline_lock.c.run_id == self.run_id
+                        )
+                    )
                 return
             except SQLAlchemyError as exc:
-                log.info("could not release the pipeline lock (attempt %d): %s", attempt + 1,
-                            str(getattr(exc, "orig", exc)).strip().splitlines()[0])
+                log.info(
+                    "could not release the pipeline lock (attempt %d): %s",
+                    attempt + 1,
+                    str(getattr(exc, "orig", exc)).strip().splitlines()[0],
+                )
                 time.sleep(0.2 * (attempt + 1))
 
-    def __enter__(self) -> "RunLease":
+    def __enter__(self) -> RunLease:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:
@@ -191,12 +213,17 @@ def _mark_abandoned(conn, *, keep: str | None, now: datetime) -> list[str]:
     live = {keep}
     if holder is not None and holder_is_alive(holder, now):
         live.add(holder["run_id"])
-    dead = [r for r in conn.execute(select(pipeline_runs.c.run_id).where(pipeline_runs.c.status == "running"))
-            .scalars() if r not in live]
+    dead = [
+        r
+        for r in conn.execute(select(pipeline_runs.c.run_id).where(pipeline_runs.c.status == "running")).scalars()
+        if r not in live
+    ]
     if dead:
-        conn.execute(update(pipeline_runs).where(pipeline_runs.c.run_id.in_(dead),
-                                                 pipeline_runs.c.status == "running")
-                     .values(status="abandoned", finished_at=now, error_message=ABANDONED_MESSAGE))
+        conn.execute(
+            update(pipeline_runs)
+            .where(pipeline_runs.c.run_id.in_(dead), pipeline_runs.c.status == "running")
+            .values(status="abandoned", finished_at=now, error_message=ABANDONED_MESSAGE)
+        )
         log.warning("marked dead run(s) abandoned: %s", ", ".join(dead))
     return dead
 
@@ -207,8 +234,11 @@ def reap_dead_runs(engine: Engine) -> list[str]:
     with engine.begin() as conn:
         holder = conn.execute(select(pipeline_lock).where(pipeline_lock.c.name == LOCK_NAME)).mappings().first()
         if holder is not None and not holder_is_alive(holder, now):
-            conn.execute(delete(pipeline_lock).where(pipeline_lock.c.name == LOCK_NAME,
-                                                     pipeline_lock.c.run_id == holder["run_id"]))
+            conn.execute(
+                delete(pipeline_lock).where(
+                    pipeline_lock.c.name == LOCK_NAME, pipeline_lock.c.run_id == holder["run_id"]
+                )
+            )
         return _mark_abandoned(conn, keep=None, now=now)
 
 
@@ -235,9 +265,17 @@ class RunLog:
 
     def start(self) -> None:
         with self.engine.begin() as conn:
-            conn.execute(insert(pipeline_runs).values(
-                run_id=self.run_id, trigger=self.trigger, source=self.source, status="running",
-                started_at=utcnow(), host=socket.gethostname(), pid=os.getpid()))
+            conn.execute(
+                insert(pipeline_runs).values(
+                    run_id=self.run_id,
+                    trigger=self.trigger,
+                    source=self.source,
+                    status="running",
+                    started_at=utcnow(),
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                )
+            )
 
     def update(self, **values) -> None:
         with self.engine.begin() as conn:
@@ -254,8 +292,7 @@ class RunLog:
 
     def hold(self, reasons: list[str], **counts) -> None:
         """The plausibility gate held the run's snapshot: silver has it, gold does not (status ``held``)."""
-        self.update(status="held", finished_at=utcnow(),
-                    error_message=("held: " + "; ".join(reasons))[:2000], **counts)
+        self.update(status="held", finished_at=utcnow(), error_message=("held: " + "; ".join(reasons))[:2000], **counts)
 
 
 def recent_runs(engine: Engine, limit: int = 20) -> list[dict]:

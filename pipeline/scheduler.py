@@ -63,8 +63,11 @@ def run_forever(settings: Settings, *, source: str = "api", interval_minutes: fl
             reap_dead_runs(engine)
             result = run_pipeline(settings, trigger="schedule", source=source, engine=engine)
             failures = 0
-            print(f"scheduler: run {result.run_id} succeeded ({result.silver_rows} rows, snapshot "
-                  f"{result.snapshot_at:%Y-%m-%d %H:%M:%S} UTC)", flush=True)
+            print(
+                f"scheduler: run {result.run_id} succeeded ({result.silver_rows} rows, snapshot "
+                f"{result.snapshot_at:%Y-%m-%d %H:%M:%S} UTC)",
+                flush=True,
+            )
         except RunLocked as exc:
             print(f"scheduler: skipped, {exc}", flush=True)
         except SnapshotHeld as exc:  # a failure to deliver data: backs off and counts toward the banner
@@ -89,6 +92,7 @@ def run_forever(settings: Settings, *, source: str = "api", interval_minutes: fl
     scheduler = schedule.Scheduler()
     scheduled = scheduler.every(interval).minutes.do(job)
     print(f"scheduler: running every {interval:g} minutes (source {source}); first run now", flush=True)
+
     def apply_backoff() -> None:
         if backoff_until:
             scheduled.next_run = backoff_until.pop()

@@ -91,9 +91,14 @@ staging_crypto_market = Table(
 Index("ix_staging_crypto_market_snapshot", staging_crypto_market.c.snapshot_at)
 #: Covers the Coin page's history query (WHERE id = ? ORDER BY snapshot_at): a coin's
 #: rows are one per heap page, so reading them from the index is ~10x fewer page reads.
-COIN_HISTORY_INDEX = Index("ix_staging_crypto_market_coin_history", staging_crypto_market.c.id,
-                           staging_crypto_market.c.snapshot_at, staging_crypto_market.c.current_price,
-                           staging_crypto_market.c.market_cap, staging_crypto_market.c.total_volume)
+COIN_HISTORY_INDEX = Index(
+    "ix_staging_crypto_market_coin_history",
+    staging_crypto_market.c.id,
+    staging_crypto_market.c.snapshot_at,
+    staging_crypto_market.c.current_price,
+    staging_crypto_market.c.market_cap,
+    staging_crypto_market.c.total_volume,
+)
 
 #: The newest 7-day sparkline per coin. 168 floats a row: kept once per coin,
 #: not per snapshot, since price history is already in staging_crypto_market.

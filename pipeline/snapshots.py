@@ -30,10 +30,33 @@ def record(conn: Connection, entries: list[dict]) -> None:
     now = utcnow()
     unique = {e["snapshot_at"]: e for e in entries}
     keep = [when for when, e in unique.items() if "reasons" not in e]
-    kept = dict(conn.execute(select(snapshots.c.snapshot_at, snapshots.c.reasons).where(
-        snapshots.c.snapshot_at.in_(set(keep)), snapshots.c.reasons.is_not(None))).all()) if keep else {}
-    rows = [tuple({**{"decided_at": now, "reasons": kept.get(when), "fetched_at": None, "requested_coins": None,
-                      "coin_count": None}, **e}[c] for c in COLUMNS) for when, e in unique.items()]
+    kept = (
+        dict(
+            conn.execute(
+                select(snapshots.c.snapshot_at, snapshots.c.reasons).where(
+                    snapshots.c.snapshot_at.in_(set(keep)), snapshots.c.reasons.is_not(None)
+                )
+            ).all()
+        )
+        if keep
+        else {}
+    )
+    rows = [
+        tuple(
+            {
+                **{
+                    "decided_at": now,
+                    "reasons": kept.get(when),
+                    "fetched_at": None,
+                    "requested_coins": None,
+                    "coin_count": None,
+                },
+                **e,
+            }[c]
+            for c in COLUMNS
+        )
+        for when, e in unique.items()
+    ]
     upsert_rows(conn, snapshots, rows, COLUMNS, key=["snapshot_at"])
 
 
@@ -41,14 +64,18 @@ def statuses(conn: Connection, times: list[datetime]) -> dict[datetime, str]:
     """The ledger's status of each of these snapshot times that it knows."""
     if not times:
         return {}
-    rows = conn.execute(select(snapshots.c.snapshot_at, snapshots.c.status)
-                        .where(snapshots.c.snapshot_at.in_(set(times))))
+    rows = conn.execute(
+        select(snapshots.c.snapshot_at, snapshots.c.status).where(snapshots.c.snapshot_at.in_(set(times)))
+    )
     return {r.snapshot_at: r.status for r in rows}
 
 
 def set_status(conn: Connection, snapshot_at: datetime, status: str, reasons: str | None = None) -> int:
-    result = conn.execute(update(snapshots).where(snapshots.c.snapshot_at == snapshot_at)
-                          .values(status=status, reasons=reasons, decided_at=utcnow()))
+    result = conn.execute(
+        update(snapshots)
+        .where(snapshots.c.snapshot_at == snapshot_at)
+        .values(status=status, reasons=reasons, decided_at=utcnow())
+    )
     return result.rowcount
 
 
@@ -67,8 +94,9 @@ def get(conn: Connection, snapshot_at: datetime) -> dict | None:
 
 def held_snapshots(conn: Connection, limit: int = 50) -> list[dict]:
     """Held snapshots, newest first."""
-    rows = conn.execute(select(snapshots).where(snapshots.c.status == HELD)
-                        .order_by(snapshots.c.snapshot_at.desc()).limit(limit)).mappings()
+    rows = conn.execute(
+        select(snapshots).where(snapshots.c.status == HELD).order_by(snapshots.c.snapshot_at.desc()).limit(limit)
+    ).mappings()
     return [dict(r) for r in rows]
 
 
@@ -80,8 +108,13 @@ def split_reasons(text: str | None) -> list[str]:
 REASON_SEPARATOR = "; "
 
 
-def gate(engine: Engine, entries: list[dict], *, vs_currency: str = "usd",
-         thresholds: plausibility.Thresholds = plausibility.DEFAULT_THRESHOLDS) -> dict[datetime, list[str]]:
+def gate(
+    engine: Engine,
+    entries: list[dict],
+    *,
+    vs_currency: str = "usd",
+    thresholds: plausibility.Thresholds = plausibility.DEFAULT_THRESHOLDS,
+) -> dict[datetime, list[str]]:
     """Run the plausibility gate on snapshots just loaded into silver, oldest first.
 
     ``entries``: one dict per snapshot with snapshot_at, run_id, requested (coins asked for,
@@ -111,9 +144,14 @@ def gate(engine: Engine, entries: list[dict], *, vs_currency: str = "usd",
             new = read.snapshot_rows(conn, when)
             previous = read.snapshot_rows(conn, previous_at) if previous_at is not None else None
             reasons = plausibility.check_snapshot(
-                new, previous, requested=entry.get("requested"), vs_currency=entry.get("vs_currency") or vs_currency,
-                quarantined=read.quarantined_count(conn, when, entry.get("run_id")), stablecoins=stablecoins,
-                thresholds=thresholds)
+                new,
+                previous,
+                requested=entry.get("requested"),
+                vs_currency=entry.get("vs_currency") or vs_currency,
+                quarantined=read.quarantined_count(conn, when, entry.get("run_id")),
+                stablecoins=stablecoins,
+                thresholds=thresholds,
+            )
             if reasons:
                 held[when] = reasons
             else:

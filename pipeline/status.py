@@ -20,17 +20,22 @@ def freshness(settings: Settings) -> dict | None:
     """
     engine = make_engine(settings.database_url)
     with engine.connect() as conn:
-        row = conn.execute(select(func.max(crypto_analytics_mart.c.snapshot_at),
-                                  func.max(crypto_analytics_mart.c.source))).first()
+        row = conn.execute(
+            select(func.max(crypto_analytics_mart.c.snapshot_at), func.max(crypto_analytics_mart.c.source))
+        ).first()
         if row is None or row[0] is None:
             return None
-        fetched_at = conn.execute(select(snapshots.c.fetched_at)
-                                  .where(snapshots.c.snapshot_at == row[0])).scalar()
+        fetched_at = conn.execute(select(snapshots.c.fetched_at).where(snapshots.c.snapshot_at == row[0])).scalar()
     snapshot_at, source = row
     age = utcnow() - snapshot_at
     limit = timedelta(minutes=2 * settings.interval_minutes)
-    return {"snapshot_at": snapshot_at, "fetched_at": fetched_at, "source": source, "age": age,
-            "stale": source == "sample" or age > limit}
+    return {
+        "snapshot_at": snapshot_at,
+        "fetched_at": fetched_at,
+        "source": source,
+        "age": age,
+        "stale": source == "sample" or age > limit,
+    }
 
 
 def _age(delta: timedelta) -> str:
@@ -55,22 +60,34 @@ def format_status(settings: Settings, limit: int = 10) -> str:
         lines.append("data: none yet (run `python -m pipeline run`, or `--source sample` offline)")
     else:
         note = " [STALE]" if fresh["stale"] else ""
-        fetched = (f", fetched {fresh['fetched_at']:%Y-%m-%d %H:%M:%S} UTC" if fresh.get("fetched_at")
-                   and fresh["fetched_at"] != fresh["snapshot_at"] else "")
-        lines.append(f"data as of {fresh['snapshot_at']:%Y-%m-%d %H:%M:%S} UTC ({fresh['source']}{fetched}), "
-                     f"{_age(fresh['age'])} old{note}")
+        fetched = (
+            f", fetched {fresh['fetched_at']:%Y-%m-%d %H:%M:%S} UTC"
+            if fresh.get("fetched_at") and fresh["fetched_at"] != fresh["snapshot_at"]
+            else ""
+        )
+        lines.append(
+            f"data as of {fresh['snapshot_at']:%Y-%m-%d %H:%M:%S} UTC ({fresh['source']}{fetched}), "
+            f"{_age(fresh['age'])} old{note}"
+        )
     holder = current_holder(engine)
-    lines.append(f"running now: {holder['run_id']} (pid {holder['pid']} on {holder['host']})" if holder
-                 else "running now: nothing")
+    lines.append(
+        f"running now: {holder['run_id']} (pid {holder['pid']} on {holder['host']})"
+        if holder
+        else "running now: nothing"
+    )
     runs = recent_runs(engine, limit)
     if runs:
         lines.append("")
-        lines.append(f"{'run id':<24} {'trigger':<8} {'source':<7} {'status':<9} {'started (UTC)':<19} "
-                     f"{'secs':>6} {'silver':>7} {'quar.':>5}  error")
+        lines.append(
+            f"{'run id':<24} {'trigger':<8} {'source':<7} {'status':<9} {'started (UTC)':<19} "
+            f"{'secs':>6} {'silver':>7} {'quar.':>5}  error"
+        )
         for r in runs:
             secs = f"{(r['finished_at'] - r['started_at']).total_seconds():.1f}" if r["finished_at"] else "-"
             status = effective_status(r, holder)  # a dead 'running' row reads as abandoned (nothing written)
-            lines.append(f"{r['run_id']:<24} {r['trigger']:<8} {r['source']:<7} {status:<9} "
-                         f"{r['started_at']:%Y-%m-%d %H:%M:%S} {secs:>6} {r['silver_rows'] or 0:>7} "
-                         f"{r['quarantined_count'] or 0:>5}  {(r['error_message'] or '')[:80]}")
+            lines.append(
+                f"{r['run_id']:<24} {r['trigger']:<8} {r['source']:<7} {status:<9} "
+                f"{r['started_at']:%Y-%m-%d %H:%M:%S} {secs:>6} {r['silver_rows'] or 0:>7} "
+                f"{r['quarantined_count'] or 0:>5}  {(r['error_message'] or '')[:80]}"
+            )
     return "\n".join(lines)

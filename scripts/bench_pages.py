@@ -76,9 +76,20 @@ def main() -> int:
 
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", f"--server.port={port}",
-         "--server.address=127.0.0.1", "--server.headless=true"],
-        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "dashboard/app.py",
+            f"--server.port={port}",
+            "--server.address=127.0.0.1",
+            "--server.headless=true",
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     results = {}
     try:
         wait_healthy(port)
@@ -96,11 +107,16 @@ def main() -> int:
         results["first_load_s"] = round(first, 3)
         for name, times in visits.items():
             ordered = sorted(times)
-            results[name] = {"p50_s": round(statistics.median(times), 3),
-                             "p95_s": round(ordered[max(0, int(len(ordered) * 0.95 + 0.5) - 1)], 3),
-                             "first_s": round(times[0], 3)}
-            print(f"{name:<10} p50 {results[name]['p50_s']:.2f} s   p95 {results[name]['p95_s']:.2f} s   "
-                  f"(first visit {results[name]['first_s']:.2f} s)", flush=True)
+            results[name] = {
+                "p50_s": round(statistics.median(times), 3),
+                "p95_s": round(ordered[max(0, int(len(ordered) * 0.95 + 0.5) - 1)], 3),
+                "first_s": round(times[0], 3),
+            }
+            print(
+                f"{name:<10} p50 {results[name]['p50_s']:.2f} s   p95 {results[name]['p95_s']:.2f} s   "
+                f"(first visit {results[name]['first_s']:.2f} s)",
+                flush=True,
+            )
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -42,8 +42,15 @@ def main() -> None:
             with psycopg.connect(ADMIN, autocommit=True) as conn:
                 conn.execute(f'CREATE DATABASE "{name}"')
             url = f"postgresql://postgres@127.0.0.1:5432/{name}"
-        settings = Settings.from_env({"DATABASE_URL": url, "DATA_DIR": tmp, "COINGECKO_BASE_URL": fake.base_url,
-                                      "COINGECKO_CALLS_PER_MINUTE": "0", "PIPELINE_TOP_N": str(args.top)})
+        settings = Settings.from_env(
+            {
+                "DATABASE_URL": url,
+                "DATA_DIR": tmp,
+                "COINGECKO_BASE_URL": fake.base_url,
+                "COINGECKO_CALLS_PER_MINUTE": "0",
+                "PIPELINE_TOP_N": str(args.top),
+            }
+        )
         started = time.monotonic()
         for _ in range(args.runs):
             run_pipeline(settings, source="api")
@@ -56,8 +63,10 @@ def main() -> None:
         if name:
             with psycopg.connect(ADMIN, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    print(f"database={args.database} runs={args.runs} seconds={seconds:.1f} run_log_rows={claimed} "
-          f"silver_rows={stored} rows_lost={claimed - stored} snapshots={snapshots}")
+    print(
+        f"database={args.database} runs={args.runs} seconds={seconds:.1f} run_log_rows={claimed} "
+        f"silver_rows={stored} rows_lost={claimed - stored} snapshots={snapshots}"
+    )
 
 
 if __name__ == "__main__":

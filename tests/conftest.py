@@ -23,7 +23,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch):
     """No test sees the developer's own settings, and none leaks its settings to the next."""
@@ -36,8 +35,9 @@ def clean_environment(monkeypatch):
 def _admin_connect():
     import psycopg
 
-    return psycopg.connect(ADMIN_URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True,
-                           connect_timeout=5)
+    return psycopg.connect(
+        ADMIN_URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True, connect_timeout=5
+    )
 
 
 def postgres_available() -> str | None:
@@ -82,7 +82,9 @@ def fake_coingecko():
         yield fake
 
 
-def make_settings(database_url: str, data_dir: Path, base_url: str = "http://127.0.0.1:9/api/v3", **overrides) -> Settings:
+def make_settings(
+    database_url: str, data_dir: Path, base_url: str = "http://127.0.0.1:9/api/v3", **overrides
+) -> Settings:
     """Settings for tests: fast retries, no pacing, short timeouts."""
     env = {
         "DATABASE_URL": database_url,
@@ -110,17 +112,19 @@ def settings(database_url, tmp_path, fake_coingecko):
 def settings_env(settings: Settings) -> dict:
     """The environment a subprocess needs to see the same settings."""
     env = dict(os.environ)
-    env.update({
-        "DATABASE_URL": settings.database_url,
-        "DATA_DIR": str(settings.data_dir),
-        "COINGECKO_BASE_URL": settings.coingecko_base_url,
-        "COINGECKO_CALLS_PER_MINUTE": "0",
-        "COINGECKO_BACKOFF_SECONDS": "0.01",
-        "COINGECKO_TIMEOUT_SECONDS": "2",
-        "COINGECKO_MAX_RETRIES": "3",
-        "PIPELINE_CLASSES_REFRESH_HOURS": f"{settings.classes_refresh_hours:g}",
-        "PYTHONPATH": str(REPO_ROOT),
-    })
+    env.update(
+        {
+            "DATABASE_URL": settings.database_url,
+            "DATA_DIR": str(settings.data_dir),
+            "COINGECKO_BASE_URL": settings.coingecko_base_url,
+            "COINGECKO_CALLS_PER_MINUTE": "0",
+            "COINGECKO_BACKOFF_SECONDS": "0.01",
+            "COINGECKO_TIMEOUT_SECONDS": "2",
+            "COINGECKO_MAX_RETRIES": "3",
+            "PIPELINE_CLASSES_REFRESH_HOURS": f"{settings.classes_refresh_hours:g}",
+            "PYTHONPATH": str(REPO_ROOT),
+        }
+    )
     return env
 
 

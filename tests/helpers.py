@@ -24,13 +24,21 @@ def refuse_inserts(conn, table: str, message: str) -> None:
     from sqlalchemy import text
 
     if conn.dialect.name == "sqlite":
-        conn.execute(text(f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} "
-                          f"BEGIN SELECT RAISE(ABORT, '{message}'); END"))
+        conn.execute(
+            text(f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} BEGIN SELECT RAISE(ABORT, '{message}'); END")
+        )
     else:
-        conn.execute(text(f"CREATE FUNCTION refuse_{table}() RETURNS trigger LANGUAGE plpgsql AS "
-                          f"$$ BEGIN RAISE EXCEPTION '{message}'; END $$"))
-        conn.execute(text(f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} "
-                          f"FOR EACH ROW EXECUTE FUNCTION refuse_{table}()"))
+        conn.execute(
+            text(
+                f"CREATE FUNCTION refuse_{table}() RETURNS trigger LANGUAGE plpgsql AS "
+                f"$$ BEGIN RAISE EXCEPTION '{message}'; END $$"
+            )
+        )
+        conn.execute(
+            text(
+                f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION refuse_{table}()"
+            )
+        )
 
 
 def allow_inserts(conn, table: str) -> None:

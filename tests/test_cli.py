@@ -20,11 +20,10 @@ import pytest
 from sqlalchemy import inspect, text
 
 from pipeline.cli import build_parser
-from pipeline.db import make_engine
 from pipeline.config import is_setting
+from pipeline.db import make_engine
 from tests.conftest import REPO_ROOT, _admin_connect, settings_env
-from tests.helpers import refuse_inserts
-from tests.helpers import wait_for
+from tests.helpers import refuse_inserts, wait_for
 
 
 def _admin():
@@ -41,22 +40,30 @@ def _subcommands() -> list[str]:
 
 def _env(tmp_path, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not is_setting(k)}
-    env.update({
-        "PYTHONPATH": str(REPO_ROOT),
-        "DATA_DIR": str(tmp_path / "data"),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'warehouse.db'}",
-        "COINGECKO_BASE_URL": "http://127.0.0.1:9/api/v3",   # nothing listens on the discard port
-        "COINGECKO_MAX_RETRIES": "0",
-        "COINGECKO_CALLS_PER_MINUTE": "0",
-        "COINGECKO_TIMEOUT_SECONDS": "2",
-    })
+    env.update(
+        {
+            "PYTHONPATH": str(REPO_ROOT),
+            "DATA_DIR": str(tmp_path / "data"),
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'warehouse.db'}",
+            "COINGECKO_BASE_URL": "http://127.0.0.1:9/api/v3",  # nothing listens on the discard port
+            "COINGECKO_MAX_RETRIES": "0",
+            "COINGECKO_CALLS_PER_MINUTE": "0",
+            "COINGECKO_TIMEOUT_SECONDS": "2",
+        }
+    )
     env.update(extra)
     return env
 
 
 def pipeline(*args, env, timeout=60):
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], env=env, cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_parser_has_the_documented_subcommands():
@@ -68,7 +75,7 @@ def test_every_subcommand_has_help_with_an_example(command, tmp_path):
     result = pipeline(command, "--help", env=_env(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "Example" in result.stdout
-    assert "python -m pipeline" in result.stdout      # the example is a real command line
+    assert "python -m pipeline" in result.stdout  # the example is a real command line
     assert result.stderr == ""
 
 
@@ -83,7 +90,7 @@ def test_top_level_help_lists_every_subcommand(tmp_path):
 def test_unreachable_api_gives_one_error_line(tmp_path):
     result = pipeline("run", env=_env(tmp_path))
     assert result.returncode not in (0, None)
-    assert result.returncode == 3                    # SourceError.exit_code
+    assert result.returncode == 3  # SourceError.exit_code
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error:")
@@ -126,6 +133,7 @@ def test_sample_run_then_status(tmp_path):
 
 # -- the database misbehaving: one line, exit 5 -------------------------------------
 
+
 def _sabotage_gold(database_url: str) -> None:
     """market_history refuses every insert: the next gold build fails mid-run."""
     with make_engine(database_url).begin() as conn:
@@ -153,10 +161,10 @@ def test_database_error_mid_run_is_one_line_and_exit_5(database_url, tmp_path):
 
     assert result.returncode == 5, result.stderr
     line = _assert_one_line_without_sql(result.stderr)
-    assert "coin_count" in line                      # what went wrong, in the driver's words
+    assert "coin_count" in line  # what went wrong, in the driver's words
     verbose = pipeline("--verbose", "run", "--source", "sample", env=env)
     assert verbose.returncode == 5
-    assert "INSERT INTO market_history" in verbose.stderr   # the statement, for whoever asked
+    assert "INSERT INTO market_history" in verbose.stderr  # the statement, for whoever asked
     assert verbose.stderr.strip().splitlines()[-1].startswith("error:")
 
 
@@ -171,6 +179,7 @@ def test_unreachable_database_is_one_line_and_exit_5(tmp_path, command):
 
 
 # -- read-only commands never write ---------------------------------------------------
+
 
 def _sample_database(tmp_path, database_url: str) -> dict:
     env = _env(tmp_path, DATABASE_URL=database_url)
@@ -197,7 +206,7 @@ def test_status_on_a_read_only_sqlite_database(tmp_path):
 
     _assert_status_printed(result)
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before
-    assert not (REPO_ROOT / "file:").exists()        # the URI form is not taken for a folder name
+    assert not (REPO_ROOT / "file:").exists()  # the URI form is not taken for a folder name
     # A command that writes fails in one line instead.
     run = pipeline("run", "--source", "sample", env=env)
     assert run.returncode != 0
@@ -211,8 +220,9 @@ def _unprivileged_python() -> list[str] | None:
         return [sys.executable]
     if not (system_python and shutil.which("setpriv")):
         return None
-    version = subprocess.run([system_python, "-c", "import sys; print(sys.version_info[:2])"],
-                             capture_output=True, text=True).stdout.strip()
+    version = subprocess.run(
+        [system_python, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True
+    ).stdout.strip()
     if version != str(tuple(sys.version_info[:2])):
         return None
     return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", system_python]
@@ -224,14 +234,14 @@ def test_status_by_a_user_who_cannot_write_the_file_or_its_folder(tmp_path, wal)
     python = _unprivileged_python()
     if python is None:
         pytest.skip("running as root without setpriv and a matching /usr/bin/python3")
-    folder = Path(tempfile.mkdtemp(prefix="pipeline-ro-"))   # pytest's tmp_path is private to root
+    folder = Path(tempfile.mkdtemp(prefix="pipeline-ro-"))  # pytest's tmp_path is private to root
     db = folder / "warehouse.db"
     try:
         _sample_database(tmp_path, f"sqlite:///{db}")
         if wal == "checkpointed":
             last = sqlite3.connect(db)
             last.execute("SELECT COUNT(*) FROM pipeline_runs").fetchone()
-            last.close()                             # the last connection to close removes -wal and -shm
+            last.close()  # the last connection to close removes -wal and -shm
             assert not Path(f"{db}-wal").exists()
         files = sorted(p.name for p in folder.iterdir())
         env = _env(tmp_path, DATABASE_URL=f"sqlite:///{db}", DATA_DIR=str(folder / "data"), HOME=str(folder))
@@ -239,8 +249,9 @@ def test_status_by_a_user_who_cannot_write_the_file_or_its_folder(tmp_path, wal)
         for path in folder.iterdir():
             path.chmod(0o444)
         folder.chmod(0o555)
-        result = subprocess.run([*python, "-m", "pipeline", "status"], env=env, cwd=REPO_ROOT,
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [*python, "-m", "pipeline", "status"], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+        )
         _assert_status_printed(result)
         assert sorted(p.name for p in folder.iterdir()) == files
     finally:
@@ -270,15 +281,20 @@ def test_status_on_an_empty_database_says_how_to_create_the_schema(database_url,
     assert result.returncode == 1
     line = _assert_one_line_without_sql(result.stderr)
     assert "python -m pipeline schema --apply" in line
-    assert inspect(make_engine(database_url)).get_table_names() == []   # and created nothing
+    assert inspect(make_engine(database_url)).get_table_names() == []  # and created nothing
 
 
 # -- SIGTERM / SIGINT: the run is recorded as failed and the lock released ----------
 
+
 def _gold(settings) -> list[tuple]:
     with make_engine(settings.database_url).connect() as conn:
-        return [tuple(r) for r in conn.execute(text(
-            "SELECT id, current_price, snapshot_at, run_id FROM crypto_analytics_mart ORDER BY id"))]
+        return [
+            tuple(r)
+            for r in conn.execute(
+                text("SELECT id, current_price, snapshot_at, run_id FROM crypto_analytics_mart ORDER BY id")
+            )
+        ]
 
 
 def _runs(settings) -> dict[str, dict]:
@@ -287,22 +303,33 @@ def _runs(settings) -> dict[str, dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum, exit_code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)],
-                         ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("signum, exit_code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_mid_fetch_fails_the_run_and_frees_the_lock(settings, fake_coingecko, signum, exit_code):
     from pipeline.flow import run_pipeline
 
     first = run_pipeline(settings, source="api")
     before = _gold(settings)
     fake_coingecko.clear_requests()
-    fake_coingecko.add_fault("hang", hang_seconds=30, times=5)   # the next run sits in its fetch
+    fake_coingecko.add_fault("hang", hang_seconds=30, times=5)  # the next run sits in its fetch
     env = settings_env(settings)
     env.update({"COINGECKO_TIMEOUT_SECONDS": "60", "COINGECKO_MAX_RETRIES": "0"})
-    child = subprocess.Popen([sys.executable, "-m", "pipeline", "run"], env=env, cwd=REPO_ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run"],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        wait_for(lambda: fake_coingecko.calls_to("markets") >= 1 and any(
-            r["status"] == "running" for r in _runs(settings).values()), timeout=30, what="the run is fetching")
+        wait_for(
+            lambda: (
+                fake_coingecko.calls_to("markets") >= 1
+                and any(r["status"] == "running" for r in _runs(settings).values())
+            ),
+            timeout=30,
+            what="the run is fetching",
+        )
         started = time.monotonic()
         child.send_signal(signum)
         stdout, stderr = child.communicate(timeout=20)
@@ -312,7 +339,7 @@ def test_a_signal_mid_fetch_fails_the_run_and_frees_the_lock(settings, fake_coin
             child.wait()
 
     assert child.returncode == exit_code, stderr
-    assert time.monotonic() - started < 10                       # promptly, not after the hang
+    assert time.monotonic() - started < 10  # promptly, not after the hang
     assert stderr.strip().splitlines() == ["interrupted"]
     runs = _runs(settings)
     interrupted = next(r for run_id, r in runs.items() if run_id != first.run_id)

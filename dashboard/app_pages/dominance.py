@@ -7,48 +7,72 @@ import streamlit as st
 from dashboard import charts, data, frames, state, ui
 
 view = state.view()
-ui.page_header("🥧 Dominance", "Each coin's and each market-cap category's share of the total crypto market cap, "
-               "and how Bitcoin, Ethereum and stablecoins' shares moved over time.")
+ui.page_header(
+    "🥧 Dominance",
+    "Each coin's and each market-cap category's share of the total crypto market cap, "
+    "and how Bitcoin, Ethereum and stablecoins' shares moved over time.",
+)
 
 all_coins = data.load_mart(view.database_url, view.version)
 coins = frames.filter_by_category(all_coins, view.categories)
 segments = frames.complete_segments(  # a category without coins shows as 0, never disappears
-    frames.filter_by_category(data.load_segments(view.database_url, view.version), view.categories), view.categories)
+    frames.filter_by_category(data.load_segments(view.database_url, view.version), view.categories), view.categories
+)
 history = data.load_market_history(view.database_url, view.version)
 
 if not ui.nothing_to_show(coins):
-    top_n = st.columns([1, 2])[0].slider("Coins shown separately", 3, 20, 10,
-                                         key=state.page_key("dominance", "top_n"))
+    top_n = st.columns([1, 2])[0].slider("Coins shown separately", 3, 20, 10, key=state.page_key("dominance", "top_n"))
     # Shares are of the mart's basis: the whole market (/global) or, without a usable /global, the top-N coins.
     basis = frames.frame_basis(all_coins)
     scope = frames.basis_scope(basis, len(all_coins))
     top_n_basis = frames.is_top_n(basis)
     if top_n_basis:
-        st.warning(f"**Shares are of the {scope}, not the whole market**: {frames.basis_reason(all_coins)}. "
-                   "Wrapped, liquid-staking and bridged tokens are left out of the total.", icon="ℹ️")
+        st.warning(
+            f"**Shares are of the {scope}, not the whole market**: {frames.basis_reason(all_coins)}. "
+            "Wrapped, liquid-staking and bridged tokens are left out of the total.",
+            icon="ℹ️",
+        )
     left, right = st.columns(2)
     with left:
-        ui.render_chart(charts.create_dominance_donut(
-            coins, top_n, f"Share of the {scope}' market cap" if top_n_basis else "Share of the total crypto market cap",
-            f"{scope}' market cap" if top_n_basis else "total market cap"), key="dominance_donut")
+        ui.render_chart(
+            charts.create_dominance_donut(
+                coins,
+                top_n,
+                f"Share of the {scope}' market cap" if top_n_basis else "Share of the total crypto market cap",
+                f"{scope}' market cap" if top_n_basis else "total market cap",
+            ),
+            key="dominance_donut",
+        )
     with right:
-        ui.render_chart(charts.create_category_dominance_chart(
-            segments, f"Share of the {scope}' market cap by market-cap category" if top_n_basis
-            else "Share of the total market cap by market-cap category",
-            f"{scope}' market cap" if top_n_basis else "total market cap"), key="dominance_categories")
+        ui.render_chart(
+            charts.create_category_dominance_chart(
+                segments,
+                f"Share of the {scope}' market cap by market-cap category"
+                if top_n_basis
+                else "Share of the total market cap by market-cap category",
+                f"{scope}' market cap" if top_n_basis else "total market cap",
+            ),
+            key="dominance_categories",
+        )
 
     ui.render_chart(charts.create_dominance_history_chart(history), key="dominance_history")
     bases = set(history["dominance_basis"].map(frames.frame_basis_value)) if "dominance_basis" in history else set()
     if bases == {"top_n"}:
-        caption = ("Top-N coins (no usable /global for any snapshot), one point per pipeline snapshot; the category "
-                   "filter does not apply to this chart.")
+        caption = (
+            "Top-N coins (no usable /global for any snapshot), one point per pipeline snapshot; the category "
+            "filter does not apply to this chart."
+        )
     elif bases == {"global", "top_n"}:
-        caption = ("Solid lines: whole market (CoinGecko's /global); dotted: top-N coins, where no usable /global "
-                   "existed. One point per pipeline snapshot; lines break across gaps in the data; the category "
-                   "filter does not apply to this chart.")
+        caption = (
+            "Solid lines: whole market (CoinGecko's /global); dotted: top-N coins, where no usable /global "
+            "existed. One point per pipeline snapshot; lines break across gaps in the data; the category "
+            "filter does not apply to this chart."
+        )
     else:
-        caption = ("Whole market, one point per pipeline snapshot; lines break across gaps in the data; the category "
-                   "filter does not apply to this chart.")
+        caption = (
+            "Whole market, one point per pipeline snapshot; lines break across gaps in the data; the category "
+            "filter does not apply to this chart."
+        )
     if len(history) < 2:
         caption += " Only one snapshot so far: the lines grow as the scheduler collects more."
     st.caption(caption)
@@ -56,7 +80,11 @@ if not ui.nothing_to_show(coins):
     st.subheader(f"Share of the {scope} by coin" if top_n_basis else "Share of the market by coin")
     table, columns = frames.label_dominance_column(
         coins.sort_values("market_dominance_pct", ascending=False),
-        ui.coin_columns("market_cap_rank", "name", "symbol", "market_cap", "market_dominance_pct",
-                        "market_cap_category"), basis, len(all_coins),
-        lambda label: st.column_config.NumberColumn(label, format="%.2f%%"))
+        ui.coin_columns(
+            "market_cap_rank", "name", "symbol", "market_cap", "market_dominance_pct", "market_cap_category"
+        ),
+        basis,
+        len(all_coins),
+        lambda label: st.column_config.NumberColumn(label, format="%.2f%%"),
+    )
     ui.render_table(table, "dominance_by_coin", columns, key="dominance_table")

@@ -8,8 +8,11 @@ from dashboard import charts, data, frames, state, ui
 from pipeline.categories import LIQUIDITY_CATEGORIES
 
 view = state.view()
-ui.page_header("💧 Liquidity", "24h trading volume against market cap. A coin whose daily volume is a large share "
-               "of its market cap is easy to trade; a low share means thin markets and bigger price impact.")
+ui.page_header(
+    "💧 Liquidity",
+    "24h trading volume against market cap. A coin whose daily volume is a large share "
+    "of its market cap is easy to trade; a low share means thin markets and bigger price impact.",
+)
 
 coins = frames.filter_by_category(data.load_mart(view.database_url, view.version), view.categories)
 
@@ -23,8 +26,9 @@ if not ui.nothing_to_show(coins):
 
     count = st.columns([1, 2])[0].slider("Coins per list", 5, 25, 10, key=state.page_key("liquidity", "count"))
     most, least = frames.liquidity_extremes(coins, count)
-    columns = ui.coin_columns("market_cap_rank", "name", "symbol", "volume_to_mcap_ratio", "total_volume",
-                              "market_cap", "liquidity_category")
+    columns = ui.coin_columns(
+        "market_cap_rank", "name", "symbol", "volume_to_mcap_ratio", "total_volume", "market_cap", "liquidity_category"
+    )
     left, right = st.columns(2)
     with left:
         st.subheader("Most liquid")

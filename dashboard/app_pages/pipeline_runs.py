@@ -9,9 +9,12 @@ from dashboard import formatting as fmt
 from pipeline.db import utcnow
 
 view = state.view()
-ui.page_header("⚙️ Pipeline", "Every run of the pipeline (scheduler, refresh button, command line), how long it "
-               "took, what it loaded, the snapshots the plausibility gate held back, and the records the silver "
-               "checks rejected. The market-cap filter does not apply here.")
+ui.page_header(
+    "⚙️ Pipeline",
+    "Every run of the pipeline (scheduler, refresh button, command line), how long it "
+    "took, what it loaded, the snapshots the plausibility gate held back, and the records the silver "
+    "checks rejected. The market-cap filter does not apply here.",
+)
 
 holder = data.load_lock_holder(view.database_url)
 runs = frames.runs_table(data.load_runs(view.database_url, view.version), holder["run_id"] if holder else None)
@@ -24,58 +27,87 @@ except data.DataUnavailable:  # a database older than the snapshots ledger: noth
 successes = runs[runs["status"] == "success"]
 last_success = successes["finished_at"].max() if not successes.empty else None
 metrics = st.columns(5)
-metrics[0].metric("Last successful run", fmt.format_age(utcnow() - last_success) + " ago" if last_success is not None
-                  else "never", help="When the newest successful run finished.", border=True)
-metrics[1].metric("Running now", fmt.shorten(holder["run_id"]) if holder else "nothing",
-                  fmt.shorten(f"pid {holder['pid']} on {holder['host']}") if holder else None, delta_color="off",
-                  delta_arrow="off", border=True)
+metrics[0].metric(
+    "Last successful run",
+    fmt.format_age(utcnow() - last_success) + " ago" if last_success is not None else "never",
+    help="When the newest successful run finished.",
+    border=True,
+)
+metrics[1].metric(
+    "Running now",
+    fmt.shorten(holder["run_id"]) if holder else "nothing",
+    fmt.shorten(f"pid {holder['pid']} on {holder['host']}") if holder else None,
+    delta_color="off",
+    delta_arrow="off",
+    border=True,
+)
 failed = int(runs["status"].isin(["failed", "abandoned"]).sum())
 metrics[2].metric("Failed runs", f"{failed} of {len(runs)}", help="Among the runs listed below.", border=True)
-metrics[3].metric("Quarantined records", fmt.format_count(quarantined_total),
-                  help="Records the silver checks rejected, over all runs.", border=True)
+metrics[3].metric(
+    "Quarantined records",
+    fmt.format_count(quarantined_total),
+    help="Records the silver checks rejected, over all runs.",
+    border=True,
+)
 held_count = 0 if held is None else len(held)
-metrics[4].metric("Held snapshots", f"{held_count}+" if held_count >= data.HELD_LIMIT else str(held_count),
-                  help="Snapshots the plausibility gate kept out of gold (not what was asked for); the pages keep "
-                       "showing the last published one.", border=True)
+metrics[4].metric(
+    "Held snapshots",
+    f"{held_count}+" if held_count >= data.HELD_LIMIT else str(held_count),
+    help="Snapshots the plausibility gate kept out of gold (not what was asked for); the pages keep "
+    "showing the last published one.",
+    border=True,
+)
 
 if runs.empty:
     st.info("No pipeline runs recorded yet.", icon="🔍")
 else:
     ui.render_chart(charts.create_runs_chart(runs), key="pipeline_runs_chart")
     st.subheader("Recent runs")
-    ui.render_table(runs, "pipeline_runs", {
-        "started_at": st.column_config.DatetimeColumn("Started (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-        "status": st.column_config.TextColumn("Status"),
-        "trigger": st.column_config.TextColumn("Trigger"),
-        "source": st.column_config.TextColumn("Source"),
-        "stage": st.column_config.TextColumn("Last stage"),
-        "duration_s": st.column_config.NumberColumn("Duration (s)", format="%.1f"),
-        "bronze_records": st.column_config.NumberColumn("Bronze records", format="%d"),
-        "silver_rows": st.column_config.NumberColumn("Silver rows", format="%d"),
-        "gold_rows": st.column_config.NumberColumn("Gold rows", format="%d"),
-        "quarantined_count": st.column_config.NumberColumn("Quarantined", format="%d"),
-        "duplicates_dropped": st.column_config.NumberColumn("Duplicates dropped", format="%d"),
-        "snapshot_at": st.column_config.DatetimeColumn("Snapshot (UTC)", format="YYYY-MM-DD HH:mm"),
-        "error_message": st.column_config.TextColumn("Error", width="large"),
-        "notes": st.column_config.TextColumn("Notes (skipped bronze, /global, ...)", width="large"),
-        "run_id": st.column_config.TextColumn("Run id"),
-    }, key="pipeline_runs_table")
+    ui.render_table(
+        runs,
+        "pipeline_runs",
+        {
+            "started_at": st.column_config.DatetimeColumn("Started (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+            "status": st.column_config.TextColumn("Status"),
+            "trigger": st.column_config.TextColumn("Trigger"),
+            "source": st.column_config.TextColumn("Source"),
+            "stage": st.column_config.TextColumn("Last stage"),
+            "duration_s": st.column_config.NumberColumn("Duration (s)", format="%.1f"),
+            "bronze_records": st.column_config.NumberColumn("Bronze records", format="%d"),
+            "silver_rows": st.column_config.NumberColumn("Silver rows", format="%d"),
+            "gold_rows": st.column_config.NumberColumn("Gold rows", format="%d"),
+            "quarantined_count": st.column_config.NumberColumn("Quarantined", format="%d"),
+            "duplicates_dropped": st.column_config.NumberColumn("Duplicates dropped", format="%d"),
+            "snapshot_at": st.column_config.DatetimeColumn("Snapshot (UTC)", format="YYYY-MM-DD HH:mm"),
+            "error_message": st.column_config.TextColumn("Error", width="large"),
+            "notes": st.column_config.TextColumn("Notes (skipped bronze, /global, ...)", width="large"),
+            "run_id": st.column_config.TextColumn("Run id"),
+        },
+        key="pipeline_runs_table",
+    )
 
 st.subheader("Held snapshots")
 if held is None or held.empty:
     st.success("No snapshot has been held: every snapshot passed the plausibility gate.", icon="✅")
 else:
-    st.caption("Snapshots the plausibility gate kept out of gold, newest first. They stay in silver; after checking "
-               "one, `python -m pipeline publish RUN_ID --force` publishes it.")
-    ui.render_table(held, "held_snapshots", {
-        "snapshot_at": st.column_config.DatetimeColumn("Snapshot (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-        "reasons": st.column_config.TextColumn("Why it was held", width="large"),
-        "coin_count": st.column_config.NumberColumn("Coins", format="%d"),
-        "requested_coins": st.column_config.NumberColumn("Requested", format="%d"),
-        "source": st.column_config.TextColumn("Source"),
-        "run_id": st.column_config.TextColumn("Run id"),
-        "decided_at": st.column_config.DatetimeColumn("Held at (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-    }, key="pipeline_held_table")
+    st.caption(
+        "Snapshots the plausibility gate kept out of gold, newest first. They stay in silver; after checking "
+        "one, `python -m pipeline publish RUN_ID --force` publishes it."
+    )
+    ui.render_table(
+        held,
+        "held_snapshots",
+        {
+            "snapshot_at": st.column_config.DatetimeColumn("Snapshot (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+            "reasons": st.column_config.TextColumn("Why it was held", width="large"),
+            "coin_count": st.column_config.NumberColumn("Coins", format="%d"),
+            "requested_coins": st.column_config.NumberColumn("Requested", format="%d"),
+            "source": st.column_config.TextColumn("Source"),
+            "run_id": st.column_config.TextColumn("Run id"),
+            "decided_at": st.column_config.DatetimeColumn("Held at (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+        },
+        key="pipeline_held_table",
+    )
 
 st.subheader("Quarantined records")
 quarantine = data.load_quarantine(view.database_url, view.version)
@@ -87,13 +119,18 @@ else:
     with left:
         ui.render_chart(charts.create_quarantine_chart(reasons), key="pipeline_quarantine_chart")
     with right:
-        ui.render_table(quarantine, "quarantined_records", {
-            "snapshot_at": st.column_config.DatetimeColumn("Snapshot (UTC)", format="YYYY-MM-DD HH:mm"),
-            "record_id": st.column_config.TextColumn("Coin id"),
-            "reason": st.column_config.TextColumn("Reason", width="large"),
-            "run_id": st.column_config.TextColumn("Run id"),
-            "record_index": st.column_config.NumberColumn("Record #", format="%d"),
-            "raw_record": st.column_config.TextColumn("Raw record (beginning; more in the CSV)"),
-        }, key="pipeline_quarantine_table")
+        ui.render_table(
+            quarantine,
+            "quarantined_records",
+            {
+                "snapshot_at": st.column_config.DatetimeColumn("Snapshot (UTC)", format="YYYY-MM-DD HH:mm"),
+                "record_id": st.column_config.TextColumn("Coin id"),
+                "reason": st.column_config.TextColumn("Reason", width="large"),
+                "run_id": st.column_config.TextColumn("Run id"),
+                "record_index": st.column_config.NumberColumn("Record #", format="%d"),
+                "raw_record": st.column_config.TextColumn("Raw record (beginning; more in the CSV)"),
+            },
+            key="pipeline_quarantine_table",
+        )
     if quarantined_total > len(quarantine):
         st.caption(f"Showing the newest {len(quarantine):,} of {quarantined_total:,} quarantined records.")

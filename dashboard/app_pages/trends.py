@@ -11,19 +11,30 @@ from pipeline.categories import PRICE_TREND_CATEGORIES
 MIN_VOLUME_CHOICES = [0, 100_000, 1_000_000, 10_000_000, 100_000_000]
 
 view = state.view()
-ui.page_header("📈 Trends", "Who gained and lost the most, how the market splits into price trends, and the last "
-               "week's price path of the largest coins.")
+ui.page_header(
+    "📈 Trends",
+    "Who gained and lost the most, how the market splits into price trends, and the last "
+    "week's price path of the largest coins.",
+)
 
 coins = frames.filter_by_category(data.load_mart(view.database_url, view.version), view.categories)
 
 if not ui.nothing_to_show(coins):
     controls = st.columns([2, 2, 3])
-    period = controls[0].segmented_control("Period", list(frames.PERIOD_COLUMNS), default="24h", required=True,
-                                           key=state.page_key("trends", "period")) or "24h"
+    period = (
+        controls[0].segmented_control(
+            "Period", list(frames.PERIOD_COLUMNS), default="24h", required=True, key=state.page_key("trends", "period")
+        )
+        or "24h"
+    )
     min_volume = controls[1].selectbox(
-        "Minimum 24h volume", MIN_VOLUME_CHOICES, index=2, key=state.page_key("trends", "min_volume"),
+        "Minimum 24h volume",
+        MIN_VOLUME_CHOICES,
+        index=2,
+        key=state.page_key("trends", "min_volume"),
         format_func=lambda v: "No minimum" if v == 0 else f"≥ {fmt.format_usd(v, 0)}",
-        help="Coins that barely trade can swing wildly; this keeps them off the lists.")
+        help="Coins that barely trade can swing wildly; this keeps them off the lists.",
+    )
     count = controls[2].slider("Coins per list", 5, 25, 10, key=state.page_key("trends", "count"))
 
     column = frames.PERIOD_COLUMNS[period]
@@ -33,8 +44,9 @@ if not ui.nothing_to_show(coins):
         st.info(frames.why_no_movers(coins, pool, column, period, fmt.format_usd(min_volume, 0)), icon="🔍")
     else:
         ui.render_chart(charts.create_movers_chart(gainers, losers, period), key="trends_movers")
-        table_columns = ui.coin_columns("market_cap_rank", "name", "symbol", column, "current_price",
-                                        "total_volume", "market_cap")
+        table_columns = ui.coin_columns(
+            "market_cap_rank", "name", "symbol", column, "current_price", "total_volume", "market_cap"
+        )
         left, right = st.columns(2)
         with left:
             st.subheader(f"Top gainers, {period}")
@@ -47,5 +59,7 @@ if not ui.nothing_to_show(coins):
     ui.render_chart(charts.create_trend_distribution_chart(counts), key="trends_distribution")
 
     top = coins.sort_values("market_cap", ascending=False).head(12)
-    ui.render_chart(charts.create_sparkline_grid(top, title=f"7-day price of the {len(top)} largest coins in view"),
-                    key="trends_sparklines")
+    ui.render_chart(
+        charts.create_sparkline_grid(top, title=f"7-day price of the {len(top)} largest coins in view"),
+        key="trends_sparklines",
+    )

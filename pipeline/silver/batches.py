@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pandas as pd
-
 from sqlalchemy import Connection
 
 from pipeline.bronze import BronzeRun
@@ -59,8 +58,9 @@ def _coins_times(rows: pd.DataFrame) -> dict:
     if rows.empty or "last_updated" not in rows.columns:
         return {}
     newest = rows.groupby("snapshot_at")["last_updated"].max()
-    return {pd.Timestamp(k).to_pydatetime(): pd.Timestamp(v).to_pydatetime()
-            for k, v in newest.items() if not pd.isna(v)}
+    return {
+        pd.Timestamp(k).to_pydatetime(): pd.Timestamp(v).to_pydatetime() for k, v in newest.items() if not pd.isna(v)
+    }
 
 
 def markets_fetched_at(run: BronzeRun) -> datetime | None:
@@ -75,9 +75,14 @@ def markets_fetched_at(run: BronzeRun) -> datetime | None:
         return None
 
 
-def prepare_batch(runs: list[BronzeRun], *, with_sparklines: bool = False,
-                  datetime_text: bool = False, global_max_age_minutes: float = 30.0,
-                  stale_after: timedelta | None = STALE_RECORD_AFTER) -> PreparedBatch:
+def prepare_batch(
+    runs: list[BronzeRun],
+    *,
+    with_sparklines: bool = False,
+    datetime_text: bool = False,
+    global_max_age_minutes: float = 30.0,
+    stale_after: timedelta | None = STALE_RECORD_AFTER,
+) -> PreparedBatch:
     """Read the runs' bronze files and turn them into silver tuples (no database).
 
     A /global is kept with ``usable`` False when it was updated more than
@@ -86,8 +91,15 @@ def prepare_batch(runs: list[BronzeRun], *, with_sparklines: bool = False,
     snapshots = []
     bodies = []
     for run in runs:
-        snapshots.append(Snapshot(run.run_id, run.snapshot_at, run.source,
-                                  limit_records(run.markets_records(), run.top_n), markets_fetched_at(run)))
+        snapshots.append(
+            Snapshot(
+                run.run_id,
+                run.snapshot_at,
+                run.source,
+                limit_records(run.markets_records(), run.top_n),
+                markets_fetched_at(run),
+            )
+        )
         body = run.global_body()
         if body is not None:
             bodies.append((run, body))
@@ -97,20 +109,33 @@ def prepare_batch(runs: list[BronzeRun], *, with_sparklines: bool = False,
     dominance: list[tuple] = []
     for run, body in bodies:
         try:
-            row = transform_global(body, run_id=run.run_id, snapshot_at=run.snapshot_at, source=run.source,
-                                   vs_currency=run.vs_currency, coins_at=coins_times.get(run.snapshot_at),
-                                   fetched_at=_fetched_at(run), max_age_minutes=global_max_age_minutes)
+            row = transform_global(
+                body,
+                run_id=run.run_id,
+                snapshot_at=run.snapshot_at,
+                source=run.source,
+                vs_currency=run.vs_currency,
+                coins_at=coins_times.get(run.snapshot_at),
+                fetched_at=_fetched_at(run),
+                max_age_minutes=global_max_age_minutes,
+            )
         except SchemaDrift:  # a /global of the wrong shape is no /global: dominance falls back, as when it failed
             continue
         globals_.append(tuple(row.get(c) for c in GLOBAL_COLUMNS))
         dominance.extend(global_dominance_rows(row))
     rows = frame_to_tuples(batch.rows, SILVER_COLUMNS, datetime_text=datetime_text)
     months = sorted({f"{s.snapshot_at:%Y-%m}" for s in snapshots})
-    quarantine = [(q.run_id, q.record_index, q.snapshot_at, q.record_id, q.reason, q.raw_record)
-                  for q in batch.quarantined]
+    quarantine = [
+        (q.run_id, q.record_index, q.snapshot_at, q.record_id, q.reason, q.raw_record) for q in batch.quarantined
+    ]
     return PreparedBatch(
-        rows=rows, months=months, quarantine=quarantine, quarantine_run_ids=[r.run_id for r in runs],
-        sparklines=batch.sparklines, globals=globals_, duplicates_dropped=batch.duplicates_dropped,
+        rows=rows,
+        months=months,
+        quarantine=quarantine,
+        quarantine_run_ids=[r.run_id for r in runs],
+        sparklines=batch.sparklines,
+        globals=globals_,
+        duplicates_dropped=batch.duplicates_dropped,
         global_dominance=dominance,
     )
 
@@ -122,6 +147,7 @@ def load_batch(conn: Connection, batch: PreparedBatch) -> int:
     load.load_sparklines(conn, batch.sparklines)
     load.replace_quarantine(conn, batch.quarantine_run_ids, batch.quarantine)
     load.load_global_rows(conn, batch.globals)
-    load.load_global_dominance(conn, [row[GLOBAL_COLUMNS.index("snapshot_at")] for row in batch.globals],
-                               batch.global_dominance)
+    load.load_global_dominance(
+        conn, [row[GLOBAL_COLUMNS.index("snapshot_at")] for row in batch.globals], batch.global_dominance
+    )
     return written

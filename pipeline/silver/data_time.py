@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 #: A last_updated later than the fetch by more than this is from the future (clock skew allowed).
 FUTURE_SKEW = timedelta(minutes=5)
@@ -52,8 +52,9 @@ class DataTime:
 
     def describe(self) -> str:
         if self.basis == BASIS_LAST_UPDATED:
-            return (f"median last_updated of {self.used} records"
-                    + (f" ({self.future} from the future ignored)" if self.future else ""))
+            return f"median last_updated of {self.used} records" + (
+                f" ({self.future} from the future ignored)" if self.future else ""
+            )
         if self.basis == BASIS_GIVEN:
             return "given"
         return f"fetch time (only {self.used} usable last_updated values)"
@@ -72,7 +73,7 @@ def parse_time(value) -> datetime | None:
     except ValueError:
         return None
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
     return parsed if _EARLIEST <= parsed < _LATEST else None
 
 
@@ -91,9 +92,16 @@ def last_updated_values(records: Iterable) -> list:
     return [rec.get("last_updated") if isinstance(rec, dict) else None for rec in records]
 
 
-def data_time(last_updated: Iterable, fetched_at: datetime | None, *, not_after: datetime | None = None,
-              skew: timedelta = FUTURE_SKEW, lookback: timedelta = LOOKBACK, min_values: int = MIN_VALUES,
-              min_share: float = MIN_SHARE) -> DataTime:
+def data_time(
+    last_updated: Iterable,
+    fetched_at: datetime | None,
+    *,
+    not_after: datetime | None = None,
+    skew: timedelta = FUTURE_SKEW,
+    lookback: timedelta = LOOKBACK,
+    min_values: int = MIN_VALUES,
+    min_share: float = MIN_SHARE,
+) -> DataTime:
     """The data time of a snapshot from its records' ``last_updated`` values (ISO text or datetimes).
 
     ``fetched_at``: when the body was received; values outside [fetched_at - lookback,

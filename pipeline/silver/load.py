@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, delete, func, select
 
-from pipeline.db import ensure_month_partitions as _ensure_month_partitions
 from pipeline.db import copy_or_upsert, upsert_rows
+from pipeline.db import ensure_month_partitions as _ensure_month_partitions
 from pipeline.schema import (
     quarantine_crypto_market,
     staging_coin_history,
@@ -34,8 +34,9 @@ def unused_snapshot_time(engine: Engine, wanted: datetime | None) -> datetime | 
     if wanted is None:
         return None
     with engine.connect() as conn:
-        while conn.execute(select(staging_crypto_market.c.snapshot_at)
-                           .where(staging_crypto_market.c.snapshot_at == wanted).limit(1)).first():
+        while conn.execute(
+            select(staging_crypto_market.c.snapshot_at).where(staging_crypto_market.c.snapshot_at == wanted).limit(1)
+        ).first():
             wanted += timedelta(microseconds=1)
     return wanted
 
@@ -47,8 +48,14 @@ def count_run_rows(engine: Engine, snapshots: dict[str, datetime]) -> int:
         return 0
     table = staging_crypto_market
     with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(table).where(
-            table.c.snapshot_at.in_(set(snapshots.values())), table.c.run_id.in_(list(snapshots)))).scalar() or 0
+        return (
+            conn.execute(
+                select(func.count())
+                .select_from(table)
+                .where(table.c.snapshot_at.in_(set(snapshots.values())), table.c.run_id.in_(list(snapshots)))
+            ).scalar()
+            or 0
+        )
 
 
 def ensure_month_partitions(conn: Connection, months: list[str]) -> None:
@@ -64,8 +71,15 @@ def load_market_rows(conn: Connection, rows: list[tuple]) -> int:
     if not rows:
         return 0
     times = [row[SNAPSHOT_POSITION] for row in rows]
-    return copy_or_upsert(conn, staging_crypto_market, rows, SILVER_COLUMNS, key=["id", "snapshot_at"],
-                          time_column="snapshot_at", time_range=(min(times), max(times)))
+    return copy_or_upsert(
+        conn,
+        staging_crypto_market,
+        rows,
+        SILVER_COLUMNS,
+        key=["id", "snapshot_at"],
+        time_column="snapshot_at",
+        time_range=(min(times), max(times)),
+    )
 
 
 def load_sparklines(conn: Connection, sparklines: list[tuple]) -> None:
@@ -76,8 +90,9 @@ def load_sparklines(conn: Connection, sparklines: list[tuple]) -> None:
             newest[row[0]] = row
     if not newest:
         return
-    upsert_rows(conn, staging_sparkline, list(newest.values()), SPARKLINE_COLUMNS, key=["id"],
-                only_if_newer="snapshot_at")
+    upsert_rows(
+        conn, staging_sparkline, list(newest.values()), SPARKLINE_COLUMNS, key=["id"], only_if_newer="snapshot_at"
+    )
 
 
 def replace_quarantine(conn: Connection, run_ids: list[str], rows: list[tuple]) -> int:
@@ -98,8 +113,11 @@ def load_global_dominance(conn: Connection, snapshot_times: list, rows: list[tup
     """Replace CoinGecko's per-symbol dominance of these snapshots (a replay writes the same rows)."""
     times = sorted(set(snapshot_times))
     for start in range(0, len(times), 500):
-        conn.execute(delete(staging_global_dominance)
-                     .where(staging_global_dominance.c.snapshot_at.in_(times[start:start + 500])))
+        conn.execute(
+            delete(staging_global_dominance).where(
+                staging_global_dominance.c.snapshot_at.in_(times[start : start + 500])
+            )
+        )
     return upsert_rows(conn, staging_global_dominance, rows, GLOBAL_DOMINANCE_COLUMNS, key=["snapshot_at", "symbol"])
 
 

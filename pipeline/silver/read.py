@@ -13,15 +13,23 @@ from sqlalchemy import Connection, func, select
 from pipeline.schema import quarantine_crypto_market, ref_stablecoins, staging_crypto_market
 
 #: What the gate looks at (pipeline.plausibility.check_snapshot).
-GATE_COLUMNS = ("id", "market_cap_rank", "current_price", "market_cap", "circulating_supply", "last_updated",
-                "snapshot_at")
+GATE_COLUMNS = (
+    "id",
+    "market_cap_rank",
+    "current_price",
+    "market_cap",
+    "circulating_supply",
+    "last_updated",
+    "snapshot_at",
+)
 
 
 def snapshot_rows(conn: Connection, snapshot_at: datetime) -> pd.DataFrame:
     """The silver rows of one snapshot, with the columns the gate needs."""
     table = staging_crypto_market
-    rows = conn.execute(select(*(table.c[name] for name in GATE_COLUMNS))
-                        .where(table.c.snapshot_at == snapshot_at)).all()
+    rows = conn.execute(
+        select(*(table.c[name] for name in GATE_COLUMNS)).where(table.c.snapshot_at == snapshot_at)
+    ).all()
     frame = pd.DataFrame([tuple(r) for r in rows], columns=list(GATE_COLUMNS))
     for name in ("market_cap_rank", "current_price", "market_cap", "circulating_supply"):
         frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")

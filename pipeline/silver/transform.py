@@ -39,7 +39,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -72,12 +72,12 @@ ID_MAX_LENGTH = 200
 #: Values quoted in a quarantine reason or a note are cut to this many characters.
 SHOWN_VALUE_CHARS = 80
 
-PRICE_LIMIT = 1e9             # USD per coin
-MONEY_LIMIT = 1e14            # USD: a coin's market cap, 24h volume or their 24h change
-FDV_LIMIT = 1e15              # USD: fully diluted valuation
-SUPPLY_LIMIT = 1e18           # coins
-PERCENT_LIMIT = 1e6           # a change of ±1,000,000 %
-ATL_GROWTH_LIMIT = 1e12       # % above the all-time low (SHIB: ~2e7 %; an ATL of 0 gives ~1e38: not a measurement)
+PRICE_LIMIT = 1e9  # USD per coin
+MONEY_LIMIT = 1e14  # USD: a coin's market cap, 24h volume or their 24h change
+FDV_LIMIT = 1e15  # USD: fully diluted valuation
+SUPPLY_LIMIT = 1e18  # coins
+PERCENT_LIMIT = 1e6  # a change of ±1,000,000 %
+ATL_GROWTH_LIMIT = 1e12  # % above the all-time low (SHIB: ~2e7 %; an ATL of 0 gives ~1e38: not a measurement)
 RANK_LIMIT = 1e7
 
 #: Every numeric field's plausible range, [low, high] inclusive. The one table of limits.
@@ -116,8 +116,9 @@ DERIVED_LIMITS = {
 }
 
 #: Upper limits of the fields that quarantine (also used by the backfill's checks).
-ABSURD_LIMITS = {name: NUMERIC_LIMITS[name][1]
-                 for name in ("current_price", "market_cap", "fully_diluted_valuation", "total_volume")}
+ABSURD_LIMITS = {
+    name: NUMERIC_LIMITS[name][1] for name in ("current_price", "market_cap", "fully_diluted_valuation", "total_volume")
+}
 ABSURD_PERCENT = PERCENT_LIMIT
 MUST_NOT_BE_NEGATIVE = list(REQUIRED_NUMERIC)
 
@@ -345,8 +346,9 @@ def _sparkline(value) -> str | None:
     if not isinstance(prices, list) or not prices:
         return None
     low, high = NUMERIC_LIMITS["current_price"]
-    clean = [p if isinstance(p, (int, float)) and not isinstance(p, bool) and _within(p, low, high) else None
-             for p in prices]
+    clean = [
+        p if isinstance(p, (int, float)) and not isinstance(p, bool) and _within(p, low, high) else None for p in prices
+    ]
     return json.dumps(clean, separators=(",", ":"))
 
 
@@ -386,15 +388,20 @@ def limit_records(records: list, top_n: int | None) -> list:
     return kept
 
 
-def transform_markets(records: list, *, run_id: str, snapshot_at: datetime, source: str,
-                      with_sparklines: bool = True) -> MarketsBatch:
+def transform_markets(
+    records: list, *, run_id: str, snapshot_at: datetime, source: str, with_sparklines: bool = True
+) -> MarketsBatch:
     """Validate, type and derive one snapshot of /coins/markets records."""
     return transform_snapshots([Snapshot(run_id, snapshot_at, source, records)], with_sparklines=with_sparklines)
 
 
-def transform_snapshots(snapshots: list[Snapshot], *, with_sparklines: bool = False,
-                        stale_after: timedelta | None = STALE_RECORD_AFTER,
-                        future_skew: timedelta = FUTURE_SKEW) -> MarketsBatch:
+def transform_snapshots(
+    snapshots: list[Snapshot],
+    *,
+    with_sparklines: bool = False,
+    stale_after: timedelta | None = STALE_RECORD_AFTER,
+    future_skew: timedelta = FUTURE_SKEW,
+) -> MarketsBatch:
     """Validate, type and derive the records of several snapshots in one pass.
 
     A record that fails validation (an unusable id, a negative or absurd price/
@@ -419,8 +426,11 @@ def transform_snapshots(snapshots: list[Snapshot], *, with_sparklines: bool = Fa
                 objects.append(rec)
                 origin.append((number, index))
             else:
-                quarantined.append(Quarantined(snap.run_id, snap.snapshot_at, index, None,
-                                               "record is not a JSON object", raw_record_text(rec)))
+                quarantined.append(
+                    Quarantined(
+                        snap.run_id, snap.snapshot_at, index, None, "record is not a JSON object", raw_record_text(rec)
+                    )
+                )
 
     n = len(objects)
     frame = pd.DataFrame(index=pd.RangeIndex(n))
@@ -481,8 +491,16 @@ def transform_snapshots(snapshots: list[Snapshot], *, with_sparklines: bool = Fa
     bad_rows = np.fromiter((bool(r) for r in reasons), dtype=bool, count=n)
     for i in np.flatnonzero(bad_rows):
         snap = snapshots[origin[i][0]]
-        quarantined.append(Quarantined(snap.run_id, snap.snapshot_at, origin[i][1], _record_id(raw_ids[i]),
-                                       "; ".join(reasons[i]), raw_record_text(objects[i])))
+        quarantined.append(
+            Quarantined(
+                snap.run_id,
+                snap.snapshot_at,
+                origin[i][1],
+                _record_id(raw_ids[i]),
+                "; ".join(reasons[i]),
+                raw_record_text(objects[i]),
+            )
+        )
     frame = frame.loc[~bad_rows]
 
     before = len(frame)
@@ -490,24 +508,29 @@ def transform_snapshots(snapshots: list[Snapshot], *, with_sparklines: bool = Fa
     # it ranks like a missing one, so the record from the earlier page is kept.
     # Without a fetch time (an imported body) nothing is judged from the future here: the
     # snapshot's own time is a median, and half the records are later than it.
-    trusted_until = np.array([s.fetched_at + future_skew if s.fetched_at is not None else np.datetime64("NaT")
-                              for s in snapshots], dtype="datetime64[us]")
+    trusted_until = np.array(
+        [s.fetched_at + future_skew if s.fetched_at is not None else np.datetime64("NaT") for s in snapshots],
+        dtype="datetime64[us]",
+    )
     ranked = frame["last_updated"].to_numpy(dtype="datetime64[us]")
     limit = trusted_until[frame["_snap"].to_numpy()]
     frame["_rank_time"] = np.where(np.isnat(limit) | (ranked <= limit), ranked, np.datetime64("NaT"))
-    frame = (frame.sort_values(["_snap", "_rank_time", "_obj"], ascending=[True, False, True], na_position="last")
-             .drop_duplicates(["_snap", "id"], keep="first")
-             .sort_values("_obj")
-             .drop(columns="_rank_time")
-             .reset_index(drop=True))
+    frame = (
+        frame.sort_values(["_snap", "_rank_time", "_obj"], ascending=[True, False, True], na_position="last")
+        .drop_duplicates(["_snap", "id"], keep="first")
+        .sort_values("_obj")
+        .drop(columns="_rank_time")
+        .reset_index(drop=True)
+    )
     duplicates = before - len(frame)
 
     snap_index = frame["_snap"].to_numpy()
     frame["snapshot_at"] = pd.Series(np.array([s.snapshot_at for s in snapshots], dtype="datetime64[us]")[snap_index])
     frame["run_id"] = pd.Series(np.array([s.run_id for s in snapshots], dtype=object)[snap_index], dtype=object)
     frame["source"] = pd.Series(np.array([s.source for s in snapshots], dtype=object)[snap_index], dtype=object)
-    fetched = np.array([s.fetched_at if s.fetched_at is not None else np.datetime64("NaT") for s in snapshots],
-                       dtype="datetime64[us]")
+    fetched = np.array(
+        [s.fetched_at if s.fetched_at is not None else np.datetime64("NaT") for s in snapshots], dtype="datetime64[us]"
+    )
     frame["fetched_at"] = pd.Series(fetched[snap_index], dtype="datetime64[us]")
     frame["stale_record"] = stale_flags(frame["last_updated"], frame["snapshot_at"], stale_after)
     frame = add_derived_columns(frame)
@@ -531,8 +554,13 @@ def transform_snapshots(snapshots: list[Snapshot], *, with_sparklines: bool = Fa
     for column in SILVER_COLUMNS:  # columns not derived here yet stay NULL
         if column not in frame.columns:
             frame[column] = None
-    return MarketsBatch(rows=frame[SILVER_COLUMNS], quarantined=quarantined,
-                        duplicates_dropped=duplicates, sparklines=sparklines, nulled=nulled)
+    return MarketsBatch(
+        rows=frame[SILVER_COLUMNS],
+        quarantined=quarantined,
+        duplicates_dropped=duplicates,
+        sparklines=sparklines,
+        nulled=nulled,
+    )
 
 
 def stale_flags(last_updated: pd.Series, snapshot_at: pd.Series, stale_after: timedelta | None) -> pd.Series:
@@ -565,12 +593,15 @@ def add_derived_columns(frame: pd.DataFrame) -> pd.DataFrame:
     ``DERIVED_LIMITS`` magnitude, is NULL (never ±Infinity, never NaN stored).
     """
     frame = frame.copy()
-    frame["price_volatility_24h"] = _ratio(frame["high_24h"] - frame["low_24h"], frame["current_price"], 100.0,
-                                           DERIVED_LIMITS["price_volatility_24h"])
-    frame["volume_to_mcap_ratio"] = _ratio(frame["total_volume"], frame["market_cap"],
-                                           limit=DERIVED_LIMITS["volume_to_mcap_ratio"])
-    recomputed = _ratio(frame["current_price"] - frame["ath"], frame["ath"], 100.0,
-                        DERIVED_LIMITS["distance_from_ath_pct"])
+    frame["price_volatility_24h"] = _ratio(
+        frame["high_24h"] - frame["low_24h"], frame["current_price"], 100.0, DERIVED_LIMITS["price_volatility_24h"]
+    )
+    frame["volume_to_mcap_ratio"] = _ratio(
+        frame["total_volume"], frame["market_cap"], limit=DERIVED_LIMITS["volume_to_mcap_ratio"]
+    )
+    recomputed = _ratio(
+        frame["current_price"] - frame["ath"], frame["ath"], 100.0, DERIVED_LIMITS["distance_from_ath_pct"]
+    )
     from_api = frame["ath_change_percentage"] if "ath_change_percentage" in frame.columns else recomputed * np.nan
     frame["distance_from_ath_pct"] = from_api.where(from_api.notna(), recomputed)
     frame["market_cap_category"] = classify_series(frame["market_cap"], MARKET_CAP_BANDS)
@@ -581,7 +612,7 @@ def add_derived_columns(frame: pd.DataFrame) -> pd.DataFrame:
 
 #: /global fields' plausible ranges; outside them (or non-finite) the value is NULL.
 GLOBAL_LIMITS = {
-    "total_market_cap": (1e6, 1e16),   # a whole market below $1M is no measurement; above it, divisions blow up
+    "total_market_cap": (1e6, 1e16),  # a whole market below $1M is no measurement; above it, divisions blow up
     "total_volume": (0.0, 1e16),
     "market_cap_change_percentage_24h": (-PERCENT_LIMIT, PERCENT_LIMIT),
     "dominance_pct": (0.0, 100.0),
@@ -590,9 +621,17 @@ GLOBAL_LIMITS = {
 }
 
 
-def transform_global(body, *, run_id: str, snapshot_at: datetime, source: str, vs_currency: str,
-                     coins_at: datetime | None = None, fetched_at: datetime | None = None,
-                     max_age_minutes: float = 30.0) -> dict:
+def transform_global(
+    body,
+    *,
+    run_id: str,
+    snapshot_at: datetime,
+    source: str,
+    vs_currency: str,
+    coins_at: datetime | None = None,
+    fetched_at: datetime | None = None,
+    max_age_minutes: float = 30.0,
+) -> dict:
     """One silver row from a /global body; SchemaDrift if it is not the documented shape.
 
     Same rules as the markets: a non-finite or implausible number is NULL.
@@ -616,10 +655,9 @@ def transform_global(body, *, run_id: str, snapshot_at: datetime, source: str, v
 
     percentages = data.get("market_cap_percentage") if isinstance(data.get("market_cap_percentage"), dict) else {}
     percentages = {str(key): number(value, "dominance_pct") for key, value in percentages.items()}
-    updated = number(data.get("updated_at"), "updated_at") if isinstance(data.get("updated_at"), (int, float)) \
-        else None
+    updated = number(data.get("updated_at"), "updated_at") if isinstance(data.get("updated_at"), (int, float)) else None
     volumes = data.get("total_volume") if isinstance(data.get("total_volume"), dict) else {}
-    updated_at = datetime.fromtimestamp(updated, timezone.utc).replace(tzinfo=None) if updated is not None else None
+    updated_at = datetime.fromtimestamp(updated, UTC).replace(tzinfo=None) if updated is not None else None
     total_market_cap = number(data["total_market_cap"].get(vs_currency), "total_market_cap")
     usable, reason = global_usability(updated_at, coins_at or snapshot_at, max_age_minutes, total_market_cap)
     return {
@@ -629,8 +667,9 @@ def transform_global(body, *, run_id: str, snapshot_at: datetime, source: str, v
         "vs_currency": vs_currency,
         "total_market_cap": total_market_cap,
         "total_volume": number(volumes.get(vs_currency), "total_volume"),
-        "market_cap_change_percentage_24h": number(data.get("market_cap_change_percentage_24h_usd"),
-                                                   "market_cap_change_percentage_24h"),
+        "market_cap_change_percentage_24h": number(
+            data.get("market_cap_change_percentage_24h_usd"), "market_cap_change_percentage_24h"
+        ),
         "active_cryptocurrencies": count(data.get("active_cryptocurrencies")),
         "markets": count(data.get("markets")),
         "btc_dominance_pct": percentages.get("btc"),
@@ -652,8 +691,9 @@ def _age_text(seconds: float) -> str:
     return f"{minutes / 1440:.0f} days"
 
 
-def global_usability(updated_at: datetime | None, coins_at: datetime | None, max_age_minutes: float,
-                     total_market_cap: float | None = 1.0) -> tuple[bool, str | None]:
+def global_usability(
+    updated_at: datetime | None, coins_at: datetime | None, max_age_minutes: float, total_market_cap: float | None = 1.0
+) -> tuple[bool, str | None]:
     """May this /global stand for the whole market of the coins' snapshot? (usable, reason if not).
 
     Not when it has no plausible total market cap, no update time, or was updated more

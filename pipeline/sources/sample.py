@@ -40,10 +40,17 @@ def sample_snapshots(sample_dir: Path = SAMPLE_DIR) -> list[SampleSnapshot]:
             if endpoint not in entry:
                 continue
             spec = entry[endpoint]
-            responses.append(ApiResponse(
-                endpoint=endpoint, path=spec["path"], params=spec["params"], status=200,
-                body=(sample_dir / spec["file"]).read_bytes(), fetched_at=snapshot_at, attempt=1,
-                page=spec["params"].get("page") if endpoint == "markets" else None,
-            ))
+            responses.append(
+                ApiResponse(
+                    endpoint=endpoint,
+                    path=spec["path"],
+                    params=spec["params"],
+                    status=200,
+                    body=(sample_dir / spec["file"]).read_bytes(),
+                    fetched_at=snapshot_at,
+                    attempt=1,
+                    page=spec["params"].get("page") if endpoint == "markets" else None,
+                )
+            )
         snapshots.append(SampleSnapshot(snapshot_at, entry.get("vs_currency", "usd"), responses))
     return sorted(snapshots, key=lambda s: s.snapshot_at)

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 from pipeline.config import Settings
 from pipeline.db import utcnow
 from pipeline.flow import run_pipeline
 from tests.fakes.coingecko import FakeCoinGecko, load_fixture
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
@@ -74,17 +75,22 @@ def dashboard_url(tmp_path_factory, fake_api):
         pytest.skip(f"{CHROMIUM} is not installed")
     pytest.importorskip("playwright.sync_api")
     data_dir = tmp_path_factory.mktemp("browser-warehouse")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DATABASE_URL", "DATA_DIR", "COINGECKO_", "PIPELINE_", "STREAMLIT_"))}
-    env.update({
-        "DATABASE_URL": f"sqlite:///{data_dir / 'warehouse.db'}",
-        "DATA_DIR": str(data_dir),
-        "COINGECKO_BASE_URL": fake_api.base_url,
-        "COINGECKO_CALLS_PER_MINUTE": "0",
-        "COINGECKO_MAX_RETRIES": "0",
-        "COINGECKO_BACKOFF_SECONDS": "0",
-        "PIPELINE_REFRESH_COOLDOWN_SECONDS": "0",
-    })
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_URL", "DATA_DIR", "COINGECKO_", "PIPELINE_", "STREAMLIT_"))
+    }
+    env.update(
+        {
+            "DATABASE_URL": f"sqlite:///{data_dir / 'warehouse.db'}",
+            "DATA_DIR": str(data_dir),
+            "COINGECKO_BASE_URL": fake_api.base_url,
+            "COINGECKO_CALLS_PER_MINUTE": "0",
+            "COINGECKO_MAX_RETRIES": "0",
+            "COINGECKO_BACKOFF_SECONDS": "0",
+            "PIPELINE_REFRESH_COOLDOWN_SECONDS": "0",
+        }
+    )
     run_pipeline(Settings.from_env(env), trigger="cli", source="sample")
 
     with serve_dashboard(env, data_dir) as url:
@@ -99,9 +105,22 @@ def serve_dashboard(env: dict, data_dir: Path):
     log_path = data_dir / "streamlit.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
-             "--server.headless", "true"],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "dashboard/app.py",
+                "--server.port",
+                str(port),
+                "--server.headless",
+                "true",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, process, log_path)

@@ -34,8 +34,7 @@ def wait_for_page(tab, charts: int) -> None:
     """Until the script is idle and ``charts`` Plotly charts have drawn."""
     tab.wait_for_selector(IDLE, timeout=TIMEOUT_MS)
     if charts:
-        tab.wait_for_function(f"() => document.querySelectorAll('{CHART}').length >= {charts}",
-                              timeout=TIMEOUT_MS)
+        tab.wait_for_function(f"() => document.querySelectorAll('{CHART}').length >= {charts}", timeout=TIMEOUT_MS)
     tab.wait_for_timeout(500)
 
 
@@ -48,16 +47,21 @@ def metric_value(tab, label) -> str:
     """The value of the metric card whose label is exactly ``label`` (a string or a compiled pattern):
     "Coins" must not match "Market cap (top 250 coins)"."""
     exact = label if isinstance(label, re.Pattern) else re.compile(f"^{re.escape(label)}$")
-    card = tab.locator('[data-testid="stMetric"]').filter(
-        has=tab.locator('[data-testid="stMetricLabel"]', has_text=exact)).first
+    card = (
+        tab.locator('[data-testid="stMetric"]')
+        .filter(has=tab.locator('[data-testid="stMetricLabel"]', has_text=exact))
+        .first
+    )
     return card.locator('[data-testid="stMetricValue"]').inner_text().strip()
 
 
 def full_screenshot(tab, path) -> None:
     """The whole page: Streamlit scrolls inside its main block, so grow the viewport to fit it first."""
     tab.mouse.move(1439, 1)  # no tooltip left hovering over the content
-    height = tab.evaluate("() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
-                          " return Math.max(m ? m.scrollHeight : 0, document.body.scrollHeight, 900); }")
+    height = tab.evaluate(
+        "() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
+        " return Math.max(m ? m.scrollHeight : 0, document.body.scrollHeight, 900); }"
+    )
     tab.set_viewport_size({"width": 1440, "height": int(height)})
     tab.wait_for_timeout(1200)  # Plotly redraws at the new size
     tab.screenshot(path=str(path), full_page=True)

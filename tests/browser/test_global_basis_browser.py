@@ -17,8 +17,14 @@ from tests.fakes.coingecko import FakeCoinGecko
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-REAL_MARKETS = (REPO_ROOT.parent / "shared" / "data" / "real" / "markets"
-                / "markets_100_sparkline_2022-11-27_mrmendoza-dev-cryptotracker.json")
+REAL_MARKETS = (
+    REPO_ROOT.parent
+    / "shared"
+    / "data"
+    / "real"
+    / "markets"
+    / "markets_100_sparkline_2022-11-27_mrmendoza-dev-cryptotracker.json"
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +37,23 @@ def no_global_dashboard(tmp_path_factory):
         pytest.skip("the shared real recordings are not next to the repo")
     pytest.importorskip("playwright.sync_api")
     data_dir = tmp_path_factory.mktemp("no-global-warehouse")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DATABASE_URL", "DATA_DIR", "COINGECKO_", "PIPELINE_", "STREAMLIT_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_URL", "DATA_DIR", "COINGECKO_", "PIPELINE_", "STREAMLIT_"))
+    }
     with FakeCoinGecko(markets=json.loads(REAL_MARKETS.read_text())) as fake:
         fake.set_global(None)  # /global answers 500 every time
-        env.update({"DATABASE_URL": f"sqlite:///{data_dir / 'warehouse.db'}", "DATA_DIR": str(data_dir),
-                    "COINGECKO_BASE_URL": fake.base_url, "COINGECKO_CALLS_PER_MINUTE": "0",
-                    "COINGECKO_MAX_RETRIES": "0", "COINGECKO_BACKOFF_SECONDS": "0"})
+        env.update(
+            {
+                "DATABASE_URL": f"sqlite:///{data_dir / 'warehouse.db'}",
+                "DATA_DIR": str(data_dir),
+                "COINGECKO_BASE_URL": fake.base_url,
+                "COINGECKO_CALLS_PER_MINUTE": "0",
+                "COINGECKO_MAX_RETRIES": "0",
+                "COINGECKO_BACKOFF_SECONDS": "0",
+            }
+        )
         assert run_pipeline(Settings.from_env(env), trigger="cli", source="api", top_n=100).status == "success"
     env["COINGECKO_BASE_URL"] = "http://127.0.0.1:9/api/v3"  # nothing else to reach
     with serve_dashboard(env, data_dir) as url:

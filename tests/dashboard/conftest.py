@@ -24,7 +24,6 @@ from pipeline.config import is_setting
 from tests.dashboard.helpers import APP, CLOSED_PORT_URL, PAGES, Warehouse, seed_sample
 
 
-
 @pytest.fixture(scope="session")
 def sample_warehouse(tmp_path_factory) -> Warehouse:
     """Shared, read-only: do not refresh against it."""
@@ -59,10 +58,12 @@ def dashboard_environment(monkeypatch):
 @pytest.fixture
 def use_warehouse(monkeypatch):
     """Point the app (DATABASE_URL, DATA_DIR) at a warehouse before it runs."""
+
     def use(warehouse: Warehouse) -> Warehouse:
         monkeypatch.setenv("DATABASE_URL", warehouse.database_url)
         monkeypatch.setenv("DATA_DIR", str(warehouse.data_dir))
         return warehouse
+
     return use
 
 
@@ -74,8 +75,10 @@ def open_app():
     other pages' parameters from the URL, as a browser visit to Overview would;
     ``page_query`` is set just before switching, like a link straight to that page.
     """
-    def open_(query: dict[str, str] | None = None, page: str | None = None,
-              page_query: dict[str, str] | None = None) -> AppTest:
+
+    def open_(
+        query: dict[str, str] | None = None, page: str | None = None, page_query: dict[str, str] | None = None
+    ) -> AppTest:
         at = AppTest.from_file(str(APP), default_timeout=30)
         for key, value in (query or {}).items():
             at.query_params[key] = value
@@ -85,6 +88,5 @@ def open_app():
                 at.query_params[key] = value
             at.switch_page(PAGES[page]).run()
         return at
+
     return open_
-
-

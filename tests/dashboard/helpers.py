@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 from pipeline.config import Settings
 from pipeline.flow import run_pipeline
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 APP = REPO_ROOT / "dashboard" / "app.py"
 CLOSED_PORT_URL = "http://127.0.0.1:9/api/v3"  # discard port: connection refused at once

@@ -7,13 +7,18 @@ import pytest
 from tests.dashboard.helpers import PAGES, chart_specs, metric, plotly_values
 
 SAMPLE_COINS = 250
-LARGE_CAPS = 9       # in the 2022-10-16 sample
+LARGE_CAPS = 9  # in the 2022-10-16 sample
 MID_CAPS = 42
 
 
 def page_text(at) -> str:
-    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info] + \
-        [w.value for w in at.warning] + [e.value for e in at.error]
+    parts = (
+        [m.value for m in at.markdown]
+        + [c.value for c in at.caption]
+        + [i.value for i in at.info]
+        + [w.value for w in at.warning]
+        + [e.value for e in at.error]
+    )
     return "\n".join(str(p) for p in parts)
 
 
@@ -30,18 +35,21 @@ def assert_charts_readable(specs: list[dict]) -> None:
         assert title, "chart without a title"
         kinds = {trace["type"] for trace in spec["data"]}
         if spec["data"] and not kinds & {"pie", "treemap"}:
-            axis_titles = {name[0]: layout[name].get("title", {}).get("text") for name in layout
-                           if name.startswith(("xaxis", "yaxis")) and layout[name].get("title", {}).get("text")}
+            axis_titles = {
+                name[0]: layout[name].get("title", {}).get("text")
+                for name in layout
+                if name.startswith(("xaxis", "yaxis")) and layout[name].get("title", {}).get("text")
+            }
             shared = [a["text"] for a in layout.get("annotations", [])]
-            assert ("x" in axis_titles and "y" in axis_titles) or \
-                ("Price (USD)" in shared and any("UTC" in text for text in shared)), f"axis titles in {title!r}"
+            assert ("x" in axis_titles and "y" in axis_titles) or (
+                "Price (USD)" in shared and any("UTC" in text for text in shared)
+            ), f"axis titles in {title!r}"
         for trace in spec["data"]:
             if trace.get("hoverinfo") != "skip":
                 assert trace.get("hovertemplate"), f"trace without hover text in {title!r}"
 
 
-EXPECTED_CHARTS = {"overview": 2, "dominance": 3, "liquidity": 2, "trends": 3, "segments": 4, "coin": 2,
-                   "pipeline": 1}
+EXPECTED_CHARTS = {"overview": 2, "dominance": 3, "liquidity": 2, "trends": 3, "segments": 4, "coin": 2, "pipeline": 1}
 
 
 @pytest.mark.parametrize("page", list(PAGES))
@@ -92,9 +100,11 @@ def test_dominance_page(sample_warehouse, use_warehouse, open_app):
     assert donut["data"][0]["type"] == "pie"
     assert donut["data"][0]["labels"][0] == "Bitcoin (BTC)"
     assert categories["data"][0]["x"] == ["Large cap", "Mid cap", "Small cap", "Micro cap", "Unknown"]
-    assert plotly_values(categories["data"][0]["y"])[-1] == 0      # no coin is 'unknown': a zero bar, not a gap
-    assert [t["name"] for t in history["data"]] == [f"{n} (top 250 coins)" for n in  # sample: /global too old
-                                                    ("Bitcoin", "Ethereum", "Stablecoins", "All other coins")]
+    assert plotly_values(categories["data"][0]["y"])[-1] == 0  # no coin is 'unknown': a zero bar, not a gap
+    assert [t["name"] for t in history["data"]] == [
+        f"{n} (top 250 coins)"
+        for n in ("Bitcoin", "Ethereum", "Stablecoins", "All other coins")  # sample: /global too old
+    ]
     at.slider(key="dominance_top_n").set_value(5).run()
     # top 5 and the other coins; on the sample's top-N basis the shares cover the whole of it (no "rest")
     assert len(chart_specs(at)[0]["data"][0]["labels"]) == 5 + 1
@@ -133,8 +143,13 @@ def test_segments_page(sample_warehouse, use_warehouse, open_app):
     use_warehouse(sample_warehouse)
     at = open_app(page="segments")
     table = at.dataframe[0].value
-    assert list(table["segment"]) == ["Large cap (≥ $10B)", "Mid cap ($1B–10B)", "Small cap ($250M–1B)",
-                                      "Micro cap (< $250M)", "Unknown (no data)"]
+    assert list(table["segment"]) == [
+        "Large cap (≥ $10B)",
+        "Mid cap ($1B–10B)",
+        "Small cap ($250M–1B)",
+        "Micro cap (< $250M)",
+        "Unknown (no data)",
+    ]
     assert table["coin_count"].sum() == SAMPLE_COINS
     assert list(table["coin_count"])[-1] == 0
 
@@ -208,7 +223,7 @@ def test_filter_widget_updates_the_url_and_the_figures(sample_warehouse, use_war
     assert len(at.dataframe[0].value) == 2
     at.sidebar.multiselect(key="filter_categories").set_value([]).run()
     assert "category" not in at.query_params
-    assert len(at.dataframe[0].value) == 5   # every category, 'unknown' with 0 coins
+    assert len(at.dataframe[0].value) == 5  # every category, 'unknown' with 0 coins
 
 
 def test_link_with_several_categories_and_an_unknown_one(sample_warehouse, use_warehouse, open_app):
@@ -236,8 +251,13 @@ def test_pipeline_page_shows_quarantined_records_and_their_reasons(fresh_warehou
 
     with FakeCoinGecko() as fake:
         fake.add_fault("negative")  # a price and a volume below zero on the first page
-        settings = replace(fresh_warehouse.settings(), coingecko_base_url=fake.base_url, calls_per_minute=0,
-                           max_retries=0, backoff_base_seconds=0)
+        settings = replace(
+            fresh_warehouse.settings(),
+            coingecko_base_url=fake.base_url,
+            calls_per_minute=0,
+            max_retries=0,
+            backoff_base_seconds=0,
+        )
         run_pipeline(settings, trigger="schedule", source="api")
     use_warehouse(fresh_warehouse)
     at = open_app(page="pipeline")
@@ -265,23 +285,29 @@ def gapped_warehouse(tmp_path_factory):
 
     warehouse = seed_sample(tmp_path_factory.mktemp("gapped-warehouse"))
     with sqlite3.connect(warehouse.database_url.removeprefix("sqlite:///")) as con:
-        con.execute("DELETE FROM staging_crypto_market WHERE market_cap_category = 'mid_cap' "
-                    "OR liquidity_category = 'medium_liquidity' OR price_trend_category = 'neutral'")
+        con.execute(
+            "DELETE FROM staging_crypto_market WHERE market_cap_category = 'mid_cap' "
+            "OR liquidity_category = 'medium_liquidity' OR price_trend_category = 'neutral'"
+        )
     build_gold(make_engine(warehouse.database_url))
     return warehouse
 
 
-def test_an_empty_market_cap_category_shows_zero_on_segments_and_dominance(gapped_warehouse, use_warehouse,
-                                                                         open_app):
+def test_an_empty_market_cap_category_shows_zero_on_segments_and_dominance(gapped_warehouse, use_warehouse, open_app):
     use_warehouse(gapped_warehouse)
     at = open_app(page="segments")
     assert_clean(at)
     table = at.dataframe[0].value
-    assert list(table["segment"]) == ["Large cap (≥ $10B)", "Mid cap ($1B–10B)", "Small cap ($250M–1B)",
-                                      "Micro cap (< $250M)", "Unknown (no data)"]
+    assert list(table["segment"]) == [
+        "Large cap (≥ $10B)",
+        "Mid cap ($1B–10B)",
+        "Small cap ($250M–1B)",
+        "Micro cap (< $250M)",
+        "Unknown (no data)",
+    ]
     mid = table[table["segment"] == "Mid cap ($1B–10B)"].iloc[0]
     assert mid["coin_count"] == 0 and mid["gainers_count"] == 0 and mid["total_market_cap"] == 0
-    for spec in chart_specs(at):                                  # every segment chart has a Mid cap slot
+    for spec in chart_specs(at):  # every segment chart has a Mid cap slot
         for trace in spec["data"]:
             assert "Mid cap" in list(trace["x"]), spec["layout"]["title"]["text"]
 
@@ -298,7 +324,7 @@ def test_an_empty_bucket_in_the_selection_shows_zero(gapped_warehouse, use_wareh
     at = open_app({"category": "large_cap,mid_cap"}, page="segments")
     assert_clean(at)
     assert list(at.dataframe[0].value["segment"]) == ["Large cap (≥ $10B)", "Mid cap ($1B–10B)"]
-    at = open_app({"category": "mid_cap"}, page="segments")     # nothing at all selected: say so
+    at = open_app({"category": "mid_cap"}, page="segments")  # nothing at all selected: say so
     assert_clean(at)
     assert any("match the current filter" in i.value for i in at.info)
 
@@ -311,6 +337,5 @@ def test_empty_liquidity_and_trend_buckets_show_zero(gapped_warehouse, use_wareh
     assert plotly_values(distribution["y"])[1] == 0
     at.switch_page(PAGES["trends"]).run()
     trend = chart_specs(at)[1]["data"][0]
-    assert list(trend["x"]) == ["Strong gain", "Moderate gain", "Neutral", "Moderate loss", "Strong loss",
-                                "Unknown"]
+    assert list(trend["x"]) == ["Strong gain", "Moderate gain", "Neutral", "Moderate loss", "Strong loss", "Unknown"]
     assert plotly_values(trend["y"])[2] == 0

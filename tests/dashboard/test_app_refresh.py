@@ -21,8 +21,12 @@ def runs_of(warehouse) -> list[dict]:
 
 
 def sidebar_text(at) -> str:
-    parts = [e.value for e in at.sidebar.error] + [i.value for i in at.sidebar.info] + \
-        [s.value for s in at.sidebar.success] + [m.value for m in at.sidebar.markdown]
+    parts = (
+        [e.value for e in at.sidebar.error]
+        + [i.value for i in at.sidebar.info]
+        + [s.value for s in at.sidebar.success]
+        + [m.value for m in at.sidebar.markdown]
+    )
     return "\n".join(parts)
 
 
@@ -36,7 +40,8 @@ def fake_api(monkeypatch):
 
 
 def test_refresh_runs_the_pipeline_with_trigger_button_and_shows_the_new_figures(
-        fresh_warehouse, use_warehouse, open_app, fake_api, monkeypatch):
+    fresh_warehouse, use_warehouse, open_app, fake_api, monkeypatch
+):
     use_warehouse(fresh_warehouse)
     monkeypatch.setenv("PIPELINE_REFRESH_COOLDOWN_SECONDS", "60")
     at = open_app()
@@ -74,7 +79,8 @@ def test_refresh_runs_the_pipeline_with_trigger_button_and_shows_the_new_figures
 
 
 def test_refresh_with_the_api_unreachable_says_so_once_and_keeps_the_last_good_data(
-        fresh_warehouse, use_warehouse, open_app):
+    fresh_warehouse, use_warehouse, open_app
+):
     use_warehouse(fresh_warehouse)  # COINGECKO_BASE_URL points at a closed port (conftest)
     at = open_app(page="segments")
     before = at.dataframe[0].value
@@ -92,7 +98,8 @@ def test_refresh_with_the_api_unreachable_says_so_once_and_keeps_the_last_good_d
 
 
 def test_refresh_while_the_scheduler_runs_waits_for_that_run_instead_of_starting_another(
-        fresh_warehouse, use_warehouse, open_app, fake_api):
+    fresh_warehouse, use_warehouse, open_app, fake_api
+):
     use_warehouse(fresh_warehouse)
     engine = make_engine(fresh_warehouse.settings().database_url)
     lease = RunLease(engine, "20991231T000000Z-sched0", ttl_seconds=60).acquire()
@@ -128,9 +135,15 @@ def test_a_second_request_follows_the_running_job(fresh_warehouse, monkeypatch, 
     monkeypatch.setenv("COINGECKO_BASE_URL", fake_api.base_url)
     from pipeline.config import Settings
 
-    settings = Settings.from_env({"DATABASE_URL": settings.database_url, "DATA_DIR": str(settings.data_dir),
-                                  "COINGECKO_BASE_URL": fake_api.base_url, "COINGECKO_CALLS_PER_MINUTE": "0",
-                                  "COINGECKO_MAX_RETRIES": "0"})
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": settings.database_url,
+            "DATA_DIR": str(settings.data_dir),
+            "COINGECKO_BASE_URL": fake_api.base_url,
+            "COINGECKO_CALLS_PER_MINUTE": "0",
+            "COINGECKO_MAX_RETRIES": "0",
+        }
+    )
     fake_api.add_fault("hang", hang_seconds=1.0)  # keep the first run busy for a moment
     first = refresh.request_refresh(settings)
     second = refresh.request_refresh(settings)
@@ -143,6 +156,10 @@ def test_a_second_request_follows_the_running_job(fresh_warehouse, monkeypatch, 
 
 def test_stage_lines_mark_progress():
     assert refresh.stage_lines("silver", finished=False) == [
-        ("fetch", "✅"), ("bronze", "✅"), ("silver", "⏳"), ("gold", "▫️")]
+        ("fetch", "✅"),
+        ("bronze", "✅"),
+        ("silver", "⏳"),
+        ("gold", "▫️"),
+    ]
     assert refresh.stage_lines("gold", finished=True) == [(s, "✅") for s in ("fetch", "bronze", "silver", "gold")]
     assert refresh.stage_lines("fetch", finished=True, failed=True)[0] == ("fetch", "❌")

@@ -24,13 +24,15 @@ def empty_warehouse(tmp_path: Path) -> Warehouse:
 
 
 def all_messages(at) -> str:
-    return plain("\n".join(str(e.value) for group in (at.error, at.warning, at.info, at.markdown, at.caption)
-                            for e in group))
+    return plain(
+        "\n".join(str(e.value) for group in (at.error, at.warning, at.info, at.markdown, at.caption) for e in group)
+    )
 
 
 @pytest.mark.parametrize("api_reachable", [False, True], ids=["offline-sample", "live-api"])
 def test_first_start_on_an_empty_database_offers_one_button_that_loads_data(
-        tmp_path, use_warehouse, open_app, monkeypatch, api_reachable):
+    tmp_path, use_warehouse, open_app, monkeypatch, api_reachable
+):
     warehouse = use_warehouse(empty_warehouse(tmp_path))
     with FakeCoinGecko(markets=load_fixture(NEW_MARKETS)) as fake:
         fake.set_global(None)
@@ -128,8 +130,13 @@ def hostile_warehouse(tmp_path, monkeypatch) -> Warehouse:
         settings = Warehouse.settings(warehouse)
         from dataclasses import replace
 
-        run_pipeline(replace(settings, coingecko_base_url=fake.base_url, calls_per_minute=0, max_retries=0,
-                             backoff_base_seconds=0), trigger="cli", source="api")
+        run_pipeline(
+            replace(
+                settings, coingecko_base_url=fake.base_url, calls_per_minute=0, max_retries=0, backoff_base_seconds=0
+            ),
+            trigger="cli",
+            source="api",
+        )
     return warehouse
 
 

@@ -23,16 +23,33 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def test_there_is_one_page_file_per_page():
-    assert [p.name for p in PAGE_FILES] == ["coin.py", "dominance.py", "liquidity.py", "overview.py",
-                                            "pipeline_runs.py", "segments.py", "trends.py"]
+    assert [p.name for p in PAGE_FILES] == [
+        "coin.py",
+        "dominance.py",
+        "liquidity.py",
+        "overview.py",
+        "pipeline_runs.py",
+        "segments.py",
+        "trends.py",
+    ]
 
 
-@pytest.mark.parametrize("path", [*PAGE_FILES, DASHBOARD / "app.py", DASHBOARD / "ui.py", DASHBOARD / "state.py",
-                                  DASHBOARD / "refresh.py", DASHBOARD / "charts.py", DASHBOARD / "frames.py",
-                                  DASHBOARD / "formatting.py"], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    [
+        *PAGE_FILES,
+        DASHBOARD / "app.py",
+        DASHBOARD / "ui.py",
+        DASHBOARD / "state.py",
+        DASHBOARD / "refresh.py",
+        DASHBOARD / "charts.py",
+        DASHBOARD / "frames.py",
+        DASHBOARD / "formatting.py",
+    ],
+    ids=lambda p: p.name,
+)
 def test_only_data_py_talks_sql(path):
-    assert not any(m.split(".")[0] in {"sqlalchemy", "sqlite3", "psycopg", "psycopg2"}
-                   for m in imported_modules(path))
+    assert not any(m.split(".")[0] in {"sqlalchemy", "sqlite3", "psycopg", "psycopg2"} for m in imported_modules(path))
     source = path.read_text().lower()
     for keyword in ("select ", "insert into", "delete from", " from crypto_", "text("):
         assert keyword not in source, f"{path.name} contains {keyword!r}"
@@ -62,6 +79,8 @@ def test_dashboard_queries_for_the_benchmark_all_run(sample_warehouse):
 
     assert {"mart", "coin_history_silver", "coin_history_backfill", "runs_latest"} <= set(DASHBOARD_QUERIES)
     with make_engine(sample_warehouse.settings().database_url).connect() as conn:
-        rows = {name: len(conn.execute(statement, params).fetchall())
-                for name, (statement, params) in DASHBOARD_QUERIES.items()}
+        rows = {
+            name: len(conn.execute(statement, params).fetchall())
+            for name, (statement, params) in DASHBOARD_QUERIES.items()
+        }
     assert rows["mart"] == 250 and rows["coin_history_silver"] == 1 and rows["segments"] == 4

@@ -23,7 +23,7 @@ from tests.dashboard.helpers import PAGES, Warehouse, seed_sample
 LONG = 100_000
 #: The most of one long value any element may show (cut labels are 60; tables allow 200).
 MOST_SHOWN = 200
-LONG_RUN = re.compile(r"[qQ]{%d,}" % (MOST_SHOWN + 1))
+LONG_RUN = re.compile(rf"[qQ]{{{MOST_SHOWN + 1},}}")
 
 
 def sqlite_path(warehouse: Warehouse) -> str:
@@ -37,23 +37,34 @@ def long_text_warehouse(tmp_path_factory) -> Warehouse:
     with sqlite3.connect(sqlite_path(warehouse)) as con:
         con.execute("UPDATE crypto_analytics_mart SET name = ? WHERE id = 'bitcoin'", ("Q" * LONG,))
         con.execute("UPDATE crypto_analytics_mart SET symbol = ? WHERE id = 'ethereum'", ("q" * LONG,))
-        con.execute("UPDATE crypto_analytics_mart SET name = ?, symbol = ? WHERE id = 'tether'",
-                    ("Q" * LONG, "q" * LONG))
+        con.execute(
+            "UPDATE crypto_analytics_mart SET name = ?, symbol = ? WHERE id = 'tether'", ("Q" * LONG, "q" * LONG)
+        )
         snapshot = con.execute("SELECT max(snapshot_at) FROM crypto_analytics_mart").fetchone()[0]
         run_id = con.execute("SELECT run_id FROM pipeline_runs").fetchone()[0]
-        con.execute("INSERT INTO quarantine_crypto_market (run_id, record_index, snapshot_at, record_id, reason, "
-                    "raw_record) VALUES (?, ?, ?, ?, ?, ?)",
-                    (run_id, 999, snapshot, "q" * 200, "non-numeric current_price: '" + "q" * 78 + "…'",
-                     '{"id":"' + "q" * LONG + '"}'))
+        con.execute(
+            "INSERT INTO quarantine_crypto_market (run_id, record_index, snapshot_at, record_id, reason, "
+            "raw_record) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                run_id,
+                999,
+                snapshot,
+                "q" * 200,
+                "non-numeric current_price: '" + "q" * 78 + "…'",
+                '{"id":"' + "q" * LONG + '"}',
+            ),
+        )
     return warehouse
 
 
 def element_texts(at) -> list[tuple[str, str]]:
     """(element type, its full proto as text) for every element on the page, sidebar included."""
+
     def walk(node):
         yield node
         for child in (getattr(node, "children", None) or {}).values():
             yield from walk(child)
+
     found = []
     for node in walk(at._tree):
         proto = getattr(node, "proto", None)
@@ -73,8 +84,7 @@ def longest_shown(at) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("page", list(PAGES))
-def test_no_page_shows_a_long_name_symbol_or_query_value_in_full(page, long_text_warehouse, use_warehouse,
-                                                                   open_app):
+def test_no_page_shows_a_long_name_symbol_or_query_value_in_full(page, long_text_warehouse, use_warehouse, open_app):
     use_warehouse(long_text_warehouse)
     long_query = {"category": "q" * LONG}
     at = open_app(long_query, page=page, page_query={"coin": "q" * LONG} if page == "coin" else None)
@@ -86,8 +96,7 @@ def test_no_page_shows_a_long_name_symbol_or_query_value_in_full(page, long_text
         assert "qqqq" in warning and "…" in warning and len(warning) < 400
 
 
-def test_the_coin_page_shows_a_cut_name_in_its_heading_picker_and_charts(long_text_warehouse, use_warehouse,
-                                                                          open_app):
+def test_the_coin_page_shows_a_cut_name_in_its_heading_picker_and_charts(long_text_warehouse, use_warehouse, open_app):
     use_warehouse(long_text_warehouse)
     at = open_app(page="coin", page_query={"coin": "tether"})
     assert not at.exception
@@ -109,17 +118,23 @@ def test_many_unknown_categories_in_the_link_are_summarised(sample_warehouse, us
 
 
 def test_tables_cut_text_cells_but_the_csv_keeps_the_full_value():
-    frame = pd.DataFrame({"name": ["Q" * LONG, None, "Bitcoin"], "symbol": ["q" * LONG, "eth", None],
-                          "reason": ["r" * 1000, "short", None], "market_cap": [1.0, 2.0, None],
-                          "snapshot_at": [datetime(2024, 1, 1)] * 3})
+    frame = pd.DataFrame(
+        {
+            "name": ["Q" * LONG, None, "Bitcoin"],
+            "symbol": ["q" * LONG, "eth", None],
+            "reason": ["r" * 1000, "short", None],
+            "market_cap": [1.0, 2.0, None],
+            "snapshot_at": [datetime(2024, 1, 1)] * 3,
+        }
+    )
     shown = ui.display_frame(frame)
     assert len(shown.loc[0, "name"]) == fmt.DISPLAY_LIMIT and shown.loc[0, "name"].endswith("…")
     assert len(shown.loc[0, "symbol"]) <= fmt.SYMBOL_LIMIT
     assert len(shown.loc[0, "reason"]) == ui.TABLE_TEXT_LIMIT
-    assert shown.loc[2, "name"] == "Bitcoin" and pd.isna(shown.loc[1, "name"])   # NULL stays NULL, not "—"
+    assert shown.loc[2, "name"] == "Bitcoin" and pd.isna(shown.loc[1, "name"])  # NULL stays NULL, not "—"
     assert shown["market_cap"].equals(frame["market_cap"]) and shown["snapshot_at"].equals(frame["snapshot_at"])
-    assert frame.loc[0, "name"] == "Q" * LONG                    # the caller's frame is untouched
-    assert ("Q" * LONG).encode() in ui.csv_bytes(frame)          # and the download has the full value
+    assert frame.loc[0, "name"] == "Q" * LONG  # the caller's frame is untouched
+    assert ("Q" * LONG).encode() in ui.csv_bytes(frame)  # and the download has the full value
 
 
 def test_tables_never_show_infinity():

@@ -17,10 +17,18 @@ from tests.dashboard.helpers import PAGES
 def add_runs(warehouse, statuses: list[str], error: str = "HTTP 503: CoinGecko is down") -> None:
     """Runs newer than the sample's, oldest first."""
     now = utcnow()
-    rows = [{"run_id": f"r{n}", "trigger": "schedule", "source": "api", "status": status,
-             "started_at": now - timedelta(minutes=len(statuses) - n), "finished_at": now,
-             "error_message": error if status == "failed" else None}
-            for n, status in enumerate(statuses)]
+    rows = [
+        {
+            "run_id": f"r{n}",
+            "trigger": "schedule",
+            "source": "api",
+            "status": status,
+            "started_at": now - timedelta(minutes=len(statuses) - n),
+            "finished_at": now,
+            "error_message": error if status == "failed" else None,
+        }
+        for n, status in enumerate(statuses)
+    ]
     with make_engine(warehouse.database_url).begin() as conn:
         conn.execute(insert(pipeline_runs), rows)
 
@@ -54,14 +62,21 @@ def test_the_threshold_is_a_setting(fresh_warehouse, use_warehouse, open_app, mo
 
 def test_failure_streak_counts_fetching_runs_only_and_skips_running_ones():
     now = pd.Timestamp("2026-11-30 12:00")
-    runs = pd.DataFrame({
-        "run_id": list("abcde"),
-        "source": ["api", "replay", "api", "api", "api"],
-        "status": ["running", "success", "abandoned", "failed", "success"],
-        "started_at": [now, now - pd.Timedelta("1min"), now - pd.Timedelta("2min"), now - pd.Timedelta("3min"),
-                       now - pd.Timedelta("4min")],
-        "error_message": [None, None, "killed", "HTTP 500", None],
-    })
+    runs = pd.DataFrame(
+        {
+            "run_id": list("abcde"),
+            "source": ["api", "replay", "api", "api", "api"],
+            "status": ["running", "success", "abandoned", "failed", "success"],
+            "started_at": [
+                now,
+                now - pd.Timedelta("1min"),
+                now - pd.Timedelta("2min"),
+                now - pd.Timedelta("3min"),
+                now - pd.Timedelta("4min"),
+            ],
+            "error_message": [None, None, "killed", "HTTP 500", None],
+        }
+    )
     streak = failure_streak(runs)
     assert streak.count == 2 and streak.last_error == "killed"
     assert streak.since == (now - pd.Timedelta("3min")).to_pydatetime()

@@ -36,9 +36,16 @@ def real_day_warehouse(data_dir: Path, *, with_global: bool) -> Warehouse:
     warehouse = Warehouse(f"sqlite:///{data_dir / 'warehouse.db'}", data_dir)
     with FakeCoinGecko(markets=json.loads(MARKETS.read_text())) as fake:
         fake.set_global(json.loads(GLOBAL.read_text()) if with_global else None)
-        settings = Settings.from_env({"DATABASE_URL": warehouse.database_url, "DATA_DIR": str(data_dir),
-                                      "COINGECKO_BASE_URL": fake.base_url, "COINGECKO_MAX_RETRIES": "0",
-                                      "COINGECKO_BACKOFF_SECONDS": "0", "COINGECKO_CALLS_PER_MINUTE": "0"})
+        settings = Settings.from_env(
+            {
+                "DATABASE_URL": warehouse.database_url,
+                "DATA_DIR": str(data_dir),
+                "COINGECKO_BASE_URL": fake.base_url,
+                "COINGECKO_MAX_RETRIES": "0",
+                "COINGECKO_BACKOFF_SECONDS": "0",
+                "COINGECKO_CALLS_PER_MINUTE": "0",
+            }
+        )
         result = run_pipeline(settings, source="api", top_n=100)
     assert result.status == "success"
     return warehouse
@@ -61,12 +68,21 @@ def test_overview_without_global_says_why_next_to_top_n_figures(no_global_wareho
     warning = next(plain(w.value) for w in at.warning if "/global" in w.value)
     assert "the /global call failed" in warning and "top 100 coins, not the whole market" in warning
     labels = [m.label for m in at.metric]
-    assert labels[:5] == ["Market cap (top 100 coins)", "24h volume (top 100 coins)", "24h change (top 100 coins)",
-                          "BTC share of top 100 coins", "ETH share of top 100 coins"]
+    assert labels[:5] == [
+        "Market cap (top 100 coins)",
+        "24h volume (top 100 coins)",
+        "24h change (top 100 coins)",
+        "BTC share of top 100 coins",
+        "ETH share of top 100 coins",
+    ]
     assert "Total market cap" not in labels and "BTC dominance" not in labels
     markets = json.loads(MARKETS.read_text())
-    derivatives = set(read(no_global_warehouse, "SELECT id FROM ref_coin_classes WHERE coin_class IN "
-                                                "('wrapped', 'liquid_staking', 'bridged')").id)
+    derivatives = set(
+        read(
+            no_global_warehouse,
+            "SELECT id FROM ref_coin_classes WHERE coin_class IN ('wrapped', 'liquid_staking', 'bridged')",
+        ).id
+    )
     top_n_total = sum(r["market_cap"] for r in markets if r["id"] not in derivatives)
     assert metric(at, "Market cap (top 100 coins)").value == fmt.format_usd(top_n_total)
     assert "top 100 coins" in metric(at, "Market cap (top 100 coins)").help
@@ -75,8 +91,9 @@ def test_overview_without_global_says_why_next_to_top_n_figures(no_global_wareho
     assert "market_dominance_pct" not in at.dataframe[0].value.columns
 
 
-def test_dominance_and_segments_without_global_never_pass_top_n_off_as_the_market(no_global_warehouse, use_warehouse,
-                                                                                 open_app):
+def test_dominance_and_segments_without_global_never_pass_top_n_off_as_the_market(
+    no_global_warehouse, use_warehouse, open_app
+):
     use_warehouse(no_global_warehouse)
     at = open_app(page="dominance")
     assert_clean(at)
@@ -102,7 +119,7 @@ def test_overview_with_global_shows_coingecko_figures(global_warehouse, use_ware
     assert_clean(at)
     assert not at.warning
     cg = json.loads(GLOBAL.read_text())["data"]
-    assert metric(at, "Total market cap").value == fmt.format_usd(cg["total_market_cap"]["usd"])   # $879.85B
+    assert metric(at, "Total market cap").value == fmt.format_usd(cg["total_market_cap"]["usd"])  # $879.85B
     assert metric(at, "24h volume").value == fmt.format_usd(cg["total_volume"]["usd"])
     assert metric(at, "24h change").value == fmt.format_pct(cg["market_cap_change_percentage_24h_usd"], 2, signed=True)
     assert metric(at, "BTC dominance").value == fmt.format_pct(cg["market_cap_percentage"]["btc"], 1)

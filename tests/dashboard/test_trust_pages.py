@@ -38,15 +38,17 @@ def newest_history(warehouse) -> dict:
 
 def add_history(warehouse, latest: dict, before: timedelta, **changes) -> None:
     with make_engine(warehouse.database_url).begin() as conn:
-        conn.execute(insert(market_history).values({**latest, "snapshot_at": latest["snapshot_at"] - before,
-                                                    **changes}))
+        conn.execute(
+            insert(market_history).values({**latest, "snapshot_at": latest["snapshot_at"] - before, **changes})
+        )
 
 
 # ---- Coin: the market-cap card's delta is the market cap's change ---------------------------
 
 
 def test_coin_market_cap_card_shows_the_market_cap_change_not_the_price_change(
-        fresh_warehouse, use_warehouse, open_app):
+    fresh_warehouse, use_warehouse, open_app
+):
     use_warehouse(fresh_warehouse)
     set_mart(fresh_warehouse, "bitcoin", market_cap_change_percentage_24h=1.234, price_change_percentage_7d=-9.87)
     at = open_app({"coin": "bitcoin"}, page="coin", page_query={"coin": "bitcoin"})
@@ -56,6 +58,7 @@ def test_coin_market_cap_card_shows_the_market_cap_change_not_the_price_change(
     assert "9.87" not in (card.delta or "") and "7d" not in (card.delta or "")
     # The 7-day price change is still on the page: on the 7-day sparkline, which it colours.
     from tests.dashboard.helpers import chart_specs
+
     (spark,) = [s for s in chart_specs(at) if "last 7 days" in str(s["layout"]["title"])]
     assert "-9.9%" in str(spark["layout"]["title"]) and spark["data"][0]["line"]["color"] == charts.LOSS
 
@@ -90,8 +93,13 @@ def test_overview_compares_with_the_snapshot_24h_earlier(fresh_warehouse, use_wa
     use_warehouse(fresh_warehouse)
     latest = newest_history(fresh_warehouse)
     add_history(fresh_warehouse, latest, timedelta(seconds=68), total_volume=latest["total_volume"] * 0.999)
-    add_history(fresh_warehouse, latest, timedelta(hours=23, minutes=30), total_volume=latest["total_volume"] / 2,
-                btc_dominance_pct=latest["btc_dominance_pct"] - 1.5)
+    add_history(
+        fresh_warehouse,
+        latest,
+        timedelta(hours=23, minutes=30),
+        total_volume=latest["total_volume"] / 2,
+        btc_dominance_pct=latest["btc_dominance_pct"] - 1.5,
+    )
     at = open_app()
     assert_clean(at)
     volume = metric_like(at, "volume").delta
@@ -124,9 +132,10 @@ def test_sparkline_colours_follow_the_7d_change_in_their_titles(fresh_warehouse,
     from tests.dashboard.helpers import chart_specs
 
     use_warehouse(fresh_warehouse)
-    mart = pd.read_sql("SELECT id, price_change_percentage_7d FROM crypto_analytics_mart",
-                       make_engine(fresh_warehouse.database_url))
-    set_mart(fresh_warehouse, price_change_percentage_7d=-0.4)   # every title says "-0.4 %"
+    mart = pd.read_sql(
+        "SELECT id, price_change_percentage_7d FROM crypto_analytics_mart", make_engine(fresh_warehouse.database_url)
+    )
+    set_mart(fresh_warehouse, price_change_percentage_7d=-0.4)  # every title says "-0.4 %"
     at = open_app(page="trends")
     assert_clean(at)
     (grid,) = [s for s in chart_specs(at) if "7-day price" in str(s.get("layout", {}).get("title", ""))]

@@ -37,7 +37,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -46,11 +46,24 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES_DIR = REPO_ROOT / "tests" / "fixtures" / "coingecko"
 # The real 429 body has no license, so it is read from the shared data folder
 # next to the repo instead of being copied into it.
-REAL_429_PATH = (REPO_ROOT / ".." / "shared" / "data" / "real" / "errors"
-                 / "market_chart_error429_2025-03-05_jpwnoise-Cripto-Brain.json")
-FALLBACK_429_BODY = {"status": {"error_code": 429, "error_message": (
-    "You've exceeded the Rate Limit. Please visit https://www.coingecko.com/en/api/pricing "
-    "to subscribe to our API plans for higher rate limits.")}}
+REAL_429_PATH = (
+    REPO_ROOT
+    / ".."
+    / "shared"
+    / "data"
+    / "real"
+    / "errors"
+    / "market_chart_error429_2025-03-05_jpwnoise-Cripto-Brain.json"
+)
+FALLBACK_429_BODY = {
+    "status": {
+        "error_code": 429,
+        "error_message": (
+            "You've exceeded the Rate Limit. Please visit https://www.coingecko.com/en/api/pricing "
+            "to subscribe to our API plans for higher rate limits."
+        ),
+    }
+}
 
 DEFAULT_MARKETS = "markets/markets_250_sparkline_pct1h24h7d_2022-10-16_mrmendoza-dev-cryptotracker.json"
 DEFAULT_GLOBAL = "global/global_2022-10-16_mrmendoza-dev-cryptotracker.json"
@@ -74,8 +87,9 @@ ERROR_FAULTS = frozenset({"403", "429", "error"})  # plus any 3-digit status suc
 STREAM_FAULTS = frozenset({"trickle", "trickle_headers", "drop", "drop_chunked", "reset", "huge", "gzip_bomb"})
 REDIRECT_FAULTS = frozenset({"redirect"})
 # Well-formed JSON of the wrong shape ("schema drift"); markets-only except rename_fields and wrong_type.
-SHAPE_FAULTS = frozenset({"rename_fields", "empty_list", "single_record", "repeat_one", "wrong_type",
-                          "array_of_strings"})
+SHAPE_FAULTS = frozenset(
+    {"rename_fields", "empty_list", "single_record", "repeat_one", "wrong_type", "array_of_strings"}
+)
 GLOBAL_SHAPE_FAULTS = frozenset({"rename_fields", "wrong_type"})
 HOSTILE_FAULTS = STREAM_FAULTS | REDIRECT_FAULTS | SHAPE_FAULTS
 DEFAULT_RENAMES = {
@@ -94,7 +108,7 @@ def load_fixture(name: str):
         return json.loads(fh.read())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _shared_fixture(name: str):
     """Parsed fixture shared by all fakes; the fake never mutates it (it copies records)."""
     return load_fixture(name)
@@ -116,17 +130,19 @@ def _to_json(obj) -> bytes:
 @dataclass
 class RecordedRequest:
     """One request as the fake saw it; tests assert on paging, headers, and timing."""
+
     method: str
-    path: str                      # e.g. "/api/v3/coins/markets"
-    query: dict[str, str]          # first value of each parameter
-    headers: dict[str, str]        # lower-case names
-    at: float                      # time.monotonic() when received
-    endpoint: str                  # "markets" | "global" | "market_chart" | "ping" | "category" | "unknown"
+    path: str  # e.g. "/api/v3/coins/markets"
+    query: dict[str, str]  # first value of each parameter
+    headers: dict[str, str]  # lower-case names
+    at: float  # time.monotonic() when received
+    endpoint: str  # "markets" | "global" | "market_chart" | "ping" | "category" | "unknown"
 
 
 @dataclass
 class Fault:
     """A queued misbehaviour; ``remaining`` counts down to 0 and then it is dropped."""
+
     kind: str
     endpoint: str
     page: int | None
@@ -134,11 +150,11 @@ class Fault:
     retry_after: int | None
     hang_seconds: float
     status: int | None
-    interval: float = 0.5               # trickle: seconds between bytes
-    location: str | None = None         # redirect: Location header (None = the same URL again)
-    size: int = DEFAULT_HUGE_BYTES      # huge / gzip_bomb: decoded body bytes
-    chunked: bool = False               # huge: no Content-Length (Transfer-Encoding: chunked)
-    rename: dict | None = None          # rename_fields: {old key: new key}
+    interval: float = 0.5  # trickle: seconds between bytes
+    location: str | None = None  # redirect: Location header (None = the same URL again)
+    size: int = DEFAULT_HUGE_BYTES  # huge / gzip_bomb: decoded body bytes
+    chunked: bool = False  # huge: no Content-Length (Transfer-Encoding: chunked)
+    rename: dict | None = None  # rename_fields: {old key: new key}
 
     def matches(self, endpoint: str, page: int) -> bool:
         return self.endpoint == endpoint and (self.page is None or self.page == page)
@@ -147,6 +163,7 @@ class Fault:
 @dataclass
 class Reply:
     """What a handler decided to send; faults may still alter it."""
+
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
@@ -157,15 +174,22 @@ class Reply:
 class FakeCoinGecko:
     """In-process CoinGecko v3 stand-in bound to 127.0.0.1 on a free port."""
 
-    def __init__(self, markets: list[dict] | None = None, global_body: dict | None = None,
-                 market_charts: dict[str, dict] | None = None, categories: dict[str, list[str]] | None = None):
+    def __init__(
+        self,
+        markets: list[dict] | None = None,
+        global_body: dict | None = None,
+        market_charts: dict[str, dict] | None = None,
+        categories: dict[str, list[str]] | None = None,
+    ):
         self._lock = threading.Lock()
         self._markets: list[dict] = list(markets) if markets is not None else _shared_fixture(DEFAULT_MARKETS)
         self._global: dict | None = global_body if global_body is not None else _shared_fixture(DEFAULT_GLOBAL)
-        self._charts: dict[str, dict] = (dict(market_charts) if market_charts is not None
-                                         else {"bitcoin": _shared_fixture(DEFAULT_BITCOIN_CHART)})
-        self._categories: dict[str, list[str]] = (dict(categories) if categories is not None
-                                                  else _shared_fixture(DEFAULT_CATEGORIES))
+        self._charts: dict[str, dict] = (
+            dict(market_charts) if market_charts is not None else {"bitcoin": _shared_fixture(DEFAULT_BITCOIN_CHART)}
+        )
+        self._categories: dict[str, list[str]] = (
+            dict(categories) if categories is not None else _shared_fixture(DEFAULT_CATEGORIES)
+        )
         self._faults: list[Fault] = []
         self.requests: list[RecordedRequest] = []
         self._server: ThreadingHTTPServer | None = None
@@ -175,16 +199,16 @@ class FakeCoinGecko:
 
     # ---- lifecycle -------------------------------------------------------
 
-    def start(self) -> "FakeCoinGecko":
+    def start(self) -> FakeCoinGecko:
         """Bind to an OS-chosen port on loopback only and serve in a daemon thread."""
         if self._server is not None:
             return self
         self._stopping.clear()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.01},
-                                        name="FakeCoinGecko", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name="FakeCoinGecko", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -205,7 +229,7 @@ class FakeCoinGecko:
         self._thread.join(timeout=2)
         self._server = self._thread = None
 
-    def __enter__(self) -> "FakeCoinGecko":
+    def __enter__(self) -> FakeCoinGecko:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -247,10 +271,22 @@ class FakeCoinGecko:
             else:
                 self._charts[coin_id] = body
 
-    def add_fault(self, kind: str, *, endpoint: str = "markets", page: int | None = None, times: int = 1,
-                  retry_after: int | None = None, hang_seconds: float = 5.0, status: int | None = None,
-                  interval: float = 0.5, location: str | None = None, size: int = DEFAULT_HUGE_BYTES,
-                  chunked: bool = False, rename: dict | None = None) -> None:
+    def add_fault(
+        self,
+        kind: str,
+        *,
+        endpoint: str = "markets",
+        page: int | None = None,
+        times: int = 1,
+        retry_after: int | None = None,
+        hang_seconds: float = 5.0,
+        status: int | None = None,
+        interval: float = 0.5,
+        location: str | None = None,
+        size: int = DEFAULT_HUGE_BYTES,
+        chunked: bool = False,
+        rename: dict | None = None,
+    ) -> None:
         """Queue a fault for the next ``times`` requests to ``endpoint`` (and ``page``, if given).
 
         kinds: "429", "403", "500"/"503"/any 3-digit status, "error" (needs ``status=``),
@@ -289,9 +325,22 @@ class FakeCoinGecko:
         if kind in ("trickle", "trickle_headers") and interval <= 0:
             raise ValueError("interval must be > 0")
         with self._lock:
-            self._faults.append(Fault(kind, endpoint, page, times, retry_after, hang_seconds, status,
-                                      interval=interval, location=location, size=size, chunked=chunked,
-                                      rename=dict(rename) if rename else None))
+            self._faults.append(
+                Fault(
+                    kind,
+                    endpoint,
+                    page,
+                    times,
+                    retry_after,
+                    hang_seconds,
+                    status,
+                    interval=interval,
+                    location=location,
+                    size=size,
+                    chunked=chunked,
+                    rename=dict(rename) if rename else None,
+                )
+            )
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -427,6 +476,7 @@ class FakeCoinGecko:
 
 # ---- pure helpers ---------------------------------------------------------
 
+
 def _classify(path: str) -> tuple[str, str]:
     """Map a URL path to (endpoint name, coin id for market_chart)."""
     path = path.rstrip("/")
@@ -453,7 +503,7 @@ def _int_or(raw: str | None, default: int) -> int | None:
 
 def _page_slice(records: list[dict], per_page: int, page: int) -> list[dict]:
     start = (page - 1) * per_page
-    return records[start:start + per_page]
+    return records[start : start + per_page]
 
 
 def _with_duplicates(records: list[dict], rows: list[dict], per_page: int, page: int) -> list[dict]:
@@ -489,8 +539,10 @@ def _trim_chart(body: dict, days: str) -> dict:
     if not prices:
         return body
     cutoff = prices[-1][0] - n_days * DAY_MS
-    return {key: ([p for p in series if p[0] >= cutoff] if isinstance(series, list) else series)
-            for key, series in body.items()}
+    return {
+        key: ([p for p in series if p[0] >= cutoff] if isinstance(series, list) else series)
+        for key, series in body.items()
+    }
 
 
 def _error_reply(fault: Fault) -> Reply | None:
@@ -604,14 +656,18 @@ def _stream_writer(fault: Fault, reply: Reply, stopping: threading.Event) -> Cal
     body = reply.body
 
     def head(handler, extra: dict[str, str]) -> bytes:
-        lines = [f"HTTP/1.1 {reply.status} {'OK' if reply.status == 200 else 'Fake'}",
-                 "Server: FakeCoinGecko/1.0", "Content-Type: application/json", "Connection: close"]
+        lines = [
+            f"HTTP/1.1 {reply.status} {'OK' if reply.status == 200 else 'Fake'}",
+            "Server: FakeCoinGecko/1.0",
+            "Content-Type: application/json",
+            "Connection: close",
+        ]
         lines += [f"{k}: {v}" for k, v in {**reply.headers, **extra}.items()]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     def trickle(handler, data: bytes) -> bool:
         for i in range(len(data)):
-            handler.wfile.write(data[i:i + 1])
+            handler.wfile.write(data[i : i + 1])
             if stopping.wait(fault.interval):
                 return False
         return True
@@ -637,7 +693,7 @@ def _stream_writer(fault: Fault, reply: Reply, stopping: threading.Event) -> Cal
             out.write(head(handler, {"Transfer-Encoding": "chunked"}))
             half = body[: len(body) // 2]
             out.write(f"{len(half):x}\r\n".encode() + half + b"\r\n")
-            out.write(f"{len(body) - len(half):x}\r\n".encode() + body[len(half):len(half) + 10])
+            out.write(f"{len(body) - len(half):x}\r\n".encode() + body[len(half) : len(half) + 10])
             handler.connection.shutdown(socket.SHUT_RDWR)
         elif kind == "huge":
             first, spaces, tail = _padded(body, fault.size)

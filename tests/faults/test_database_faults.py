@@ -51,8 +51,10 @@ def terminate(pid: int) -> None:
     with _admin_connect() as conn:
         conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and conn.execute(
-                "SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
+        while (
+            time.monotonic() < deadline
+            and conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+        ):
             time.sleep(0.05)
 
 
@@ -64,8 +66,9 @@ def query(settings, sql: str, **params) -> list[tuple]:
 def gold(settings) -> dict[str, list[tuple]]:
     return {
         "mart": query(settings, "SELECT id, current_price, snapshot_at, run_id FROM crypto_analytics_mart ORDER BY id"),
-        "segments": query(settings, "SELECT market_cap_category, coin_count, total_market_cap "
-                                    "FROM market_segment_analysis ORDER BY 1"),
+        "segments": query(
+            settings, "SELECT market_cap_category, coin_count, total_market_cap FROM market_segment_analysis ORDER BY 1"
+        ),
         "history": query(settings, "SELECT snapshot_at, coin_count, total_market_cap FROM market_history ORDER BY 1"),
     }
 
@@ -134,8 +137,9 @@ sys.exit(main(["run", "--source", "sample"]))
 """
 
 
-def cli(settings, *args: str, script: str | None = None, timeout: float = 120,
-        **env_overrides: str) -> subprocess.CompletedProcess:
+def cli(
+    settings, *args: str, script: str | None = None, timeout: float = 120, **env_overrides: str
+) -> subprocess.CompletedProcess:
     command = [sys.executable, "-c", script, *args] if script else [sys.executable, "-m", "pipeline", *args]
     env = settings_env(settings)
     env.update(env_overrides)
@@ -165,7 +169,7 @@ def test_connection_terminated_mid_gold_fails_the_run_and_keeps_gold(pg):
     failed = next(r for run_id, r in runs(pg).items() if run_id != first.run_id)
     assert failed["status"] == "failed" and failed["stage"] == "gold"
     assert lock_rows(pg) == []
-    assert gold(pg) == before                 # the gold transaction died with its backend
+    assert gold(pg) == before  # the gold transaction died with its backend
 
     after = run_pipeline(pg, source="api")
     assert after.status == "success"
@@ -213,7 +217,7 @@ def test_database_refusing_connections_before_a_run(pg):
         assert "not currently accepting connections" in failed.stderr
         assert_one_line_without_sql(failed.stderr)
         assert "sekrit-pw" not in failed.stderr + failed.stdout
-    assert runs(pg) == before_runs            # nothing was started, nothing is left running
+    assert runs(pg) == before_runs  # nothing was started, nothing is left running
     assert lock_rows(pg) == []
     assert gold(pg) == before
     assert cli(pg, "run", "--source", "sample").returncode == 0
@@ -310,7 +314,7 @@ def test_check_constraint_refusing_gold_rows_exits_5_with_one_line(pg):
 
     assert result.returncode == 5, result.stderr
     assert result.stderr.startswith("error: database error:")
-    assert "sabotage" in result.stderr        # the constraint's name: what to look at
+    assert "sabotage" in result.stderr  # the constraint's name: what to look at
     assert_one_line_without_sql(result.stderr)
     assert gold(pg) == before
     assert lock_rows(pg) == []
@@ -329,7 +333,7 @@ def test_describe_db_error_keeps_the_drivers_first_line_only(settings):
     with pytest.raises(Exception) as failure:
         with engine.begin() as conn:
             conn.execute(text(statement))
-    assert "[SQL" in str(failure.value)        # what SQLAlchemy itself says: the statement
+    assert "[SQL" in str(failure.value)  # what SQLAlchemy itself says: the statement
     line = describe_db_error(failure.value)
     assert "nope" in line
     assert_one_line_without_sql(line)

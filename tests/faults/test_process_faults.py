@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError
 
 from pipeline import bronze, flow, runs
 from pipeline.db import make_engine
+from pipeline.errors import DatabaseError
 from pipeline.flow import replay, run_pipeline
 from pipeline.runs import RunLog, current_holder, effective_status, reap_dead_runs
 from pipeline.scheduler import retry_delay_minutes
@@ -43,8 +44,7 @@ def gold(settings) -> tuple[list[tuple], list[tuple]]:
 
 def run_row(settings, run_id: str) -> dict:
     with make_engine(settings.database_url).connect() as conn:
-        return dict(conn.execute(text("SELECT * FROM pipeline_runs WHERE run_id = :r"), {"r": run_id})
-                    .mappings().one())
+        return dict(conn.execute(text("SELECT * FROM pipeline_runs WHERE run_id = :r"), {"r": run_id}).mappings().one())
 
 
 def running_run_ids(settings) -> list[str]:
@@ -64,8 +64,13 @@ def test_a_sigkilled_cli_run_is_seen_dead_at_once_everywhere(settings, fake_coin
     fake_coingecko.add_fault("hang", hang_seconds=1.5, times=50)
     env = settings_env(settings)
     env.update({"COINGECKO_TIMEOUT_SECONDS": "1", "COINGECKO_MAX_RETRIES": "40"})
-    child = subprocess.Popen([sys.executable, "-m", "pipeline", "run"], env=env, cwd=REPO_ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run"],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     dead_id = wait_for(lambda: (running_run_ids(settings) or [None])[0], 30, what="the child run to start")
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
@@ -112,12 +117,13 @@ def test_gold_catches_up_with_a_snapshot_left_behind_by_a_failed_publish(setting
         raise OperationalError("INSERT INTO market_history ...", {}, Exception("server closed the connection"))
 
     monkeypatch.setattr(flow, "build_gold", crash)
-    with pytest.raises(Exception):
+    with pytest.raises(DatabaseError):
         run_pipeline(settings, source="api")
     monkeypatch.setattr(flow, "build_gold", real_build)
 
-    silver_snapshots = [r[0] for r in query(settings, "SELECT DISTINCT snapshot_at FROM staging_crypto_market "
-                                                      "ORDER BY snapshot_at")]
+    silver_snapshots = [
+        r[0] for r in query(settings, "SELECT DISTINCT snapshot_at FROM staging_crypto_market ORDER BY snapshot_at")
+    ]
     assert len(silver_snapshots) == 2
     assert len(gold(settings)[1]) == 1  # the failed run's snapshot is in silver only
 
@@ -178,8 +184,11 @@ def test_snapshot_times_keep_sub_second_precision(settings, fake_coingecko):
     results = [run_pipeline(settings, source="api") for _ in range(3)]
     times = [r.snapshot_at for r in results]
     assert len(set(times)) == 3
-    stored = query(settings, "SELECT snapshot_at, count(*), count(DISTINCT run_id) FROM staging_crypto_market "
-                             "GROUP BY snapshot_at ORDER BY snapshot_at")
+    stored = query(
+        settings,
+        "SELECT snapshot_at, count(*), count(DISTINCT run_id) FROM staging_crypto_market "
+        "GROUP BY snapshot_at ORDER BY snapshot_at",
+    )
     assert len(stored) == 3
     assert all(n_runs == 1 for _, _, n_runs in stored), "a snapshot holds rows of two runs"
     for result, (_, rows, _) in zip(results, stored):
@@ -218,16 +227,18 @@ def test_replay_keeps_apart_old_bronze_runs_that_share_a_second(settings, fake_c
     with make_engine(settings.database_url).begin() as conn:  # as if replayed into a new database
         conn.execute(text("DELETE FROM staging_crypto_market"))
     result = replay(settings)
-    stored = query(settings, "SELECT snapshot_at, count(DISTINCT run_id), count(*) FROM staging_crypto_market "
-                             "WHERE snapshot_at < :later GROUP BY snapshot_at ORDER BY snapshot_at",
-                   later=shared + timedelta(seconds=1))
+    stored = query(
+        settings,
+        "SELECT snapshot_at, count(DISTINCT run_id), count(*) FROM staging_crypto_market "
+        "WHERE snapshot_at < :later GROUP BY snapshot_at ORDER BY snapshot_at",
+        later=shared + timedelta(seconds=1),
+    )
     assert len(stored) == 2 and all(n_runs == 1 for _, n_runs, _ in stored)
     assert sum(rows for *_, rows in stored) == first.silver_rows + second.silver_rows
     assert result.status == "success"
     # Replaying again gives the same tables (the moved time is deterministic).
     replay(settings)
-    assert query(settings, "SELECT count(*) FROM staging_crypto_market")[0][0] == \
-        first.silver_rows + second.silver_rows
+    assert query(settings, "SELECT count(*) FROM staging_crypto_market")[0][0] == first.silver_rows + second.silver_rows
 
 
 # -- a failing schedule (item 15) -------------------------------------------------------------------

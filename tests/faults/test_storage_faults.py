@@ -58,8 +58,11 @@ class SmallDisk:
     def _mount(self) -> bool:
         if os.environ.get("TEST_SIMULATED_DISK") or os.geteuid() != 0 or shutil.which("mount") is None:
             return False
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.SIZE},mode=0755", "tmpfs", str(self.root)],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={self.SIZE},mode=0755", "tmpfs", str(self.root)],
+            capture_output=True,
+            text=True,
+        )
         return done.returncode == 0
 
     def _simulate(self, monkeypatch) -> None:
@@ -134,10 +137,17 @@ def _same_to_12_digits(value):
 
 
 def gold_rows(settings) -> dict[str, list[tuple]]:
-    return {t: [tuple(_same_to_12_digits(v) for v in r)
-                for r in read(settings, f"SELECT * FROM {t} ORDER BY {o}").itertuples(index=False)]
-            for t, o in [("crypto_analytics_mart", "id"), ("market_segment_analysis", "market_cap_category"),
-                         ("market_history", "snapshot_at")]}
+    return {
+        t: [
+            tuple(_same_to_12_digits(v) for v in r)
+            for r in read(settings, f"SELECT * FROM {t} ORDER BY {o}").itertuples(index=False)
+        ]
+        for t, o in [
+            ("crypto_analytics_mart", "id"),
+            ("market_segment_analysis", "market_cap_category"),
+            ("market_history", "snapshot_at"),
+        ]
+    }
 
 
 def hashes(folder: Path) -> dict[str, str]:
@@ -231,6 +241,7 @@ def test_a_full_disk_fails_the_run_cleanly_and_blocks_nothing(settings, disk, se
 
 # ---- damaged bronze runs -------------------------------------------------------------
 
+
 def writable(path: Path) -> Path:
     os.chmod(path, 0o644)
     return path
@@ -259,8 +270,11 @@ DAMAGE = {
     "a manifest that is not JSON": lambda f: set_manifest(f, b'{"run_id": "x", "entries": [{"fi'),
     "a manifest of the wrong shape": lambda f: set_manifest(f, json.dumps({"run_id": f.name, "files": []}).encode()),
     # What a full disk left before writes were atomic.
-    "truncated bodies and a 0-byte manifest": lambda f: (truncate(f / "markets_p001.json"),
-                                                         truncate(f / "markets_p001.parquet"), set_manifest(f, b"")),
+    "truncated bodies and a 0-byte manifest": lambda f: (
+        truncate(f / "markets_p001.json"),
+        truncate(f / "markets_p001.parquet"),
+        set_manifest(f, b""),
+    ),
 }
 
 
@@ -301,7 +315,7 @@ def test_a_damaged_run_never_blocks_listing_verify_or_prune(settings, damage):
     report = verify(settings.raw_dir)
     assert [d.folder for d in report.damaged] == [folder] and report.checked == 2
 
-    pruned = prune(settings, keep_days=30, dry_run=True)         # does not raise
+    pruned = prune(settings, keep_days=30, dry_run=True)  # does not raise
     sample_folder = bronze.find_run(settings.raw_dir, good.run_id).folder
     assert [f.folder for f in pruned.folders] == [sample_folder]  # recorded in 2022; the damaged run is today's
     assert [d.folder for d in pruned.damaged] == [p.folder for p in problems]
@@ -312,16 +326,22 @@ def test_garbled_parquet_copy_is_found_by_a_deep_check_only(settings):
     run = bronze.find_run(settings.raw_dir, result.run_id)
     flip_byte(run.folder / "markets_p001.parquet")
     assert bronze.check_run(run) == []
-    assert bronze.check_run(run, deep=True) == [
-        "markets_p001.parquet: sha256 mismatch (changed since it was written)"]
-    assert replay(settings).bronze_runs == [result.run_id]        # replay reads the JSON bodies only
+    assert bronze.check_run(run, deep=True) == ["markets_p001.parquet: sha256 mismatch (changed since it was written)"]
+    assert replay(settings).bronze_runs == [result.run_id]  # replay reads the JSON bodies only
 
 
 # ---- python -m pipeline verify -------------------------------------------------------
 
+
 def verify_cli(settings, *args):
-    return subprocess.run([sys.executable, "-m", "pipeline", "verify", *args], env=settings_env(settings),
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", "verify", *args],
+        env=settings_env(settings),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture
@@ -354,7 +374,7 @@ def test_verify_exit_codes(sqlite_settings):
     flip_byte(bronze.find_run(settings.raw_dir, second).folder / "markets_p001.parquet")
     deep = verify_cli(settings)
     assert deep.returncode == 1
-    (line,) = [l for l in deep.stdout.splitlines() if l.startswith("damaged")]
+    (line,) = [row for row in deep.stdout.splitlines() if row.startswith("damaged")]
     assert line.startswith(f"damaged bronze run {second} (") and "markets_p001.parquet: sha256 mismatch" in line
     assert "2 runs checked, 1 damaged" in deep.stdout
     assert deep.stderr.strip() == "error: 1 of 2 bronze runs damaged (listed above)"

@@ -304,9 +304,15 @@ def test_backfill_waits_for_no_one_when_the_lock_is_held(settings, charts):
 
 
 def use_settings(monkeypatch, settings) -> None:
-    env = {"DATABASE_URL": settings.database_url, "DATA_DIR": str(settings.data_dir),
-           "COINGECKO_BASE_URL": settings.coingecko_base_url, "COINGECKO_CALLS_PER_MINUTE": "0",
-           "COINGECKO_BACKOFF_SECONDS": "0.01", "COINGECKO_TIMEOUT_SECONDS": "2", "COINGECKO_MAX_RETRIES": "3"}
+    env = {
+        "DATABASE_URL": settings.database_url,
+        "DATA_DIR": str(settings.data_dir),
+        "COINGECKO_BASE_URL": settings.coingecko_base_url,
+        "COINGECKO_CALLS_PER_MINUTE": "0",
+        "COINGECKO_BACKOFF_SECONDS": "0.01",
+        "COINGECKO_TIMEOUT_SECONDS": "2",
+        "COINGECKO_MAX_RETRIES": "3",
+    }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
 
@@ -334,7 +340,8 @@ def test_cli_backfill_refuses_bad_arguments_in_one_line(settings, monkeypatch, c
     assert main(["backfill", "--days", "400"]) == 2
     assert capsys.readouterr().err.strip() == (
         "error: --days 400: CoinGecko's free plan serves at most 365 days of history "
-        "(COINGECKO_API_PLAN=pro with a pro key lifts this)")
+        "(COINGECKO_API_PLAN=pro with a pro key lifts this)"
+    )
     assert main(["backfill", "--ids", "../global"]) == 2
     assert "is not a CoinGecko coin id" in capsys.readouterr().err
     with pytest.raises(SystemExit):

@@ -18,7 +18,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 LAST_LINE = re.compile(
     r"^replay_pg_rows_per_s=\d+ vs_baseline=\d+(\.\d+)? vs_copy=\d+(\.\d+)? "
-    r"peak_rss_mb=\d+ dashboard_p95_ms=\d+(\.\d+)?$")
+    r"peak_rss_mb=\d+ dashboard_p95_ms=\d+(\.\d+)?$"
+)
 
 
 def test_bench_small_run(tmp_path: Path):
@@ -30,9 +31,31 @@ def test_bench_small_run(tmp_path: Path):
     out = tmp_path / "bench.json"
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), BENCH_POSTGRES_URL=ADMIN_URL)
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench", "--sizes", "2000", "--dashboard-rows", "20000", "--repeat", "3",
-         "--gold-repeat", "1", "--baseline-max-rows", "1000", "--out", str(out), "--tmp-dir", str(tmp_path)],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench",
+            "--sizes",
+            "2000",
+            "--dashboard-rows",
+            "20000",
+            "--repeat",
+            "3",
+            "--gold-repeat",
+            "1",
+            "--baseline-max-rows",
+            "1000",
+            "--out",
+            str(out),
+            "--tmp-dir",
+            str(tmp_path),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     assert LAST_LINE.match(lines[-1]), lines[-1]
@@ -67,12 +90,19 @@ def test_bench_small_run(tmp_path: Path):
     summary = results["summary"]
     assert summary["replay_pg_rows_per_s"] == pytest.approx(size["postgresql"]["rows_per_s"])
     assert summary["dashboard_p95_ms"] > 0
-    assert set(results["targets"]) == {"pg_vs_baseline", "pg_vs_copy", "sqlite_rows_per_s", "dashboard_p95_ms",
-                                       "peak_rss_mb"}
+    assert set(results["targets"]) == {
+        "pg_vs_baseline",
+        "pg_vs_copy",
+        "sqlite_rows_per_s",
+        "dashboard_p95_ms",
+        "peak_rss_mb",
+    }
 
     # Cleaned up: no temporary folder, no bench database left on the server.
     assert not Path(results["work"]["dir"]).exists()
     with _admin_connect() as conn:
-        left = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
-                            (results["work"]["postgres_database_prefix"] + "%",)).fetchall()
+        left = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s",
+            (results["work"]["postgres_database_prefix"] + "%",),
+        ).fetchall()
     assert left == []

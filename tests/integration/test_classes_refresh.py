@@ -15,8 +15,7 @@ from pipeline.schema import ref_coin_classes
 from tests.fakes.coingecko import load_fixture
 
 MEMBERS = load_fixture("categories/category_members_2022-10-16.json")
-EXPECTED = sorted((coin_id, classes.CATEGORY_CLASSES[category])
-                  for category, ids in MEMBERS.items() for coin_id in ids)
+EXPECTED = sorted((coin_id, classes.CATEGORY_CLASSES[category]) for category, ids in MEMBERS.items() for coin_id in ids)
 
 
 @pytest.fixture
@@ -28,8 +27,12 @@ def settings(settings):
 def class_rows(settings) -> list[tuple]:
     t = ref_coin_classes
     with make_engine(settings.database_url).connect() as conn:
-        return [tuple(r) for r in conn.execute(select(t.c.id, t.c.coin_class, t.c.origin, t.c.updated_at)
-                                                .order_by(t.c.id, t.c.coin_class))]
+        return [
+            tuple(r)
+            for r in conn.execute(
+                select(t.c.id, t.c.coin_class, t.c.origin, t.c.updated_at).order_by(t.c.id, t.c.coin_class)
+            )
+        ]
 
 
 def classes_runs(settings, *, include_incomplete=False) -> list[bronze.BronzeRun]:
@@ -105,7 +108,7 @@ def test_readers_fall_back_to_the_seed_until_coingecko_classes_exist(settings, f
     engine = prepare_database(settings)
     with engine.connect() as conn:
         seed = classes.stablecoin_ids(conn)
-    assert {"tether", "usd-coin", "dai", "terrausd"} <= seed            # sql/seeds/ref_stablecoins.csv
+    assert {"tether", "usd-coin", "dai", "terrausd"} <= seed  # sql/seeds/ref_stablecoins.csv
     classes.refresh_if_due(settings, engine, force=True)
     with engine.connect() as conn:
         assert classes.stablecoin_ids(conn) == set(MEMBERS["stablecoins"])
@@ -130,9 +133,13 @@ def test_new_classes_rebuild_the_whole_history_so_a_replay_gives_the_same(settin
 
     def history() -> list[tuple]:
         with engine.connect() as conn:
-            return [tuple(r) for r in conn.exec_driver_sql(
-                "SELECT snapshot_at, dominance_basis, total_market_cap, stablecoin_dominance_pct "
-                "FROM market_history ORDER BY snapshot_at")]
+            return [
+                tuple(r)
+                for r in conn.exec_driver_sql(
+                    "SELECT snapshot_at, dominance_basis, total_market_cap, stablecoin_dominance_pct "
+                    "FROM market_history ORDER BY snapshot_at"
+                )
+            ]
 
     before = history()
     assert len(before) == 2 and {b for _, b, _, _ in before} == {"top_n"}

@@ -112,12 +112,12 @@ def _expand(body: str, env: dict) -> str:
     match = _NAME.match(body)
     if not match:
         raise InterpolationError(f"invalid interpolation format: ${{{body}}}")
-    name, rest = match.group(0), body[match.end():]
+    name, rest = match.group(0), body[match.end() :]
     if rest == "":
         return env.get(name, "")
     for op in _OPERATORS:
         if rest.startswith(op):
-            arg = rest[len(op):]
+            arg = rest[len(op) :]
             break
     else:
         raise InterpolationError(f"invalid interpolation format: ${{{body}}}")
@@ -128,9 +128,7 @@ def _expand(body: str, env: dict) -> str:
         return env[name] if present else interpolate_str(arg, env)
     if op in (":?", "?"):
         if not present:
-            raise InterpolationError(
-                f"required variable {name} is missing a value: {interpolate_str(arg, env)}"
-            )
+            raise InterpolationError(f"required variable {name} is missing a value: {interpolate_str(arg, env)}")
         return env[name]
     return interpolate_str(arg, env) if present else ""  # :+ and +
 
@@ -239,9 +237,7 @@ def env_example_entries() -> list[tuple[str, str, bool, bool]]:
             value = match.group(3).strip()
             if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
                 value = value[1:-1]
-            entries.append(
-                (match.group(2), value, active, previous.lstrip().startswith("#"))
-            )
+            entries.append((match.group(2), value, active, previous.lstrip().startswith("#")))
         previous = line
     return entries
 
@@ -608,8 +604,13 @@ def test_app_services_share_image_environment_and_restart_policy(services, inter
     for name, service in services.items():
         assert service.get("restart") == "unless-stopped", name
     expected = {
-        "DATABASE_URL", "DATA_DIR", "COINGECKO_API_KEY", "COINGECKO_API_PLAN",
-        "PIPELINE_INTERVAL_MINUTES", "PIPELINE_TOP_N", "VS_CURRENCY",
+        "DATABASE_URL",
+        "DATA_DIR",
+        "COINGECKO_API_KEY",
+        "COINGECKO_API_PLAN",
+        "PIPELINE_INTERVAL_MINUTES",
+        "PIPELINE_TOP_N",
+        "VS_CURRENCY",
     }
     assert expected <= set(env_dict(pipeline))
 
@@ -737,10 +738,19 @@ def test_dockerfile_copy_sources_exist_and_are_in_the_build_context():
 @pytest.mark.parametrize(
     "path",
     [
-        ".git", ".git/HEAD", ".env", ".env.production", ".venv/bin/python",
-        "data/warehouse.db", "data/bench/x.json", "data/raw/2025-01-01/run-1/markets.json",
-        "pipeline/__pycache__/config.cpython-311.pyc", ".pytest_cache/v/cache",
-        "test-artifacts/shot.png", "bench-results/run.json", ".streamlit/secrets.toml",
+        ".git",
+        ".git/HEAD",
+        ".env",
+        ".env.production",
+        ".venv/bin/python",
+        "data/warehouse.db",
+        "data/bench/x.json",
+        "data/raw/2025-01-01/run-1/markets.json",
+        "pipeline/__pycache__/config.cpython-311.pyc",
+        ".pytest_cache/v/cache",
+        "test-artifacts/shot.png",
+        "bench-results/run.json",
+        ".streamlit/secrets.toml",
         "tests/unit/test_x.py",
     ],
 )
@@ -751,8 +761,13 @@ def test_dockerignore_excludes(path):
 @pytest.mark.parametrize(
     "path",
     [
-        "requirements.txt", "requirements.lock", "data/sample/markets.json", "pipeline/__main__.py",
-        "dashboard/app.py", "sql/gold/views.sql", ".streamlit/config.toml",
+        "requirements.txt",
+        "requirements.lock",
+        "data/sample/markets.json",
+        "pipeline/__main__.py",
+        "dashboard/app.py",
+        "sql/gold/views.sql",
+        ".streamlit/config.toml",
     ],
 )
 def test_dockerignore_keeps_what_the_image_needs(path):

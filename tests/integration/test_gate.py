@@ -26,8 +26,11 @@ from tests.conftest import REPO_ROOT, settings_env
 from tests.fakes.coingecko import DEFAULT_MARKETS, load_fixture
 from tests.unit.test_plausibility import STABLECOINS
 
-GOLD = {"crypto_analytics_mart": "id", "market_segment_analysis": "market_cap_category",
-        "market_history": "snapshot_at"}
+GOLD = {
+    "crypto_analytics_mart": "id",
+    "market_segment_analysis": "market_cap_category",
+    "market_history": "snapshot_at",
+}
 
 
 def read(settings, sql: str, **params) -> pd.DataFrame:
@@ -41,13 +44,17 @@ def read(settings, sql: str, **params) -> pd.DataFrame:
 
 def gold(settings) -> dict[str, list[tuple]]:
     with make_engine(settings.database_url).connect() as conn:
-        return {table: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {table} ORDER BY {order}"))]
-                for table, order in GOLD.items()}
+        return {
+            table: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {table} ORDER BY {order}"))]
+            for table, order in GOLD.items()
+        }
 
 
 def ledger(settings) -> pd.DataFrame:
-    return read(settings, "SELECT snapshot_at, run_id, status, reasons, coin_count, requested_coins "
-                          "FROM snapshots ORDER BY snapshot_at")
+    return read(
+        settings,
+        "SELECT snapshot_at, run_id, status, reasons, coin_count, requested_coins FROM snapshots ORDER BY snapshot_at",
+    )
 
 
 def mart_snapshot(settings):
@@ -63,8 +70,18 @@ def real():
 
 def eur(records):
     for r in records:
-        for key in ("current_price", "market_cap", "fully_diluted_valuation", "total_volume", "high_24h", "low_24h",
-                    "ath", "atl", "price_change_24h", "market_cap_change_24h"):
+        for key in (
+            "current_price",
+            "market_cap",
+            "fully_diluted_valuation",
+            "total_volume",
+            "high_24h",
+            "low_24h",
+            "ath",
+            "atl",
+            "price_change_24h",
+            "market_cap_change_24h",
+        ):
             if isinstance(r.get(key), (int, float)):
                 r[key] *= 0.92
     return records
@@ -106,7 +123,7 @@ def no_prices(records):
 
 def garbage(records):
     for r in records[:40]:
-        r["market_cap"] = -1      # negative: silver quarantines the record
+        r["market_cap"] = -1  # negative: silver quarantines the record
     return records
 
 
@@ -135,16 +152,19 @@ def test_an_implausible_body_is_held_and_gold_keeps_the_previous_snapshot(settin
     assert held.exit_code == 6 and len(held.reasons) == 1 and words in held.reasons[0]
     assert "\n" not in str(held)
 
-    assert gold(settings) == before                                    # mart, segments and history untouched
+    assert gold(settings) == before  # mart, segments and history untouched
     assert mart_snapshot(settings) == [good.snapshot_at]
     rows = ledger(settings)
     assert rows.status.tolist() == ["published", "held"]
     assert words in rows.reasons.iloc[1] and rows.run_id.iloc[1] == held.run_id
-    run = read(settings, "SELECT status, stage, error_message, gold_rows, silver_rows FROM pipeline_runs "
-                         "WHERE run_id = :r", r=held.run_id).iloc[0]
+    run = read(
+        settings,
+        "SELECT status, stage, error_message, gold_rows, silver_rows FROM pipeline_runs WHERE run_id = :r",
+        r=held.run_id,
+    ).iloc[0]
     assert run.status == "held" and run.error_message.startswith("held: ") and words in run.error_message
-    assert pd.isna(run.gold_rows) and run.silver_rows > 0             # silver keeps it for diagnosis
-    assert read(settings, "SELECT COUNT(*) AS n FROM pipeline_lock").n[0] == 0   # the lock was released
+    assert pd.isna(run.gold_rows) and run.silver_rows > 0  # silver keeps it for diagnosis
+    assert read(settings, "SELECT COUNT(*) AS n FROM pipeline_lock").n[0] == 0  # the lock was released
 
     # The next good run publishes; the held snapshot stays held.
     fake_coingecko.set_markets(real())
@@ -173,8 +193,14 @@ def test_cli_exit_6_then_publish_force_and_replay(settings, fake_coingecko):
     env = settings_env(settings)
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "pipeline", *args], env=env, cwd=REPO_ROOT,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "pipeline", *args],
+            env=env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     good = run_pipeline(settings, source="api")
     fake_coingecko.set_markets(real()[:100])
@@ -269,7 +295,7 @@ def test_the_pipeline_page_lists_held_snapshots_with_their_reasons(settings, fak
     assert metric(at, "Held snapshots").value == "2"
     assert "Held snapshots" in [s.value for s in at.subheader]
     held = next(d.value for d in at.dataframe if "reasons" in d.value.columns)
-    assert held["reasons"].str.contains("bitcoin moved").iloc[0]               # newest first
+    assert held["reasons"].str.contains("bitcoin moved").iloc[0]  # newest first
     assert held["reasons"].str.contains("market cap / ").iloc[1]
     runs = next(d.value for d in at.dataframe if "trigger" in d.value.columns)
     assert runs["status"].tolist()[:2] == ["held", "held"]
@@ -285,12 +311,27 @@ def test_the_scheduler_backs_off_after_held_runs(settings, fake_coingecko):
     run_pipeline(settings, source="api")
     fake_coingecko.set_markets(caps_x1000(real()))
     # 0.01 minutes = 0.6 s between runs; after the second held run in a row it waits 2x as long.
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "schedule", "--interval", "0.01"],
-                            env=settings_env(settings), cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "schedule", "--interval", "0.01"],
+        env=settings_env(settings),
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
-        wait_for(lambda: (read(settings, "SELECT status FROM pipeline_runs WHERE trigger = 'schedule'")
-                          .status.tolist().count("held") >= 2) or None, timeout=60)
+        wait_for(
+            lambda: (
+                (
+                    read(settings, "SELECT status FROM pipeline_runs WHERE trigger = 'schedule'")
+                    .status.tolist()
+                    .count("held")
+                    >= 2
+                )
+                or None
+            ),
+            timeout=60,
+        )
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=15)
     finally:

@@ -20,10 +20,14 @@ from tests.fakes.coingecko import REPO_ROOT
 
 REAL = REPO_ROOT.parent / "shared" / "data" / "real"
 DAYS = {
-    "2022-11-27": ("markets/markets_100_sparkline_2022-11-27_mrmendoza-dev-cryptotracker.json",
-                   "global/global_2022-11-27_mrmendoza-dev-cryptotracker.json"),
-    "2023-01-08": ("markets/markets_2023-01-08_JKorf-CoinGecko.Net.json",
-                   "global/global_2023-01-08_JKorf-CoinGecko.Net.json"),
+    "2022-11-27": (
+        "markets/markets_100_sparkline_2022-11-27_mrmendoza-dev-cryptotracker.json",
+        "global/global_2022-11-27_mrmendoza-dev-cryptotracker.json",
+    ),
+    "2023-01-08": (
+        "markets/markets_2023-01-08_JKorf-CoinGecko.Net.json",
+        "global/global_2023-01-08_JKorf-CoinGecko.Net.json",
+    ),
 }
 
 pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="the shared real recordings are not next to the repo")
@@ -62,12 +66,14 @@ def test_mart_matches_coingecko_global_on_a_real_day(settings, fake_coingecko, d
     assert list(mart.basis_total_market_cap) == pytest.approx([cg["total_market_cap"]["usd"]] * len(mart))
     assert list(mart.basis_total_volume) == pytest.approx([cg["total_volume"]["usd"]] * len(mart))
     assert list(mart.basis_market_cap_change_percentage_24h) == pytest.approx(
-        [cg["market_cap_change_percentage_24h_usd"]] * len(mart))
+        [cg["market_cap_change_percentage_24h_usd"]] * len(mart)
+    )
     # A coin /global does not list: its market cap over /global's total.
     record = next(r for r in markets if r["market_cap_rank"] == 50)
     assert record["symbol"] not in cg["market_cap_percentage"]
     assert mart.loc[record["id"], "market_dominance_pct"] == pytest.approx(
-        record["market_cap"] * 100 / cg["total_market_cap"]["usd"])
+        record["market_cap"] * 100 / cg["total_market_cap"]["usd"]
+    )
 
     history = read(settings, "SELECT * FROM market_history").iloc[0]
     assert history.dominance_basis == "global" and pd.isna(history.basis_note)
@@ -135,12 +141,20 @@ def test_top_n_total_leaves_out_derivative_tokens_and_counts_classified_stableco
     with engine.begin() as conn:
         seeded = {r[0] for r in conn.execute(text("SELECT id FROM ref_stablecoins"))}
         rows = [{"id": i, "coin_class": c, "origin": "test", "updated_at": utcnow()} for i, c in derivative.items()]
-        candidates = [r["id"] for r in markets if r["id"] not in seeded and r["id"] not in derivative
-                      and r["id"] not in ("bitcoin", "ethereum")]
+        candidates = [
+            r["id"]
+            for r in markets
+            if r["id"] not in seeded and r["id"] not in derivative and r["id"] not in ("bitcoin", "ethereum")
+        ]
         extra_stable = extra_stable if extra_stable in candidates else candidates[-1]
         rows.append({"id": extra_stable, "coin_class": "stablecoin", "origin": "test", "updated_at": utcnow()})
-        conn.execute(text("INSERT INTO ref_coin_classes (id, coin_class, origin, updated_at) "
-                          "VALUES (:id, :coin_class, :origin, :updated_at)"), rows)
+        conn.execute(
+            text(
+                "INSERT INTO ref_coin_classes (id, coin_class, origin, updated_at) "
+                "VALUES (:id, :coin_class, :origin, :updated_at)"
+            ),
+            rows,
+        )
     run_pipeline(settings, source="api", top_n=100)
 
     mart = read(settings, "SELECT * FROM crypto_analytics_mart").set_index("id")
@@ -166,12 +180,20 @@ def test_gold_tables_with_old_columns_are_recreated_and_rebuilt(settings, fake_c
     # An older database: market_history without the new columns, holding the old basis name.
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE market_history"))
-        conn.execute(text("CREATE TABLE market_history (snapshot_at TIMESTAMP PRIMARY KEY, source VARCHAR(16) NOT NULL, "
-                          "coin_count INTEGER NOT NULL, total_market_cap FLOAT, total_volume FLOAT, "
-                          "btc_dominance_pct FLOAT, eth_dominance_pct FLOAT, stablecoin_dominance_pct FLOAT, "
-                          "others_dominance_pct FLOAT, dominance_basis VARCHAR(32) NOT NULL)"))
-        conn.execute(text("INSERT INTO market_history (snapshot_at, source, coin_count, dominance_basis) "
-                          "SELECT max(snapshot_at), 'api', 1, 'tracked_universe' FROM staging_crypto_market"))
+        conn.execute(
+            text(
+                "CREATE TABLE market_history (snapshot_at TIMESTAMP PRIMARY KEY, source VARCHAR(16) NOT NULL, "
+                "coin_count INTEGER NOT NULL, total_market_cap FLOAT, total_volume FLOAT, "
+                "btc_dominance_pct FLOAT, eth_dominance_pct FLOAT, stablecoin_dominance_pct FLOAT, "
+                "others_dominance_pct FLOAT, dominance_basis VARCHAR(32) NOT NULL)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO market_history (snapshot_at, source, coin_count, dominance_basis) "
+                "SELECT max(snapshot_at), 'api', 1, 'tracked_universe' FROM staging_crypto_market"
+            )
+        )
         conn.execute(text("ALTER TABLE crypto_analytics_mart DROP COLUMN basis_note"))
 
     ensure_schema(engine)

@@ -55,8 +55,11 @@ def test_import_real_bodies_takes_the_time_from_the_bodies(settings):
     ledger = read(settings, "SELECT * FROM snapshots ORDER BY snapshot_at")
     assert times(ledger) == [body_time(MARKETS_2022), body_time(MARKETS_2023)]
     assert set(ledger.source) == {"import"} and ledger.fetched_at.isna().all()  # no fetch time is known
-    silver = read(settings, "SELECT snapshot_at, COUNT(*) AS n, COUNT(fetched_at) AS fetched "
-                            "FROM staging_crypto_market GROUP BY snapshot_at ORDER BY snapshot_at")
+    silver = read(
+        settings,
+        "SELECT snapshot_at, COUNT(*) AS n, COUNT(fetched_at) AS fetched "
+        "FROM staging_crypto_market GROUP BY snapshot_at ORDER BY snapshot_at",
+    )
     assert silver.n.tolist() == [100, 100] and silver.fetched.tolist() == [0, 0]
     history = read(settings, "SELECT * FROM market_history ORDER BY snapshot_at")
     assert times(history) == times(ledger) and set(history.source) == {"import"}
@@ -137,7 +140,9 @@ def test_a_malformed_file_is_reported_and_the_others_imported(settings, tmp_path
     with pytest.raises(PipelineError, match="nothing to import"):
         import_bodies(settings, [folder / "c_error.json"])
     assert read(settings, "SELECT status FROM pipeline_runs ORDER BY started_at").status.tolist() == [
-        "success", "failed"]
+        "success",
+        "failed",
+    ]
 
 
 def test_stale_records_reach_the_mart_flagged(settings):
@@ -198,8 +203,9 @@ def test_a_live_run_keeps_the_fetch_time_beside_the_data_time(settings, fake_coi
     fresh = freshness(settings)
     assert fresh["snapshot_at"] == result.snapshot_at and fresh["fetched_at"] == fetched
     # the fake's recorded 2022 body, served as is: its last_updated values say nothing about now
-    fake_coingecko.set_markets(load_fixture("markets/markets_250_sparkline_pct1h24h7d_2022-10-16_"
-                                            "mrmendoza-dev-cryptotracker.json"))
+    fake_coingecko.set_markets(
+        load_fixture("markets/markets_250_sparkline_pct1h24h7d_2022-10-16_mrmendoza-dev-cryptotracker.json")
+    )
     again = run_pipeline(settings, source="api", top_n=250)
     manifest = bronze.find_run(settings.raw_dir, again.run_id).manifest
     assert manifest["data_time_basis"] == "fetched_at"

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from pipeline.db import make_engine, utcnow
-from pipeline.errors import RunLocked
+from pipeline.errors import RunLocked, SourceError
 from pipeline.flow import prepare_database, run_pipeline
 from pipeline.runs import RunLease, RunLog, current_holder
 from tests.conftest import REPO_ROOT, settings_env
@@ -32,8 +32,13 @@ time.sleep(120)
 
 
 def start_holder(settings, ttl: float = 60.0) -> subprocess.Popen:
-    child = subprocess.Popen([sys.executable, "-c", HOLDER, str(ttl)], env=settings_env(settings), cwd=REPO_ROOT,
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(ttl)],
+        env=settings_env(settings),
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert child.stdout.readline().strip() == "locked"
     return child
 
@@ -78,9 +83,13 @@ def test_sigkilled_run_does_not_block_the_next_and_is_marked_abandoned(settings)
 def test_expired_lease_from_another_host_is_taken_over(settings):
     engine = prepare_database(settings)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO pipeline_lock (name, run_id, host, pid, acquired_at, expires_at) "
-                          "VALUES ('pipeline', 'elsewhere', 'other-host', 1, :a, :e)"),
-                     {"a": utcnow(), "e": utcnow()})
+        conn.execute(
+            text(
+                "INSERT INTO pipeline_lock (name, run_id, host, pid, acquired_at, expires_at) "
+                "VALUES ('pipeline', 'elsewhere', 'other-host', 1, :a, :e)"
+            ),
+            {"a": utcnow(), "e": utcnow()},
+        )
     time.sleep(0.01)
     with RunLease(engine, "mine", ttl_seconds=30):
         assert current_holder(engine)["run_id"] == "mine"
@@ -89,9 +98,13 @@ def test_expired_lease_from_another_host_is_taken_over(settings):
 def test_live_lease_from_another_host_blocks(settings):
     engine = prepare_database(settings)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO pipeline_lock (name, run_id, host, pid, acquired_at, expires_at) "
-                          "VALUES ('pipeline', 'elsewhere', 'other-host', 1, :a, :e)"),
-                     {"a": utcnow(), "e": utcnow().replace(year=utcnow().year + 1)})
+        conn.execute(
+            text(
+                "INSERT INTO pipeline_lock (name, run_id, host, pid, acquired_at, expires_at) "
+                "VALUES ('pipeline', 'elsewhere', 'other-host', 1, :a, :e)"
+            ),
+            {"a": utcnow(), "e": utcnow().replace(year=utcnow().year + 1)},
+        )
     with pytest.raises(RunLocked, match="elsewhere"):
         RunLease(engine, "mine", ttl_seconds=30).acquire()
 
@@ -111,7 +124,7 @@ def test_lease_is_renewed_while_the_run_works(settings):
 
 def test_lock_is_released_when_a_run_fails(settings, fake_coingecko):
     fake_coingecko.add_fault("500", times=10)
-    with pytest.raises(Exception):
+    with pytest.raises(SourceError):
         run_pipeline(settings, source="api")
     assert current_holder(make_engine(settings.database_url)) is None
     result = run_pipeline(settings, source="sample")
@@ -131,18 +144,26 @@ def test_sigkill_of_a_real_run_midway_keeps_gold_and_frees_the_next_run(settings
 
     def gold() -> list[tuple]:
         with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(
-                "SELECT id, current_price, snapshot_at FROM crypto_analytics_mart ORDER BY id"))]
+            return [
+                tuple(r)
+                for r in conn.execute(
+                    text("SELECT id, current_price, snapshot_at FROM crypto_analytics_mart ORDER BY id")
+                )
+            ]
 
     before = gold()
     fake_coingecko.add_fault("hang", hang_seconds=1.5, times=20)  # the next run sits in its fetch
     env = settings_env(settings)
     env.update({"COINGECKO_TIMEOUT_SECONDS": "1", "COINGECKO_MAX_RETRIES": "20"})
-    child = subprocess.Popen([sys.executable, "-m", "pipeline", "run"], env=env, cwd=REPO_ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run"],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not any(
-            r["status"] == "running" for r in runs_by_id(settings).values()):
+    while time.monotonic() < deadline and not any(r["status"] == "running" for r in runs_by_id(settings).values()):
         time.sleep(0.1)
     killed = next(run_id for run_id, r in runs_by_id(settings).items() if r["status"] == "running")
     os.kill(child.pid, signal.SIGKILL)

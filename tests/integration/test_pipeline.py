@@ -31,8 +31,10 @@ def table_rows(settings, table: str, order: str) -> list[tuple]:
         if "_at" in column or column in ("last_updated",):
             frame[column] = pd.to_datetime(frame[column]).astype(str)
     # Sums of floats may differ in the last bit with aggregation order: compare 12 significant digits.
-    return [tuple(None if pd.isna(v) else float(f"{v:.12g}") if isinstance(v, float) else v for v in row)
-            for row in frame.itertuples(index=False)]
+    return [
+        tuple(None if pd.isna(v) else float(f"{v:.12g}") if isinstance(v, float) else v for v in row)
+        for row in frame.itertuples(index=False)
+    ]
 
 
 def test_run_builds_every_layer(settings, fake_coingecko):
@@ -70,7 +72,9 @@ def test_run_builds_every_layer(settings, fake_coingecko):
 def test_dominance_matches_coingecko_global(settings):
     # The recorded /global is 5.5 h older than the coins: allowed here by a 6 h maximum age.
     run_pipeline(settings.with_overrides(global_max_age_minutes=360), source="api")
-    mart = read(settings, "SELECT id, market_dominance_pct FROM crypto_analytics_mart WHERE id IN ('bitcoin', 'ethereum')")
+    mart = read(
+        settings, "SELECT id, market_dominance_pct FROM crypto_analytics_mart WHERE id IN ('bitcoin', 'ethereum')"
+    )
     dominance = dict(zip(mart.id, mart.market_dominance_pct))
     # The recorded /global is 5.5 h older than the coins' prices: within 0.15 points.
     assert dominance["bitcoin"] == pytest.approx(GLOBAL_2022["market_cap_percentage"]["btc"], abs=0.15)
@@ -90,8 +94,11 @@ def test_global_unavailable_falls_back_to_tracked_coins(settings, fake_coingecko
     mart = read(settings, "SELECT id, dominance_basis, market_dominance_pct FROM crypto_analytics_mart")
     assert set(mart.dominance_basis) == {"top_n"}
     # Shares of the top-N total, which leaves out derivative tokens (wrapped, liquid staking, bridged).
-    derivatives = set(read(settings, "SELECT id FROM ref_coin_classes WHERE coin_class IN "
-                                     "('wrapped', 'liquid_staking', 'bridged')").id)
+    derivatives = set(
+        read(
+            settings, "SELECT id FROM ref_coin_classes WHERE coin_class IN ('wrapped', 'liquid_staking', 'bridged')"
+        ).id
+    )
     assert mart[~mart.id.isin(derivatives)].market_dominance_pct.sum() == pytest.approx(100.0)
 
 
@@ -116,8 +123,10 @@ def test_paging_and_duplicate_ids_across_pages(settings, fake_coingecko):
         cg.MAX_PER_PAGE = original
     assert fake_coingecko.calls_to("markets") == 3
     assert result.duplicates_dropped == 2
-    latest = read(settings, "SELECT id FROM staging_crypto_market WHERE snapshot_at = "
-                            "(SELECT MAX(snapshot_at) FROM staging_crypto_market)")
+    latest = read(
+        settings,
+        "SELECT id FROM staging_crypto_market WHERE snapshot_at = (SELECT MAX(snapshot_at) FROM staging_crypto_market)",
+    )
     assert len(latest) == 250 and latest.id.is_unique
 
 
@@ -129,15 +138,19 @@ def test_bad_records_are_quarantined_not_fatal(settings, fake_coingecko):
     assert list(quarantine.reason) == ["missing id"]
     assert json.loads(quarantine.raw_record[0])["symbol"] == "btc"
     # The 2nd record lost current_price and market_cap: kept, with NULLs, not zeros.
-    eth = read(settings, "SELECT current_price, market_cap, market_cap_category, market_dominance_pct "
-                         "FROM crypto_analytics_mart WHERE id = 'ethereum'").iloc[0]
+    eth = read(
+        settings,
+        "SELECT current_price, market_cap, market_cap_category, market_dominance_pct "
+        "FROM crypto_analytics_mart WHERE id = 'ethereum'",
+    ).iloc[0]
     assert pd.isna(eth.current_price) and pd.isna(eth.market_cap) and pd.isna(eth.market_dominance_pct)
     assert eth.market_cap_category == "unknown"
     assert result.silver_rows == 249 and result.quarantined == 1
 
     second = run_pipeline(settings, source="api")
-    quarantine = read(settings, "SELECT record_id, reason FROM quarantine_crypto_market WHERE run_id = :r",
-                      r=second.run_id)
+    quarantine = read(
+        settings, "SELECT record_id, reason FROM quarantine_crypto_market WHERE run_id = :r", r=second.run_id
+    )
     assert list(quarantine.reason) == ["non-numeric total_volume: 'n/a'"]
     # Numbers sent as strings are still numbers.
     btc = read(settings, "SELECT current_price FROM crypto_analytics_mart WHERE id = 'bitcoin'").iloc[0]
@@ -173,7 +186,9 @@ def test_truncated_body_is_retried(settings, fake_coingecko):
 
 def test_run_then_replay_gives_identical_silver_and_gold(settings, fake_coingecko):
     run_pipeline(settings, source="sample")
-    fake_coingecko.set_markets(load_fixture("markets/markets_250_sparkline_pct1h-1y_2024-12-19_mrmendoza-dev-cryptotracker.json"))
+    fake_coingecko.set_markets(
+        load_fixture("markets/markets_250_sparkline_pct1h-1y_2024-12-19_mrmendoza-dev-cryptotracker.json")
+    )
     fake_coingecko.add_fault("nulls")
     run_pipeline(settings, source="api")
     snapshot = {
@@ -187,11 +202,20 @@ def test_run_then_replay_gives_identical_silver_and_gold(settings, fake_coingeck
     for _ in range(2):
         replay(settings)
         for table, rows in snapshot.items():
-            assert table_rows(settings, table, {"staging_crypto_market": "id, snapshot_at",
-                                                "quarantine_crypto_market": "run_id, record_index",
-                                                "crypto_analytics_mart": "id",
-                                                "market_segment_analysis": "market_cap_category",
-                                                "market_history": "snapshot_at"}[table]) == rows, table
+            assert (
+                table_rows(
+                    settings,
+                    table,
+                    {
+                        "staging_crypto_market": "id, snapshot_at",
+                        "quarantine_crypto_market": "run_id, record_index",
+                        "crypto_analytics_mart": "id",
+                        "market_segment_analysis": "market_cap_category",
+                        "market_history": "snapshot_at",
+                    }[table],
+                )
+                == rows
+            ), table
     sources = read(settings, "SELECT source, COUNT(*) AS n FROM pipeline_runs GROUP BY source ORDER BY source")
     assert dict(zip(sources.source, sources.n)) == {"api": 1, "replay": 2, "sample": 1}
 
@@ -219,9 +243,14 @@ def test_sample_is_marked_as_sample_everywhere(settings):
 
 def test_failed_gold_build_leaves_previous_gold_readable(settings, tmp_path):
     run_pipeline(settings, source="sample")
-    before = {t: table_rows(settings, t, o) for t, o in
-              [("crypto_analytics_mart", "id"), ("market_segment_analysis", "market_cap_category"),
-               ("market_history", "snapshot_at")]}
+    before = {
+        t: table_rows(settings, t, o)
+        for t, o in [
+            ("crypto_analytics_mart", "id"),
+            ("market_segment_analysis", "market_cap_category"),
+            ("market_history", "snapshot_at"),
+        ]
+    }
     broken = tmp_path / "gold"
     broken.mkdir()
     from pipeline.gold import GOLD_SQL_DIR
@@ -233,9 +262,18 @@ def test_failed_gold_build_leaves_previous_gold_readable(settings, tmp_path):
     with pytest.raises(Exception, match="no_such_table"):
         build_gold(make_engine(settings.database_url), sql_dir=broken)
     for table, rows in before.items():
-        assert table_rows(settings, table, {"crypto_analytics_mart": "id",
-                                            "market_segment_analysis": "market_cap_category",
-                                            "market_history": "snapshot_at"}[table]) == rows
+        assert (
+            table_rows(
+                settings,
+                table,
+                {
+                    "crypto_analytics_mart": "id",
+                    "market_segment_analysis": "market_cap_category",
+                    "market_history": "snapshot_at",
+                }[table],
+            )
+            == rows
+        )
 
 
 def test_schema_creation_is_idempotent(settings):
@@ -254,8 +292,9 @@ def test_micro_cap_prices_survive_the_round_trip(settings, fake_coingecko):
     records[2]["market_cap_rank"] = None
     fake_coingecko.set_markets(records)
     run_pipeline(settings, source="api")
-    row = read(settings, "SELECT current_price, market_cap_rank FROM staging_crypto_market WHERE id = :i",
-               i=records[2]["id"]).iloc[0]
+    row = read(
+        settings, "SELECT current_price, market_cap_rank FROM staging_crypto_market WHERE id = :i", i=records[2]["id"]
+    ).iloc[0]
     assert row.current_price == 7.8666533e-10
     assert pd.isna(row.market_cap_rank)
 
@@ -263,7 +302,9 @@ def test_micro_cap_prices_survive_the_round_trip(settings, fake_coingecko):
 def test_incremental_history_equals_a_full_rebuild(settings, fake_coingecko):
     run_pipeline(settings, source="api")
     run_pipeline(settings, source="sample")  # an older snapshot arriving later
-    fake_coingecko.set_markets(load_fixture("markets/markets_250_sparkline_pct1h-1y_2024-12-19_mrmendoza-dev-cryptotracker.json"))
+    fake_coingecko.set_markets(
+        load_fixture("markets/markets_250_sparkline_pct1h-1y_2024-12-19_mrmendoza-dev-cryptotracker.json")
+    )
     run_pipeline(settings, source="api")
     incremental = table_rows(settings, "market_history", "snapshot_at")
     assert len(incremental) == 3
@@ -278,13 +319,18 @@ def test_postgres_silver_is_partitioned_by_month(postgres_url, tmp_path, fake_co
     settings = make_settings(postgres_url, tmp_path / "data", fake_coingecko.base_url)
     run_pipeline(settings, source="sample")
     run_pipeline(settings, source="api")
-    partitions = read(settings, "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                                "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'staging_crypto_market' "
-                                "ORDER BY 1").relname.tolist()
+    partitions = read(
+        settings,
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'staging_crypto_market' "
+        "ORDER BY 1",
+    ).relname.tolist()
     assert partitions[0] == "staging_crypto_market_2022_10"
     assert len(partitions) == 2
-    counts = read(settings, "SELECT tableoid::regclass::text AS part, COUNT(*) AS n FROM staging_crypto_market "
-                            "GROUP BY 1 ORDER BY 1")
+    counts = read(
+        settings,
+        "SELECT tableoid::regclass::text AS part, COUNT(*) AS n FROM staging_crypto_market GROUP BY 1 ORDER BY 1",
+    )
     assert counts.n.tolist() == [250, 250]
 
 
@@ -300,5 +346,7 @@ def test_an_older_database_is_upgraded_in_place(settings):
     indexes = {i["name"] for i in inspect(engine).get_indexes("staging_crypto_market")}
     assert "ix_staging_crypto_market_coin_history" in indexes
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version FROM schema_version ORDER BY version")).scalars().all() == list(range(1, SCHEMA_VERSION + 1))
+        assert conn.execute(text("SELECT version FROM schema_version ORDER BY version")).scalars().all() == list(
+            range(1, SCHEMA_VERSION + 1)
+        )
         assert conn.execute(text("SELECT COUNT(*) FROM staging_crypto_market")).scalar() == 250

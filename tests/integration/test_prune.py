@@ -20,10 +20,18 @@ from pipeline.prune import prune
 from pipeline.runs import RunLease, current_holder, new_run_id
 from tests.fakes.coingecko import load_fixture
 
-SILVER = ["staging_crypto_market", "staging_global_market", "quarantine_crypto_market", "staging_sparkline",
-          "staging_coin_history"]
-GOLD = {"crypto_analytics_mart": "id", "market_segment_analysis": "market_cap_category",
-        "market_history": "snapshot_at"}
+SILVER = [
+    "staging_crypto_market",
+    "staging_global_market",
+    "quarantine_crypto_market",
+    "staging_sparkline",
+    "staging_coin_history",
+]
+GOLD = {
+    "crypto_analytics_mart": "id",
+    "market_segment_analysis": "market_cap_category",
+    "market_history": "snapshot_at",
+}
 BTC_91 = load_fixture("market_chart/market_chart_bitcoin_usd_91d_2020-07-04_rudijs-coin-bot.json")
 
 
@@ -37,8 +45,11 @@ def gold(settings) -> dict[str, pd.DataFrame]:
 
 
 def silver(settings) -> dict[str, pd.DataFrame]:
-    orders = {"staging_coin_history": "id, ts", "quarantine_crypto_market": "run_id, record_index",
-              "staging_global_market": "snapshot_at"}
+    orders = {
+        "staging_coin_history": "id, ts",
+        "quarantine_crypto_market": "run_id, record_index",
+        "staging_global_market": "snapshot_at",
+    }
     return {t: read(settings, f"SELECT * FROM {t} ORDER BY {orders.get(t, 'id, snapshot_at')}") for t in SILVER}
 
 
@@ -83,10 +94,14 @@ def test_prune_keeps_the_gold_snapshot_and_removes_everything_older(settings, fa
     gold_folder = bronze.find_run(settings.raw_dir, h["gold"].run_id).folder
     now = gold_at + timedelta(days=400)  # the gold snapshot itself is a year older than the cutoff
     cutoff = now - timedelta(days=30)
-    expected = {t: count_older(settings, t, "ts" if t == "staging_coin_history" else "snapshot_at", cutoff)
-                for t in SILVER}
-    at_gold = {t: int((pd.to_datetime(silver_before[t].snapshot_at) == pd.Timestamp(gold_at)).sum())
-               for t in SILVER if t != "staging_coin_history"}
+    expected = {
+        t: count_older(settings, t, "ts" if t == "staging_coin_history" else "snapshot_at", cutoff) for t in SILVER
+    }
+    at_gold = {
+        t: int((pd.to_datetime(silver_before[t].snapshot_at) == pd.Timestamp(gold_at)).sum())
+        for t in SILVER
+        if t != "staging_coin_history"
+    }
     expected = {t: n - at_gold.get(t, 0) for t, n in expected.items()}
     assert expected["staging_crypto_market"] == 250 + 249 and expected["staging_global_market"] == 2
     assert expected["quarantine_crypto_market"] == 1 and expected["staging_coin_history"] == 92
@@ -152,12 +167,16 @@ def test_prune_by_the_real_clock_keeps_recent_runs_and_fresh_backfill_bronze(set
     assert report.rows["staging_global_market"] == 1
     assert report.rows["staging_coin_history"] == 92  # 2020 points
     assert report.rows["quarantine_crypto_market"] == 0  # today's
-    assert [f.folder for f in report.folders] == [settings.raw_dir / "2020-01-01" / "20200101T000000Z-dead00",
-                                                  sample_folder]
+    assert [f.folder for f in report.folders] == [
+        settings.raw_dir / "2020-01-01" / "20200101T000000Z-dead00",
+        sample_folder,
+    ]
     assert backfill_folder.exists()  # fetched today: aged by when it started, not by its 2020 points
     snapshots = read(settings, "SELECT DISTINCT snapshot_at FROM staging_crypto_market ORDER BY snapshot_at")
-    assert [pd.Timestamp(t) for t in snapshots.snapshot_at] == [pd.Timestamp(h["older"].snapshot_at),
-                                                                pd.Timestamp(h["gold"].snapshot_at)]
+    assert [pd.Timestamp(t) for t in snapshots.snapshot_at] == [
+        pd.Timestamp(h["older"].snapshot_at),
+        pd.Timestamp(h["gold"].snapshot_at),
+    ]
     assert len(read(settings, "SELECT * FROM market_history")) == 2
 
 
@@ -256,7 +275,7 @@ def damaged_folder(settings, name: str, day: str) -> Path:
 
 
 def test_prune_removes_old_damaged_runs_and_keeps_and_lists_recent_ones(settings, monkeypatch, capsys):
-    run_pipeline(settings, source="sample")                  # the gold, recorded in 2022: always kept
+    run_pipeline(settings, source="sample")  # the gold, recorded in 2022: always kept
     old = damaged_folder(settings, "20200102T000000Z-bad001", "2020-01-02")
     now = utcnow()
     recent_id = new_run_id(now)
@@ -270,8 +289,9 @@ def test_prune_removes_old_damaged_runs_and_keeps_and_lists_recent_ones(settings
     assert sorted(d.folder for d in dry.damaged) == sorted([old, recent, wrong_shape])
     lines = dry.lines()
     assert "damaged bronze runs: 3 (2 would be removed: older than the cutoff; 1 kept;" in "\n".join(lines)
-    assert any(line.startswith(f"  kept damaged bronze run {recent_id} (") and "is empty (0 bytes)" in line
-               for line in lines)
+    assert any(
+        line.startswith(f"  kept damaged bronze run {recent_id} (") and "is empty (0 bytes)" in line for line in lines
+    )
     assert old.exists() and wrong_shape.exists()
 
     use_settings(monkeypatch, settings)

@@ -54,7 +54,7 @@ def odd_records() -> tuple[list[dict], dict]:
     records[2]["symbol"] = "s" * 300
     records[3]["id"] = odd["long_id"]
     records[4]["id"] = odd["quarantined_id"]
-    records[4]["current_price"] = -1.0          # headed for quarantine
+    records[4]["current_price"] = -1.0  # headed for quarantine
     records[5]["symbol"] = "x\x00y"
     records[5]["image"] = "https://example.invalid/\x00.png"
     return records, odd
@@ -63,8 +63,9 @@ def odd_records() -> tuple[list[dict], dict]:
 def quarantined(settings, run_id: str) -> dict[str, tuple]:
     """This run's quarantine, keyed by the id in each raw record: (record_id, reason, raw record)."""
     with make_engine(settings.database_url).connect() as conn:
-        rows = conn.execute(text("SELECT record_id, reason, raw_record FROM quarantine_crypto_market "
-                                 "WHERE run_id = :r"), {"r": run_id}).all()
+        rows = conn.execute(
+            text("SELECT record_id, reason, raw_record FROM quarantine_crypto_market WHERE run_id = :r"), {"r": run_id}
+        ).all()
     return {json.loads(raw).get("id"): (record_id, reason, json.loads(raw)) for record_id, reason, raw in rows}
 
 
@@ -79,24 +80,31 @@ def test_oversized_and_nul_text_loads_and_replays(settings, fake_coingecko):
     result = run_pipeline(settings, source="api")
 
     assert result.status == "success"
-    assert result.silver_rows + result.quarantined == 250            # nothing lost
+    assert result.silver_rows + result.quarantined == 250  # nothing lost
     assert scalar(settings, "SELECT name FROM staging_crypto_market WHERE id = :i", i=odd["nul_name"]) == "Bitcoin"
-    assert scalar(settings, "SELECT LENGTH(name) FROM staging_crypto_market WHERE id = :i AND run_id = :r",
-                  i=odd["long_name"], r=result.run_id) == 100_000
-    assert scalar(settings, "SELECT symbol FROM staging_crypto_market WHERE id = :i",
-                  i=odd["long_symbol"]) == "s" * 300
+    assert (
+        scalar(
+            settings,
+            "SELECT LENGTH(name) FROM staging_crypto_market WHERE id = :i AND run_id = :r",
+            i=odd["long_name"],
+            r=result.run_id,
+        )
+        == 100_000
+    )
+    assert scalar(settings, "SELECT symbol FROM staging_crypto_market WHERE id = :i", i=odd["long_symbol"]) == "s" * 300
     assert scalar(settings, "SELECT symbol FROM staging_crypto_market WHERE id = :i", i=odd["nul_symbol"]) == "xy"
-    assert scalar(settings, "SELECT LENGTH(name) FROM crypto_analytics_mart WHERE id = :i",
-                  i=odd["long_name"]) == 100_000
+    assert (
+        scalar(settings, "SELECT LENGTH(name) FROM crypto_analytics_mart WHERE id = :i", i=odd["long_name"]) == 100_000
+    )
 
     # Every bad record is in quarantine whole: exactly what CoinGecko sent, filed under its id.
     served = {r.get("id"): r for r in bronze.find_run(settings.raw_dir, result.run_id).markets_records()}
     held = quarantined(settings, result.run_id)
     assert len(held) == result.quarantined
     assert odd["quarantined_id"] in held
-    for coin_id, (record_id, reason, raw) in held.items():
+    for coin_id, (record_id, _reason, raw) in held.items():
         assert raw == served[coin_id]
-        assert record_id and coin_id.startswith(record_id.rstrip("…"))   # an id may be cut, never lost
+        assert record_id and coin_id.startswith(record_id.rstrip("…"))  # an id may be cut, never lost
     assert "negative current_price" in held[odd["quarantined_id"]][1]
     # A 500-character id is kept (silver accepts any length) or quarantined by policy: never both, never lost.
     assert in_silver(settings, odd["long_id"]) != (odd["long_id"] in held)
@@ -126,11 +134,12 @@ def test_the_loaders_take_any_length_and_never_send_a_nul(settings):
         load_coin_history(conn, [(long_id, at, "run-1", 1.0, 2.0, 3.0)])
         replace_quarantine(conn, ["run-1"], [("run-1", 0, at, quarantined_id, "why\x00", '{"id":"x"}')])
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT id FROM staging_sparkline ORDER BY id")).scalars().all() == \
-            [long_id, "nulid"]
+        assert conn.execute(text("SELECT id FROM staging_sparkline ORDER BY id")).scalars().all() == [long_id, "nulid"]
         assert conn.execute(text("SELECT id FROM staging_coin_history")).scalar() == long_id
-        assert conn.execute(text("SELECT record_id, reason FROM quarantine_crypto_market")).one() == \
-            (quarantined_id, "why")
+        assert conn.execute(text("SELECT record_id, reason FROM quarantine_crypto_market")).one() == (
+            quarantined_id,
+            "why",
+        )
 
 
 def test_api_text_columns_have_no_length_limit():
@@ -171,7 +180,7 @@ def test_a_version_2_database_is_upgraded_in_place(settings, fake_coingecko):
     engine = make_engine(settings.database_url)
     _downgrade_to_version_2(engine)
     with pytest.raises(PipelineError, match="schema --apply"):
-        check_schema(engine)      # the read-only path says what to do, and changes nothing
+        check_schema(engine)  # the read-only path says what to do, and changes nothing
     with engine.connect() as conn:
         assert conn.execute(text("SELECT MAX(version) FROM schema_version")).scalar() == 2
 
@@ -179,8 +188,9 @@ def test_a_version_2_database_is_upgraded_in_place(settings, fake_coingecko):
 
     assert check_schema(engine) == SCHEMA_VERSION
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version FROM schema_version ORDER BY version")).scalars().all() == \
-            list(range(2, SCHEMA_VERSION + 1))
+        assert conn.execute(text("SELECT version FROM schema_version ORDER BY version")).scalars().all() == list(
+            range(2, SCHEMA_VERSION + 1)
+        )
         assert conn.execute(text("SELECT COUNT(*) FROM staging_crypto_market")).scalar() == 250
         assert conn.execute(text("SELECT COUNT(*) FROM crypto_analytics_mart")).scalar() == 250
     assert "notes" in {c["name"] for c in inspect(engine).get_columns("pipeline_runs")}
@@ -191,9 +201,16 @@ def test_a_version_2_database_is_upgraded_in_place(settings, fake_coingecko):
             assert all(types[c] == "TEXT" for c in columns), (table_name, types)
         # The monthly partitions follow their parent.
         with engine.connect() as conn:
-            part_types = conn.execute(text(
-                "SELECT DISTINCT data_type FROM information_schema.columns WHERE table_name LIKE "
-                "'staging_crypto_market_%' AND column_name IN ('id', 'symbol', 'name')")).scalars().all()
+            part_types = (
+                conn.execute(
+                    text(
+                        "SELECT DISTINCT data_type FROM information_schema.columns WHERE table_name LIKE "
+                        "'staging_crypto_market_%' AND column_name IN ('id', 'symbol', 'name')"
+                    )
+                )
+                .scalars()
+                .all()
+            )
         assert part_types == ["text"]
 
     # The upgraded database takes what version 2 refused, and the upgrade is idempotent.
@@ -205,8 +222,15 @@ def test_a_version_2_database_is_upgraded_in_place(settings, fake_coingecko):
     with engine.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM schema_version")).scalar() == SCHEMA_VERSION - 1
     assert odd["quarantined_id"] in quarantined(settings, result.run_id)
-    assert scalar(settings, "SELECT LENGTH(name) FROM staging_crypto_market WHERE id = :i AND run_id = :r",
-                  i=odd["long_name"], r=result.run_id) == 100_000
+    assert (
+        scalar(
+            settings,
+            "SELECT LENGTH(name) FROM staging_crypto_market WHERE id = :i AND run_id = :r",
+            i=odd["long_name"],
+            r=result.run_id,
+        )
+        == 100_000
+    )
 
 
 def test_seeds_are_not_rewritten_when_unchanged(settings):
@@ -214,14 +238,26 @@ def test_seeds_are_not_rewritten_when_unchanged(settings):
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE seed_writes (n INTEGER)"))
         if engine.dialect.name == "postgresql":
-            conn.execute(text("CREATE FUNCTION count_seed_write() RETURNS trigger LANGUAGE plpgsql AS "
-                              "$$ BEGIN INSERT INTO seed_writes VALUES (1); RETURN NULL; END $$"))
-            conn.execute(text("CREATE TRIGGER seed_write AFTER INSERT OR UPDATE OR DELETE ON ref_stablecoins "
-                              "FOR EACH STATEMENT EXECUTE FUNCTION count_seed_write()"))
+            conn.execute(
+                text(
+                    "CREATE FUNCTION count_seed_write() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN INSERT INTO seed_writes VALUES (1); RETURN NULL; END $$"
+                )
+            )
+            conn.execute(
+                text(
+                    "CREATE TRIGGER seed_write AFTER INSERT OR UPDATE OR DELETE ON ref_stablecoins "
+                    "FOR EACH STATEMENT EXECUTE FUNCTION count_seed_write()"
+                )
+            )
         else:
             for event in ("INSERT", "UPDATE", "DELETE"):
-                conn.execute(text(f"CREATE TRIGGER seed_{event.lower()} AFTER {event} ON ref_stablecoins "
-                                  f"BEGIN INSERT INTO seed_writes VALUES (1); END"))
+                conn.execute(
+                    text(
+                        f"CREATE TRIGGER seed_{event.lower()} AFTER {event} ON ref_stablecoins "
+                        f"BEGIN INSERT INTO seed_writes VALUES (1); END"
+                    )
+                )
     ensure_schema(engine)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM seed_writes")).scalar() == 0
@@ -253,4 +289,4 @@ def test_strip_nul_only_touches_strings():
     assert list(without_nul(rows, positions=[0, 2])) == [("a", 1, None), ("b", 2.0, "c")]
     assert list(without_nul(rows, positions=[])) == rows
     clean = ("x", 1)
-    assert next(without_nul([clean], positions=[0])) is clean     # untouched rows are not copied
+    assert next(without_nul([clean], positions=[0])) is clean  # untouched rows are not copied

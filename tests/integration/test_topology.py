@@ -25,6 +25,7 @@ from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.postgres]
 
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -34,9 +35,15 @@ def free_port() -> int:
 def runs(settings) -> list[dict]:
     try:
         with make_engine(settings.database_url).connect() as conn:
-            return [dict(r) for r in conn.execute(text(
-                "SELECT run_id, trigger, status, snapshot_at, started_at, finished_at FROM pipeline_runs "
-                "ORDER BY started_at")).mappings()]
+            return [
+                dict(r)
+                for r in conn.execute(
+                    text(
+                        "SELECT run_id, trigger, status, snapshot_at, started_at, finished_at FROM pipeline_runs "
+                        "ORDER BY started_at"
+                    )
+                ).mappings()
+            ]
     except Exception:  # schema not created yet
         return []
 
@@ -54,17 +61,40 @@ def stack(postgres_url, tmp_path, fake_coingecko):
     """Sidecar + dashboard processes sharing DATABASE_URL and the bronze folder, as in Compose."""
     settings = make_settings(postgres_url, tmp_path / "data", fake_coingecko.base_url)
     env = settings_env(settings)
-    env.update({"PIPELINE_INTERVAL_MINUTES": "15", "PIPELINE_REFRESH_COOLDOWN_SECONDS": "60",
-                "COINGECKO_TIMEOUT_SECONDS": "1", "COINGECKO_MAX_RETRIES": "14"})
+    env.update(
+        {
+            "PIPELINE_INTERVAL_MINUTES": "15",
+            "PIPELINE_REFRESH_COOLDOWN_SECONDS": "60",
+            "COINGECKO_TIMEOUT_SECONDS": "1",
+            "COINGECKO_MAX_RETRIES": "14",
+        }
+    )
     port = free_port()
     logs = tmp_path / "logs"
     logs.mkdir()
-    sidecar = subprocess.Popen([sys.executable, "-m", "pipeline", "schedule", "--interval", "0.1"], env=env,
-                               cwd=REPO_ROOT, stdout=open(logs / "sidecar.log", "w"), stderr=subprocess.STDOUT)
+    sidecar = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "schedule", "--interval", "0.1"],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=open(logs / "sidecar.log", "w"),
+        stderr=subprocess.STDOUT,
+    )
     dashboard = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", f"--server.port={port}",
-         "--server.address=127.0.0.1", "--server.headless=true"],
-        env=env, cwd=REPO_ROOT, stdout=open(logs / "dashboard.log", "w"), stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "dashboard/app.py",
+            f"--server.port={port}",
+            "--server.address=127.0.0.1",
+            "--server.headless=true",
+        ],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=open(logs / "dashboard.log", "w"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         yield settings, sidecar, dashboard, port, logs
     finally:
@@ -77,8 +107,11 @@ def stack(postgres_url, tmp_path, fake_coingecko):
 def test_compose_topology_as_processes(stack, fake_coingecko, browser):
     settings, sidecar, dashboard, port, logs = stack
     # 1. The sidecar's first run lands in pipeline_runs.
-    first = wait_for(lambda: [r for r in runs(settings) if r["trigger"] == "schedule" and r["status"] == "success"],
-                     timeout=60, what="first scheduled run")[0]
+    first = wait_for(
+        lambda: [r for r in runs(settings) if r["trigger"] == "schedule" and r["status"] == "success"],
+        timeout=60,
+        what="first scheduled run",
+    )[0]
     # 2. The dashboard answers its health check and shows that run's data as of its snapshot time.
     wait_for(lambda: healthy(port), timeout=60, what="dashboard health")
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -91,16 +124,22 @@ def test_compose_topology_as_processes(stack, fake_coingecko, browser):
     # 3. Make the sidecar's next run slow (twelve attempts hang past the 1 s timeout: ~12 s), wait until it
     #    holds the lock, then click Refresh: the dashboard follows that run instead of starting one.
     fake_coingecko.add_fault("hang", hang_seconds=1.5, times=12)
-    holder = wait_for(lambda: [r for r in runs(settings) if r["status"] == "running"], timeout=30,
-                      what="a running scheduled run")[0]
+    holder = wait_for(
+        lambda: [r for r in runs(settings) if r["status"] == "running"], timeout=30, what="a running scheduled run"
+    )[0]
     assert holder["trigger"] == "schedule"
     page.get_by_role("button", name=re.compile("Refresh data")).click()
-    page.get_by_text(re.compile(f"{holder['run_id']}.*already in progress|Waiting for run {holder['run_id']}"))\
-        .first.wait_for(timeout=30_000)
-    wait_for(lambda: next(r for r in runs(settings) if r["run_id"] == holder["run_id"])["status"] != "running",
-             timeout=60, what="the scheduled run to finish")
-    page.get_by_text(re.compile(f"{holder['run_id']} (finished|ended)|pipeline run {holder['run_id']} finished"))\
-        .first.wait_for(timeout=30_000)
+    page.get_by_text(
+        re.compile(f"{holder['run_id']}.*already in progress|Waiting for run {holder['run_id']}")
+    ).first.wait_for(timeout=30_000)
+    wait_for(
+        lambda: next(r for r in runs(settings) if r["run_id"] == holder["run_id"])["status"] != "running",
+        timeout=60,
+        what="the scheduled run to finish",
+    )
+    page.get_by_text(
+        re.compile(f"{holder['run_id']} (finished|ended)|pipeline run {holder['run_id']} finished")
+    ).first.wait_for(timeout=30_000)
     page.screenshot(path=str(logs / "topology-refresh.png"), full_page=True)
     page.close()
 

@@ -39,10 +39,22 @@ def test_no_coin_disagrees_with_the_api_anymore(fixture):
 
 
 def test_recomputed_only_when_the_api_figure_is_absent():
-    record = {"id": "x", "symbol": "x", "name": "X", "current_price": 50.0, "market_cap": 1e9, "total_volume": 1e8,
-              "market_cap_rank": 1, "last_updated": "2024-12-19T10:44:55.946Z", "ath": 200.0,
-              "ath_change_percentage": None, "atl": 1.0, "atl_change_percentage": 4900.0,
-              "market_cap_change_percentage_24h": 1.5, "price_change_percentage_24h": 2.5}
+    record = {
+        "id": "x",
+        "symbol": "x",
+        "name": "X",
+        "current_price": 50.0,
+        "market_cap": 1e9,
+        "total_volume": 1e8,
+        "market_cap_rank": 1,
+        "last_updated": "2024-12-19T10:44:55.946Z",
+        "ath": 200.0,
+        "ath_change_percentage": None,
+        "atl": 1.0,
+        "atl_change_percentage": 4900.0,
+        "market_cap_change_percentage_24h": 1.5,
+        "price_change_percentage_24h": 2.5,
+    }
     row = silver([record]).iloc[0]
     assert row["distance_from_ath_pct"] == pytest.approx(-75.0)
     without_key = {k: v for k, v in record.items() if k != "ath_change_percentage"}

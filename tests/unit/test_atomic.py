@@ -83,7 +83,7 @@ def test_a_full_disk_leaves_nothing_under_the_final_name(tmp_path, monkeypatch, 
     with pytest.raises(OSError) as failure:
         atomic_write_bytes(tmp_path / "big.json", b"x" * 100_000)
     assert failure.value.errno == errno.ENOSPC
-    assert names(tmp_path) == []                      # no final name, no temp file
+    assert names(tmp_path) == []  # no final name, no temp file
 
 
 def test_a_full_disk_keeps_the_old_file_when_overwriting(tmp_path, monkeypatch):
@@ -113,7 +113,7 @@ def test_file_and_folder_are_fsynced_before_and_after_the_rename(tmp_path, monke
     monkeypatch.setattr(os, "fsync", fsync)
     atomic_write_bytes(tmp_path / "a.json", b"data")
     (file_sync, before), (dir_sync, after) = calls
-    assert not file_sync and len(before) == 1 and is_temp_name(before[0])   # the temp file, not yet renamed
+    assert not file_sync and len(before) == 1 and is_temp_name(before[0])  # the temp file, not yet renamed
     assert dir_sync and after == ["a.json"]
 
 

@@ -28,10 +28,27 @@ GLOBAL = (FIXTURES_DIR / DEFAULT_GLOBAL).read_bytes()
 PARAMS = {"vs_currency": "usd", "order": "market_cap_desc", "per_page": 100, "page": 1}
 
 
-def response(body: bytes, *, endpoint="markets", path="/coins/markets", params=None, status=200, attempt=1,
-             page=1, fetched_at=FETCHED):
-    return ApiResponse(endpoint=endpoint, path=path, params=dict(PARAMS if params is None else params),
-                       status=status, body=body, fetched_at=fetched_at, attempt=attempt, page=page)
+def response(
+    body: bytes,
+    *,
+    endpoint="markets",
+    path="/coins/markets",
+    params=None,
+    status=200,
+    attempt=1,
+    page=1,
+    fetched_at=FETCHED,
+):
+    return ApiResponse(
+        endpoint=endpoint,
+        path=path,
+        params=dict(PARAMS if params is None else params),
+        status=status,
+        body=body,
+        fetched_at=fetched_at,
+        attempt=attempt,
+        page=page,
+    )
 
 
 def writer(raw_dir: Path, run_id="run-a", started_at=STARTED, **kw) -> BronzeWriter:
@@ -43,6 +60,7 @@ def manifest_of(folder: Path) -> dict:
 
 
 # ---- bodies and Parquet ----------------------------------------------------------
+
 
 @pytest.mark.parametrize("body", [MARKETS_10, MARKETS_100], ids=["pretty-printed", "compact"])
 def test_body_written_byte_for_byte(tmp_path, body):
@@ -80,12 +98,15 @@ def test_no_parquet_when_disabled(tmp_path):
     assert w.entries[0]["used"] is True
 
 
-@pytest.mark.parametrize("body, rows", [
-    (b'[{"id":"a","current_price":1.5},{"id":"b","current_price":"n/a"}]', 2),
-    (b'[{"id":"a","roi":null},{"id":"b","roi":[1,"x"]}]', 2),
-    (b'[{"id":"a"},7,"text",null]', 4),
-    (b'[]', 0),
-])
+@pytest.mark.parametrize(
+    "body, rows",
+    [
+        (b'[{"id":"a","current_price":1.5},{"id":"b","current_price":"n/a"}]', 2),
+        (b'[{"id":"a","roi":null},{"id":"b","roi":[1,"x"]}]', 2),
+        (b'[{"id":"a"},7,"text",null]', 4),
+        (b"[]", 0),
+    ],
+)
 def test_mixed_types_fall_back_to_json_text(tmp_path, body, rows):
     w = writer(tmp_path)
     w.add(response(body))
@@ -106,6 +127,7 @@ def test_empty_object_field_still_yields_parquet(tmp_path):
 
 
 # ---- manifest ----------------------------------------------------------------
+
 
 def test_manifest_fields(tmp_path):
     w = writer(tmp_path)
@@ -137,6 +159,7 @@ def test_incomplete_run_records_its_error(tmp_path):
 
 # ---- never overwritten -----------------------------------------------------------
 
+
 def test_files_are_read_only_and_never_overwritten(tmp_path):
     w = writer(tmp_path)
     w.add(response(MARKETS_10))
@@ -145,13 +168,13 @@ def test_files_are_read_only_and_never_overwritten(tmp_path):
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) == 0, (path.name, oct(mode))
     with pytest.raises(FileExistsError):
-        w.add(response(b'[{"id":"other"}]'))            # same name: markets_p001.json
+        w.add(response(b'[{"id":"other"}]'))  # same name: markets_p001.json
     assert (w.folder / "markets_p001.json").read_bytes() == MARKETS_10
     with pytest.raises(FileExistsError):
         w.finish(snapshot_at=FETCHED, complete=False)
     assert manifest_of(w.folder)["complete"] is True
     with pytest.raises(FileExistsError):
-        writer(tmp_path)                                  # same run folder again
+        writer(tmp_path)  # same run folder again
 
 
 def test_failed_attempts_are_kept_unused(tmp_path):
@@ -171,29 +194,33 @@ def test_failed_attempts_are_kept_unused(tmp_path):
     assert "not valid JSON" in w.entries[1]["error"]
     w.finish(snapshot_at=FETCHED, complete=True)
     run = find_run(tmp_path, "run-a")
-    assert len(run.markets_records()) == 100               # only the used body is replayed
+    assert len(run.markets_records()) == 100  # only the used body is replayed
 
 
 # ---- the API key never lands in bronze ---------------------------------------------
+
 
 def test_api_key_never_in_any_bronze_file(tmp_path, fake_coingecko):
     key = "secret-demo-key-123"
     w = writer(tmp_path)
     fake_coingecko.add_fault("429", retry_after=0)
     fake_coingecko.add_fault("truncated", endpoint="global")
-    client = CoinGeckoClient(fake_coingecko.base_url, api_key=key, calls_per_minute=0, backoff_base_seconds=0.01,
-                             on_response=w.add)
+    client = CoinGeckoClient(
+        fake_coingecko.base_url, api_key=key, calls_per_minute=0, backoff_base_seconds=0.01, on_response=w.add
+    )
     pages = list(fetch_markets(client, vs_currency="usd", top_n=250))
     fetch_global(client)
     w.finish(snapshot_at=FETCHED, complete=True)
     assert all(r.headers.get("x-cg-demo-api-key") == key for r in fake_coingecko.requests)  # it was sent
     files = [p for p in w.folder.rglob("*") if p.is_file()]
     assert sorted(p.name for p in files) == [
-        "global.json",          # the truncated first attempt, kept (no Parquet: not JSON)
-        "global_a2_200.json", "global_a2_200.parquet",
+        "global.json",  # the truncated first attempt, kept (no Parquet: not JSON)
+        "global_a2_200.json",
+        "global_a2_200.parquet",
         "manifest.json",
         "markets_p001_a1_429.json",
-        "markets_p001_a2_200.json", "markets_p001_a2_200.parquet",
+        "markets_p001_a2_200.json",
+        "markets_p001_a2_200.parquet",
     ]
     for path in files:
         data = path.read_bytes()
@@ -201,12 +228,17 @@ def test_api_key_never_in_any_bronze_file(tmp_path, fake_coingecko):
         assert b"secret-demo" not in data, path.name
     m = manifest_of(w.folder)
     assert [(e["endpoint"], e["status"], e["used"]) for e in m["entries"]] == [
-        ("markets", 429, False), ("markets", 200, True), ("global", 200, False), ("global", 200, True)]
+        ("markets", 429, False),
+        ("markets", 200, True),
+        ("global", 200, False),
+        ("global", 200, True),
+    ]
     assert len(pages) == 1
     assert find_run(tmp_path, "run-a").markets_records() == pages[0].json()
 
 
 # ---- reading back ------------------------------------------------------------------
+
 
 def _complete_run(raw_dir, run_id, started, snapshot, pages):
     w = BronzeWriter(raw_dir, run_id, source="api", started_at=started, vs_currency="usd", top_n=10)
@@ -238,8 +270,8 @@ def test_list_runs_leaves_out_an_unreadable_manifest_and_keeps_the_rest(tmp_path
     folder = tmp_path / "2024-01-01" / "run-x"
     folder.mkdir(parents=True)
     (folder / MANIFEST).write_text("{not json")
-    assert [r.run_id for r in list_runs(tmp_path)] == ["run-good"]           # no longer raises
-    assert "run-x" in caplog.text and "not valid JSON" in caplog.text          # but says so
+    assert [r.run_id for r in list_runs(tmp_path)] == ["run-good"]  # no longer raises
+    assert "run-x" in caplog.text and "not valid JSON" in caplog.text  # but says so
     with pytest.raises(BronzeError, match=r"run-x is damaged .*not valid JSON"):
         find_run(tmp_path, "run-x")
 
@@ -273,6 +305,7 @@ def test_find_run_unknown(tmp_path):
 
 
 # ---- damage never blocks the other runs ----------------------------------------------
+
 
 def flip_byte(path: Path, offset: int | None = None) -> None:
     """Change one byte in place, keeping the size (what a bad sector or a stray edit does)."""
@@ -407,7 +440,7 @@ def test_check_run_finds_a_flipped_byte_a_truncated_and_a_missing_body(tmp_path)
         f"markets_p002.json: 100 bytes, the manifest says {len(MARKETS_10)} (truncated or changed)",
         "markets_p003.json: missing",
     ]
-    with pytest.raises(BronzeError, match="sha256"):     # reading still guards on its own
+    with pytest.raises(BronzeError, match="sha256"):  # reading still guards on its own
         run.markets_records()
 
 
@@ -435,7 +468,7 @@ def test_deep_check_finds_a_garbled_parquet_copy(tmp_path):
     _complete_run(tmp_path, "run-a", STARTED, FETCHED, [(1, MARKETS_100)])
     run = find_run(tmp_path, "run-a")
     flip_byte(run.folder / "markets_p001.parquet")
-    assert check_run(run) == []                           # bodies are fine: replay is not affected
+    assert check_run(run) == []  # bodies are fine: replay is not affected
     assert check_run(run, deep=True) == ["markets_p001.parquet: sha256 mismatch (changed since it was written)"]
     (run.folder / "markets_p001.parquet").unlink()
     assert check_run(run, deep=True) == ["markets_p001.parquet: missing"]
@@ -448,6 +481,7 @@ def _as_version_1(folder: Path) -> None:
         for e in m["entries"]:
             e.pop("parquet_sha256", None)
             e.pop("parquet_bytes", None)
+
     edit_manifest(folder, strip)
 
 
@@ -457,7 +491,7 @@ def test_deep_check_of_an_old_manifest_reads_the_parquet_copy(tmp_path):
     _as_version_1(run_folder)
     run = find_run(tmp_path, "run-a")
     assert "parquet_sha256" not in run.manifest["entries"][0]
-    assert check_run(run, deep=True) == []                # version 1 manifests stay valid
+    assert check_run(run, deep=True) == []  # version 1 manifests stay valid
     # A garbled footer: pyarrow cannot read it.
     path = run_folder / "markets_p001.parquet"
     flip_byte(path, offset=path.stat().st_size - 6)
@@ -472,6 +506,7 @@ def test_deep_check_of_an_old_manifest_reads_the_parquet_copy(tmp_path):
 
 
 # ---- a full disk: whole files or none ------------------------------------------------
+
 
 def disk_full_after(monkeypatch, limit: int) -> None:
     real_write = os.write
@@ -521,7 +556,7 @@ def test_a_full_disk_while_writing_the_manifest_leaves_no_manifest(tmp_path, mon
     disk_full_after(monkeypatch, 50)
     with pytest.raises(BronzeError, match=r"could not write bronze manifest .*: No space left on device"):
         w.finish(snapshot_at=FETCHED, complete=True)
-    assert MANIFEST not in visible_files(w.folder)          # not a 0-byte or half manifest
+    assert MANIFEST not in visible_files(w.folder)  # not a 0-byte or half manifest
     assert not any(atomic.is_temp_name(name) for name in visible_files(w.folder))
     runs, damaged = scan_runs(tmp_path)
     assert runs == [] and [(d.name, d.incomplete) for d in damaged] == [("run-a", True)]

@@ -24,6 +24,7 @@ from pipeline.categories import (
 from pipeline.silver.transform import transform_markets
 from tests.fakes.coingecko import DEFAULT_MARKETS, load_fixture
 
+
 def _below(x: float) -> float:
     """The float just below a bound, to probe the exclusive side of it."""
     return float(np.nextafter(x, -math.inf))
@@ -31,22 +32,26 @@ def _below(x: float) -> float:
 
 # ---- market cap ---------------------------------------------------------------
 
-@pytest.mark.parametrize("value, expected", [
-    (10e9, "large_cap"),            # lower bound of large is inclusive
-    (_below(10e9), "mid_cap"),
-    (10e9 + 1, "large_cap"),
-    (9_999_999_999.0, "mid_cap"),
-    (5e12, "large_cap"),            # unbounded above
-    (1e9, "mid_cap"),
-    (_below(1e9), "small_cap"),
-    (999_999_999.0, "small_cap"),
-    (250e6, "small_cap"),
-    (_below(250e6), "micro_cap"),
-    (249_999_999.0, "micro_cap"),
-    (1.0, "micro_cap"),
-    (0.0, "micro_cap"),             # 0 is a real value, not NULL
-    (0, "micro_cap"),
-])
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (10e9, "large_cap"),  # lower bound of large is inclusive
+        (_below(10e9), "mid_cap"),
+        (10e9 + 1, "large_cap"),
+        (9_999_999_999.0, "mid_cap"),
+        (5e12, "large_cap"),  # unbounded above
+        (1e9, "mid_cap"),
+        (_below(1e9), "small_cap"),
+        (999_999_999.0, "small_cap"),
+        (250e6, "small_cap"),
+        (_below(250e6), "micro_cap"),
+        (249_999_999.0, "micro_cap"),
+        (1.0, "micro_cap"),
+        (0.0, "micro_cap"),  # 0 is a real value, not NULL
+        (0, "micro_cap"),
+    ],
+)
 def test_market_cap_bands(value, expected):
     assert classify(value, MARKET_CAP_BANDS) == expected
     assert classify_series(pd.Series([value]), MARKET_CAP_BANDS).tolist() == [expected]
@@ -54,16 +59,20 @@ def test_market_cap_bands(value, expected):
 
 # ---- liquidity (volume / market cap) -------------------------------------------
 
-@pytest.mark.parametrize("value, expected", [
-    (0.10, "high_liquidity"),
-    (_below(0.10), "medium_liquidity"),
-    (0.1000001, "high_liquidity"),
-    (25.0, "high_liquidity"),
-    (0.03, "medium_liquidity"),
-    (_below(0.03), "low_liquidity"),
-    (0.0299999, "low_liquidity"),
-    (0.0, "low_liquidity"),
-])
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (0.10, "high_liquidity"),
+        (_below(0.10), "medium_liquidity"),
+        (0.1000001, "high_liquidity"),
+        (25.0, "high_liquidity"),
+        (0.03, "medium_liquidity"),
+        (_below(0.03), "low_liquidity"),
+        (0.0299999, "low_liquidity"),
+        (0.0, "low_liquidity"),
+    ],
+)
 def test_liquidity_bands(value, expected):
     assert classify(value, LIQUIDITY_BANDS) == expected
     assert classify_series(pd.Series([value]), LIQUIDITY_BANDS).tolist() == [expected]
@@ -71,28 +80,33 @@ def test_liquidity_bands(value, expected):
 
 # ---- price trend (24h %) --------------------------------------------------------
 
-@pytest.mark.parametrize("value, expected", [
-    (5.0, "strong_gain"),
-    (_below(5.0), "moderate_gain"),
-    (250.0, "strong_gain"),
-    (1.0, "moderate_gain"),
-    (_below(1.0), "neutral"),
-    (0.0, "neutral"),
-    (-0.0, "neutral"),
-    (0, "neutral"),
-    (-1.0, "neutral"),               # -1 is the inclusive lower bound of neutral
-    (_below(-1.0), "moderate_loss"),
-    (-1.0000001, "moderate_loss"),
-    (-5.0, "moderate_loss"),
-    (_below(-5.0), "strong_loss"),
-    (-99.9, "strong_loss"),
-])
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (5.0, "strong_gain"),
+        (_below(5.0), "moderate_gain"),
+        (250.0, "strong_gain"),
+        (1.0, "moderate_gain"),
+        (_below(1.0), "neutral"),
+        (0.0, "neutral"),
+        (-0.0, "neutral"),
+        (0, "neutral"),
+        (-1.0, "neutral"),  # -1 is the inclusive lower bound of neutral
+        (_below(-1.0), "moderate_loss"),
+        (-1.0000001, "moderate_loss"),
+        (-5.0, "moderate_loss"),
+        (_below(-5.0), "strong_loss"),
+        (-99.9, "strong_loss"),
+    ],
+)
 def test_price_trend_bands(value, expected):
     assert classify(value, PRICE_TREND_BANDS) == expected
     assert classify_series(pd.Series([value]), PRICE_TREND_BANDS).tolist() == [expected]
 
 
 # ---- NULL / NaN ----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("bands", [MARKET_CAP_BANDS, LIQUIDITY_BANDS, PRICE_TREND_BANDS])
 @pytest.mark.parametrize("value", [None, float("nan"), np.nan, np.float64("nan")])
@@ -129,19 +143,37 @@ def test_empty_series():
 
 # ---- scalar == vectorised ------------------------------------------------------
 
-SWEEP = sorted({
-    *[b for bands in (MARKET_CAP_BANDS, LIQUIDITY_BANDS, PRICE_TREND_BANDS)
-      for band in bands for b in (band.lower, band.upper) if b is not None],
-    *[_below(b) for bands in (MARKET_CAP_BANDS, LIQUIDITY_BANDS, PRICE_TREND_BANDS)
-      for band in bands for b in (band.lower, band.upper) if b is not None],
-    *np.linspace(-120, 120, 97).tolist(),
-    *np.geomspace(1e-6, 1e13, 60).tolist(),
-    0.0, -0.0, -1e12, 1e15, math.inf, -math.inf,
-})
+SWEEP = sorted(
+    {
+        *[
+            b
+            for bands in (MARKET_CAP_BANDS, LIQUIDITY_BANDS, PRICE_TREND_BANDS)
+            for band in bands
+            for b in (band.lower, band.upper)
+            if b is not None
+        ],
+        *[
+            _below(b)
+            for bands in (MARKET_CAP_BANDS, LIQUIDITY_BANDS, PRICE_TREND_BANDS)
+            for band in bands
+            for b in (band.lower, band.upper)
+            if b is not None
+        ],
+        *np.linspace(-120, 120, 97).tolist(),
+        *np.geomspace(1e-6, 1e13, 60).tolist(),
+        0.0,
+        -0.0,
+        -1e12,
+        1e15,
+        math.inf,
+        -math.inf,
+    }
+)
 
 
-@pytest.mark.parametrize("bands", [MARKET_CAP_BANDS, LIQUIDITY_BANDS, PRICE_TREND_BANDS],
-                         ids=["market_cap", "liquidity", "price_trend"])
+@pytest.mark.parametrize(
+    "bands", [MARKET_CAP_BANDS, LIQUIDITY_BANDS, PRICE_TREND_BANDS], ids=["market_cap", "liquidity", "price_trend"]
+)
 def test_classify_series_agrees_with_scalar(bands):
     values = SWEEP + [None, float("nan")]
     vectorised = classify_series(pd.Series(values, dtype="float64"), bands).tolist()
@@ -152,8 +184,9 @@ def test_classify_series_agrees_with_scalar(bands):
 
 
 @pytest.mark.parametrize("value", [-7.5, -5.0, -3.0, -1.0, 0.0, 0.5, 1.0, 4.99, 5.0, 80.0, None])
-@pytest.mark.parametrize("bands", [MARKET_CAP_BANDS, LIQUIDITY_BANDS, PRICE_TREND_BANDS],
-                         ids=["market_cap", "liquidity", "price_trend"])
+@pytest.mark.parametrize(
+    "bands", [MARKET_CAP_BANDS, LIQUIDITY_BANDS, PRICE_TREND_BANDS], ids=["market_cap", "liquidity", "price_trend"]
+)
 def test_classify_series_agrees_with_scalar_pointwise(bands, value):
     for scale in (1.0, 0.03, 1e9):
         v = None if value is None else value * scale
@@ -170,21 +203,26 @@ def test_bands_are_contiguous_and_cover_the_line():
 
 # ---- calibration on real data ---------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def real_2022_rows():
     records = load_fixture(DEFAULT_MARKETS)
     assert len(records) == 250
-    batch = transform_markets(records, run_id="calib", snapshot_at=datetime(2022, 10, 16), source="api",
-                              with_sparklines=False)
+    batch = transform_markets(
+        records, run_id="calib", snapshot_at=datetime(2022, 10, 16), source="api", with_sparklines=False
+    )
     assert len(batch.rows) == 250
     return batch.rows
 
 
-@pytest.mark.parametrize("column, categories", [
-    ("market_cap_category", MARKET_CAP_CATEGORIES),
-    ("liquidity_category", LIQUIDITY_CATEGORIES),
-    ("price_trend_category", PRICE_TREND_CATEGORIES),
-])
+@pytest.mark.parametrize(
+    "column, categories",
+    [
+        ("market_cap_category", MARKET_CAP_CATEGORIES),
+        ("liquidity_category", LIQUIDITY_CATEGORIES),
+        ("price_trend_category", PRICE_TREND_CATEGORIES),
+    ],
+)
 def test_every_bucket_populated_on_real_top_250(real_2022_rows, column, categories):
     counts = real_2022_rows[column].value_counts().to_dict()
     for category in categories:
@@ -206,13 +244,16 @@ def test_real_rows_agree_with_scalar_classify(real_2022_rows):
 
 # ---- README table ---------------------------------------------------------------
 
+
 def test_thresholds_markdown_mentions_every_category():
     text = thresholds_markdown()
     for name in MARKET_CAP_CATEGORIES + LIQUIDITY_CATEGORIES + PRICE_TREND_CATEGORIES:
         assert f"`{name}`" in text, name
     for column in ("market_cap_category", "liquidity_category", "price_trend_category"):
-        assert text.count(f"| {column}") == {"market_cap_category": 5, "liquidity_category": 4,
-                                              "price_trend_category": 6}[column]
+        assert (
+            text.count(f"| {column}")
+            == {"market_cap_category": 5, "liquidity_category": 4, "price_trend_category": 6}[column]
+        )
     assert "$10B" in text and "$1B" in text and "$250M" in text
     assert "0.1" in text and "0.03" in text and "| -5 |" in text
     lines = text.splitlines()

@@ -18,17 +18,44 @@ SNAPSHOT = datetime(2022, 10, 16, 9, 28, 53)
 NASTY_NAME = "<b>Evil</b><a href='http://x'>"
 
 
-def coin(coin_id, name, symbol, rank, cap, volume, change_24h, *, category="large_cap",
-         liquidity="medium_liquidity", trend="neutral", dominance=None, change_1h=0.1, change_7d=1.0,
-         sparkline=None, price=1.0):
+def coin(
+    coin_id,
+    name,
+    symbol,
+    rank,
+    cap,
+    volume,
+    change_24h,
+    *,
+    category="large_cap",
+    liquidity="medium_liquidity",
+    trend="neutral",
+    dominance=None,
+    change_1h=0.1,
+    change_7d=1.0,
+    sparkline=None,
+    price=1.0,
+):
     return {
-        "id": coin_id, "name": name, "symbol": symbol, "market_cap_rank": rank, "market_cap": cap,
-        "total_volume": volume, "price_change_percentage_24h": change_24h, "price_change_percentage_1h": change_1h,
-        "price_change_percentage_7d": change_7d, "current_price": price, "market_cap_category": category,
-        "liquidity_category": liquidity, "price_trend_category": trend,
+        "id": coin_id,
+        "name": name,
+        "symbol": symbol,
+        "market_cap_rank": rank,
+        "market_cap": cap,
+        "total_volume": volume,
+        "price_change_percentage_24h": change_24h,
+        "price_change_percentage_1h": change_1h,
+        "price_change_percentage_7d": change_7d,
+        "current_price": price,
+        "market_cap_category": category,
+        "liquidity_category": liquidity,
+        "price_trend_category": trend,
         "market_dominance_pct": dominance if dominance is not None else cap / 1e10,
-        "volume_to_mcap_ratio": volume / cap if cap else None, "sparkline_7d": sparkline,
-        "last_updated": SNAPSHOT, "snapshot_at": SNAPSHOT, "dominance_basis": "global",
+        "volume_to_mcap_ratio": volume / cap if cap else None,
+        "sparkline_7d": sparkline,
+        "last_updated": SNAPSHOT,
+        "snapshot_at": SNAPSHOT,
+        "dominance_basis": "global",
     }
 
 
@@ -36,34 +63,123 @@ def coin(coin_id, name, symbol, rank, cap, volume, change_24h, *, category="larg
 def mart() -> pd.DataFrame:
     spark = json.dumps([100 + i for i in range(168)])
     falling = json.dumps([200 - i * 0.5 for i in range(168)])
-    return pd.DataFrame([
-        coin("bitcoin", "Bitcoin", "btc", 1, 400e9, 30e9, 0.5, dominance=40.0, sparkline=spark,
-             liquidity="high_liquidity", price=19163.45),
-        coin("ethereum", "Ethereum", "eth", 2, 150e9, 10e9, -2.5, dominance=15.0, sparkline=falling,
-             trend="moderate_loss"),
-        coin("solana", "Solana", "sol", 3, 11e9, 0.5e9, 7.0, dominance=1.1, trend="strong_gain",
-             liquidity="low_liquidity"),
-        coin("dogecoin", "Dogecoin", "doge", 4, 8e9, 0.4e9, -6.0, category="mid_cap", dominance=0.8,
-             trend="strong_loss"),
-        coin("evil", NASTY_NAME, "<i>x</i>", 5, 2e9, 1e6, 3.0, category="mid_cap", dominance=0.2,
-             trend="moderate_gain"),
-        coin("tiny", "Tiny", "tiny", 6, 5e6, 10.0, 40.0, category="micro_cap", dominance=0.0005,
-             liquidity="low_liquidity", trend="strong_gain", change_1h=None),
-    ])
+    return pd.DataFrame(
+        [
+            coin(
+                "bitcoin",
+                "Bitcoin",
+                "btc",
+                1,
+                400e9,
+                30e9,
+                0.5,
+                dominance=40.0,
+                sparkline=spark,
+                liquidity="high_liquidity",
+                price=19163.45,
+            ),
+            coin(
+                "ethereum",
+                "Ethereum",
+                "eth",
+                2,
+                150e9,
+                10e9,
+                -2.5,
+                dominance=15.0,
+                sparkline=falling,
+                trend="moderate_loss",
+            ),
+            coin(
+                "solana",
+                "Solana",
+                "sol",
+                3,
+                11e9,
+                0.5e9,
+                7.0,
+                dominance=1.1,
+                trend="strong_gain",
+                liquidity="low_liquidity",
+            ),
+            coin(
+                "dogecoin",
+                "Dogecoin",
+                "doge",
+                4,
+                8e9,
+                0.4e9,
+                -6.0,
+                category="mid_cap",
+                dominance=0.8,
+                trend="strong_loss",
+            ),
+            coin(
+                "evil",
+                NASTY_NAME,
+                "<i>x</i>",
+                5,
+                2e9,
+                1e6,
+                3.0,
+                category="mid_cap",
+                dominance=0.2,
+                trend="moderate_gain",
+            ),
+            coin(
+                "tiny",
+                "Tiny",
+                "tiny",
+                6,
+                5e6,
+                10.0,
+                40.0,
+                category="micro_cap",
+                dominance=0.0005,
+                liquidity="low_liquidity",
+                trend="strong_gain",
+                change_1h=None,
+            ),
+        ]
+    )
 
 
 @pytest.fixture
 def segments() -> pd.DataFrame:
-    return pd.DataFrame([
-        {"market_cap_category": "micro_cap", "coin_count": 110, "total_market_cap": 17e9, "market_cap_share_pct": 1.8,
-         "market_dominance_pct": 1.7, "total_volume": 2.2e9, "avg_price_change_24h": 2.2,
-         "median_price_change_24h": 0.9, "avg_volatility_24h": 6.5, "avg_volume_to_mcap_ratio": 0.157,
-         "gainers_count": 80, "losers_count": 29, "snapshot_at": SNAPSHOT},
-        {"market_cap_category": "large_cap", "coin_count": 9, "total_market_cap": 749e9, "market_cap_share_pct": 80.3,
-         "market_dominance_pct": 78.3, "total_volume": 45e9, "avg_price_change_24h": 0.43,
-         "median_price_change_24h": 0.43, "avg_volatility_24h": 1.1, "avg_volume_to_mcap_ratio": 0.08,
-         "gainers_count": 8, "losers_count": 1, "snapshot_at": SNAPSHOT},
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "market_cap_category": "micro_cap",
+                "coin_count": 110,
+                "total_market_cap": 17e9,
+                "market_cap_share_pct": 1.8,
+                "market_dominance_pct": 1.7,
+                "total_volume": 2.2e9,
+                "avg_price_change_24h": 2.2,
+                "median_price_change_24h": 0.9,
+                "avg_volatility_24h": 6.5,
+                "avg_volume_to_mcap_ratio": 0.157,
+                "gainers_count": 80,
+                "losers_count": 29,
+                "snapshot_at": SNAPSHOT,
+            },
+            {
+                "market_cap_category": "large_cap",
+                "coin_count": 9,
+                "total_market_cap": 749e9,
+                "market_cap_share_pct": 80.3,
+                "market_dominance_pct": 78.3,
+                "total_volume": 45e9,
+                "avg_price_change_24h": 0.43,
+                "median_price_change_24h": 0.43,
+                "avg_volatility_24h": 1.1,
+                "avg_volume_to_mcap_ratio": 0.08,
+                "gainers_count": 8,
+                "losers_count": 1,
+                "snapshot_at": SNAPSHOT,
+            },
+        ]
+    )
 
 
 def layout_text(fig: go.Figure) -> str:
@@ -130,8 +246,7 @@ def test_movers_chart_puts_gainers_on_top_in_green_and_losers_in_red(mart):
     assert fig.layout.xaxis.range[1] > 40.0  # room for the printed value beside the biggest bar
 
 
-@pytest.mark.parametrize("period, column", [("1h", "price_change_percentage_1h"),
-                                            ("7d", "price_change_percentage_7d")])
+@pytest.mark.parametrize("period, column", [("1h", "price_change_percentage_1h"), ("7d", "price_change_percentage_7d")])
 def test_movers_chart_uses_the_period_column(mart, period, column):
     fig = charts.create_movers_chart(mart.nlargest(2, column), mart.iloc[0:0], period)
     assert list(fig.data[0].x) == sorted(mart.nlargest(2, column)[column])
@@ -167,8 +282,17 @@ def test_category_dominance_chart_orders_categories_large_to_micro(segments):
 
 
 def test_dominance_history_has_one_line_per_group_and_a_sane_axis_for_one_snapshot():
-    history = pd.DataFrame([{"snapshot_at": SNAPSHOT, "btc_dominance_pct": 38.4, "eth_dominance_pct": 16.2,
-                             "stablecoin_dominance_pct": 15.3, "others_dominance_pct": 30.0}])
+    history = pd.DataFrame(
+        [
+            {
+                "snapshot_at": SNAPSHOT,
+                "btc_dominance_pct": 38.4,
+                "eth_dominance_pct": 16.2,
+                "stablecoin_dominance_pct": 15.3,
+                "others_dominance_pct": 30.0,
+            }
+        ]
+    )
     fig = charts.create_dominance_history_chart(history)
     assert_readable(fig)
     assert [t.name for t in fig.data] == ["Bitcoin", "Ethereum", "Stablecoins", "All other coins"]
@@ -199,7 +323,8 @@ def test_category_count_charts(mart):
     assert list(fig.data[0].x) == ["High", "Medium", "Low", "Unknown"]
     assert list(fig.data[0].y) == [1, 3, 2, 0]
     trend = charts.create_trend_distribution_chart(
-        category_counts(mart, "price_trend_category", PRICE_TREND_CATEGORIES))
+        category_counts(mart, "price_trend_category", PRICE_TREND_CATEGORIES)
+    )
     assert_readable(trend)
     assert trend.data[0].marker.color[0] == charts.TREND_COLORS["strong_gain"]
 
@@ -236,8 +361,15 @@ def test_sparkline_grid_without_sparklines_says_so(mart):
 # -- Segments ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("builder", [charts.create_segment_share_chart, charts.create_segment_change_chart,
-                                     charts.create_segment_breadth_chart, charts.create_segment_risk_chart])
+@pytest.mark.parametrize(
+    "builder",
+    [
+        charts.create_segment_share_chart,
+        charts.create_segment_change_chart,
+        charts.create_segment_breadth_chart,
+        charts.create_segment_risk_chart,
+    ],
+)
 def test_segment_charts_compare_categories_in_order(segments, builder):
     fig = builder(segments)
     assert_readable(fig)
@@ -266,9 +398,15 @@ def test_segment_breadth_chart_stacks_gainers_losers_and_the_rest(segments):
 
 
 def test_coin_history_chart_has_price_and_market_cap_panels():
-    history = pd.DataFrame({"ts": pd.to_datetime(["2022-10-15", "2022-10-16"]), "price": [19000.0, 19163.45],
-                            "market_cap": [360e9, 367.6e9], "total_volume": [1e9, 2e9],
-                            "origin": ["backfill", "snapshot"]})
+    history = pd.DataFrame(
+        {
+            "ts": pd.to_datetime(["2022-10-15", "2022-10-16"]),
+            "price": [19000.0, 19163.45],
+            "market_cap": [360e9, 367.6e9],
+            "total_volume": [1e9, 2e9],
+            "origin": ["backfill", "snapshot"],
+        }
+    )
     fig = charts.create_coin_history_chart(history, "Bitcoin", "btc")
     assert title_of(fig).startswith("Bitcoin (BTC)")
     assert [t.name for t in fig.data] == ["Price", "Market cap"]
@@ -280,8 +418,15 @@ def test_coin_history_chart_has_price_and_market_cap_panels():
 
 
 def test_coin_history_with_one_point_gets_readable_ranges():
-    history = pd.DataFrame({"ts": [pd.Timestamp(SNAPSHOT)], "price": [19163.45], "market_cap": [367.6e9],
-                            "total_volume": [1e9], "origin": ["snapshot"]})
+    history = pd.DataFrame(
+        {
+            "ts": [pd.Timestamp(SNAPSHOT)],
+            "price": [19163.45],
+            "market_cap": [367.6e9],
+            "total_volume": [1e9],
+            "origin": ["snapshot"],
+        }
+    )
     fig = charts.create_coin_history_chart(history, "Bitcoin", "btc")
     low, high = fig.layout.yaxis.range
     assert low == pytest.approx(19163.45 * 0.95) and high == pytest.approx(19163.45 * 1.05)
@@ -307,11 +452,17 @@ def test_coin_sparkline_chart(mart):
 
 
 def test_runs_chart_colours_by_status():
-    runs = pd.DataFrame({
-        "run_id": ["a", "b", "c"], "trigger": ["schedule", "button", "cli"], "source": ["api", "api", "sample"],
-        "status": ["success", "failed", "success"], "duration_s": [3.2, 0.4, 1.0], "silver_rows": [250, None, 250],
-        "started_at": pd.to_datetime(["2026-11-27 08:00", "2026-11-27 08:15", "2026-11-27 08:30"]),
-    })
+    runs = pd.DataFrame(
+        {
+            "run_id": ["a", "b", "c"],
+            "trigger": ["schedule", "button", "cli"],
+            "source": ["api", "api", "sample"],
+            "status": ["success", "failed", "success"],
+            "duration_s": [3.2, 0.4, 1.0],
+            "silver_rows": [250, None, 250],
+            "started_at": pd.to_datetime(["2026-11-27 08:00", "2026-11-27 08:15", "2026-11-27 08:30"]),
+        }
+    )
     fig = charts.create_runs_chart(runs)
     assert_readable(fig)
     by_name = {t.name: t for t in fig.data}
@@ -332,15 +483,22 @@ def test_quarantine_chart():
 # -- safety ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("build", [
-    lambda m: charts.create_market_treemap(m),
-    lambda m: charts.create_movers_chart(m.nlargest(5, "price_change_percentage_24h"), m.iloc[0:0], "24h"),
-    lambda m: charts.create_dominance_donut(m, 10),
-    lambda m: charts.create_liquidity_scatter(m),
-    lambda m: charts.create_coin_history_chart(pd.DataFrame({"ts": [SNAPSHOT], "price": [1.0], "market_cap": [1.0],
-                                                             "total_volume": [1.0], "origin": ["snapshot"]}),
-                                               NASTY_NAME, "<i>x</i>"),
-])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda m: charts.create_market_treemap(m),
+        lambda m: charts.create_movers_chart(m.nlargest(5, "price_change_percentage_24h"), m.iloc[0:0], "24h"),
+        lambda m: charts.create_dominance_donut(m, 10),
+        lambda m: charts.create_liquidity_scatter(m),
+        lambda m: charts.create_coin_history_chart(
+            pd.DataFrame(
+                {"ts": [SNAPSHOT], "price": [1.0], "market_cap": [1.0], "total_volume": [1.0], "origin": ["snapshot"]}
+            ),
+            NASTY_NAME,
+            "<i>x</i>",
+        ),
+    ],
+)
 def test_coin_names_never_reach_plotly_as_html(mart, build):
     text = all_strings(build(mart))
     assert "<b>Evil" not in text and "<a href" not in text and "<i>x" not in text.lower()
@@ -361,16 +519,26 @@ def test_coin_axis_labels_disambiguate_shared_symbols():
 
 
 def test_long_coin_names_are_shortened_in_chart_titles():
-    history = pd.DataFrame({"ts": [pd.Timestamp(SNAPSHOT)], "price": [1.0], "market_cap": [1.0],
-                            "total_volume": [1.0], "origin": ["snapshot"]})
+    history = pd.DataFrame(
+        {
+            "ts": [pd.Timestamp(SNAPSHOT)],
+            "price": [1.0],
+            "market_cap": [1.0],
+            "total_volume": [1.0],
+            "origin": ["snapshot"],
+        }
+    )
     fig = charts.create_coin_history_chart(history, "A" * 80, "aaa")
     assert title_of(fig) == "A" * 39 + "…: price and market cap over time"
 
 
-@pytest.mark.parametrize("prices, expected", [
-    ([0.000011, 0.000012], {"tickprefix": "$", "tickformat": ".3~g"}),   # not "$11µ"
-    ([19000.0, 19500.0], {"tickprefix": "$", "exponentformat": "B"}),
-])
+@pytest.mark.parametrize(
+    "prices, expected",
+    [
+        ([0.000011, 0.000012], {"tickprefix": "$", "tickformat": ".3~g"}),  # not "$11µ"
+        ([19000.0, 19500.0], {"tickprefix": "$", "exponentformat": "B"}),
+    ],
+)
 def test_price_axes_read_as_dollars(prices, expected):
     assert charts._price_axis(prices) == expected
 
@@ -381,28 +549,37 @@ def test_price_axes_read_as_dollars(prices, expected):
 LONG = 100_000
 
 
-@pytest.mark.parametrize("build", [
-    lambda m: charts.create_market_treemap(m),
-    lambda m: charts.create_movers_chart(m.nlargest(5, "price_change_percentage_24h"),
-                                         m.nsmallest(3, "price_change_percentage_24h"), "24h"),
-    lambda m: charts.create_dominance_donut(m, 10),
-    lambda m: charts.create_liquidity_scatter(m),
-    lambda m: charts.create_sparkline_grid(m),
-    lambda m: charts.create_coin_sparkline_chart(m.iloc[0]["sparkline_7d"], SNAPSHOT, m.iloc[0]["name"],
-                                                 m.iloc[1]["symbol"]),
-    lambda m: charts.create_coin_history_chart(pd.DataFrame({"ts": [SNAPSHOT], "price": [1.0], "market_cap": [1.0],
-                                                             "total_volume": [1.0], "origin": ["snapshot"]}),
-                                               m.iloc[0]["name"], m.iloc[1]["symbol"]),
-])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda m: charts.create_market_treemap(m),
+        lambda m: charts.create_movers_chart(
+            m.nlargest(5, "price_change_percentage_24h"), m.nsmallest(3, "price_change_percentage_24h"), "24h"
+        ),
+        lambda m: charts.create_dominance_donut(m, 10),
+        lambda m: charts.create_liquidity_scatter(m),
+        lambda m: charts.create_sparkline_grid(m),
+        lambda m: charts.create_coin_sparkline_chart(
+            m.iloc[0]["sparkline_7d"], SNAPSHOT, m.iloc[0]["name"], m.iloc[1]["symbol"]
+        ),
+        lambda m: charts.create_coin_history_chart(
+            pd.DataFrame(
+                {"ts": [SNAPSHOT], "price": [1.0], "market_cap": [1.0], "total_volume": [1.0], "origin": ["snapshot"]}
+            ),
+            m.iloc[0]["name"],
+            m.iloc[1]["symbol"],
+        ),
+    ],
+)
 def test_a_huge_name_or_symbol_is_cut_in_every_chart(mart, build):
     import re
 
     mart = mart.copy()
-    mart.loc[0, "name"] = "Q" * LONG            # bitcoin
-    mart.loc[1, "symbol"] = "q" * LONG          # ethereum
+    mart.loc[0, "name"] = "Q" * LONG  # bitcoin
+    mart.loc[1, "symbol"] = "q" * LONG  # ethereum
     text = json.dumps(build(mart).to_plotly_json(), default=str, ensure_ascii=False)
     runs = [len(run) for run in re.findall(r"[qQ]+", text)]
-    assert runs and max(runs) <= 60, max(runs)   # shown, but cut
+    assert runs and max(runs) <= 60, max(runs)  # shown, but cut
     assert "…" in text
 
 
@@ -413,8 +590,12 @@ def test_category_charts_show_an_empty_category_as_zero(segments):
     fig = charts.create_category_dominance_chart(full)
     assert list(fig.data[0].x) == ["Large cap", "Mid cap", "Small cap", "Micro cap", "Unknown"]
     assert list(fig.data[0].y) == [78.3, 0.0, 0.0, 1.7, 0.0]
-    for builder in (charts.create_segment_share_chart, charts.create_segment_breadth_chart,
-                    charts.create_segment_change_chart, charts.create_segment_risk_chart):
+    for builder in (
+        charts.create_segment_share_chart,
+        charts.create_segment_breadth_chart,
+        charts.create_segment_change_chart,
+        charts.create_segment_risk_chart,
+    ):
         fig = builder(full)
         assert_readable(fig)
         for trace in fig.data:
@@ -423,9 +604,20 @@ def test_category_charts_show_an_empty_category_as_zero(segments):
 
 
 def _history(times, bases, count=100):
-    return pd.DataFrame([{"snapshot_at": pd.Timestamp(t), "coin_count": count, "btc_dominance_pct": 38.0 + i * 0.1,
-                          "eth_dominance_pct": 16.0, "stablecoin_dominance_pct": 15.0, "others_dominance_pct": 31.0,
-                          "dominance_basis": b} for i, (t, b) in enumerate(zip(times, bases))])
+    return pd.DataFrame(
+        [
+            {
+                "snapshot_at": pd.Timestamp(t),
+                "coin_count": count,
+                "btc_dominance_pct": 38.0 + i * 0.1,
+                "eth_dominance_pct": 16.0,
+                "stablecoin_dominance_pct": 15.0,
+                "others_dominance_pct": 31.0,
+                "dominance_basis": b,
+            }
+            for i, (t, b) in enumerate(zip(times, bases))
+        ]
+    )
 
 
 def test_dominance_history_draws_each_basis_as_its_own_style():
@@ -444,8 +636,9 @@ def test_dominance_history_draws_each_basis_as_its_own_style():
 
 
 def test_dominance_history_breaks_lines_across_long_gaps():
-    times = list(pd.date_range("2022-11-27", periods=4, freq="15min")) + \
-        list(pd.date_range("2023-01-08", periods=3, freq="15min"))
+    times = list(pd.date_range("2022-11-27", periods=4, freq="15min")) + list(
+        pd.date_range("2023-01-08", periods=3, freq="15min")
+    )
     fig = charts.create_dominance_history_chart(_history(times, ["global"] * 7))
     btc = next(t for t in fig.data if t.name == "Bitcoin")
     assert len(btc.y) == 8 and btc.y[4] is None and btc.connectgaps is False
@@ -453,8 +646,13 @@ def test_dominance_history_breaks_lines_across_long_gaps():
 
 
 def test_dominance_history_only_top_n_says_so_on_the_axis():
-    fig = charts.create_dominance_history_chart(_history(pd.date_range("2022-10-16", periods=2, freq="h"),
-                                                         ["top_n", "top_n"], 250))
-    assert {t.name for t in fig.data} == {"Bitcoin (top 250 coins)", "Ethereum (top 250 coins)",
-                                          "Stablecoins (top 250 coins)", "All other coins (top 250 coins)"}
+    fig = charts.create_dominance_history_chart(
+        _history(pd.date_range("2022-10-16", periods=2, freq="h"), ["top_n", "top_n"], 250)
+    )
+    assert {t.name for t in fig.data} == {
+        "Bitcoin (top 250 coins)",
+        "Ethereum (top 250 coins)",
+        "Stablecoins (top 250 coins)",
+        "All other coins (top 250 coins)",
+    }
     assert fig.layout.yaxis.title.text == "Share of the top 250 coins' market cap (%)"

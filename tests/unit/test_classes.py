@@ -21,20 +21,36 @@ def records(*ids):
 
 
 def test_each_category_gives_its_class_and_a_coin_may_have_several():
-    pairs = classes.classes_from_bodies({
-        "stablecoins": records("tether", "usd-coin"),
-        "wrapped-tokens": records("wrapped-bitcoin", "wrapped-steth"),
-        "liquid-staking-tokens": records("staked-ether", "wrapped-steth"),
-        "bridged-tokens": [],
-    })
-    assert pairs == [("staked-ether", "liquid_staking"), ("tether", "stablecoin"), ("usd-coin", "stablecoin"),
-                     ("wrapped-bitcoin", "wrapped"), ("wrapped-steth", "liquid_staking"),
-                     ("wrapped-steth", "wrapped")]
+    pairs = classes.classes_from_bodies(
+        {
+            "stablecoins": records("tether", "usd-coin"),
+            "wrapped-tokens": records("wrapped-bitcoin", "wrapped-steth"),
+            "liquid-staking-tokens": records("staked-ether", "wrapped-steth"),
+            "bridged-tokens": [],
+        }
+    )
+    assert pairs == [
+        ("staked-ether", "liquid_staking"),
+        ("tether", "stablecoin"),
+        ("usd-coin", "stablecoin"),
+        ("wrapped-bitcoin", "wrapped"),
+        ("wrapped-steth", "liquid_staking"),
+        ("wrapped-steth", "wrapped"),
+    ]
 
 
 def test_records_without_a_usable_id_are_skipped():
-    body = [{"id": None}, {"id": ""}, {"id": "x" * 201}, {"id": "a\0b"}, {"id": 5}, "tether", {"symbol": "usdt"},
-            {"id": " padded"}, {"id": "dai"}]
+    body = [
+        {"id": None},
+        {"id": ""},
+        {"id": "x" * 201},
+        {"id": "a\0b"},
+        {"id": 5},
+        "tether",
+        {"symbol": "usdt"},
+        {"id": " padded"},
+        {"id": "dai"},
+    ]
     assert classes.classes_from_bodies({"stablecoins": body}) == [("dai", "stablecoin")]
     assert classes.classes_from_bodies({"stablecoins": {"not": "a list"}}) == []
 
@@ -60,12 +76,12 @@ def test_due_at_most_once_per_refresh_period():
 def test_last_attempt_reads_todays_and_yesterdays_classes_runs(tmp_path):
     assert classes.last_attempt(tmp_path, NOW) is None
     today, yesterday = tmp_path / "2026-11-30", tmp_path / "2026-11-29"
-    (yesterday / "20261129T230000Z-aaaaaa-classes").mkdir(parents=True)           # killed: no manifest
+    (yesterday / "20261129T230000Z-aaaaaa-classes").mkdir(parents=True)  # killed: no manifest
     assert classes.last_attempt(tmp_path, NOW) == datetime(2026, 11, 29, 23, 0)
     run = today / "20261130T080000Z-bbbbbb-classes"
     run.mkdir(parents=True)
     (run / "manifest.json").write_text(json.dumps({"started_at": "2026-11-30T08:00:05.000000"}))
-    (today / "20261130T085000Z-cccccc").mkdir()                                  # a markets run: not counted
+    (today / "20261130T085000Z-cccccc").mkdir()  # a markets run: not counted
     assert classes.last_attempt(tmp_path, NOW) == datetime(2026, 11, 30, 8, 0, 5)
     (tmp_path / "2026-11-27" / "20261127T080000Z-dddddd-classes").mkdir(parents=True)  # too old to look at
     assert classes.last_attempt(tmp_path, NOW) == datetime(2026, 11, 30, 8, 0, 5)

@@ -12,7 +12,7 @@ import io
 import json
 import time
 import tracemalloc
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import pytest
@@ -51,8 +51,15 @@ def ft():
 
 
 def make_client(fake, ft, **kw):
-    options = dict(calls_per_minute=0, timeout_seconds=2.0, deadline_seconds=60.0, max_retries=3,
-                   backoff_base_seconds=0.5, sleep=ft.sleep, clock=ft.clock)
+    options = dict(
+        calls_per_minute=0,
+        timeout_seconds=2.0,
+        deadline_seconds=60.0,
+        max_retries=3,
+        backoff_base_seconds=0.5,
+        sleep=ft.sleep,
+        clock=ft.clock,
+    )
     options.update(kw)
     return CoinGeckoClient(fake.base_url, **options)
 
@@ -62,6 +69,7 @@ def records_of(responses):
 
 
 # ---- paging ---------------------------------------------------------------------
+
 
 def test_pages_through_250_coins_with_per_page_100(fake_coingecko, ft, monkeypatch):
     monkeypatch.setattr(coingecko, "MAX_PER_PAGE", 100)
@@ -96,13 +104,12 @@ def test_stops_early_on_a_short_page(fake_coingecko, ft, monkeypatch):
     monkeypatch.setattr(coingecko, "MAX_PER_PAGE", 100)
     fake_coingecko.set_markets(load_fixture(DEFAULT_MARKETS)[:150])
     seen = []
-    pages = list(fetch_markets(make_client(fake_coingecko, ft, on_response=seen.append), vs_currency="usd",
-                               top_n=250))
+    pages = list(fetch_markets(make_client(fake_coingecko, ft, on_response=seen.append), vs_currency="usd", top_n=250))
     assert [len(p.json()) for p in pages] == [100, 50]
     probe = fake_coingecko.requests_to("markets")[2]
     assert fake_coingecko.calls_to("markets") == 3
     assert (probe.query["per_page"], probe.query["page"]) == ("1", "151")
-    assert [r.endpoint for r in seen] == ["markets", "markets", "markets_probe"]   # bronze keeps the probe
+    assert [r.endpoint for r in seen] == ["markets", "markets", "markets_probe"]  # bronze keeps the probe
 
 
 def test_a_list_shorter_than_one_page_is_fine_when_the_api_has_no_more(fake_coingecko, ft):
@@ -119,7 +126,7 @@ def test_empty_first_page_is_schema_drift(fake_coingecko, ft):
         list(fetch_markets(make_client(fake_coingecko, ft, on_response=seen.append), vs_currency="usd", top_n=250))
     assert info.value.exit_code == 3 and "\n" not in str(info.value)
     assert fake_coingecko.calls_to("markets") == 1
-    assert [r.body for r in seen] == [b"[]"]                     # kept for bronze before the check
+    assert [r.body for r in seen] == [b"[]"]  # kept for bronze before the check
 
 
 def test_duplicate_ids_are_passed_through_not_deduplicated(fake_coingecko, ft, monkeypatch):
@@ -144,13 +151,14 @@ def test_fetch_global(fake_coingecko, ft):
 
 # ---- retries --------------------------------------------------------------------
 
+
 def test_429_is_retried_honouring_retry_after(fake_coingecko, ft):
     fake_coingecko.add_fault("429", retry_after=7)
     seen = []
     client = make_client(fake_coingecko, ft, on_response=seen.append)
     response = client.get("markets", MARKETS, Q, page=1)
     assert response.ok and len(response.json()) == 5
-    assert ft.sleeps == [7.0]                          # the header, not the 0.5 s backoff
+    assert ft.sleeps == [7.0]  # the header, not the 0.5 s backoff
     assert [(r.status, r.attempt) for r in seen] == [(429, 1), (200, 2)]
     assert seen[0].headers["retry-after"] == "7"
     assert fake_coingecko.calls_to("markets") == 2
@@ -192,9 +200,9 @@ def test_hang_past_timeout_is_retried(fake_coingecko, ft):
     response = client.get("markets", MARKETS, Q)
     elapsed = time.monotonic() - start
     assert response.ok and response.attempt == 2
-    assert 0.4 < elapsed < 1.5                        # gave up at the timeout, did not wait for the hang
+    assert 0.4 < elapsed < 1.5  # gave up at the timeout, did not wait for the hang
     assert ft.sleeps == [0.5]
-    assert [r.attempt for r in seen] == [2]           # a timeout has no body to keep
+    assert [r.attempt for r in seen] == [2]  # a timeout has no body to keep
     assert fake_coingecko.calls_to("markets") == 2
 
 
@@ -231,8 +239,14 @@ def test_too_many_faults_raise_one_line_source_error(fake_coingecko, ft, kind):
 
 def test_connection_refused_is_a_source_error():
     ft = FakeTime()
-    client = CoinGeckoClient("http://127.0.0.1:9/api/v3", max_retries=2, backoff_base_seconds=0.5,
-                             calls_per_minute=0, sleep=ft.sleep, clock=ft.clock)
+    client = CoinGeckoClient(
+        "http://127.0.0.1:9/api/v3",
+        max_retries=2,
+        backoff_base_seconds=0.5,
+        calls_per_minute=0,
+        sleep=ft.sleep,
+        clock=ft.clock,
+    )
     with pytest.raises(SourceError, match="cannot connect") as info:
         client.get("markets", MARKETS, Q)
     assert "\n" not in str(info.value) and "3 attempts" in str(info.value)
@@ -245,9 +259,11 @@ class _HtmlErrorAdapter(BaseAdapter):
     def send(self, request, **kwargs):
         response = requests.Response()
         response.status_code = 503
-        response._content = (b"<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n"
-                              b"<body>\r\n<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n"
-                              b"</body>\r\n</html>\r\n")
+        response._content = (
+            b"<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n"
+            b"<body>\r\n<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n"
+            b"</body>\r\n</html>\r\n"
+        )
         response.headers = CaseInsensitiveDict({"Content-Type": "text/html"})
         response.url, response.request = request.url, request
         return response
@@ -259,8 +275,9 @@ class _HtmlErrorAdapter(BaseAdapter):
 def test_html_error_body_still_gives_a_one_line_error(ft):
     session = requests.Session()
     session.mount("http://", _HtmlErrorAdapter())
-    client = CoinGeckoClient("http://cdn.invalid/api/v3", session=session, max_retries=0, calls_per_minute=0,
-                             sleep=ft.sleep, clock=ft.clock)
+    client = CoinGeckoClient(
+        "http://cdn.invalid/api/v3", session=session, max_retries=0, calls_per_minute=0, sleep=ft.sleep, clock=ft.clock
+    )
     with pytest.raises(SourceError) as info:
         client.get("markets", MARKETS, Q)
     assert "HTTP 503" in str(info.value)
@@ -300,9 +317,10 @@ def test_403_is_not_retried(fake_coingecko, ft):
 def test_deadline_stops_retrying(fake_coingecko, ft):
     fake_coingecko.add_fault("500", times=10)
     with pytest.raises(SourceError, match="deadline") as info:
-        make_client(fake_coingecko, ft, deadline_seconds=5, backoff_base_seconds=2.0, max_retries=10)\
-            .get("markets", MARKETS, Q)
-    assert ft.sleeps == [2.0]                # the next wait (4 s) would pass the 5 s deadline
+        make_client(fake_coingecko, ft, deadline_seconds=5, backoff_base_seconds=2.0, max_retries=10).get(
+            "markets", MARKETS, Q
+        )
+    assert ft.sleeps == [2.0]  # the next wait (4 s) would pass the 5 s deadline
     assert "\n" not in str(info.value)
     assert fake_coingecko.calls_to("markets") == 2
 
@@ -323,14 +341,17 @@ def test_on_response_sees_every_attempt(fake_coingecko, ft):
 
 # ---- API key --------------------------------------------------------------------
 
+
 def _env(fake, **extra):
     env = {"COINGECKO_BASE_URL": fake.base_url, "COINGECKO_CALLS_PER_MINUTE": "0", "COINGECKO_MAX_RETRIES": "0"}
     env.update(extra)
     return env
 
 
-@pytest.mark.parametrize("plan, header, other", [("demo", "x-cg-demo-api-key", "x-cg-pro-api-key"),
-                                                 ("pro", "x-cg-pro-api-key", "x-cg-demo-api-key")])
+@pytest.mark.parametrize(
+    "plan, header, other",
+    [("demo", "x-cg-demo-api-key", "x-cg-pro-api-key"), ("pro", "x-cg-pro-api-key", "x-cg-demo-api-key")],
+)
 def test_api_key_goes_in_the_right_header_only(fake_coingecko, plan, header, other):
     key = f"{plan}-secret-key-123"
     settings = Settings.from_env(_env(fake_coingecko, COINGECKO_API_KEY=key, COINGECKO_API_PLAN=plan))
@@ -355,9 +376,17 @@ def test_no_key_no_header(fake_coingecko):
 
 
 def test_client_from_settings_passes_every_setting(fake_coingecko):
-    settings = Settings.from_env(_env(fake_coingecko, COINGECKO_CALLS_PER_MINUTE="30", COINGECKO_TIMEOUT_SECONDS="7",
-                                      COINGECKO_MAX_RETRIES="4", COINGECKO_BACKOFF_SECONDS="0.25",
-                                      COINGECKO_MAX_RESPONSE_BYTES="12345", PIPELINE_MIN_COVERAGE="0.5"))
+    settings = Settings.from_env(
+        _env(
+            fake_coingecko,
+            COINGECKO_CALLS_PER_MINUTE="30",
+            COINGECKO_TIMEOUT_SECONDS="7",
+            COINGECKO_MAX_RETRIES="4",
+            COINGECKO_BACKOFF_SECONDS="0.25",
+            COINGECKO_MAX_RESPONSE_BYTES="12345",
+            PIPELINE_MIN_COVERAGE="0.5",
+        )
+    )
     client = client_from_settings(settings)
     assert client.base_url == fake_coingecko.base_url
     assert (client._min_interval, client._timeout, client._max_retries, client._backoff) == (2.0, 7.0, 4, 0.25)
@@ -367,9 +396,15 @@ def test_client_from_settings_passes_every_setting(fake_coingecko):
 
 def test_client_from_settings_interactive_uses_the_short_budget(fake_coingecko):
     """The refresh button: a person waits, so a short deadline and few retries; the scheduler keeps the long one."""
-    settings = Settings.from_env(_env(fake_coingecko, COINGECKO_MAX_RETRIES="5", COINGECKO_DEADLINE_SECONDS="300",
-                                      COINGECKO_INTERACTIVE_DEADLINE_SECONDS="8",
-                                      COINGECKO_INTERACTIVE_MAX_RETRIES="1"))
+    settings = Settings.from_env(
+        _env(
+            fake_coingecko,
+            COINGECKO_MAX_RETRIES="5",
+            COINGECKO_DEADLINE_SECONDS="300",
+            COINGECKO_INTERACTIVE_DEADLINE_SECONDS="8",
+            COINGECKO_INTERACTIVE_MAX_RETRIES="1",
+        )
+    )
     button = client_from_settings(settings, interactive=True)
     assert 7 < button.remaining() <= 8 and button._max_retries == 1
     scheduled = client_from_settings(settings)
@@ -377,14 +412,20 @@ def test_client_from_settings_interactive_uses_the_short_budget(fake_coingecko):
     default = client_from_settings(Settings.from_env(_env(fake_coingecko, COINGECKO_MAX_RETRIES="")), interactive=True)
     assert 9 < default.remaining() <= 10 and default._max_retries == 1
     never_longer = Settings.from_env(_env(fake_coingecko, COINGECKO_DEADLINE_SECONDS="4", COINGECKO_MAX_RETRIES="0"))
-    short = client_from_settings(never_longer, interactive=True)      # never more than the scheduled budget
+    short = client_from_settings(never_longer, interactive=True)  # never more than the scheduled budget
     assert 3 < short.remaining() <= 4 and short._max_retries == 0
 
 
 def test_interactive_run_gives_up_within_its_budget_when_the_api_hangs(fake_coingecko):
     fake_coingecko.add_fault("hang", times=10, hang_seconds=30)
-    settings = Settings.from_env(_env(fake_coingecko, COINGECKO_TIMEOUT_SECONDS="20", COINGECKO_BACKOFF_SECONDS="0.01",
-                                      COINGECKO_INTERACTIVE_DEADLINE_SECONDS="1"))
+    settings = Settings.from_env(
+        _env(
+            fake_coingecko,
+            COINGECKO_TIMEOUT_SECONDS="20",
+            COINGECKO_BACKOFF_SECONDS="0.01",
+            COINGECKO_INTERACTIVE_DEADLINE_SECONDS="1",
+        )
+    )
     start = time.monotonic()
     with pytest.raises(SourceError, match="deadline"):
         list(fetch_markets(client_from_settings(settings, interactive=True), vs_currency="usd", top_n=250))
@@ -393,18 +434,19 @@ def test_interactive_run_gives_up_within_its_budget_when_the_api_hangs(fake_coin
 
 # ---- pacing ---------------------------------------------------------------------
 
+
 def test_pacing_60_per_minute_waits_one_second_between_calls(fake_coingecko, ft):
     client = make_client(fake_coingecko, ft, calls_per_minute=60)
     client.get("ping", "/ping", {})
-    assert ft.sleeps == []                         # the first call never waits
+    assert ft.sleeps == []  # the first call never waits
     client.get("ping", "/ping", {})
     assert ft.sleeps == [pytest.approx(1.0)]
-    ft.now += 0.25                                 # time spent elsewhere counts
+    ft.now += 0.25  # time spent elsewhere counts
     client.get("ping", "/ping", {})
     assert ft.sleeps[1] == pytest.approx(0.75)
     ft.now += 5
     client.get("ping", "/ping", {})
-    assert len(ft.sleeps) == 2                     # already more than a second since the last call
+    assert len(ft.sleeps) == 2  # already more than a second since the last call
 
 
 def test_pacing_does_not_add_to_a_longer_backoff(fake_coingecko, ft):
@@ -426,23 +468,36 @@ def test_pacing_with_the_real_clock(fake_coingecko):
 
 # ---- Retry-After parsing ---------------------------------------------------------
 
-@pytest.mark.parametrize("value, expected", [
-    ("120", 120.0), (" 3 ", 3.0), ("0", 0.0), ("1.5", 1.5), ("-5", 0.0),
-    ("", None), (None, None), ("soon", None), ("Wed, 99 Foo 2015", None), ("12abc", None),
-])
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("120", 120.0),
+        (" 3 ", 3.0),
+        ("0", 0.0),
+        ("1.5", 1.5),
+        ("-5", 0.0),
+        ("", None),
+        (None, None),
+        ("soon", None),
+        ("Wed, 99 Foo 2015", None),
+        ("12abc", None),
+    ],
+)
 def test_parse_retry_after_seconds_and_garbage(value, expected):
     assert parse_retry_after(value) == expected
 
 
 def test_parse_retry_after_http_date():
-    now = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc).timestamp()
+    now = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC).timestamp()
     assert parse_retry_after("Wed, 01 May 2024 12:00:30 GMT", now=now) == pytest.approx(30.0)
-    assert parse_retry_after("Wed, 01 May 2024 11:00:00 GMT", now=now) == 0.0   # in the past
-    future = datetime.fromtimestamp(time.time() + 60, timezone.utc)
+    assert parse_retry_after("Wed, 01 May 2024 11:00:00 GMT", now=now) == 0.0  # in the past
+    future = datetime.fromtimestamp(time.time() + 60, UTC)
     assert 55 <= parse_retry_after(format_datetime(future, usegmt=True)) <= 61
 
 
 # ---- a wall-clock budget per request and per run --------------------------------------
+
 
 def test_trickled_body_is_cut_at_the_request_budget_then_retried(fake_coingecko, ft):
     """One byte every 0.1 s never trips a 0.5 s read timeout; the 0.5 s total per request does."""
@@ -453,8 +508,8 @@ def test_trickled_body_is_cut_at_the_request_budget_then_retried(fake_coingecko,
     response = client.get("markets", MARKETS, Q)
     assert response.ok and response.attempt == 2 and len(response.json()) == 5
     assert time.monotonic() - start < 1.5
-    assert [r.attempt for r in seen] == [2]          # a cut-off body is not an answer: nothing to keep
-    assert ft.sleeps == [0.5]                        # retried with the usual backoff
+    assert [r.attempt for r in seen] == [2]  # a cut-off body is not an answer: nothing to keep
+    assert ft.sleeps == [0.5]  # retried with the usual backoff
 
 
 def test_trickled_body_every_time_fails_after_the_retries(fake_coingecko, ft):
@@ -480,8 +535,14 @@ def test_trickled_headers_are_cut_at_the_request_budget(fake_coingecko, ft):
 def test_run_deadline_cuts_a_request_mid_body(fake_coingecko):
     """Real clock: a 1 s run deadline ends a trickling request after 1 s even with a 20 s request timeout."""
     fake_coingecko.add_fault("trickle", interval=0.1, times=5)
-    client = CoinGeckoClient(fake_coingecko.base_url, calls_per_minute=0, timeout_seconds=20, deadline_seconds=1.0,
-                             max_retries=5, backoff_base_seconds=0.01)
+    client = CoinGeckoClient(
+        fake_coingecko.base_url,
+        calls_per_minute=0,
+        timeout_seconds=20,
+        deadline_seconds=1.0,
+        max_retries=5,
+        backoff_base_seconds=0.01,
+    )
     start = time.monotonic()
     with pytest.raises(SourceError, match="deadline passed") as info:
         client.get("markets", MARKETS, Q)
@@ -491,6 +552,7 @@ def test_run_deadline_cuts_a_request_mid_body(fake_coingecko):
 
 
 # ---- every transport error is retried ----------------------------------------------------
+
 
 @pytest.mark.parametrize("kind", ["drop", "drop_chunked", "reset"])
 def test_connection_lost_mid_body_is_retried(fake_coingecko, ft, kind):
@@ -592,16 +654,23 @@ def test_every_transport_error_before_the_body_is_retried(ft, error):
     adapter = _FlakyAdapter(error)
     session = requests.Session()
     session.mount("http://", adapter)
-    client = CoinGeckoClient("http://cg.invalid/api/v3", session=session, calls_per_minute=0,
-                             backoff_base_seconds=0.5, sleep=ft.sleep, clock=ft.clock)
+    client = CoinGeckoClient(
+        "http://cg.invalid/api/v3",
+        session=session,
+        calls_per_minute=0,
+        backoff_base_seconds=0.5,
+        sleep=ft.sleep,
+        clock=ft.clock,
+    )
     response = client.get("markets", MARKETS, Q)
     assert response.ok and response.attempt == 2 and adapter.calls == 2
     assert ft.sleeps == [0.5]
 
 
 MID_BODY_ERRORS = {
-    "ProtocolError": lambda: _BrokenRaw(urllib3.exceptions.ProtocolError("broken",
-                                                                        urllib3.exceptions.IncompleteRead(10, 5))),
+    "ProtocolError": lambda: _BrokenRaw(
+        urllib3.exceptions.ProtocolError("broken", urllib3.exceptions.IncompleteRead(10, 5))
+    ),
     "DecodeError": lambda: _BrokenRaw(urllib3.exceptions.DecodeError("bad gzip")),
     "ReadTimeoutError": lambda: _BrokenRaw(urllib3.exceptions.ReadTimeoutError(None, "/", "read timed out")),
     "SSLError": lambda: _BrokenRaw(urllib3.exceptions.SSLError("bad record mac")),
@@ -616,15 +685,22 @@ def test_every_transport_error_mid_body_is_retried(ft, make_raw):
     adapter = _BrokenBodyAdapter(make_raw)
     session = requests.Session()
     session.mount("http://", adapter)
-    client = CoinGeckoClient("http://cg.invalid/api/v3", session=session, calls_per_minute=0,
-                             backoff_base_seconds=0.5, sleep=ft.sleep, clock=ft.clock)
+    client = CoinGeckoClient(
+        "http://cg.invalid/api/v3",
+        session=session,
+        calls_per_minute=0,
+        backoff_base_seconds=0.5,
+        sleep=ft.sleep,
+        clock=ft.clock,
+    )
     response = client.get("markets", MARKETS, Q)
     assert response.ok and response.attempt == 2 and adapter.calls == 2
 
 
-@pytest.mark.parametrize("base_url, api_key", [("htp://127.0.0.1/api/v3", None),
-                                               ("http:///api/v3", None),
-                                               ("http://127.0.0.1:9/api/v3", "secret\nkey-123")])
+@pytest.mark.parametrize(
+    "base_url, api_key",
+    [("htp://127.0.0.1/api/v3", None), ("http:///api/v3", None), ("http://127.0.0.1:9/api/v3", "secret\nkey-123")],
+)
 def test_a_request_that_cannot_be_built_is_a_config_error_at_once(ft, base_url, api_key):
     client = CoinGeckoClient(base_url, api_key=api_key, calls_per_minute=0, sleep=ft.sleep, clock=ft.clock)
     with pytest.raises(ConfigError) as info:
@@ -635,6 +711,7 @@ def test_a_request_that_cannot_be_built_is_a_config_error_at_once(ft, base_url, 
 
 # ---- redirects: the key never leaves the API's host ---------------------------------------
 
+
 @pytest.fixture
 def other_host():
     """A second local server standing for someone else's host: it records every header it gets."""
@@ -644,8 +721,9 @@ def other_host():
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 @pytest.mark.parametrize("where", ["other port", "other name", "other scheme", "protocol-relative"])
-def test_redirect_to_another_host_is_not_followed_and_the_key_never_leaves(fake_coingecko, other_host, ft,
-                                                                           where, status):
+def test_redirect_to_another_host_is_not_followed_and_the_key_never_leaves(
+    fake_coingecko, other_host, ft, where, status
+):
     query = "vs_currency=usd&per_page=5&page=1"
     location = {
         "other port": f"{other_host.base_url}/coins/markets?{query}",
@@ -660,17 +738,21 @@ def test_redirect_to_another_host_is_not_followed_and_the_key_never_leaves(fake_
         client.get("markets", MARKETS, Q)
     message = str(info.value)
     assert "another host" in message and "not sent" in message and "\n" not in message
-    expected_host = {"other port": f"127.0.0.1:{other_host.port}", "other name": "localhost",
-                     "other scheme": "https://127.0.0.1", "protocol-relative": f"127.0.0.1:{other_host.port}"}[where]
+    expected_host = {
+        "other port": f"127.0.0.1:{other_host.port}",
+        "other name": "localhost",
+        "other scheme": "https://127.0.0.1",
+        "protocol-relative": f"127.0.0.1:{other_host.port}",
+    }[where]
     assert expected_host in message
-    assert other_host.requests == []                              # never contacted, so never saw the key
+    assert other_host.requests == []  # never contacted, so never saw the key
     assert fake_coingecko.calls_to("markets") == 1 and ft.sleeps == []
     assert [(r.status, r.headers.get("location")) for r in seen] == [(status, location)]
     assert fake_coingecko.requests_to("markets")[0].headers["x-cg-demo-api-key"] == "secret-key-123"
 
 
 def test_same_host_redirect_is_followed(fake_coingecko, ft):
-    fake_coingecko.add_fault("redirect", times=2)       # the same URL again, twice
+    fake_coingecko.add_fault("redirect", times=2)  # the same URL again, twice
     seen = []
     response = make_client(fake_coingecko, ft, api_key="k", on_response=seen.append).get("markets", MARKETS, Q)
     assert response.ok and response.attempt == 1 and len(response.json()) == 5
@@ -691,8 +773,11 @@ def test_redirect_loop_stops_after_five_hops(fake_coingecko, ft):
 MIB = 1024 * 1024
 
 
-@pytest.mark.parametrize("kind, chunked", [("huge", False), ("huge", True), ("gzip_bomb", False)],
-                         ids=["content-length", "chunked-no-length", "gzip-bomb"])
+@pytest.mark.parametrize(
+    "kind, chunked",
+    [("huge", False), ("huge", True), ("gzip_bomb", False)],
+    ids=["content-length", "chunked-no-length", "gzip-bomb"],
+)
 def test_body_over_the_cap_is_refused_not_kept_not_retried(fake_coingecko, ft, kind, chunked):
     fake_coingecko.add_fault(kind, size=30 * MIB, chunked=chunked, times=3)
     seen = []
@@ -704,7 +789,7 @@ def test_body_over_the_cap_is_refused_not_kept_not_retried(fake_coingecko, ft, k
     assert isinstance(info.value, SourceError) and info.value.exit_code == 3
     message = str(info.value)
     assert "too large" in message and "1,048,576" in message and "\n" not in message
-    assert seen == []                                   # nothing over the cap reaches bronze
+    assert seen == []  # nothing over the cap reaches bronze
     assert fake_coingecko.calls_to("markets") == 1 and ft.sleeps == []
 
 
@@ -712,7 +797,7 @@ def test_gzip_bomb_is_stopped_without_inflating_it_in_memory(fake_coingecko, ft)
     fake_coingecko.add_fault("gzip_bomb", size=60 * MIB, times=2)
     client = make_client(fake_coingecko, ft, max_response_bytes=1 * MIB)
     with pytest.raises(ResponseTooLarge):
-        client.get("markets", MARKETS, Q)               # builds and caches the bomb in the fake
+        client.get("markets", MARKETS, Q)  # builds and caches the bomb in the fake
     tracemalloc.start()
     try:
         with pytest.raises(ResponseTooLarge):
@@ -742,15 +827,22 @@ def test_gzip_body_is_decoded_and_capped_on_its_decoded_size(fake_coingecko, ft)
 
 # ---- the response contract -----------------------------------------------------------------
 
-@pytest.mark.parametrize("kind, options, words", [
-    ("rename_fields", {"rename": {"id": "coin_id"}}, ["id", "coin_id"]),
-    ("rename_fields", {"rename": {"current_price": "price"}}, ["current_price", "price"]),
-    ("rename_fields", {"rename": {"market_cap": "mcap", "total_volume": "volume"}},
-     ["market_cap", "total_volume", "mcap", "volume"]),
-    ("empty_list", {}, ["empty"]),
-    ("wrong_type", {}, ["array", "object"]),
-    ("array_of_strings", {}, ["objects", "string"]),
-])
+
+@pytest.mark.parametrize(
+    "kind, options, words",
+    [
+        ("rename_fields", {"rename": {"id": "coin_id"}}, ["id", "coin_id"]),
+        ("rename_fields", {"rename": {"current_price": "price"}}, ["current_price", "price"]),
+        (
+            "rename_fields",
+            {"rename": {"market_cap": "mcap", "total_volume": "volume"}},
+            ["market_cap", "total_volume", "mcap", "volume"],
+        ),
+        ("empty_list", {}, ["empty"]),
+        ("wrong_type", {}, ["array", "object"]),
+        ("array_of_strings", {}, ["objects", "string"]),
+    ],
+)
 def test_a_body_of_the_wrong_shape_is_schema_drift(fake_coingecko, ft, kind, options, words):
     fake_coingecko.add_fault(kind, **options)
     seen = []
@@ -760,8 +852,8 @@ def test_a_body_of_the_wrong_shape_is_schema_drift(fake_coingecko, ft, kind, opt
     assert "schema drift" in message and "\n" not in message and info.value.exit_code == 3
     for word in words:
         assert word in message
-    assert len(seen) == 1 and seen[0].status == 200      # the body went to bronze before the check
-    assert fake_coingecko.calls_to("markets") == 1        # well-formed: no retry
+    assert len(seen) == 1 and seen[0].status == 200  # the body went to bronze before the check
+    assert fake_coingecko.calls_to("markets") == 1  # well-formed: no retry
 
 
 @pytest.mark.parametrize("kind", ["single_record", "repeat_one"])
@@ -781,7 +873,7 @@ def test_a_short_later_page_is_a_partial_response(fake_coingecko, ft, monkeypatc
 
 def test_coverage_threshold_is_configurable(fake_coingecko, ft):
     records = load_fixture(DEFAULT_MARKETS)
-    fake_coingecko.set_markets(records[:200] + [dict(records[0]) for _ in range(50)])   # 200 distinct of 250
+    fake_coingecko.set_markets(records[:200] + [dict(records[0]) for _ in range(50)])  # 200 distinct of 250
     pages = list(fetch_markets(make_client(fake_coingecko, ft, min_coverage=0.8), vs_currency="usd", top_n=250))
     assert len(pages) == 1
     with pytest.raises(SchemaDrift, match="got 200 of 250"):
@@ -796,9 +888,13 @@ def test_malformed_records_are_not_drift(fake_coingecko, ft, kind):
     assert len(pages) == 1 and len(pages[0].json()) >= 250
 
 
-@pytest.mark.parametrize("kind, words", [("rename_fields", ["total_market_cap", "market_cap_percentage",
-                                                            "total_mcap"]),
-                                         ("wrong_type", ["object", "array"])])
+@pytest.mark.parametrize(
+    "kind, words",
+    [
+        ("rename_fields", ["total_market_cap", "market_cap_percentage", "total_mcap"]),
+        ("wrong_type", ["object", "array"]),
+    ],
+)
 def test_global_of_the_wrong_shape_is_schema_drift(fake_coingecko, ft, kind, words):
     fake_coingecko.add_fault(kind, endpoint="global")
     with pytest.raises(SchemaDrift) as info:

@@ -18,8 +18,12 @@ def test_defaults():
     assert s.coingecko_base_url == PUBLIC_BASE_URL == "https://api.coingecko.com/api/v3"
     assert s.api_key is None and s.api_plan == "demo" and s.api_key_header == "x-cg-demo-api-key"
     assert s.is_postgres is False
-    assert (s.calls_per_minute, s.max_retries, s.request_timeout_seconds, s.fetch_deadline_seconds) == (25.0, 5, 20.0,
-                                                                                                        300.0)
+    assert (s.calls_per_minute, s.max_retries, s.request_timeout_seconds, s.fetch_deadline_seconds) == (
+        25.0,
+        5,
+        20.0,
+        300.0,
+    )
 
 
 def test_database_defaults_under_data_dir(tmp_path):
@@ -39,12 +43,15 @@ def test_reads_os_environ_when_no_dict(monkeypatch):
     assert Settings.from_env().top_n == 42
 
 
-@pytest.mark.parametrize("url, expected", [
-    ("postgresql://u:p@db:5432/crypto", "postgresql+psycopg://u:p@db:5432/crypto"),
-    ("postgres://u:p@db/crypto", "postgresql+psycopg://u:p@db/crypto"),
-    ("postgresql+psycopg://u@db/crypto", "postgresql+psycopg://u@db/crypto"),
-    ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
-])
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("postgresql://u:p@db:5432/crypto", "postgresql+psycopg://u:p@db:5432/crypto"),
+        ("postgres://u:p@db/crypto", "postgresql+psycopg://u:p@db/crypto"),
+        ("postgresql+psycopg://u@db/crypto", "postgresql+psycopg://u@db/crypto"),
+        ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
+    ],
+)
 def test_postgres_urls_use_psycopg3(url, expected):
     assert normalize_database_url(url) == expected
     s = Settings.from_env({"DATABASE_URL": url})
@@ -53,9 +60,16 @@ def test_postgres_urls_use_psycopg3(url, expected):
 
 
 def test_values_are_parsed():
-    s = Settings.from_env({"PIPELINE_TOP_N": "100", "PIPELINE_INTERVAL_MINUTES": "5", "VS_CURRENCY": " EUR ",
-                           "COINGECKO_CALLS_PER_MINUTE": "0", "COINGECKO_MAX_RETRIES": "0",
-                           "COINGECKO_BASE_URL": "http://127.0.0.1:8000/api/v3/"})
+    s = Settings.from_env(
+        {
+            "PIPELINE_TOP_N": "100",
+            "PIPELINE_INTERVAL_MINUTES": "5",
+            "VS_CURRENCY": " EUR ",
+            "COINGECKO_CALLS_PER_MINUTE": "0",
+            "COINGECKO_MAX_RETRIES": "0",
+            "COINGECKO_BASE_URL": "http://127.0.0.1:8000/api/v3/",
+        }
+    )
     assert (s.top_n, s.interval_minutes, s.vs_currency, s.calls_per_minute, s.max_retries) == (100, 5, "eur", 0.0, 0)
     assert s.coingecko_base_url == "http://127.0.0.1:8000/api/v3"
 
@@ -77,31 +91,34 @@ def test_explicit_base_url_wins_over_pro():
     assert s.coingecko_base_url == "http://x/v3" and s.api_key_header == "x-cg-pro-api-key"
 
 
-@pytest.mark.parametrize("name, value", [
-    ("PIPELINE_TOP_N", "abc"),
-    ("PIPELINE_TOP_N", "0"),
-    ("PIPELINE_TOP_N", "2.5"),
-    ("PIPELINE_INTERVAL_MINUTES", "-1"),
-    ("PIPELINE_REFRESH_COOLDOWN_SECONDS", "-5"),
-    ("COINGECKO_MAX_RETRIES", "-1"),
-    ("COINGECKO_MAX_RETRIES", "many"),
-    ("COINGECKO_CALLS_PER_MINUTE", "fast"),
-    ("COINGECKO_TIMEOUT_SECONDS", "-2"),
-    ("COINGECKO_DEADLINE_SECONDS", "5m"),
-    ("COINGECKO_BACKOFF_SECONDS", "-0.1"),
-    ("PIPELINE_LOCK_TTL_SECONDS", "x"),
-    ("COINGECKO_MAX_RESPONSE_BYTES", "0"),
-    ("COINGECKO_MAX_RESPONSE_BYTES", "20MB"),
-    ("PIPELINE_MIN_COVERAGE", "1.5"),
-    ("PIPELINE_MIN_COVERAGE", "-0.1"),
-    ("PIPELINE_MIN_COVERAGE", "90%"),
-    ("COINGECKO_INTERACTIVE_DEADLINE_SECONDS", "-1"),
-    ("COINGECKO_INTERACTIVE_MAX_RETRIES", "-1"),
-    ("COINGECKO_INTERACTIVE_MAX_RETRIES", "one"),
-    ("COINGECKO_API_PLAN", "enterprise"),
-    ("DATABASE_URL", "mysql://x"),
-    ("DATABASE_URL", "warehouse.db"),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("PIPELINE_TOP_N", "abc"),
+        ("PIPELINE_TOP_N", "0"),
+        ("PIPELINE_TOP_N", "2.5"),
+        ("PIPELINE_INTERVAL_MINUTES", "-1"),
+        ("PIPELINE_REFRESH_COOLDOWN_SECONDS", "-5"),
+        ("COINGECKO_MAX_RETRIES", "-1"),
+        ("COINGECKO_MAX_RETRIES", "many"),
+        ("COINGECKO_CALLS_PER_MINUTE", "fast"),
+        ("COINGECKO_TIMEOUT_SECONDS", "-2"),
+        ("COINGECKO_DEADLINE_SECONDS", "5m"),
+        ("COINGECKO_BACKOFF_SECONDS", "-0.1"),
+        ("PIPELINE_LOCK_TTL_SECONDS", "x"),
+        ("COINGECKO_MAX_RESPONSE_BYTES", "0"),
+        ("COINGECKO_MAX_RESPONSE_BYTES", "20MB"),
+        ("PIPELINE_MIN_COVERAGE", "1.5"),
+        ("PIPELINE_MIN_COVERAGE", "-0.1"),
+        ("PIPELINE_MIN_COVERAGE", "90%"),
+        ("COINGECKO_INTERACTIVE_DEADLINE_SECONDS", "-1"),
+        ("COINGECKO_INTERACTIVE_MAX_RETRIES", "-1"),
+        ("COINGECKO_INTERACTIVE_MAX_RETRIES", "one"),
+        ("COINGECKO_API_PLAN", "enterprise"),
+        ("DATABASE_URL", "mysql://x"),
+        ("DATABASE_URL", "warehouse.db"),
+    ],
+)
 def test_bad_values_name_the_variable(name, value):
     with pytest.raises(ConfigError) as info:
         Settings.from_env({name: value})
@@ -117,22 +134,36 @@ def test_hostile_response_defaults():
 
 
 def test_hostile_response_settings_are_parsed():
-    s = Settings.from_env({"COINGECKO_MAX_RESPONSE_BYTES": "1048576", "PIPELINE_MIN_COVERAGE": "0.75",
-                           "COINGECKO_INTERACTIVE_DEADLINE_SECONDS": "4.5", "COINGECKO_INTERACTIVE_MAX_RETRIES": "0"})
+    s = Settings.from_env(
+        {
+            "COINGECKO_MAX_RESPONSE_BYTES": "1048576",
+            "PIPELINE_MIN_COVERAGE": "0.75",
+            "COINGECKO_INTERACTIVE_DEADLINE_SECONDS": "4.5",
+            "COINGECKO_INTERACTIVE_MAX_RETRIES": "0",
+        }
+    )
     assert (s.max_response_bytes, s.min_coverage) == (1048576, 0.75)
     assert (s.interactive_deadline_seconds, s.interactive_max_retries) == (4.5, 0)
     assert Settings.from_env({"PIPELINE_MIN_COVERAGE": "1"}).min_coverage == 1.0
     assert Settings.from_env({"PIPELINE_MIN_COVERAGE": "0"}).min_coverage == 0.0
 
 
-@pytest.mark.parametrize("name", ["COINGECKO_TIMEOUT_SECONDS", "COINGECKO_DEADLINE_SECONDS", "PIPELINE_MIN_COVERAGE",
-                                  "COINGECKO_INTERACTIVE_DEADLINE_SECONDS"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "COINGECKO_TIMEOUT_SECONDS",
+        "COINGECKO_DEADLINE_SECONDS",
+        "PIPELINE_MIN_COVERAGE",
+        "COINGECKO_INTERACTIVE_DEADLINE_SECONDS",
+    ],
+)
 def test_nan_is_a_bad_value(name):
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: "nan"})
 
 
 # ---- secrets ----------------------------------------------------------------------
+
 
 def test_describe_masks_api_key_and_db_password():
     s = Settings.from_env({"COINGECKO_API_KEY": "CG-supersecret", "DATABASE_URL": "postgresql://app:hunter2@db:5432/c"})
@@ -142,15 +173,18 @@ def test_describe_masks_api_key_and_db_password():
     assert described["api_key"] == "set"
     assert described["database_url"] == "postgresql+psycopg://app:***@db:5432/c"
     assert Settings.from_env({}).describe()["api_key"] == "not set"
-    assert "CG-supersecret" not in repr(s)       # the key is kept out of the dataclass repr
+    assert "CG-supersecret" not in repr(s)  # the key is kept out of the dataclass repr
 
 
-@pytest.mark.parametrize("url, expected", [
-    ("postgresql+psycopg://app:hunter2@db:5432/c", "postgresql+psycopg://app:***@db:5432/c"),
-    ("postgresql://app:p%40ss%2Fw0rd@db/c", "postgresql://app:***@db/c"),
-    ("postgresql://app@db/c", "postgresql://app@db/c"),
-    ("sqlite:///data/warehouse.db", "sqlite:///data/warehouse.db"),
-])
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("postgresql+psycopg://app:hunter2@db:5432/c", "postgresql+psycopg://app:***@db:5432/c"),
+        ("postgresql://app:p%40ss%2Fw0rd@db/c", "postgresql://app:***@db/c"),
+        ("postgresql://app@db/c", "postgresql://app@db/c"),
+        ("sqlite:///data/warehouse.db", "sqlite:///data/warehouse.db"),
+    ],
+)
 def test_mask_url(url, expected):
     assert mask_url(url) == expected
 

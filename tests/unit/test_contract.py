@@ -37,19 +37,23 @@ def drift(call, *args, **kwargs) -> str:
 
 # ---- one page --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", MARKETS_FIXTURES)
 def test_every_recorded_page_meets_the_contract(name):
     body = load_fixture(name)
     assert check_markets_page(body, page=1) is body
 
 
-@pytest.mark.parametrize("body, words", [
-    ({"coins": []}, ["array", "object"]),
-    ({"status": {"error_code": 429}}, ["array", "object"]),
-    ("bitcoin", ["array", "string"]),
-    (None, ["array", "null"]),
-    (42, ["array", "number"]),
-])
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ({"coins": []}, ["array", "object"]),
+        ({"status": {"error_code": 429}}, ["array", "object"]),
+        ("bitcoin", ["array", "string"]),
+        (None, ["array", "null"]),
+        (42, ["array", "number"]),
+    ],
+)
 def test_a_page_that_is_not_an_array_is_drift(body, words):
     message = drift(check_markets_page, body, page=1)
     assert "/coins/markets page 1" in message
@@ -62,11 +66,14 @@ def test_empty_first_page_is_drift_but_an_empty_later_page_ends_the_list():
     assert check_markets_page([], page=3) == []
 
 
-@pytest.mark.parametrize("body, kind", [
-    (["bitcoin", "ethereum", "tether"], "string"),
-    ([[1, 2], [3, 4]], "array"),
-    ([1, 2, None], "number"),
-])
+@pytest.mark.parametrize(
+    "body, kind",
+    [
+        (["bitcoin", "ethereum", "tether"], "string"),
+        ([[1, 2], [3, 4]], "array"),
+        ([1, 2, None], "number"),
+    ],
+)
 def test_an_array_of_non_objects_is_drift(body, kind):
     message = drift(check_markets_page, body, page=1)
     assert "objects" in message and kind in message
@@ -105,9 +112,9 @@ def test_a_key_missing_from_up_to_half_the_records_is_not_drift(records):
     body = [dict(r) for r in records[:10]]
     for record in body[:5]:
         del record["id"]
-    assert check_markets_page(body, page=1) is body           # 5 of 10: individual bad records
+    assert check_markets_page(body, page=1) is body  # 5 of 10: individual bad records
     del body[5]["id"]
-    assert "id" in drift(check_markets_page, body, page=1)    # 6 of 10: the shape changed
+    assert "id" in drift(check_markets_page, body, page=1)  # 6 of 10: the shape changed
 
 
 def test_one_malformed_record_is_not_drift(records):
@@ -125,20 +132,24 @@ def test_new_documented_or_unknown_extra_fields_are_fine(records):
 
 # ---- the whole run ---------------------------------------------------------------------------
 
+
 def test_a_full_run_passes(records):
     assert check_markets_run([records], top_n=250, listable=None) == 250
     assert check_markets_run([records[:100], records[100:200], records[200:]], top_n=250, listable=None) == 250
 
 
-@pytest.mark.parametrize("got, top_n, listable, ok", [
-    (1, 250, None, False),
-    (224, 250, None, False),
-    (225, 250, None, True),          # 90 % of 250
-    (150, 250, 150, True),           # the API lists only 150
-    (3, 250, 3, True),
-    (100, 250, 150, False),          # listed 150, got 100
-    (200, 1000, None, False),
-])
+@pytest.mark.parametrize(
+    "got, top_n, listable, ok",
+    [
+        (1, 250, None, False),
+        (224, 250, None, False),
+        (225, 250, None, True),  # 90 % of 250
+        (150, 250, 150, True),  # the API lists only 150
+        (3, 250, 3, True),
+        (100, 250, 150, False),  # listed 150, got 100
+        (200, 1000, None, False),
+    ],
+)
 def test_coverage_of_min_top_n_and_what_the_api_lists(records, got, top_n, listable, ok):
     pages = [records[:got]]
     if ok:
@@ -146,13 +157,15 @@ def test_coverage_of_min_top_n_and_what_the_api_lists(records, got, top_n, lista
     else:
         expected = top_n if listable is None else min(top_n, listable)
         assert f"partial response: got {got} of {expected} coins" in drift(
-            check_markets_run, pages, top_n=top_n, listable=listable)
+            check_markets_run, pages, top_n=top_n, listable=listable
+        )
 
 
 def test_duplicates_and_id_less_records_do_not_count_as_coins(records):
     pages = [[records[0]] * 250]
     assert "got 1 of 250 coins (250 records, 1 distinct usable ids" in drift(
-        check_markets_run, pages, top_n=250, listable=None)
+        check_markets_run, pages, top_n=250, listable=None
+    )
     no_ids = [{**r, "id": None} for r in records]
     assert "got 0 of 250" in drift(check_markets_run, [no_ids], top_n=250, listable=None)
 
@@ -171,17 +184,21 @@ def test_the_threshold_is_a_parameter(records):
 
 # ---- /global -----------------------------------------------------------------------------------
 
+
 def test_the_recorded_global_meets_the_contract():
     body = load_fixture(DEFAULT_GLOBAL)
     assert check_global(body) is body["data"]
 
 
-@pytest.mark.parametrize("body, words", [
-    ([{"data": {}}], ["object", "array"]),
-    ({"no": "data"}, ["'data'", "no"]),
-    ({"data": "soon"}, ["'data'"]),
-    ({"data": {"active_cryptocurrencies": 1}}, ["total_market_cap", "market_cap_percentage"]),
-])
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ([{"data": {}}], ["object", "array"]),
+        ({"no": "data"}, ["'data'", "no"]),
+        ({"data": "soon"}, ["'data'"]),
+        ({"data": {"active_cryptocurrencies": 1}}, ["total_market_cap", "market_cap_percentage"]),
+    ],
+)
 def test_a_global_of_the_wrong_shape_is_drift(body, words):
     message = drift(check_global, body)
     assert message.startswith("/global")

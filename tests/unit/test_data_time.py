@@ -70,8 +70,9 @@ def test_a_recorded_body_served_again_takes_the_fetch_time():
 
 
 def test_a_saved_body_without_fetch_time_is_centred_on_its_own_values():
-    records = json.loads((REAL / "markets/markets_250_sparkline_pct1h24h7d_2022-10-16_mrmendoza-dev-cryptotracker.json")
-                         .read_bytes())
+    records = json.loads(
+        (REAL / "markets/markets_250_sparkline_pct1h24h7d_2022-10-16_mrmendoza-dev-cryptotracker.json").read_bytes()
+    )
     found = data_time(last_updated_values(records), None, not_after=datetime(2026, 1, 1))
     assert found.basis == BASIS_LAST_UPDATED
     assert datetime(2022, 10, 16, 9, 27) < found.at < datetime(2022, 10, 16, 9, 29)
@@ -87,8 +88,9 @@ def test_without_fetch_time_values_after_the_clock_are_futures():
     assert found.at == now - timedelta(hours=1) and found.future == 2
 
 
-@pytest.mark.parametrize("name", ["markets_2025-03-05_jpwnoise-Cripto-Brain.json",
-                                  "markets_2021-08-23_jonas-jonas-div-dash.json"])
+@pytest.mark.parametrize(
+    "name", ["markets_2025-03-05_jpwnoise-Cripto-Brain.json", "markets_2021-08-23_jonas-jonas-div-dash.json"]
+)
 def test_real_bodies_get_a_time_between_their_oldest_and_newest_record(name):
     records = json.loads((REAL / "markets" / name).read_bytes())
     times = sorted(parse_time(r["last_updated"]) for r in records)

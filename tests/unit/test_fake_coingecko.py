@@ -22,8 +22,11 @@ from tests.fakes.coingecko import (
 )
 
 MARKETS = load_fixture(DEFAULT_MARKETS)
-PCT_KEYS = {"price_change_percentage_1h_in_currency", "price_change_percentage_24h_in_currency",
-            "price_change_percentage_7d_in_currency"}
+PCT_KEYS = {
+    "price_change_percentage_1h_in_currency",
+    "price_change_percentage_24h_in_currency",
+    "price_change_percentage_7d_in_currency",
+}
 
 
 @pytest.fixture
@@ -39,6 +42,7 @@ def markets(cg, timeout=5, **params):
 
 # ---- plain endpoints ----------------------------------------------------------
 
+
 def test_base_url_is_loopback_with_api_prefix(cg):
     assert cg.base_url.startswith("http://127.0.0.1:")
     assert cg.base_url.endswith("/api/v3")
@@ -47,7 +51,7 @@ def test_base_url_is_loopback_with_api_prefix(cg):
 
 def test_base_url_needs_start():
     with pytest.raises(RuntimeError):
-        FakeCoinGecko(markets=[]).base_url
+        _ = FakeCoinGecko(markets=[]).base_url
 
 
 def test_ping(cg):
@@ -74,6 +78,7 @@ def test_unknown_path_is_404(cg):
 
 
 # ---- /coins/markets -------------------------------------------------------------
+
 
 def test_paging_slices_records_in_rank_order(cg):
     pages = [markets(cg, per_page=100, page=p).json() for p in (1, 2, 3, 4)]
@@ -108,7 +113,9 @@ def test_only_requested_price_change_periods_are_returned(cg):
     assert not PCT_KEYS & set(markets(cg).json()[0])
     row = markets(cg, price_change_percentage="1h,24h").json()[0]
     assert {k for k in row if k.endswith("_in_currency")} == {
-        "price_change_percentage_1h_in_currency", "price_change_percentage_24h_in_currency"}
+        "price_change_percentage_1h_in_currency",
+        "price_change_percentage_24h_in_currency",
+    }
     assert "price_change_percentage_24h" in row  # the plain 24h field always stays
     row = markets(cg, price_change_percentage="1h,24h,7d,30d").json()[0]
     assert {k for k in row if k.endswith("_in_currency")} == PCT_KEYS  # 30d: not in fixture
@@ -136,6 +143,7 @@ def test_configured_records_are_not_mutated_by_faults():
 
 # ---- /global and market_chart ------------------------------------------------------
 
+
 def test_global_serves_body_and_500_when_unset(cg):
     r = requests.get(f"{cg.base_url}/global", timeout=5)
     assert r.status_code == 200
@@ -155,8 +163,9 @@ def test_market_chart_max_and_days_trim(cg):
 
 
 def test_market_chart_unknown_coin_is_404(cg):
-    r = requests.get(f"{cg.base_url}/coins/dogecoin/market_chart",
-                     params={"vs_currency": "usd", "days": "1"}, timeout=5)
+    r = requests.get(
+        f"{cg.base_url}/coins/dogecoin/market_chart", params={"vs_currency": "usd", "days": "1"}, timeout=5
+    )
     assert r.status_code == 404
     assert r.json() == {"error": "coin not found"}
 
@@ -164,12 +173,14 @@ def test_market_chart_unknown_coin_is_404(cg):
 def test_market_charts_argument():
     bnb = load_fixture("market_chart/market_chart_binancecoin_usd_91d_2020-07-04_rudijs-coin-bot.json")
     with FakeCoinGecko(market_charts={"binancecoin": bnb}) as fake:
-        r = requests.get(f"{fake.base_url}/coins/binancecoin/market_chart",
-                         params={"vs_currency": "usd", "days": "91"}, timeout=5)
+        r = requests.get(
+            f"{fake.base_url}/coins/binancecoin/market_chart", params={"vs_currency": "usd", "days": "91"}, timeout=5
+        )
         assert r.json()["prices"] == bnb["prices"]
 
 
 # ---- faults: HTTP errors ------------------------------------------------------
+
 
 def test_429_has_retry_after_and_real_body_then_recovers(cg):
     cg.add_fault("429", retry_after=7)
@@ -185,6 +196,7 @@ def test_429_has_retry_after_and_real_body_then_recovers(cg):
 
 def test_429_falls_back_to_same_shape_without_shared_data(cg, monkeypatch, tmp_path):
     import tests.fakes.coingecko as fake_module
+
     monkeypatch.setattr(fake_module, "REAL_429_PATH", tmp_path / "absent.json")
     cg.add_fault("429")
     body = markets(cg).json()
@@ -194,8 +206,7 @@ def test_429_falls_back_to_same_shape_without_shared_data(cg, monkeypatch, tmp_p
 
 def test_429_default_retry_after_is_1(cg):
     cg.add_fault("429", endpoint="market_chart")
-    r = requests.get(f"{cg.base_url}/coins/bitcoin/market_chart",
-                     params={"vs_currency": "usd", "days": "1"}, timeout=5)
+    r = requests.get(f"{cg.base_url}/coins/bitcoin/market_chart", params={"vs_currency": "usd", "days": "1"}, timeout=5)
     assert (r.status_code, r.headers["Retry-After"]) == (429, "1")
 
 
@@ -241,6 +252,7 @@ def test_bad_fault_arguments_are_rejected(cg):
 
 # ---- faults: transport ----------------------------------------------------------
 
+
 def test_hang_outlasts_a_short_client_timeout(cg):
     cg.add_fault("hang", hang_seconds=1.5)
     started = time.monotonic()
@@ -270,6 +282,7 @@ def test_truncated_body_fails_json_parsing(cg):
 
 
 # ---- faults: dirty data -----------------------------------------------------------
+
 
 def test_missing_fields(cg):
     cg.add_fault("missing_fields")
@@ -319,14 +332,20 @@ def test_duplicate_ids_on_page_one_repeat_first_record(cg):
 
 # ---- request recording --------------------------------------------------------------
 
+
 def test_requests_are_recorded_with_query_headers_and_time(cg):
     before = time.monotonic()
     markets(cg, per_page=5, page=2, price_change_percentage="1h,24h,7d")
     requests.get(f"{cg.base_url}/global", headers={"x-cg-demo-api-key": "demo-key"}, timeout=5)
     first, second = cg.requests
     assert first.path == "/api/v3/coins/markets" and first.endpoint == "markets"
-    assert first.query == {"vs_currency": "usd", "order": "market_cap_desc", "per_page": "5",
-                           "page": "2", "price_change_percentage": "1h,24h,7d"}
+    assert first.query == {
+        "vs_currency": "usd",
+        "order": "market_cap_desc",
+        "per_page": "5",
+        "page": "2",
+        "price_change_percentage": "1h,24h,7d",
+    }
     assert second.headers["x-cg-demo-api-key"] == "demo-key"
     assert all(k == k.lower() for k in second.headers)
     assert before <= first.at <= second.at <= time.monotonic()
@@ -336,6 +355,7 @@ def test_requests_are_recorded_with_query_headers_and_time(cg):
 
 def test_stop_leaves_no_server_threads():
     import threading
+
     before = threading.active_count()
     with FakeCoinGecko(markets=[]) as fake:
         fake.add_fault("hang", endpoint="ping", hang_seconds=5)

@@ -11,21 +11,24 @@ import pytest
 from dashboard import formatting as fmt
 
 
-@pytest.mark.parametrize("value, expected", [
-    (1.23e12, "$1.23T"),
-    (956_634_610_015.76, "$956.63B"),
-    (45.6e9, "$45.60B"),
-    (3_000_000, "$3.00M"),
-    (12_345, "$12.35K"),
-    (999.5, "$999.50"),
-    (0, "$0.00"),
-    (-3e6, "-$3.00M"),
-    (999_996_000_000, "$1.00T"),  # rounds up across the suffix boundary
-    (999_999.9, "$1.00M"),
-    (None, "—"),
-    (math.nan, "—"),
-    (pd.NA, "—"),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (1.23e12, "$1.23T"),
+        (956_634_610_015.76, "$956.63B"),
+        (45.6e9, "$45.60B"),
+        (3_000_000, "$3.00M"),
+        (12_345, "$12.35K"),
+        (999.5, "$999.50"),
+        (0, "$0.00"),
+        (-3e6, "-$3.00M"),
+        (999_996_000_000, "$1.00T"),  # rounds up across the suffix boundary
+        (999_999.9, "$1.00M"),
+        (None, "—"),
+        (math.nan, "—"),
+        (pd.NA, "—"),
+    ],
+)
 def test_format_usd(value, expected):
     assert fmt.format_usd(value) == expected
 
@@ -35,31 +38,37 @@ def test_format_usd_digits():
     assert fmt.format_usd(2.5e6, 1) == "$2.5M"
 
 
-@pytest.mark.parametrize("value, expected", [
-    (20431.5, "$20,431.50"),
-    (1.0, "$1.00"),
-    (0.06123456, "$0.06123"),
-    (0.5, "$0.50"),
-    (0.000012345, "$0.00001234"),
-    (7.8666533e-10, "$0.0000000007867"),
-    (0, "$0.00"),
-    (None, "—"),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (20431.5, "$20,431.50"),
+        (1.0, "$1.00"),
+        (0.06123456, "$0.06123"),
+        (0.5, "$0.50"),
+        (0.000012345, "$0.00001234"),
+        (7.8666533e-10, "$0.0000000007867"),
+        (0, "$0.00"),
+        (None, "—"),
+    ],
+)
 def test_format_price_keeps_significant_digits_for_tiny_prices(value, expected):
     assert fmt.format_price(value) == expected
 
 
-@pytest.mark.parametrize("value, kwargs, expected", [
-    (12.345, {}, "12.3%"),
-    (12.345, {"digits": 2}, "12.35%"),
-    (12.345, {"signed": True}, "+12.3%"),
-    (-4.0, {}, "-4.0%"),
-    (-4.0, {"signed": True}, "-4.0%"),
-    (-0.04, {"signed": True}, "+0.0%"),  # no "-0.0%"
-    (0, {"signed": True}, "+0.0%"),
-    (None, {}, "—"),
-    (math.nan, {"signed": True}, "—"),
-])
+@pytest.mark.parametrize(
+    "value, kwargs, expected",
+    [
+        (12.345, {}, "12.3%"),
+        (12.345, {"digits": 2}, "12.35%"),
+        (12.345, {"signed": True}, "+12.3%"),
+        (-4.0, {}, "-4.0%"),
+        (-4.0, {"signed": True}, "-4.0%"),
+        (-0.04, {"signed": True}, "+0.0%"),  # no "-0.0%"
+        (0, {"signed": True}, "+0.0%"),
+        (None, {}, "—"),
+        (math.nan, {"signed": True}, "—"),
+    ],
+)
 def test_format_pct(value, kwargs, expected):
     assert fmt.format_pct(value, **kwargs) == expected
 
@@ -69,22 +78,24 @@ def test_negative_percentages_use_an_ascii_minus_so_streamlit_colours_deltas_red
     assert fmt.format_pp(-0.25).startswith("-")
 
 
-@pytest.mark.parametrize("value, expected", [(0.123, "+0.12 pp"), (-1.5, "-1.50 pp"), (0.001, "+0.00 pp"),
-                                             (None, "—")])
+@pytest.mark.parametrize("value, expected", [(0.123, "+0.12 pp"), (-1.5, "-1.50 pp"), (0.001, "+0.00 pp"), (None, "—")])
 def test_format_pp(value, expected):
     assert fmt.format_pp(value) == expected
 
 
-@pytest.mark.parametrize("func, value, expected", [
-    (fmt.format_ratio, 0.04567, "0.046"),
-    (fmt.format_count, 1234, "1,234"),
-    (fmt.format_count, 1234.0, "1,234"),
-    (fmt.format_compact, 1_234_567, "1.23M"),
-    (fmt.format_compact, 12.3, "12.30"),
-    (fmt.format_supply, 19_180_000, "19.18M"),
-    (fmt.format_ratio, None, "—"),
-    (fmt.format_count, math.nan, "—"),
-])
+@pytest.mark.parametrize(
+    "func, value, expected",
+    [
+        (fmt.format_ratio, 0.04567, "0.046"),
+        (fmt.format_count, 1234, "1,234"),
+        (fmt.format_count, 1234.0, "1,234"),
+        (fmt.format_compact, 1_234_567, "1.23M"),
+        (fmt.format_compact, 12.3, "12.30"),
+        (fmt.format_supply, 19_180_000, "19.18M"),
+        (fmt.format_ratio, None, "—"),
+        (fmt.format_count, math.nan, "—"),
+    ],
+)
 def test_small_formatters(func, value, expected):
     assert func(value) == expected
 
@@ -96,8 +107,18 @@ def test_format_timestamp():
     assert fmt.format_timestamp(pd.NaT) == "—"
 
 
-@pytest.mark.parametrize("seconds, expected", [(-5, "0 s"), (45, "45 s"), (119, "119 s"), (600, "10 min"),
-                                               (3 * 3600, "3 h"), (4 * 86400, "4 days"), (1502 * 86400, "1,502 days")])
+@pytest.mark.parametrize(
+    "seconds, expected",
+    [
+        (-5, "0 s"),
+        (45, "45 s"),
+        (119, "119 s"),
+        (600, "10 min"),
+        (3 * 3600, "3 h"),
+        (4 * 86400, "4 days"),
+        (1502 * 86400, "1,502 days"),
+    ],
+)
 def test_format_age(seconds, expected):
     assert fmt.format_age(timedelta(seconds=seconds)) == expected
 
@@ -139,8 +160,10 @@ def test_escape_markdown_breaks_autolinks_invisibly():
     assert "www" + fmt.WORD_JOINER in escaped
     assert "\\:" + fmt.WORD_JOINER + "//" in escaped
     assert "@" + fmt.WORD_JOINER in escaped
-    assert escaped.replace(fmt.WORD_JOINER, "").replace("\\", "") == \
-        "visit www.evil.example or http://evil.example or me@evil.example"
+    assert (
+        escaped.replace(fmt.WORD_JOINER, "").replace("\\", "")
+        == "visit www.evil.example or http://evil.example or me@evil.example"
+    )
 
 
 def test_escape_markdown_plain_names_stay_readable():
@@ -155,8 +178,10 @@ def test_escape_plotly_turns_html_into_entities():
     assert fmt.escape_plotly(None) == ""
 
 
-@pytest.mark.parametrize("value, missing", [(None, True), (math.nan, True), (pd.NA, True), (pd.NaT, True),
-                                            (0, False), ("", False), ("x", False)])
+@pytest.mark.parametrize(
+    "value, missing",
+    [(None, True), (math.nan, True), (pd.NA, True), (pd.NaT, True), (0, False), ("", False), ("x", False)],
+)
 def test_is_missing(value, missing):
     assert fmt.is_missing(value) is missing
 
@@ -164,16 +189,19 @@ def test_is_missing(value, missing):
 # -- display_text: external text cut for the page -----------------------------------------------
 
 
-@pytest.mark.parametrize("value, limit, expected", [
-    ("Bitcoin", 60, "Bitcoin"),
-    ("x" * 59, 60, "x" * 59),
-    ("x" * 60, 60, "x" * 60),                 # exactly the limit: unchanged
-    ("x" * 61, 60, "x" * 59 + "…"),           # one over: cut, the ellipsis counts
-    ("abcdef", 3, "ab…"),
-    ("abc", 1, "…"),
-    ("a   b" + "c" * 10, 5, "a…"),             # no dangling space before the ellipsis
-    ("", 60, ""),
-])
+@pytest.mark.parametrize(
+    "value, limit, expected",
+    [
+        ("Bitcoin", 60, "Bitcoin"),
+        ("x" * 59, 60, "x" * 59),
+        ("x" * 60, 60, "x" * 60),  # exactly the limit: unchanged
+        ("x" * 61, 60, "x" * 59 + "…"),  # one over: cut, the ellipsis counts
+        ("abcdef", 3, "ab…"),
+        ("abc", 1, "…"),
+        ("a   b" + "c" * 10, 5, "a…"),  # no dangling space before the ellipsis
+        ("", 60, ""),
+    ],
+)
 def test_display_text_cuts_at_the_limit_with_an_ellipsis(value, limit, expected):
     assert fmt.display_text(value, limit) == expected
     assert len(fmt.display_text(value, limit)) <= limit
@@ -206,9 +234,20 @@ def test_coin_label_is_cut_when_asked():
     assert fmt.coin_label("Bitcoin", "btc", limit=60) == "Bitcoin (BTC)"
 
 
-@pytest.mark.parametrize("formatter", [fmt.format_compact, fmt.format_usd, fmt.format_price, fmt.format_pct,
-                                       fmt.format_pp, fmt.format_ratio, fmt.format_count, fmt.format_supply,
-                                       fmt.format_duration])
+@pytest.mark.parametrize(
+    "formatter",
+    [
+        fmt.format_compact,
+        fmt.format_usd,
+        fmt.format_price,
+        fmt.format_pct,
+        fmt.format_pp,
+        fmt.format_ratio,
+        fmt.format_count,
+        fmt.format_supply,
+        fmt.format_duration,
+    ],
+)
 @pytest.mark.parametrize("value", [math.inf, -math.inf, float("nan"), None])
 def test_number_formatters_never_show_infinity(formatter, value):
     assert formatter(value) == fmt.MISSING

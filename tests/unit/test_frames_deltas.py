@@ -13,8 +13,16 @@ NOW = datetime(2024, 12, 19, 10, 0)
 
 def history(*points) -> pd.DataFrame:
     """(hours before NOW, coin_count, dominance_basis) -> market_history-like rows, oldest first."""
-    rows = [{"snapshot_at": NOW - timedelta(hours=h), "coin_count": n, "dominance_basis": basis,
-             "total_volume": 1e11 + h, "btc_dominance_pct": 50.0 + h / 100} for h, n, basis in points]
+    rows = [
+        {
+            "snapshot_at": NOW - timedelta(hours=h),
+            "coin_count": n,
+            "dominance_basis": basis,
+            "total_volume": 1e11 + h,
+            "btc_dominance_pct": 50.0 + h / 100,
+        }
+        for h, n, basis in points
+    ]
     columns = ["snapshot_at", "coin_count", "dominance_basis", "total_volume", "btc_dominance_pct"]
     return pd.DataFrame(rows, columns=columns).sort_values("snapshot_at").reset_index(drop=True)
 
@@ -24,8 +32,14 @@ def hours_before(row) -> float:
 
 
 def test_the_snapshot_nearest_to_24h_earlier_is_chosen():
-    frame = history((0, 250, "global"), (0.25, 250, "global"), (22.5, 250, "global"), (24.25, 250, "global"),
-                    (25.5, 250, "global"), (48, 250, "global"))
+    frame = history(
+        (0, 250, "global"),
+        (0.25, 250, "global"),
+        (22.5, 250, "global"),
+        (24.25, 250, "global"),
+        (25.5, 250, "global"),
+        (48, 250, "global"),
+    )
     row = frames.comparable_snapshot(frame, NOW, coin_count=250, dominance_basis="global")
     assert hours_before(row) == 24.25
 
@@ -42,14 +56,18 @@ def test_the_tolerance_bounds_are_inclusive_and_configurable():
     frame = history((0, 250, "global"), (26, 250, "global"))
     assert hours_before(frames.comparable_snapshot(frame, NOW)) == 26
     assert frames.comparable_snapshot(frame, NOW, tolerance_hours=1) is None
-    assert hours_before(frames.comparable_snapshot(history((0, 1, "global"), (12, 1, "global")), NOW, hours=12,
-                                                   tolerance_hours=0.5)) == 12
+    assert (
+        hours_before(
+            frames.comparable_snapshot(history((0, 1, "global"), (12, 1, "global")), NOW, hours=12, tolerance_hours=0.5)
+        )
+        == 12
+    )
 
 
 def test_another_coin_universe_is_not_comparable():
-    frame = history((0, 250, "global"), (24, 100, "global"))         # top 100 against top 250
+    frame = history((0, 250, "global"), (24, 100, "global"))  # top 100 against top 250
     assert frames.comparable_snapshot(frame, NOW, coin_count=250, dominance_basis="global") is None
-    frame = history((0, 250, "global"), (24, 248, "global"))         # two records quarantined: same top 250
+    frame = history((0, 250, "global"), (24, 248, "global"))  # two records quarantined: same top 250
     assert hours_before(frames.comparable_snapshot(frame, NOW, coin_count=250, dominance_basis="global")) == 24
     frame = history((0, 250, "global"), (24, 250, "tracked_universe"), (23, 250, "global"))
     assert hours_before(frames.comparable_snapshot(frame, NOW, coin_count=250, dominance_basis="global")) == 23

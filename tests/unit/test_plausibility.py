@@ -8,6 +8,7 @@ were recorded priced in INR and EUR are held.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import random
 from datetime import datetime, timedelta
@@ -22,8 +23,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 REAL = REPO_ROOT.parent / "shared" / "data" / "real" / "markets"
 BODY_2022 = REAL / "markets_250_sparkline_pct1h24h7d_2022-10-16_mrmendoza-dev-cryptotracker.json"
 BODY_2024 = REAL / "markets_250_sparkline_pct1h-1y_2024-12-19_mrmendoza-dev-cryptotracker.json"
-BODY_INR = REAL / "markets_200_2023-06-14_zishancoder-crypto-app.json"       # recorded with vs_currency=inr
-BODY_EUR = REAL / "markets_2025-03-04_RozanovIgor-monkey.json"                # recorded with vs_currency=eur
+BODY_INR = REAL / "markets_200_2023-06-14_zishancoder-crypto-app.json"  # recorded with vs_currency=inr
+BODY_EUR = REAL / "markets_2025-03-04_RozanovIgor-monkey.json"  # recorded with vs_currency=eur
 # PROVENANCE infers vs_currency=usd for this one, but it is EUR: tether 0.8515, BTC 41,913 (USD ~49,000 that day).
 BODY_EUR_2021 = REAL / "markets_2021-08-23_jonas-jonas-div-dash.json"
 SNAPSHOT_AT = datetime(2022, 10, 16, 9, 28, 53)
@@ -49,18 +50,41 @@ def silver(records: list[dict], snapshot_at: datetime = SNAPSHOT_AT):
     return batch.rows, len(batch.quarantined)
 
 
-def check(records: list[dict], previous: list[dict] | None = None, *, requested: int = 250,
-          vs_currency: str = "usd", elapsed: timedelta | None = None) -> list[str]:
+def check(
+    records: list[dict],
+    previous: list[dict] | None = None,
+    *,
+    requested: int = 250,
+    vs_currency: str = "usd",
+    elapsed: timedelta | None = None,
+) -> list[str]:
     new, quarantined = silver(records)
     old = silver(previous, SNAPSHOT_AT - timedelta(minutes=15))[0] if previous is not None else None
-    return gate.check_snapshot(new, old, requested=requested, vs_currency=vs_currency, quarantined=quarantined,
-                               stablecoins=STABLECOINS, elapsed=elapsed)
+    return gate.check_snapshot(
+        new,
+        old,
+        requested=requested,
+        vs_currency=vs_currency,
+        quarantined=quarantined,
+        stablecoins=STABLECOINS,
+        elapsed=elapsed,
+    )
 
 
 # ---- faults derived from the real body ------------------------------------------
 
-CURRENCY_FIELDS = ("current_price", "market_cap", "fully_diluted_valuation", "total_volume", "high_24h", "low_24h",
-                   "price_change_24h", "market_cap_change_24h", "ath", "atl")
+CURRENCY_FIELDS = (
+    "current_price",
+    "market_cap",
+    "fully_diluted_valuation",
+    "total_volume",
+    "high_24h",
+    "low_24h",
+    "price_change_24h",
+    "market_cap_change_24h",
+    "ath",
+    "atl",
+)
 
 
 def priced_in_eur(records):
@@ -113,7 +137,7 @@ def null_prices(records):
 
 def mostly_garbage(records):
     for r in records[:40]:
-        r["current_price"] = "n/a"   # not a number: silver quarantines the record
+        r["current_price"] = "n/a"  # not a number: silver quarantines the record
     return records
 
 
@@ -157,18 +181,18 @@ def test_checks_that_need_history_do_not_run_on_the_first_snapshot():
 
 def test_a_short_list_the_api_really_lists_passes_when_the_previous_was_as_short():
     short = body()[:100]
-    assert check(short, previous=body()[:100]) == []          # requested 250, the API lists 100
-    assert check(body()[:100], previous=body(), requested=100) == []   # fewer asked for
-    assert check(body(), previous=body()[:100]) == []          # more than before is never a problem
+    assert check(short, previous=body()[:100]) == []  # requested 250, the API lists 100
+    assert check(body()[:100], previous=body(), requested=100) == []  # fewer asked for
+    assert check(body(), previous=body()[:100]) == []  # more than before is never a problem
 
 
 def test_one_odd_stablecoin_does_not_hold_a_snapshot():
     records = body()
     tether = next(r for r in records if r["id"] == "tether")
-    tether["current_price"] = 7.8666533e-10          # a micro-cap price where tether's should be
+    tether["current_price"] = 7.8666533e-10  # a micro-cap price where tether's should be
     assert check(records, previous=body()) == []
-    assert check(body()[:3]) == []                   # bitcoin, ethereum, tether: one stablecoin is no median
-    held = check(stablecoins_depegged(body()[:40]))   # but the median of the 3+ in a short list is
+    assert check(body()[:3]) == []  # bitcoin, ethereum, tether: one stablecoin is no median
+    held = check(stablecoins_depegged(body()[:40]))  # but the median of the 3+ in a short list is
     assert len(held) == 1 and "stablecoins" in held[0]
 
 
@@ -198,7 +222,7 @@ def test_the_bitcoin_bound_grows_with_the_time_between_prices():
 def test_a_real_drop_within_the_bound_passes():
     dropped = body()
     btc = next(r for r in dropped if r["id"] == "bitcoin")
-    btc["current_price"] *= 0.8     # -20 % in 15 minutes: a flash crash, not a broken body
+    btc["current_price"] *= 0.8  # -20 % in 15 minutes: a flash crash, not a broken body
     assert check(dropped, previous=body()) == []
 
 
@@ -233,13 +257,15 @@ def test_consecutive_real_daily_snapshots_pass_against_each_other():
         if previous is not None:
             new, q = silver(records)
             old = silver(previous)[0]
-            assert gate.check_snapshot(new, old, requested=100, vs_currency="usd", quarantined=q,
-                                       stablecoins=STABLECOINS) == [], path.name
+            assert (
+                gate.check_snapshot(new, old, requested=100, vs_currency="usd", quarantined=q, stablecoins=STABLECOINS)
+                == []
+            ), path.name
         previous = records
 
 
 def test_thresholds_are_one_frozen_object():
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         gate.DEFAULT_THRESHOLDS.max_null_price_share = 1.0  # type: ignore[misc]
     strict = gate.Thresholds(max_null_price_share=0.0)
     new, _ = silver(null_prices(body())[:50])

@@ -20,10 +20,10 @@ from pipeline.silver.transform import (
     SILVER_COLUMNS,
     Snapshot,
     frame_to_tuples,
-    limit_records,
-    transform_global,
     global_dominance_rows,
     global_usability,
+    limit_records,
+    transform_global,
     transform_markets,
     transform_snapshots,
 )
@@ -37,13 +37,30 @@ RUN = "run-0001"
 def coin(coin_id="bitcoin", **fields):
     """A small but complete record, shaped like the API's."""
     rec = {
-        "id": coin_id, "symbol": str(coin_id)[:3], "name": str(coin_id).title(), "image": f"https://img/{coin_id}.png",
-        "current_price": 100.0, "market_cap": 20e9, "market_cap_rank": 1, "fully_diluted_valuation": 21e9,
-        "total_volume": 3e9, "high_24h": 110.0, "low_24h": 90.0, "price_change_24h": 2.0,
-        "price_change_percentage_24h": 2.0, "market_cap_change_24h": 1e8, "market_cap_change_percentage_24h": 0.5,
-        "circulating_supply": 2e8, "total_supply": 2.1e8, "max_supply": None, "ath": 200.0,
-        "ath_change_percentage": -50.0, "ath_date": "2021-11-10T14:24:11.849Z", "atl": 1.0,
-        "atl_change_percentage": 9900.0, "atl_date": "2013-07-06T00:00:00.000Z",
+        "id": coin_id,
+        "symbol": str(coin_id)[:3],
+        "name": str(coin_id).title(),
+        "image": f"https://img/{coin_id}.png",
+        "current_price": 100.0,
+        "market_cap": 20e9,
+        "market_cap_rank": 1,
+        "fully_diluted_valuation": 21e9,
+        "total_volume": 3e9,
+        "high_24h": 110.0,
+        "low_24h": 90.0,
+        "price_change_24h": 2.0,
+        "price_change_percentage_24h": 2.0,
+        "market_cap_change_24h": 1e8,
+        "market_cap_change_percentage_24h": 0.5,
+        "circulating_supply": 2e8,
+        "total_supply": 2.1e8,
+        "max_supply": None,
+        "ath": 200.0,
+        "ath_change_percentage": -50.0,
+        "ath_date": "2021-11-10T14:24:11.849Z",
+        "atl": 1.0,
+        "atl_change_percentage": 9900.0,
+        "atl_date": "2013-07-06T00:00:00.000Z",
         "last_updated": "2024-01-02T03:00:00.000Z",
         "sparkline_in_7d": {"price": [99.0, 100.5, 101.0]},
     }
@@ -62,13 +79,17 @@ def row(batch, coin_id):
 
 
 def quarantined(batch, coin_id=None, index=None):
-    found = [q for q in batch.quarantined if (coin_id is None or q.record_id == coin_id)
-             and (index is None or q.record_index == index)]
+    found = [
+        q
+        for q in batch.quarantined
+        if (coin_id is None or q.record_id == coin_id) and (index is None or q.record_index == index)
+    ]
     assert len(found) == 1, [vars(q) for q in batch.quarantined]
     return found[0]
 
 
 # ---- shape -----------------------------------------------------------------------
+
 
 def test_columns_and_types_on_a_clean_record():
     batch = run([coin()])
@@ -80,8 +101,8 @@ def test_columns_and_types_on_a_clean_record():
     assert r["ath_date"] == pd.Timestamp("2021-11-10 14:24:11.849")
     assert r["market_cap_rank"] == 1
     assert r["market_cap_category"] == "large_cap"
-    assert r["liquidity_category"] == "high_liquidity"      # 3e9 / 20e9 = 0.15
-    assert r["price_trend_category"] == "moderate_gain"      # +2 %
+    assert r["liquidity_category"] == "high_liquidity"  # 3e9 / 20e9 = 0.15
+    assert r["price_trend_category"] == "moderate_gain"  # +2 %
     assert batch.quarantined == [] and batch.duplicates_dropped == 0
 
 
@@ -93,6 +114,7 @@ def test_empty_input_gives_empty_frame_with_all_columns():
 
 # ---- NULL stays NULL -------------------------------------------------------------
 
+
 def test_null_market_cap_stays_null_everywhere():
     batch = run([coin("a", market_cap=None), coin("b")])
     r = row(batch, "a")
@@ -100,26 +122,39 @@ def test_null_market_cap_stays_null_everywhere():
     assert pd.isna(r["volume_to_mcap_ratio"])
     assert r["market_cap_category"] == UNKNOWN
     assert r["liquidity_category"] == UNKNOWN
-    assert r["current_price"] == 100.0          # the rest of the record is kept
-    assert batch.quarantined == []              # NULL is not a reason to quarantine
+    assert r["current_price"] == 100.0  # the rest of the record is kept
+    assert batch.quarantined == []  # NULL is not a reason to quarantine
     tuples = frame_to_tuples(batch.rows, ["id", "market_cap", "volume_to_mcap_ratio"])
-    assert ("a", None, None) in tuples          # never 0
+    assert ("a", None, None) in tuples  # never 0
     assert row(batch, "b")["market_cap"] == 20e9
 
 
 def test_missing_keys_are_null_not_zero():
     batch = run([{"id": "bare"}])
     r = row(batch, "bare")
-    for name in ("current_price", "market_cap", "total_volume", "high_24h", "low_24h", "ath",
-                 "price_volatility_24h", "volume_to_mcap_ratio", "distance_from_ath_pct"):
+    for name in (
+        "current_price",
+        "market_cap",
+        "total_volume",
+        "high_24h",
+        "low_24h",
+        "ath",
+        "price_volatility_24h",
+        "volume_to_mcap_ratio",
+        "distance_from_ath_pct",
+    ):
         assert pd.isna(r[name]), name
     assert pd.isna(r["market_cap_rank"]) and pd.isna(r["last_updated"])
     assert (r["market_cap_category"], r["liquidity_category"], r["price_trend_category"]) == (UNKNOWN,) * 3
 
 
 def test_null_24h_change_falls_back_to_in_currency_key():
-    batch = run([coin("a", price_change_percentage_24h=None, price_change_percentage_24h_in_currency=-7.0),
-                 coin("b", price_change_percentage_24h=None)])
+    batch = run(
+        [
+            coin("a", price_change_percentage_24h=None, price_change_percentage_24h_in_currency=-7.0),
+            coin("b", price_change_percentage_24h=None),
+        ]
+    )
     assert row(batch, "a")["price_change_percentage_24h"] == -7.0
     assert row(batch, "a")["price_trend_category"] == "strong_loss"
     assert pd.isna(row(batch, "b")["price_change_percentage_24h"])
@@ -127,18 +162,30 @@ def test_null_24h_change_falls_back_to_in_currency_key():
 
 
 def test_period_keys_are_renamed():
-    batch = run([coin(price_change_percentage_1h_in_currency=0.1, price_change_percentage_7d_in_currency=-3.5,
-                      price_change_percentage_30d_in_currency=12.0)])
+    batch = run(
+        [
+            coin(
+                price_change_percentage_1h_in_currency=0.1,
+                price_change_percentage_7d_in_currency=-3.5,
+                price_change_percentage_30d_in_currency=12.0,
+            )
+        ]
+    )
     r = row(batch, "bitcoin")
-    assert (r["price_change_percentage_1h"], r["price_change_percentage_7d"], r["price_change_percentage_30d"]) \
-        == (0.1, -3.5, 12.0)
+    assert (r["price_change_percentage_1h"], r["price_change_percentage_7d"], r["price_change_percentage_30d"]) == (
+        0.1,
+        -3.5,
+        12.0,
+    )
 
 
 # ---- numbers sent as strings -------------------------------------------------------
 
+
 def test_numbers_as_strings_are_floats():
-    batch = run([coin(current_price="19163.45", market_cap="367648505760", total_volume="1.2521020239e10",
-                      market_cap_rank="1")])
+    batch = run(
+        [coin(current_price="19163.45", market_cap="367648505760", total_volume="1.2521020239e10", market_cap_rank="1")]
+    )
     r = row(batch, "bitcoin")
     assert r["current_price"] == pytest.approx(19163.45)
     assert r["market_cap"] == 367648505760.0
@@ -150,24 +197,28 @@ def test_numbers_as_strings_are_floats():
 
 # ---- quarantine --------------------------------------------------------------------
 
-@pytest.mark.parametrize("field, value, words", [
-    ("current_price", "n/a", ["non-numeric", "current_price", "n/a"]),
-    ("market_cap", True, ["non-numeric", "market_cap", "True"]),
-    ("total_volume", False, ["non-numeric", "total_volume"]),
-    ("high_24h", [1, 2], ["non-numeric", "high_24h"]),
-    ("ath", {"usd": 1}, ["non-numeric", "ath"]),
-    ("market_cap_rank", "first", ["market_cap_rank", "first"]),
-    ("current_price", -1.0, ["negative", "current_price"]),
-    ("total_volume", -5, ["negative", "total_volume"]),
-    ("market_cap", -0.5, ["negative", "market_cap"]),
-    ("market_cap", 1e20, ["absurd", "market_cap"]),
-    ("current_price", 5e9, ["absurd", "current_price"]),
-    ("total_volume", 1e15, ["absurd", "total_volume"]),
-    ("current_price", 1e308, ["absurd", "current_price"]),
-    ("market_cap", "1e400", ["absurd", "market_cap"]),          # text beyond float range is absurd, not inf
-    ("total_volume", 10 ** 400, ["absurd", "total_volume"]),   # a JSON integer too big for a float
-    ("price_change_percentage_1h_in_currency", "n/a", ["non-numeric", "price_change_percentage_1h"]),
-])
+
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("current_price", "n/a", ["non-numeric", "current_price", "n/a"]),
+        ("market_cap", True, ["non-numeric", "market_cap", "True"]),
+        ("total_volume", False, ["non-numeric", "total_volume"]),
+        ("high_24h", [1, 2], ["non-numeric", "high_24h"]),
+        ("ath", {"usd": 1}, ["non-numeric", "ath"]),
+        ("market_cap_rank", "first", ["market_cap_rank", "first"]),
+        ("current_price", -1.0, ["negative", "current_price"]),
+        ("total_volume", -5, ["negative", "total_volume"]),
+        ("market_cap", -0.5, ["negative", "market_cap"]),
+        ("market_cap", 1e20, ["absurd", "market_cap"]),
+        ("current_price", 5e9, ["absurd", "current_price"]),
+        ("total_volume", 1e15, ["absurd", "total_volume"]),
+        ("current_price", 1e308, ["absurd", "current_price"]),
+        ("market_cap", "1e400", ["absurd", "market_cap"]),  # text beyond float range is absurd, not inf
+        ("total_volume", 10**400, ["absurd", "total_volume"]),  # a JSON integer too big for a float
+        ("price_change_percentage_1h_in_currency", "n/a", ["non-numeric", "price_change_percentage_1h"]),
+    ],
+)
 def test_bad_value_is_quarantined_naming_the_field(field, value, words):
     bad = coin("bad", **{field: value})
     batch = run([coin("good1"), bad, coin("good2")])
@@ -220,8 +271,7 @@ def test_infinite_and_nan_values_are_null_not_quarantined():
 
 def test_limits_are_inclusive_of_real_values():
     """Just under each absurd limit is still a real row (largest real caps are ~1e12)."""
-    batch = run([coin("big", market_cap=1e14, current_price=1e9, total_volume=1e14,
-                      price_change_percentage_24h=1e6)])
+    batch = run([coin("big", market_cap=1e14, current_price=1e9, total_volume=1e14, price_change_percentage_24h=1e6)])
     assert batch.quarantined == []
     assert row(batch, "big")["market_cap"] == 1e14
 
@@ -234,13 +284,28 @@ def test_quarantine_sorted_by_position_and_records_index_within_snapshot():
 # ---- non-finite numbers: one rule for every numeric field ------------------------
 
 #: silver column -> the API key a test writes to.
-API_KEY = {"price_change_percentage_1h": "price_change_percentage_1h_in_currency",
-           "price_change_percentage_7d": "price_change_percentage_7d_in_currency",
-           "price_change_percentage_30d": "price_change_percentage_30d_in_currency"}
+API_KEY = {
+    "price_change_percentage_1h": "price_change_percentage_1h_in_currency",
+    "price_change_percentage_7d": "price_change_percentage_7d_in_currency",
+    "price_change_percentage_30d": "price_change_percentage_30d_in_currency",
+}
 NUMERIC_FIELDS = ["market_cap_rank", *MARKET_NUMERIC_COLUMNS]
 OPTIONAL_FIELDS = [f for f in NUMERIC_FIELDS if f not in REQUIRED_NUMERIC]
-NON_FINITE = [float("nan"), float("inf"), float("-inf"), "NaN", "nan", "inf", "-inf", "Infinity", "-Infinity",
-              "+Infinity", " NaN ", "INF", "-infinity"]
+NON_FINITE = [
+    float("nan"),
+    float("inf"),
+    float("-inf"),
+    "NaN",
+    "nan",
+    "inf",
+    "-inf",
+    "Infinity",
+    "-Infinity",
+    "+Infinity",
+    " NaN ",
+    "INF",
+    "-infinity",
+]
 
 
 def numeric_frame_is_finite_or_null(frame: pd.DataFrame) -> bool:
@@ -271,12 +336,21 @@ def test_a_non_finite_number_becomes_null_in_any_field(field, value):
 
 
 def test_nan_and_infinity_tokens_in_json_text_are_null():
-    records = json.loads('[{"id": "x", "current_price": NaN, "high_24h": Infinity, "low_24h": -Infinity, '
-                         '"market_cap": 5e9, "ath_change_percentage": "-Infinity", "market_cap_rank": NaN}]')
+    records = json.loads(
+        '[{"id": "x", "current_price": NaN, "high_24h": Infinity, "low_24h": -Infinity, '
+        '"market_cap": 5e9, "ath_change_percentage": "-Infinity", "market_cap_rank": NaN}]'
+    )
     batch = run(records)
     r = row(batch, "x")
-    for name in ("current_price", "high_24h", "low_24h", "ath_change_percentage", "market_cap_rank",
-                 "price_volatility_24h", "distance_from_ath_pct"):
+    for name in (
+        "current_price",
+        "high_24h",
+        "low_24h",
+        "ath_change_percentage",
+        "market_cap_rank",
+        "price_volatility_24h",
+        "distance_from_ath_pct",
+    ):
         assert pd.isna(r[name]), name
     assert r["market_cap"] == 5e9
     assert batch.nulled_values == 5 and batch.quarantined == []
@@ -289,18 +363,19 @@ def test_plain_nulls_are_not_counted_as_nulled():
 
 # ---- plausibility bounds ----------------------------------------------------------
 
+
 def test_every_numeric_field_has_one_bound_in_the_limits_table():
     assert set(NUMERIC_LIMITS) == set(NUMERIC_FIELDS)
     for field, (low, high) in NUMERIC_LIMITS.items():
         assert low < high and math.isfinite(low) and math.isfinite(high), field
     prices = ["current_price", "high_24h", "low_24h", "ath", "atl"]
-    assert len({NUMERIC_LIMITS[f][1] for f in prices}) == 1            # prices share one limit
+    assert len({NUMERIC_LIMITS[f][1] for f in prices}) == 1  # prices share one limit
     assert NUMERIC_LIMITS["circulating_supply"][1] == NUMERIC_LIMITS["max_supply"][1] >= 1e18
     assert set(REQUIRED_NUMERIC) == {"current_price", "market_cap", "total_volume"}
 
 
 @pytest.mark.parametrize("field", REQUIRED_NUMERIC)
-@pytest.mark.parametrize("value", [1e308, "1e400", 10 ** 400, "1e300"], ids=repr)
+@pytest.mark.parametrize("value", [1e308, "1e400", 10**400, "1e300"], ids=repr)
 def test_an_out_of_range_required_field_quarantines_the_record(field, value):
     batch = run([coin("good"), coin("bad", **{field: value})])
     q = quarantined(batch, "bad")
@@ -310,7 +385,7 @@ def test_an_out_of_range_required_field_quarantines_the_record(field, value):
 
 
 @pytest.mark.parametrize("sign", [1, -1])
-@pytest.mark.parametrize("magnitude", [1e308, "1e400", 10 ** 400], ids=repr)
+@pytest.mark.parametrize("magnitude", [1e308, "1e400", 10**400], ids=repr)
 def test_an_out_of_range_optional_field_is_nulled_with_a_note(sign, magnitude):
     value = sign * magnitude if not isinstance(magnitude, str) else ("-" if sign < 0 else "") + magnitude
     batch = run([coin("a", **{API_KEY.get(f, f): value for f in OPTIONAL_FIELDS}), coin("b")])
@@ -318,19 +393,34 @@ def test_an_out_of_range_optional_field_is_nulled_with_a_note(sign, magnitude):
     r = row(batch, "a")
     for field in OPTIONAL_FIELDS:
         assert pd.isna(r[field]), field
-    assert r["current_price"] == 100.0                      # the rest of the record is kept
+    assert r["current_price"] == 100.0  # the rest of the record is kept
     assert sorted(n.field for n in batch.nulled) == sorted(OPTIONAL_FIELDS)
     assert all(n.record_id == "a" and "out of range" in n.reason and len(n.reason) < 300 for n in batch.nulled)
     assert numeric_frame_is_finite_or_null(batch.rows)
 
 
-@pytest.mark.parametrize("field, value", [
-    ("high_24h", -5.0), ("low_24h", -0.01), ("ath", -1.0), ("atl", -1e-9), ("circulating_supply", -1.0),
-    ("total_supply", -3), ("max_supply", -1), ("fully_diluted_valuation", -1e9), ("market_cap_rank", 0),
-    ("market_cap_rank", -4), ("ath_change_percentage", -1e7), ("price_change_percentage_24h", 1e9),
-    ("price_change_percentage_24h", -1e9), ("price_change_percentage_7d", 2e6),
-    ("market_cap_change_percentage_24h", 1e7), ("price_change_24h", -2e9), ("market_cap_change_24h", 1e15),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("high_24h", -5.0),
+        ("low_24h", -0.01),
+        ("ath", -1.0),
+        ("atl", -1e-9),
+        ("circulating_supply", -1.0),
+        ("total_supply", -3),
+        ("max_supply", -1),
+        ("fully_diluted_valuation", -1e9),
+        ("market_cap_rank", 0),
+        ("market_cap_rank", -4),
+        ("ath_change_percentage", -1e7),
+        ("price_change_percentage_24h", 1e9),
+        ("price_change_percentage_24h", -1e9),
+        ("price_change_percentage_7d", 2e6),
+        ("market_cap_change_percentage_24h", 1e7),
+        ("price_change_24h", -2e9),
+        ("market_cap_change_24h", 1e15),
+    ],
+)
 def test_implausible_optional_values_are_nulled(field, value):
     batch = run([coin("a", **{API_KEY.get(field, field): value})])
     assert batch.quarantined == []
@@ -339,27 +429,48 @@ def test_implausible_optional_values_are_nulled(field, value):
 
 
 def test_real_extremes_stay_within_the_bounds():
-    batch = run([coin("a", current_price=7.8666533e-10, high_24h=1e9, low_24h=0.0, ath=1e9, atl=0.0,
-                      atl_change_percentage=4.468755445181525e+38 / 1e27, circulating_supply=4.2e17,
-                      total_supply=1e18, max_supply=1e18, ath_change_percentage=-100.0, market_cap=1e14,
-                      total_volume=1e14, fully_diluted_valuation=1e15, market_cap_rank=20000,
-                      price_change_24h=-1e9, market_cap_change_24h=-1e14)])
+    batch = run(
+        [
+            coin(
+                "a",
+                current_price=7.8666533e-10,
+                high_24h=1e9,
+                low_24h=0.0,
+                ath=1e9,
+                atl=0.0,
+                atl_change_percentage=4.468755445181525e38 / 1e27,
+                circulating_supply=4.2e17,
+                total_supply=1e18,
+                max_supply=1e18,
+                ath_change_percentage=-100.0,
+                market_cap=1e14,
+                total_volume=1e14,
+                fully_diluted_valuation=1e15,
+                market_cap_rank=20000,
+                price_change_24h=-1e9,
+                market_cap_change_24h=-1e14,
+            )
+        ]
+    )
     assert batch.quarantined == [] and batch.nulled == []
 
 
 def test_a_zero_atl_makes_its_change_percentage_unmeasurable():
     """CoinGecko sends ~1e38 % for a coin whose all-time low is 0: a division by zero, not a measurement."""
-    batch = run([coin("a", atl=0, atl_change_percentage=4.468755445181525e+38)])
+    batch = run([coin("a", atl=0, atl_change_percentage=4.468755445181525e38)])
     assert pd.isna(row(batch, "a")["atl_change_percentage"]) and batch.quarantined == []
 
 
-@pytest.mark.parametrize("fields, column", [
-    ({"current_price": 5e-324, "high_24h": 1e9, "low_24h": 0.0}, "price_volatility_24h"),
-    ({"current_price": 1e-300, "high_24h": 1e9, "low_24h": 1.0}, "price_volatility_24h"),
-    ({"market_cap": 5e-324, "total_volume": 1e14}, "volume_to_mcap_ratio"),
-    ({"ath": 5e-324, "current_price": 1e9, "ath_change_percentage": None}, "distance_from_ath_pct"),
-    ({"ath": 1e-310, "current_price": 1e9, "ath_change_percentage": None}, "distance_from_ath_pct"),
-])
+@pytest.mark.parametrize(
+    "fields, column",
+    [
+        ({"current_price": 5e-324, "high_24h": 1e9, "low_24h": 0.0}, "price_volatility_24h"),
+        ({"current_price": 1e-300, "high_24h": 1e9, "low_24h": 1.0}, "price_volatility_24h"),
+        ({"market_cap": 5e-324, "total_volume": 1e14}, "volume_to_mcap_ratio"),
+        ({"ath": 5e-324, "current_price": 1e9, "ath_change_percentage": None}, "distance_from_ath_pct"),
+        ({"ath": 1e-310, "current_price": 1e9, "ath_change_percentage": None}, "distance_from_ath_pct"),
+    ],
+)
 def test_derived_columns_are_finite_or_null(fields, column):
     batch = run([coin("a", **fields)])
     assert pd.isna(row(batch, "a")[column])
@@ -369,8 +480,28 @@ def test_derived_columns_are_finite_or_null(fields, column):
 
 def test_random_extremes_never_store_infinity_or_crash():
     rng = np.random.default_rng(12)
-    pool = [0, -0.0, 5e-324, 1e-300, 1e-9, 1.0, 1e9, 1e14, 1e18, 1e300, -1e300, 1.7976931348623157e308,
-            float("inf"), float("nan"), "inf", "-Infinity", "1e400", 10 ** 400, None, -1.0]
+    pool = [
+        0,
+        -0.0,
+        5e-324,
+        1e-300,
+        1e-9,
+        1.0,
+        1e9,
+        1e14,
+        1e18,
+        1e300,
+        -1e300,
+        1.7976931348623157e308,
+        float("inf"),
+        float("nan"),
+        "inf",
+        "-Infinity",
+        "1e400",
+        10**400,
+        None,
+        -1.0,
+    ]
     records = []
     for i in range(300):
         fields = {API_KEY.get(f, f): pool[rng.integers(len(pool))] for f in NUMERIC_FIELDS}
@@ -386,14 +517,18 @@ def test_random_extremes_never_store_infinity_or_crash():
 
 # ---- text from the API ------------------------------------------------------------
 
-@pytest.mark.parametrize("coin_id, words", [
-    ("bit\x00coin", ["NUL", "id"]),
-    ("\x00", ["NUL", "id"]),
-    ("x" * (ID_MAX_LENGTH + 1), ["id", "longer than"]),
-    ("y" * 100_000, ["id", "longer than"]),
-    ("\t \n", ["missing id"]),
-    ("a\ud800b", ["id", "surrogate"]),
-])
+
+@pytest.mark.parametrize(
+    "coin_id, words",
+    [
+        ("bit\x00coin", ["NUL", "id"]),
+        ("\x00", ["NUL", "id"]),
+        ("x" * (ID_MAX_LENGTH + 1), ["id", "longer than"]),
+        ("y" * 100_000, ["id", "longer than"]),
+        ("\t \n", ["missing id"]),
+        ("a\ud800b", ["id", "surrogate"]),
+    ],
+)
 def test_an_unusable_id_quarantines_the_record(coin_id, words):
     bad = coin(coin_id)
     batch = run([coin("good"), bad])
@@ -403,8 +538,8 @@ def test_an_unusable_id_quarantines_the_record(coin_id, words):
     assert len(q.reason) < 300
     assert q.record_id is None or (len(q.record_id) <= ID_MAX_LENGTH and "\x00" not in q.record_id)
     assert "\x00" not in q.raw_record
-    q.raw_record.encode("utf-8")                                # storable as UTF-8 text
-    assert json.loads(q.raw_record)["id"] == coin_id          # and the exact value is recoverable
+    q.raw_record.encode("utf-8")  # storable as UTF-8 text
+    assert json.loads(q.raw_record)["id"] == coin_id  # and the exact value is recoverable
     assert batch.rows["id"].tolist() == ["good"]
 
 
@@ -459,10 +594,13 @@ class Unserialisable:
         raise TypeError("no text for this one")
 
 
-@pytest.mark.parametrize("record", [
-    {"id": "odd", ("tuple", "key"): 1, "current_price": -1.0},     # a key json cannot write
-    {"id": "odd", "current_price": -1.0, "payload": Unserialisable()},
-])
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"id": "odd", ("tuple", "key"): 1, "current_price": -1.0},  # a key json cannot write
+        {"id": "odd", "current_price": -1.0, "payload": Unserialisable()},
+    ],
+)
 def test_a_record_json_cannot_write_is_quarantined_with_a_repr(record):
     batch = run([record, coin("good")])
     q = quarantined(batch, index=0)
@@ -483,15 +621,16 @@ def test_a_self_referencing_non_object_record_is_still_quarantined():
 
 # ---- duplicates ----------------------------------------------------------------
 
+
 def test_duplicates_keep_freshest_then_first_position():
     records = [
         coin("a", current_price=1.0, last_updated="2024-01-02T03:00:00.000Z"),
         coin("b", current_price=10.0, last_updated=None),
-        coin("a", current_price=2.0, last_updated="2024-01-02T03:05:00.000Z"),   # freshest a
-        coin("a", current_price=3.0, last_updated="2024-01-02T03:05:00.000Z"),   # same time, later position
+        coin("a", current_price=2.0, last_updated="2024-01-02T03:05:00.000Z"),  # freshest a
+        coin("a", current_price=3.0, last_updated="2024-01-02T03:05:00.000Z"),  # same time, later position
         coin("b", current_price=11.0, last_updated="2024-01-02T03:01:00.000Z"),  # a date beats NULL
         coin("c", current_price=20.0, last_updated=None),
-        coin("c", current_price=21.0, last_updated=None),                        # both NULL: first wins
+        coin("c", current_price=21.0, last_updated=None),  # both NULL: first wins
     ]
     batch = run(records)
     assert batch.duplicates_dropped == 4
@@ -508,15 +647,16 @@ def test_duplicates_keep_freshest_then_first_position():
 
 
 def test_quarantined_duplicate_does_not_shadow_a_good_one():
-    batch = run([coin("a", current_price="n/a", last_updated="2024-01-02T03:59:00.000Z"),
-                 coin("a", current_price=5.0)])
+    batch = run([coin("a", current_price="n/a", last_updated="2024-01-02T03:59:00.000Z"), coin("a", current_price=5.0)])
     assert row(batch, "a")["current_price"] == 5.0
     assert len(batch.quarantined) == 1 and batch.duplicates_dropped == 0
 
 
 def test_dedupe_is_per_snapshot():
-    snaps = [Snapshot("r1", SNAP, "api", [coin("a", current_price=1.0), coin("a", current_price=1.5)]),
-             Snapshot("r2", SNAP2, "api", [coin("a", current_price=2.0), coin("b")])]
+    snaps = [
+        Snapshot("r1", SNAP, "api", [coin("a", current_price=1.0), coin("a", current_price=1.5)]),
+        Snapshot("r2", SNAP2, "api", [coin("a", current_price=2.0), coin("b")]),
+    ]
     batch = transform_snapshots(snaps)
     assert batch.duplicates_dropped == 1
     assert len(batch.rows) == 3
@@ -527,8 +667,10 @@ def test_dedupe_is_per_snapshot():
 
 
 def test_quarantine_keeps_each_snapshots_identity():
-    snaps = [Snapshot("r1", SNAP, "api", [coin("a"), coin("bad1", current_price=-1)]),
-             Snapshot("r2", SNAP2, "sample", [7, coin("a")])]
+    snaps = [
+        Snapshot("r1", SNAP, "api", [coin("a"), coin("bad1", current_price=-1)]),
+        Snapshot("r2", SNAP2, "sample", [7, coin("a")]),
+    ]
     batch = transform_snapshots(snaps)
     got = [(q.run_id, q.snapshot_at, q.record_index) for q in batch.quarantined]
     assert got == [("r1", SNAP, 1), ("r2", SNAP2, 0)]
@@ -537,9 +679,21 @@ def test_quarantine_keeps_each_snapshots_identity():
 
 # ---- derived columns -----------------------------------------------------------
 
+
 def test_derived_columns():
-    batch = run([coin(current_price=50.0, high_24h=60.0, low_24h=45.0, total_volume=2e9, market_cap=8e9,
-                      ath=200.0, ath_change_percentage=None)])  # the API's own figure absent: recomputed
+    batch = run(
+        [
+            coin(
+                current_price=50.0,
+                high_24h=60.0,
+                low_24h=45.0,
+                total_volume=2e9,
+                market_cap=8e9,
+                ath=200.0,
+                ath_change_percentage=None,
+            )
+        ]
+    )  # the API's own figure absent: recomputed
     r = row(batch, "bitcoin")
     assert r["price_volatility_24h"] == pytest.approx((60 - 45) / 50 * 100)
     assert r["volume_to_mcap_ratio"] == pytest.approx(0.25)
@@ -548,15 +702,18 @@ def test_derived_columns():
     assert at_ath["distance_from_ath_pct"] == 0.0
 
 
-@pytest.mark.parametrize("fields, column", [
-    ({"current_price": 0.0}, "price_volatility_24h"),
-    ({"market_cap": 0}, "volume_to_mcap_ratio"),
-    ({"ath": 0, "ath_change_percentage": None}, "distance_from_ath_pct"),
-    ({"high_24h": None}, "price_volatility_24h"),
-    ({"low_24h": None}, "price_volatility_24h"),
-    ({"total_volume": None}, "volume_to_mcap_ratio"),
-    ({"ath": None, "ath_change_percentage": None}, "distance_from_ath_pct"),
-])
+@pytest.mark.parametrize(
+    "fields, column",
+    [
+        ({"current_price": 0.0}, "price_volatility_24h"),
+        ({"market_cap": 0}, "volume_to_mcap_ratio"),
+        ({"ath": 0, "ath_change_percentage": None}, "distance_from_ath_pct"),
+        ({"high_24h": None}, "price_volatility_24h"),
+        ({"low_24h": None}, "price_volatility_24h"),
+        ({"total_volume": None}, "volume_to_mcap_ratio"),
+        ({"ath": None, "ath_change_percentage": None}, "distance_from_ath_pct"),
+    ],
+)
 def test_zero_or_null_denominator_gives_null_not_inf(fields, column):
     batch = run([coin(**fields)])
     value = row(batch, "bitcoin")[column]
@@ -574,9 +731,14 @@ def test_zero_market_cap_is_a_real_value():
 
 # ---- sparklines ------------------------------------------------------------------
 
+
 def test_sparklines_only_when_asked():
-    records = [coin("a"), coin("b", sparkline_in_7d=None), coin("c", sparkline_in_7d={"price": []}),
-               coin("d", sparkline_in_7d={"price": [1, None, True, float("inf"), 2.5]})]
+    records = [
+        coin("a"),
+        coin("b", sparkline_in_7d=None),
+        coin("c", sparkline_in_7d={"price": []}),
+        coin("d", sparkline_in_7d={"price": [1, None, True, float("inf"), 2.5]}),
+    ]
     with_spark = run(records)
     assert [s[0] for s in with_spark.sparklines] == ["a", "d"]
     a = with_spark.sparklines[0]
@@ -584,23 +746,28 @@ def test_sparklines_only_when_asked():
     assert json.loads(with_spark.sparklines[1][3]) == [1, None, None, None, 2.5]
     assert run(records, with_sparklines=False).sparklines == []
     snap = Snapshot(RUN, SNAP, "api", records)
-    assert transform_snapshots([snap]).sparklines == []          # off by default for the bulk path
+    assert transform_snapshots([snap]).sparklines == []  # off by default for the bulk path
     assert len(transform_snapshots([snap], with_sparklines=True).sparklines) == 2
 
 
 def test_sparkline_follows_the_kept_duplicate():
-    batch = run([coin("a", last_updated="2024-01-02T03:00:00.000Z", sparkline_in_7d={"price": [1.0]}),
-                 coin("a", last_updated="2024-01-02T03:10:00.000Z", sparkline_in_7d={"price": [2.0]})])
+    batch = run(
+        [
+            coin("a", last_updated="2024-01-02T03:00:00.000Z", sparkline_in_7d={"price": [1.0]}),
+            coin("a", last_updated="2024-01-02T03:10:00.000Z", sparkline_in_7d={"price": [2.0]}),
+        ]
+    )
     assert [json.loads(s[3]) for s in batch.sparklines] == [[2.0]]
 
 
 # ---- limit_records ---------------------------------------------------------------
 
+
 def test_limit_records_top_n_distinct_ids():
     records = [coin("a"), coin("b"), {"name": "no id"}, coin("a"), coin("c"), coin("b"), 9, coin("d")]
     kept = limit_records(records, 2)
     ids = [r.get("id") if isinstance(r, dict) else r for r in kept]
-    assert ids == ["a", "b", None, "a", "b", 9]   # c and d are beyond the top 2
+    assert ids == ["a", "b", None, "a", "b", 9]  # c and d are beyond the top 2
     assert limit_records(records, None) is records
     assert [r["id"] for r in limit_records([coin("a"), coin("b")], 5)] == ["a", "b"]
     assert [r["id"] for r in limit_records([coin("a"), coin("b"), coin("c")], 1)] == ["a"]
@@ -616,6 +783,7 @@ def test_limit_records_then_transform_on_real_fixture():
 
 
 # ---- real fixture ------------------------------------------------------------------
+
 
 def test_real_fixture_transforms_cleanly():
     records = load_fixture(DEFAULT_MARKETS)
@@ -652,6 +820,7 @@ def test_real_fixture_with_injected_faults():
 
 # ---- /global -----------------------------------------------------------------
 
+
 def test_transform_global_on_real_fixture():
     body = load_fixture(DEFAULT_GLOBAL)
     out = transform_global(body, run_id=RUN, snapshot_at=SNAP, source="api", vs_currency="usd")
@@ -668,21 +837,38 @@ def test_transform_global_on_real_fixture():
     assert eur["total_market_cap"] == pytest.approx(body["data"]["total_market_cap"]["eur"])
 
 
-@pytest.mark.parametrize("body", [{}, {"data": {}}, {"data": {"total_market_cap": None}}, {"data": []}, [], None,
-                                  {"status": {"error_code": 429}}])
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"data": {}}, {"data": {"total_market_cap": None}}, {"data": []}, [], None, {"status": {"error_code": 429}}],
+)
 def test_transform_global_schema_drift(body):
     with pytest.raises(SchemaDrift, match="total_market_cap"):
         transform_global(body, run_id=RUN, snapshot_at=SNAP, source="api", vs_currency="usd")
 
 
-@pytest.mark.parametrize("bad", [float("inf"), float("nan"), 1e308, -1e308, "Infinity", 10 ** 400])
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), 1e308, -1e308, "Infinity", 10**400])
 def test_transform_global_keeps_every_number_finite_and_plausible(bad):
-    body = {"data": {"total_market_cap": {"usd": bad}, "total_volume": {"usd": bad},
-                     "market_cap_change_percentage_24h_usd": bad, "active_cryptocurrencies": bad, "markets": bad,
-                     "market_cap_percentage": {"btc": bad, "eth": 16.2}, "updated_at": bad}}
+    body = {
+        "data": {
+            "total_market_cap": {"usd": bad},
+            "total_volume": {"usd": bad},
+            "market_cap_change_percentage_24h_usd": bad,
+            "active_cryptocurrencies": bad,
+            "markets": bad,
+            "market_cap_percentage": {"btc": bad, "eth": 16.2},
+            "updated_at": bad,
+        }
+    }
     out = transform_global(body, run_id=RUN, snapshot_at=SNAP, source="api", vs_currency="usd")
-    for key in ("total_market_cap", "total_volume", "market_cap_change_percentage_24h", "active_cryptocurrencies",
-                "markets", "btc_dominance_pct", "updated_at"):
+    for key in (
+        "total_market_cap",
+        "total_volume",
+        "market_cap_change_percentage_24h",
+        "active_cryptocurrencies",
+        "markets",
+        "btc_dominance_pct",
+        "updated_at",
+    ):
         assert out[key] is None, key
     assert out["eth_dominance_pct"] == 16.2
     assert "Infinity" not in out["market_cap_percentage"] and "NaN" not in out["market_cap_percentage"]
@@ -698,18 +884,34 @@ def test_transform_global_nulls_stay_null():
 def test_transform_global_is_usable_only_near_the_coins_time():
     body = load_fixture("global/global_2022-10-16_mrmendoza-dev-cryptotracker.json")  # updated 03:59:38
     coins_at = datetime(2022, 10, 16, 9, 28, 53)  # the sample's newest last_updated
-    out = transform_global(body, run_id=RUN, snapshot_at=coins_at, source="sample", vs_currency="usd",
-                           coins_at=coins_at, fetched_at=coins_at)
+    out = transform_global(
+        body,
+        run_id=RUN,
+        snapshot_at=coins_at,
+        source="sample",
+        vs_currency="usd",
+        coins_at=coins_at,
+        fetched_at=coins_at,
+    )
     assert (out["usable"], out["unusable_reason"]) == (False, "/global is 5.5 h older than the coins")
     assert out["fetched_at"] == coins_at and out["total_market_cap"] == pytest.approx(956634610015.7574)
-    near = transform_global(body, run_id=RUN, snapshot_at=coins_at, source="api", vs_currency="usd",
-                            coins_at=datetime(2022, 10, 16, 4, 20), max_age_minutes=30)
+    near = transform_global(
+        body,
+        run_id=RUN,
+        snapshot_at=coins_at,
+        source="api",
+        vs_currency="usd",
+        coins_at=datetime(2022, 10, 16, 4, 20),
+        max_age_minutes=30,
+    )
     assert (near["usable"], near["unusable_reason"]) == (True, None)
-    allowed = transform_global(body, run_id=RUN, snapshot_at=coins_at, source="api", vs_currency="usd",
-                               coins_at=coins_at, max_age_minutes=360)
+    allowed = transform_global(
+        body, run_id=RUN, snapshot_at=coins_at, source="api", vs_currency="usd", coins_at=coins_at, max_age_minutes=360
+    )
     assert allowed["usable"] is True
-    newer = transform_global(body, run_id=RUN, snapshot_at=coins_at, source="api", vs_currency="usd",
-                             coins_at=datetime(2022, 10, 16, 3, 15))
+    newer = transform_global(
+        body, run_id=RUN, snapshot_at=coins_at, source="api", vs_currency="usd", coins_at=datetime(2022, 10, 16, 3, 15)
+    )
     assert newer["unusable_reason"] == "/global is 45 min newer than the coins"
 
 
@@ -722,9 +924,13 @@ def test_global_usability_reasons():
 
 
 def test_global_dominance_rows_one_per_symbol():
-    body = {"data": {"total_market_cap": {"usd": 8.8e11}, "updated_at": 1669583597,
-                     "market_cap_percentage": {"btc": 36.19, "ETH": 16.64, "usdt": None, "bad": float("inf"),
-                                               "eth": 1.0}}}
+    body = {
+        "data": {
+            "total_market_cap": {"usd": 8.8e11},
+            "updated_at": 1669583597,
+            "market_cap_percentage": {"btc": 36.19, "ETH": 16.64, "usdt": None, "bad": float("inf"), "eth": 1.0},
+        }
+    }
     row = transform_global(body, run_id=RUN, snapshot_at=SNAP, source="api", vs_currency="usd")
     assert sorted(global_dominance_rows(row)) == [(SNAP, "btc", 36.19), (SNAP, "eth", 16.64)]  # first "eth" key kept
     assert global_dominance_rows({"snapshot_at": SNAP, "market_cap_percentage": "not json"}) == []
@@ -732,9 +938,15 @@ def test_global_dominance_rows_one_per_symbol():
 
 # ---- frame_to_tuples -----------------------------------------------------------
 
+
 def test_frame_to_tuples_none_for_nan_nat_and_int_ranks():
-    batch = run([coin("a", market_cap_rank=1, market_cap=None, last_updated=None),
-                 coin("b", market_cap_rank=None), coin("c", market_cap_rank=3.0)])
+    batch = run(
+        [
+            coin("a", market_cap_rank=1, market_cap=None, last_updated=None),
+            coin("b", market_cap_rank=None),
+            coin("c", market_cap_rank=3.0),
+        ]
+    )
     cols = ["id", "market_cap_rank", "market_cap", "last_updated", "snapshot_at", "market_cap_category"]
     tuples = frame_to_tuples(batch.rows, cols)
     assert tuples[0][:4] == ("a", 1, None, None)
@@ -761,8 +973,9 @@ def test_frame_to_tuples_all_silver_columns_on_real_data():
 
 
 def test_frame_to_tuples_object_column_with_na():
-    frame = pd.DataFrame({"x": pd.Series(["a", None, np.nan, pd.NA], dtype=object),
-                          "n": pd.Series([1, None, 2, None], dtype="Int64")})
+    frame = pd.DataFrame(
+        {"x": pd.Series(["a", None, np.nan, pd.NA], dtype=object), "n": pd.Series([1, None, 2, None], dtype="Int64")}
+    )
     assert frame_to_tuples(frame, ["x", "n"]) == [("a", 1), (None, None), (None, 2), (None, None)]
     assert frame_to_tuples(frame, []) == []
 
@@ -811,7 +1024,9 @@ def test_stale_records_of_the_real_2022_body_are_the_week_old_ones():
     batch = transform_snapshots([Snapshot(RUN, snapshot, "sample", records, datetime(2022, 10, 16, 9, 29))])
     stale = batch.rows[batch.rows["stale_record"].astype(bool)]
     assert 0 < len(stale) < 20
-    assert all(parse_time(r["last_updated"]) < datetime(2022, 10, 16, 3) for r in records if r["id"] in set(stale["id"]))
+    assert all(
+        parse_time(r["last_updated"]) < datetime(2022, 10, 16, 3) for r in records if r["id"] in set(stale["id"])
+    )
 
 
 def test_a_duplicate_with_a_last_updated_from_the_future_never_wins():
@@ -825,8 +1040,13 @@ def test_a_duplicate_with_a_last_updated_from_the_future_never_wins():
     fetched = max(parse_time(r["last_updated"]) for r in records) + timedelta(seconds=30)
     bitcoin = next(r for r in records if r["id"] == "bitcoin")
     tether = next(r for r in records if r["id"] == "tether")
-    impostor = dict(tether, id="bitcoin", symbol="btc", name="Bitcoin",
-                    last_updated=(fetched + timedelta(days=1)).isoformat(timespec="milliseconds") + "Z")
+    impostor = dict(
+        tether,
+        id="bitcoin",
+        symbol="btc",
+        name="Bitcoin",
+        last_updated=(fetched + timedelta(days=1)).isoformat(timespec="milliseconds") + "Z",
+    )
     pages = records[:50] + records[50:] + [impostor]
     batch = transform_snapshots([Snapshot(RUN, fetched - timedelta(minutes=1), "api", pages, fetched)])
     assert row(batch, "bitcoin")["current_price"] == bitcoin["current_price"]
@@ -836,7 +1056,10 @@ def test_a_duplicate_with_a_last_updated_from_the_future_never_wins():
     batch = transform_snapshots([Snapshot(RUN, fetched, "api", nulled, fetched)])
     assert row(batch, "bitcoin")["current_price"] == bitcoin["current_price"]
     # within the skew a later last_updated is still the fresher record
-    fresher = dict(bitcoin, current_price=bitcoin["current_price"] + 1,
-                   last_updated=(fetched + timedelta(minutes=2)).isoformat(timespec="milliseconds") + "Z")
+    fresher = dict(
+        bitcoin,
+        current_price=bitcoin["current_price"] + 1,
+        last_updated=(fetched + timedelta(minutes=2)).isoformat(timespec="milliseconds") + "Z",
+    )
     batch = transform_snapshots([Snapshot(RUN, fetched, "api", records + [fresher], fetched)])
     assert row(batch, "bitcoin")["current_price"] == bitcoin["current_price"] + 1

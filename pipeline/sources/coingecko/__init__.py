@@ -23,8 +23,15 @@ from pipeline.sources.coingecko.settings import (
     PRICE_CHANGE_PERIODS,
 )
 
-__all__ = ["ApiResponse", "CoinGeckoClient", "client_from_settings", "fetch_markets", "fetch_global",
-           "fetch_market_chart", "fetch_category_markets"]
+__all__ = [
+    "ApiResponse",
+    "CoinGeckoClient",
+    "client_from_settings",
+    "fetch_markets",
+    "fetch_global",
+    "fetch_market_chart",
+    "fetch_category_markets",
+]
 
 
 def client_from_settings(settings: Settings, on_response=None, *, interactive: bool = False) -> CoinGeckoClient:
@@ -66,8 +73,9 @@ def _markets_params(vs_currency: str, per_page: int, page: int, *, sparkline: bo
     }
 
 
-def fetch_markets(client: CoinGeckoClient, *, vs_currency: str, top_n: int,
-                  min_coverage: float | None = None) -> Iterator[ApiResponse]:
+def fetch_markets(
+    client: CoinGeckoClient, *, vs_currency: str, top_n: int, min_coverage: float | None = None
+) -> Iterator[ApiResponse]:
     """Pages of /coins/markets by market cap, until ``top_n`` coins or the list ends.
 
     Args:
@@ -104,8 +112,9 @@ def fetch_markets(client: CoinGeckoClient, *, vs_currency: str, top_n: int,
 
 def _more_coins_after(client: CoinGeckoClient, vs_currency: str, position: int) -> bool:
     """Does the API list a coin after ``position``? (One record; kept in bronze as ``markets_probe``.)"""
-    response = client.get("markets_probe", MARKETS_PATH,
-                          _markets_params(vs_currency, 1, position + 1, sparkline=False), page=position + 1)
+    response = client.get(
+        "markets_probe", MARKETS_PATH, _markets_params(vs_currency, 1, position + 1, sparkline=False), page=position + 1
+    )
     return bool(check_markets_page(response.json(), page=position + 1))
 
 
@@ -128,8 +137,14 @@ def fetch_category_markets(client: CoinGeckoClient, category: str, *, vs_currenc
     empty list is a valid answer (a category with no coin), a body of the wrong shape
     raises SchemaDrift.
     """
-    params = {"vs_currency": vs_currency, "category": category, "order": "market_cap_desc",
-              "per_page": MAX_PER_PAGE, "page": 1, "sparkline": "false"}
+    params = {
+        "vs_currency": vs_currency,
+        "category": category,
+        "order": "market_cap_desc",
+        "per_page": MAX_PER_PAGE,
+        "page": 1,
+        "sparkline": "false",
+    }
     response = client.get(f"category_{category}", MARKETS_PATH, params)
     body = response.json()
     if body:

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
@@ -47,9 +47,14 @@ log = logging.getLogger(__name__)
 
 #: requests errors that mean the request itself cannot be built (code or configuration), not the network.
 _BUILD_ERRORS = (
-    requests.exceptions.URLRequired, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
-    requests.exceptions.InvalidURL, requests.exceptions.InvalidHeader, requests.exceptions.InvalidJSONError,
-    requests.exceptions.StreamConsumedError, requests.exceptions.UnrewindableBodyError,
+    requests.exceptions.URLRequired,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.InvalidJSONError,
+    requests.exceptions.StreamConsumedError,
+    requests.exceptions.UnrewindableBodyError,
 )
 #: Everything the network can throw at us, from requests, urllib3 (raw body reads) or the socket.
 _TRANSPORT_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
@@ -317,8 +322,9 @@ class CoinGeckoClient:
 
     def _wait(self, seconds: float, why: str) -> None:
         if seconds > self.remaining():
-            raise SourceError(f"gave up: {why} needs {seconds:.0f}s but the fetch deadline has "
-                              f"{max(0.0, self.remaining()):.0f}s left")
+            raise SourceError(
+                f"gave up: {why} needs {seconds:.0f}s but the fetch deadline has {max(0.0, self.remaining()):.0f}s left"
+            )
         self._sleep(seconds)
 
     def get(self, endpoint: str, path: str, params: dict, *, page: int | None = None) -> ApiResponse:
@@ -357,8 +363,10 @@ class CoinGeckoClient:
                     retry_after = parse_retry_after(result.headers.get("retry-after"))
                     wait = retry_after if retry_after is not None else backoff
                     if result.status == 429 and (wait > MAX_RETRY_AFTER_SECONDS or wait > self.remaining()):
-                        raise RateLimited(f"{path}: rate limited by CoinGecko, asked to wait {wait:.0f}s "
-                                          f"({max(0.0, self.remaining()):.0f}s left before the deadline)")
+                        raise RateLimited(
+                            f"{path}: rate limited by CoinGecko, asked to wait {wait:.0f}s "
+                            f"({max(0.0, self.remaining()):.0f}s left before the deadline)"
+                        )
                 else:
                     raise SourceError(f"{path}: HTTP {result.status}: {_error_message(result.body)}")
             if self.remaining() <= 0:
@@ -374,8 +382,9 @@ class CoinGeckoClient:
 
     # ---- one attempt -------------------------------------------------------------------
 
-    def _attempt(self, endpoint: str, path: str, params: dict, page: int | None,
-                 attempt: int) -> tuple[ApiResponse, str | None]:
+    def _attempt(
+        self, endpoint: str, path: str, params: dict, page: int | None, attempt: int
+    ) -> tuple[ApiResponse, str | None]:
         """One request within its wall-clock budget, following same-origin redirects by hand.
 
         Returns the final answer and, when it is a redirect we refused, why.
@@ -393,8 +402,14 @@ class CoinGeckoClient:
             for _hop in range(MAX_REDIRECTS + 1):
                 status, headers, body, final_url = self._exchange(path, url, query, request_end, budget, watch)
                 result = ApiResponse(
-                    endpoint=endpoint, path=path, params=dict(params), status=status, body=body,
-                    fetched_at=datetime.now(timezone.utc).replace(tzinfo=None), attempt=attempt, page=page,
+                    endpoint=endpoint,
+                    path=path,
+                    params=dict(params),
+                    status=status,
+                    body=body,
+                    fetched_at=datetime.now(UTC).replace(tzinfo=None),
+                    attempt=attempt,
+                    page=page,
                     headers={k.lower(): v for k, v in headers.items() if k.lower() in _KEPT_HEADERS},
                 )
                 location = headers.get("Location")
@@ -402,8 +417,10 @@ class CoinGeckoClient:
                     return result, None
                 target = urljoin(final_url, location.strip())
                 if _origin(target) != self._origin:
-                    return result, (f"HTTP {status} redirect to another host ({_describe_origin(target)}) "
-                                    f"not followed: the API key was not sent there")
+                    return result, (
+                        f"HTTP {status} redirect to another host ({_describe_origin(target)}) "
+                        f"not followed: the API key was not sent there"
+                    )
                 url, query = target, None
             return result, f"more than {MAX_REDIRECTS} redirects (last to {_describe_origin(target)})"
         finally:
@@ -411,8 +428,9 @@ class CoinGeckoClient:
             watch.finish()
             timer.cancel()
 
-    def _exchange(self, path: str, url: str, query: dict | None, request_end: float, budget: float,
-                  watch: _Watch) -> tuple[int, Mapping[str, str], bytes, str]:
+    def _exchange(
+        self, path: str, url: str, query: dict | None, request_end: float, budget: float, watch: _Watch
+    ) -> tuple[int, Mapping[str, str], bytes, str]:
         """Send one GET and read its body within the request's budget: (status, headers, body, url).
 
         ``headers`` is case-insensitive.
@@ -421,12 +439,14 @@ class CoinGeckoClient:
         if left <= 0:
             raise _Retryable(f"timed out: no complete answer within {budget:.3g}s")
         try:
-            resp = self._session.get(url, params=query, timeout=(min(5.0, left), left), stream=True,
-                                     allow_redirects=False)
+            resp = self._session.get(
+                url, params=query, timeout=(min(5.0, left), left), stream=True, allow_redirects=False
+            )
         except _BUILD_ERRORS as exc:
             what = "COINGECKO_API_KEY" if isinstance(exc, requests.exceptions.InvalidHeader) else "COINGECKO_BASE_URL"
-            raise ConfigError(f"{path}: cannot build a request to {self.base_url} ({type(exc).__name__}); "
-                              f"check {what}") from None
+            raise ConfigError(
+                f"{path}: cannot build a request to {self.base_url} ({type(exc).__name__}); check {what}"
+            ) from None
         except _TRANSPORT_ERRORS as exc:
             if watch.fired or time.monotonic() >= request_end:
                 raise _Retryable(f"timed out: no complete answer within {budget:.3g}s") from exc
@@ -437,8 +457,9 @@ class CoinGeckoClient:
             root = _root_cause(exc)
             if isinstance(root, (urllib3.exceptions.NewConnectionError, ConnectionRefusedError, socket.gaierror)):
                 raise _Retryable(f"cannot connect to {self.base_url} ({_error_name(exc)})") from exc
-            raise _Retryable(f"connection to {_describe_origin(url)} failed before the answer "
-                             f"({_error_name(exc)})") from exc
+            raise _Retryable(
+                f"connection to {_describe_origin(url)} failed before the answer ({_error_name(exc)})"
+            ) from exc
         try:
             body = self._read_body(resp, path, request_end, budget, watch)
             return resp.status_code, resp.headers, body, resp.url or url
@@ -447,11 +468,12 @@ class CoinGeckoClient:
             resp.close()
 
     def _too_large(self, path: str, what: str) -> ResponseTooLarge:
-        return ResponseTooLarge(f"{path}: response too large: {what} over the {self._max_bytes:,} byte cap "
-                                f"(COINGECKO_MAX_RESPONSE_BYTES); not kept, not retried")
+        return ResponseTooLarge(
+            f"{path}: response too large: {what} over the {self._max_bytes:,} byte cap "
+            f"(COINGECKO_MAX_RESPONSE_BYTES); not kept, not retried"
+        )
 
-    def _read_body(self, resp: requests.Response, path: str, request_end: float, budget: float,
-                   watch: _Watch) -> bytes:
+    def _read_body(self, resp: requests.Response, path: str, request_end: float, budget: float, watch: _Watch) -> bytes:
         """The decoded body, read in chunks: never past the size cap, never past the request's budget."""
         declared = resp.headers.get("Content-Length")
         if declared is not None and declared.strip().isdigit() and int(declared) > self._max_bytes:
@@ -466,15 +488,17 @@ class CoinGeckoClient:
                     if len(body) > self._max_bytes:
                         raise self._too_large(path, f"the body ({len(body):,} bytes read so far) is")
                     if time.monotonic() > request_end:
-                        raise _Retryable(f"timed out: body not complete within {budget:.3g}s "
-                                         f"({len(body):,} bytes received)")
+                        raise _Retryable(
+                            f"timed out: body not complete within {budget:.3g}s ({len(body):,} bytes received)"
+                        )
                 return bytes(body)
             sock = _socket_of(raw)
             while True:
                 left = request_end - time.monotonic()
                 if left <= 0:
-                    raise _Retryable(f"timed out: body not complete within {budget:.3g}s "
-                                     f"({len(body):,} bytes received)")
+                    raise _Retryable(
+                        f"timed out: body not complete within {budget:.3g}s ({len(body):,} bytes received)"
+                    )
                 if sock is not None:
                     sock.settimeout(left)  # this socket read may not outlast the request's budget
                 chunk = raw.read1(READ_CHUNK_BYTES, decode_content=True)
@@ -487,8 +511,9 @@ class CoinGeckoClient:
             raise
         except _TRANSPORT_ERRORS as exc:
             if watch.fired or time.monotonic() >= request_end:
-                raise _Retryable(f"timed out: body not complete within {budget:.3g}s "
-                                 f"({len(body):,} bytes received)") from exc
+                raise _Retryable(
+                    f"timed out: body not complete within {budget:.3g}s ({len(body):,} bytes received)"
+                ) from exc
             root = _root_cause(exc)
             if isinstance(exc, _DECODE_ERRORS) or isinstance(root, _DECODE_ERRORS):
                 what = "body could not be decoded"

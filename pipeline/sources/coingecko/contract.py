@@ -22,16 +22,41 @@ from pipeline.errors import SchemaDrift
 from pipeline.sources.coingecko.settings import GLOBAL_PATH, MARKETS_PATH
 
 #: Keys every /coins/markets record must carry (their values may be null).
-REQUIRED_MARKET_FIELDS = ("id", "symbol", "name", "current_price", "market_cap", "total_volume",
-                          "market_cap_rank", "last_updated")
+REQUIRED_MARKET_FIELDS = (
+    "id",
+    "symbol",
+    "name",
+    "current_price",
+    "market_cap",
+    "total_volume",
+    "market_cap_rank",
+    "last_updated",
+)
 
 #: Every key CoinGecko documents for a /coins/markets record (besides price_change_percentage_<p>_in_currency).
-KNOWN_MARKET_FIELDS = frozenset(REQUIRED_MARKET_FIELDS) | frozenset({
-    "image", "fully_diluted_valuation", "high_24h", "low_24h", "price_change_24h", "price_change_percentage_24h",
-    "market_cap_change_24h", "market_cap_change_percentage_24h", "circulating_supply", "total_supply",
-    "max_supply", "ath", "ath_change_percentage", "ath_date", "atl", "atl_change_percentage", "atl_date", "roi",
-    "sparkline_in_7d",
-})
+KNOWN_MARKET_FIELDS = frozenset(REQUIRED_MARKET_FIELDS) | frozenset(
+    {
+        "image",
+        "fully_diluted_valuation",
+        "high_24h",
+        "low_24h",
+        "price_change_24h",
+        "price_change_percentage_24h",
+        "market_cap_change_24h",
+        "market_cap_change_percentage_24h",
+        "circulating_supply",
+        "total_supply",
+        "max_supply",
+        "ath",
+        "ath_change_percentage",
+        "ath_date",
+        "atl",
+        "atl_change_percentage",
+        "atl_date",
+        "roi",
+        "sparkline_in_7d",
+    }
+)
 _PCT_IN_CURRENCY = re.compile(r"^price_change_percentage_\w+_in_currency$")
 
 #: Objects /global's ``data`` must hold: without them there is no market total to compute dominance from.
@@ -83,25 +108,36 @@ def check_markets_page(body, *, page: int, path: str = MARKETS_PATH) -> list[dic
     objects = [r for r in body if isinstance(r, dict)]
     if len(objects) * 2 < len(body):
         kinds = Counter(_json_type(r) for r in body if not isinstance(r, dict))
-        raise SchemaDrift(f"{where}: schema drift: expected an array of coin objects, got an array of "
-                          f"{_names(k for k, _ in kinds.most_common())} ({len(body) - len(objects)} of {len(body)})")
+        raise SchemaDrift(
+            f"{where}: schema drift: expected an array of coin objects, got an array of "
+            f"{_names(k for k, _ in kinds.most_common())} ({len(body) - len(objects)} of {len(body)})"
+        )
     present = Counter(key for record in objects for key in record)
     half = len(objects) / 2
     missing = [key for key in REQUIRED_MARKET_FIELDS if present[key] < half]
     if missing:
         unexpected = sorted(key for key, count in present.items() if count >= half and not _known_market_field(key))
-        instead = (f"; unexpected field(s) present instead: {_names(unexpected)} (renamed?)" if unexpected
-                   else "; no unknown field took their place")
+        instead = (
+            f"; unexpected field(s) present instead: {_names(unexpected)} (renamed?)"
+            if unexpected
+            else "; no unknown field took their place"
+        )
         counts = ", ".join(f"{key} in {present[key]}" for key in missing)
-        raise SchemaDrift(f"{where}: schema drift: required field(s) {_names(missing)} missing from most of "
-                          f"{len(objects)} records ({counts}){instead}")
+        raise SchemaDrift(
+            f"{where}: schema drift: required field(s) {_names(missing)} missing from most of "
+            f"{len(objects)} records ({counts}){instead}"
+        )
     return body
 
 
 def coin_ids(pages: Sequence[list]) -> set[str]:
     """Distinct usable coin ids over a run's pages (duplicates and id-less records count once / not at all)."""
-    return {r["id"].strip() for records in pages for r in records
-            if isinstance(r, dict) and isinstance(r.get("id"), str) and r["id"].strip()}
+    return {
+        r["id"].strip()
+        for records in pages
+        for r in records
+        if isinstance(r, dict) and isinstance(r.get("id"), str) and r["id"].strip()
+    }
 
 
 def covers(pages: Sequence[list], wanted: int, min_coverage: float) -> bool:
@@ -109,8 +145,14 @@ def covers(pages: Sequence[list], wanted: int, min_coverage: float) -> bool:
     return len(coin_ids(pages)) >= math.ceil(min_coverage * wanted - 1e-9)
 
 
-def check_markets_run(pages: Sequence[list], *, top_n: int, listable: int | None,
-                      min_coverage: float = DEFAULT_MIN_COVERAGE, path: str = MARKETS_PATH) -> int:
+def check_markets_run(
+    pages: Sequence[list],
+    *,
+    top_n: int,
+    listable: int | None,
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
+    path: str = MARKETS_PATH,
+) -> int:
     """Check a run's pages together: enough distinct coins for the request. Returns the coin count.
 
     Args:
@@ -126,8 +168,10 @@ def check_markets_run(pages: Sequence[list], *, top_n: int, listable: int | None
     if expected > 0 and not covers(pages, expected, min_coverage):
         records = sum(len(p) for p in pages)
         detail = f"{records} records" if records == got else f"{records} records, {got} distinct usable ids"
-        raise SchemaDrift(f"{path}: schema drift: partial response: got {got} of {expected} coins ({detail}; "
-                          f"at least {min_coverage:.0%} required)")
+        raise SchemaDrift(
+            f"{path}: schema drift: partial response: got {got} of {expected} coins ({detail}; "
+            f"at least {min_coverage:.0%} required)"
+        )
     return got
 
 
@@ -137,8 +181,10 @@ def check_global(body, *, path: str = GLOBAL_PATH) -> dict:
         raise SchemaDrift(f"{path}: schema drift: expected a JSON object, got a JSON {_json_type(body)}")
     data = body.get("data")
     if not isinstance(data, dict):
-        raise SchemaDrift(f"{path}: schema drift: expected an object with a 'data' object, got keys "
-                          f"{_names(sorted(body)) or '(none)'}")
+        raise SchemaDrift(
+            f"{path}: schema drift: expected an object with a 'data' object, got keys "
+            f"{_names(sorted(body)) or '(none)'}"
+        )
     missing = [key for key in REQUIRED_GLOBAL_OBJECTS if not isinstance(data.get(key), dict)]
     if missing:
         extra = sorted(k for k, v in data.items() if isinstance(v, dict) and k not in REQUIRED_GLOBAL_OBJECTS)

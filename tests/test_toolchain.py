@@ -1,0 +1,27 @@
+"""The toolchain CI enforces: ruff's lint rules and formatter pass on the whole tree."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def run_tool(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / argv[0]), *argv[1:]], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_ruff_lint_passes():
+    result = run_tool("ruff", "check", "--no-cache", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format_leaves_nothing_to_change():
+    result = run_tool("ruff", "format", "--check", "--no-cache", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_pre_commit_runs_the_same_tools():
+    config = (REPO_ROOT / ".pre-commit-config.yaml").read_text()
+    assert "ruff check" in config and "ruff format --check" in config
