@@ -64,7 +64,7 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _write_all(fd: int, data) -> None:
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     view = memoryview(data).cast("B")
     while view:
         written = os.write(fd, view[:_CHUNK])
@@ -108,7 +108,12 @@ def _check_absent(final: Path, overwrite: bool) -> None:
 
 
 def atomic_write_bytes(
-    path: Path | str, data, *, overwrite: bool = False, mode: int | None = 0o444, fsync: bool = True
+    path: Path | str,
+    data: bytes | bytearray | memoryview,
+    *,
+    overwrite: bool = False,
+    mode: int | None = 0o444,
+    fsync: bool = True,
 ) -> Path:
     """Write ``data`` (bytes or any buffer) to ``path`` atomically; return ``path``.
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select
 
@@ -74,11 +75,11 @@ class ClassesResult:
 # ---- pure parts ------------------------------------------------------------------------
 
 
-def _usable_id(value) -> bool:
+def _usable_id(value: object) -> bool:
     return isinstance(value, str) and 0 < len(value) <= ID_MAX_LENGTH and "\0" not in value and value.strip() == value
 
 
-def classes_from_bodies(bodies: Mapping[str, list]) -> list[tuple[str, str]]:
+def classes_from_bodies(bodies: Mapping[str, list[Any]]) -> list[tuple[str, str]]:
     """(id, coin_class) pairs from the category bodies (category id -> /coins/markets records),
     sorted; records without a usable id are skipped; a coin may have several classes
     (``wrapped-steth`` is wrapped and liquid staking)."""
@@ -157,12 +158,12 @@ def stablecoin_ids(conn: Connection) -> set[str]:
 # ---- fetch -> bronze -> load ---------------------------------------------------------------
 
 
-def _fetch(settings: Settings, now: datetime, *, interactive: bool) -> tuple[str, dict[str, list]]:
+def _fetch(settings: Settings, now: datetime, *, interactive: bool) -> tuple[str, dict[str, list[Any]]]:
     """Every category's body, kept in a bronze run of its own; raises on any failure."""
     run_id = new_run_id(now) + RUN_SUFFIX
     writer = bronze.BronzeWriter(settings.raw_dir, run_id, source=BRONZE_SOURCE, started_at=now, vs_currency="usd")
     client = client_from_settings(settings, on_response=writer.add, interactive=interactive)
-    bodies: dict[str, list] = {}
+    bodies: dict[str, list[Any]] = {}
     try:
         for category in CATEGORY_CLASSES:
             bodies[category] = fetch_category_markets(client, category, vs_currency="usd").json()

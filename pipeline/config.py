@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import ConfigError
 
@@ -31,7 +33,7 @@ def is_setting(name: str) -> bool:
     return name in SETTING_NAMES or name.startswith(SETTING_PREFIXES)
 
 
-def _int(env: dict, name: str, default: int, minimum: int = 1) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name)
     if raw in (None, ""):
         return default
@@ -44,7 +46,7 @@ def _int(env: dict, name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
-def _float(env: dict, name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw in (None, ""):
         return default
@@ -57,7 +59,7 @@ def _float(env: dict, name: str, default: float) -> float:
     return value
 
 
-def _share(env: dict, name: str, default: float) -> float:
+def _share(env: Mapping[str, str], name: str, default: float) -> float:
     """A fraction from 0 to 1 (e.g. 0.9 = 90 %)."""
     value = _float(env, name, default)
     if value > 1:
@@ -129,10 +131,10 @@ class Settings:
     def is_postgres(self) -> bool:
         return self.database_url.startswith("postgresql")
 
-    def with_overrides(self, **changes) -> Settings:
+    def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """Settings safe to print: the key and the DB password are masked."""
         return {
             "database_url": mask_url(self.database_url),
@@ -146,7 +148,7 @@ class Settings:
         }
 
     @classmethod
-    def from_env(cls, env: dict | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         data_dir = Path(env.get("DATA_DIR") or "data")
         plan = (env.get("COINGECKO_API_PLAN") or "demo").strip().lower()

@@ -1,6 +1,7 @@
 """Named errors. The CLI turns each into one clear line and a non-zero exit."""
 
 import signal
+from datetime import datetime
 
 
 class PipelineError(Exception):
@@ -65,7 +66,7 @@ class SnapshotHeld(PipelineError):
 
     exit_code = 6
 
-    def __init__(self, reasons: list[str], run_id: str | None = None, snapshot_at=None):
+    def __init__(self, reasons: list[str], run_id: str | None = None, snapshot_at: datetime | None = None):
         self.reasons = list(reasons)
         self.run_id = run_id
         self.snapshot_at = snapshot_at

@@ -87,7 +87,8 @@ def _coin_time(frame: pd.DataFrame, coin_id: str) -> datetime | None:
         if column in rows.columns and not rows.empty:
             value = pd.to_datetime(rows[column].iloc[0], errors="coerce")
             if not pd.isna(value):
-                return value.to_pydatetime().replace(tzinfo=None)
+                moment: datetime = value.to_pydatetime().replace(tzinfo=None)
+                return moment
     return None
 
 

@@ -8,6 +8,7 @@ silver for diagnosis while the dashboard keeps showing the last good one.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select, update
 
@@ -21,7 +22,7 @@ HELD = "held"
 COLUMNS = [c.name for c in snapshots.columns]
 
 
-def record(conn: Connection, entries: list[dict]) -> None:
+def record(conn: Connection, entries: list[dict[str, Any]]) -> None:
     """Write (or rewrite) ledger rows: snapshot_at, run_id, source, fetched_at, requested_coins,
     coin_count, status, reasons. A rewritten row given no ``reasons`` keeps the ones it has
     (a replay must not erase why a snapshot was held or forced)."""
@@ -87,12 +88,12 @@ def latest_published(conn: Connection, before: datetime | None = None) -> dateti
     return conn.execute(query).scalar()
 
 
-def get(conn: Connection, snapshot_at: datetime) -> dict | None:
+def get(conn: Connection, snapshot_at: datetime) -> dict[str, Any] | None:
     row = conn.execute(select(snapshots).where(snapshots.c.snapshot_at == snapshot_at)).mappings().first()
     return dict(row) if row else None
 
 
-def held_snapshots(conn: Connection, limit: int = 50) -> list[dict]:
+def held_snapshots(conn: Connection, limit: int = 50) -> list[dict[str, Any]]:
     """Held snapshots, newest first."""
     rows = conn.execute(
         select(snapshots).where(snapshots.c.status == HELD).order_by(snapshots.c.snapshot_at.desc()).limit(limit)
@@ -110,7 +111,7 @@ REASON_SEPARATOR = "; "
 
 def gate(
     engine: Engine,
-    entries: list[dict],
+    entries: list[dict[str, Any]],
     *,
     vs_currency: str = "usd",
     thresholds: plausibility.Thresholds = plausibility.DEFAULT_THRESHOLDS,
