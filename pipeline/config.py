@@ -113,6 +113,8 @@ class Settings:
     stale_record_hours: float = 6.0
     #: A /global body older (or newer) than this relative to the coins' data time is not used.
     global_max_age_minutes: float = 30.0
+    #: PIPELINE_LOG_FORMAT: "text" for people, "json" (one object a line) for a log collector.
+    log_format: str = "text"
 
     @property
     def raw_dir(self) -> Path:
@@ -185,4 +187,12 @@ class Settings:
             interactive_max_retries=_int(env, "COINGECKO_INTERACTIVE_MAX_RETRIES", 1, minimum=0),
             stale_record_hours=_float(env, "PIPELINE_STALE_RECORD_HOURS", 6.0),
             global_max_age_minutes=_float(env, "PIPELINE_GLOBAL_MAX_AGE_MINUTES", 30.0),
+            log_format=_log_format(env),
         )
+
+
+def _log_format(env: dict) -> str:
+    value = (env.get("PIPELINE_LOG_FORMAT") or "text").strip().lower()
+    if value not in ("text", "json"):
+        raise ConfigError(f"PIPELINE_LOG_FORMAT must be 'text' or 'json', got {value!r}")
+    return value
