@@ -1,16 +1,20 @@
 """The refresh flow behind the sidebar button and the first-start "Load data" button.
 
-A refresh calls ``pipeline.flow.run_pipeline`` (the scheduler's entry point)
-with ``trigger="button"`` in a background thread of the dashboard process, so
-the run finishes and is recorded properly even when the person clicks around
-or closes the tab meanwhile; the page only polls the job for progress.
+A click asks; the scheduler sidecar does. ``request_refresh`` queues a run request
+(``pipeline.run_requests``) and a background thread of the dashboard process follows it
+for the page: once the sidecar claims it, the run's stages come from the run log, and
+its outcome from the request. When no sidecar has beaten lately (a lone ``streamlit
+run``, or a sidecar that died), the same thread claims the request and runs
+``pipeline.flow.run_pipeline`` here, as the button always did (``trigger="button"``,
+interactive budgets). Either way the run finishes and is recorded properly even when
+the person clicks around or closes the tab; the page only polls the job.
 
-Single flight: one job per dashboard process (a second click, from any
-session, follows the running job), and the pipeline's database lock covers
-other processes (the scheduler, the CLI, another dashboard replica): when it is
-held, the caller follows that run through ``pipeline_runs`` instead of starting
-a second one. A cooldown (``PIPELINE_REFRESH_COOLDOWN_SECONDS``) counted from
-the newest run that called the API keeps clicks from hammering CoinGecko.
+Single flight: one open request at a time (a second click, from any session or
+dashboard replica, follows it), and the pipeline's database lock covers the rest:
+when a run (the scheduler's, the CLI's) holds it, the caller follows that run through
+``pipeline_runs`` instead of asking for another. A cooldown
+(``PIPELINE_REFRESH_COOLDOWN_SECONDS``) counted from the newest run that called the
+API keeps clicks from hammering CoinGecko.
 
 This module has no Streamlit calls; ``dashboard/ui.py`` draws the flow.
 """
@@ -26,9 +30,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from dashboard import data
+from pipeline import run_requests as requests
 from pipeline.config import Settings
 from pipeline.db import utcnow
-from pipeline.errors import PipelineError, RunLocked, SnapshotHeld, SourceError
 from pipeline.runs import STAGES, current_holder, get_run, reap_dead_runs
 
 log = logging.getLogger(__name__)
@@ -37,11 +41,16 @@ log = logging.getLogger(__name__)
 EXTERNAL_WAIT_SECONDS = 300.0
 POLL_SECONDS = 0.25
 KEEP_JOBS = 20
+#: What the page says while a request waits for the sidecar.
+WAITING_MESSAGE = "asked the scheduler for a run; waiting for it to start…"
 
 
 @dataclass
 class Job:
-    """One refresh running in this process. Read by any session; written by its thread only."""
+    """One refresh request followed (or served) by this process. Read by any session; written by its thread only.
+
+    ``job_id`` is the request's id.
+    """
 
     job_id: str
     source: str  # api | sample | auto (api, else the sample)
@@ -54,6 +63,8 @@ class Job:
     snapshot_at: datetime | None = None
     used_source: str | None = None  # what the successful run used (auto may fall back)
     fallback_reason: str | None = None  # auto: why the sample was used
+    served_by: str | None = None  # who claimed the request: the sidecar, or this dashboard
+    request_less: bool = False  # the request table could not be written: run here, as before the queue
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
@@ -76,6 +87,23 @@ class Job:
             setattr(self, key, value)
         self.state = state
         self._done.set()
+
+    def _finish_with(self, outcome: requests.Outcome) -> None:
+        """Record how the request ended, in the words the page uses."""
+        if outcome.outcome == "success":
+            self._finish(
+                "success",
+                run_id=outcome.run_id,
+                snapshot_at=outcome.snapshot_at,
+                used_source=outcome.used_source,
+                fallback_reason=outcome.message if outcome.used_source == "sample" else None,
+            )
+        elif outcome.outcome == "locked":
+            self._finish("locked", error=outcome.message, holder_run_id=outcome.run_id)
+        elif outcome.outcome == "held":
+            self._finish("held", error=outcome.message, run_id=outcome.run_id, snapshot_at=outcome.snapshot_at)
+        else:
+            self._finish(outcome.outcome, error=outcome.message or "unknown error", run_id=outcome.run_id)
 
 
 @dataclass(frozen=True)
@@ -120,7 +148,7 @@ def cooldown_left(settings: Settings) -> int:
 
 
 def request_refresh(settings: Settings, source: str = "api", *, respect_cooldown: bool = True) -> Decision:
-    """Start a refresh unless one is already going (here or elsewhere) or the cooldown applies."""
+    """Ask for a refresh unless one is already going (here or elsewhere) or the cooldown applies."""
     global _active
     with _lock:
         if _active is not None and _active.running:
@@ -134,7 +162,13 @@ def request_refresh(settings: Settings, source: str = "api", *, respect_cooldown
                 f"(pid {holder['pid']} on {holder['host']}); waiting for it instead of "
                 f"starting a second one.",
             )
-        if respect_cooldown and source != "sample":
+        try:
+            engine = _request_engine(settings)
+            waiting = requests.open_request(engine)
+        except Exception as exc:  # the database refuses: run here, and let the run say what is wrong
+            log.warning("cannot queue a refresh request (%s); running it in this process", exc)
+            engine, waiting = None, None
+        if waiting is None and respect_cooldown and source != "sample":
             left = cooldown_left(settings)
             if left:
                 return Decision(
@@ -144,14 +178,29 @@ def request_refresh(settings: Settings, source: str = "api", *, respect_cooldown
                     f"{settings.refresh_cooldown_seconds} s ago. To spare the API, the next "
                     f"refresh is possible in {left} s.",
                 )
-        job = Job(job_id=uuid.uuid4().hex[:12], source=source, started_at=utcnow())
+        job, created = _job_for_request(engine, waiting, source)
         for old in [j for j in list(_jobs)[:-KEEP_JOBS] if not _jobs[j].running]:
             del _jobs[old]  # keep the outcome of the last few jobs only
         _jobs[job.job_id] = job
         _active = job
-    thread = threading.Thread(target=_work, args=(job, settings), name=f"dashboard-refresh-{job.job_id}", daemon=True)
+    target = _work if job.request_less else _follow
+    thread = threading.Thread(target=target, args=(job, settings), name=f"dashboard-refresh-{job.job_id}", daemon=True)
     thread.start()
-    return Decision("started", job=job)
+    if created:
+        return Decision("started", job=job)
+    return Decision("attached", job=job, message="A refresh is already running; showing it.")
+
+
+def _job_for_request(engine, waiting: requests.Request | None, source: str) -> tuple[Job, bool]:
+    """A job following the open request (``waiting``) or a new one; (job, created). Without an engine, or
+    when the request cannot be written, a job that runs here without a request."""
+    try:
+        if engine is not None:
+            request, created = (waiting, False) if waiting is not None else requests.request_run(engine, source=source)
+            return Job(job_id=request.request_id, source=request.source, started_at=request.requested_at), created
+    except Exception as exc:
+        log.warning("cannot queue a refresh request (%s); running it in this process", exc)
+    return Job(job_id=uuid.uuid4().hex[:12], source=source, started_at=utcnow(), request_less=True), True
 
 
 def _lock_holder(settings: Settings) -> dict | None:
@@ -161,30 +210,78 @@ def _lock_holder(settings: Settings) -> dict | None:
         return None
 
 
-def _work(job: Job, settings: Settings) -> None:
-    """Thread body: run the pipeline and record the outcome on the job. Never raises."""
-    from pipeline.flow import run_pipeline
+def _request_engine(settings: Settings):
+    """The engine to queue requests in; on a first start (no tables yet) the schema is created first,
+    as the first run would have done."""
+    from pipeline.db import prepare_database
 
+    engine = data.engine_for(settings.database_url)
     try:
-        try:
-            result = run_pipeline(
-                settings, trigger="button", source="api" if job.source == "auto" else job.source, progress=job.progress
-            )
-        except SourceError as exc:
-            if job.source != "auto":
-                raise
-            job.fallback_reason = str(exc)
-            job.progress("fetch", f"CoinGecko is unreachable ({exc}); loading the bundled sample instead")
-            result = run_pipeline(settings, trigger="button", source="sample", progress=job.progress)
-        job._finish("success", run_id=result.run_id, snapshot_at=result.snapshot_at, used_source=result.source)
-    except RunLocked as exc:
-        job._finish("locked", error=str(exc), holder_run_id=exc.holder_run_id)
-    except SnapshotHeld as exc:  # the plausibility gate: not a crash; the pages keep the last published data
-        job._finish("held", error="held: " + "; ".join(exc.reasons), run_id=exc.run_id, snapshot_at=exc.snapshot_at)
-    except SourceError as exc:
-        job._finish("source_error", error=str(exc))
-    except PipelineError as exc:
-        job._finish("failed", error=str(exc))
+        requests.open_request(engine)
+    except Exception:  # no run_requests table yet (or an older schema): create or upgrade it
+        return prepare_database(settings)
+    return engine
+
+
+def _follow(job: Job, settings: Settings) -> None:
+    """Thread body: follow the job's request until it ends, serving it here when no sidecar will.
+    Never raises."""
+    engine = data.engine_for(settings.database_url)
+    beat = settings.sidecar_heartbeat_seconds
+    shown: tuple[str, str] | None = None
+    try:
+        while True:
+            request = requests.get_request(engine, job.job_id)
+            if request is None:
+                job._finish("failed", error=f"refresh request {job.job_id} is gone")
+                return
+            if request.state == "pending":
+                alive = requests.sidecar_alive(engine, beat)
+                if requests.serve_here(request, sidecar_is_alive=alive, heartbeat_seconds=beat):
+                    # Beat before claiming: a claim whose server does not beat is an orphan to everyone else.
+                    with requests.Heartbeat(engine, requests.ROLE_DASHBOARD, beat) as heartbeat:
+                        if requests.claim(engine, request.request_id, heartbeat.name):
+                            job.served_by = heartbeat.name
+                            _work(job, settings, request)
+                            return
+                    continue  # a sidecar or another dashboard claimed it a moment ago: follow it
+                event = ("fetch", WAITING_MESSAGE)
+            elif request.state == "claimed":
+                job.served_by = request.claimed_by
+                if requests.reap_orphans(engine, beat):
+                    continue
+                stage = requests.run_stage(engine, request.run_id) if request.run_id else None
+                message = request.message or f"{request.claimed_by} took the request; starting…"
+                event = (stage or "fetch", message)
+            else:
+                outcome = requests.outcome_of(engine, request)
+                assert outcome is not None
+                job._finish_with(outcome)
+                return
+            if event != shown:
+                job.progress(*event)
+                shown = event
+            time.sleep(POLL_SECONDS)
+    except Exception as exc:  # the database went away mid-follow: show it as a failed refresh
+        log.exception("following refresh request %s failed", job.job_id)
+        job._finish("failed", error=f"{type(exc).__name__}: {exc}")
+    finally:
+        if job.running:
+            job._finish("failed", error="the refresh stopped unexpectedly")
+        data.clear_caches()
+
+
+def _work(job: Job, settings: Settings, request: requests.Request | None = None) -> None:
+    """Run the pipeline in this process and record the outcome on the job. Never raises.
+
+    ``request``: the request this process claimed (its heartbeat beating), kept current as it runs;
+    without one (the request table cannot be written) the run is just run, as before the queue."""
+    try:
+        if request is None:
+            outcome = requests.execute(settings, source=job.source, progress=job.progress)
+        else:
+            outcome = requests.serve(settings, data.engine_for(settings.database_url), request, progress=job.progress)
+        job._finish_with(outcome)
     except Exception as exc:  # a bug must not kill the thread silently: show it as a failed refresh
         log.exception("dashboard refresh crashed")
         job._finish("failed", error=f"{type(exc).__name__}: {exc}")

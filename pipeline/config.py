@@ -113,6 +113,9 @@ class Settings:
     stale_record_hours: float = 6.0
     #: A /global body older (or newer) than this relative to the coins' data time is not used.
     global_max_age_minutes: float = 30.0
+    #: The scheduler sidecar beats this often; after three missed beats the dashboard serves its own
+    #: refresh requests (pipeline.run_requests).
+    sidecar_heartbeat_seconds: float = 5.0
     #: PIPELINE_LOG_FORMAT: "text" for people, "json" (one object a line) for a log collector.
     log_format: str = "text"
 
@@ -187,6 +190,7 @@ class Settings:
             interactive_max_retries=_int(env, "COINGECKO_INTERACTIVE_MAX_RETRIES", 1, minimum=0),
             stale_record_hours=_float(env, "PIPELINE_STALE_RECORD_HOURS", 6.0),
             global_max_age_minutes=_float(env, "PIPELINE_GLOBAL_MAX_AGE_MINUTES", 30.0),
+            sidecar_heartbeat_seconds=_float(env, "PIPELINE_SIDECAR_HEARTBEAT_SECONDS", 5.0),
             log_format=_log_format(env),
         )
 

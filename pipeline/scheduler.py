@@ -1,11 +1,20 @@
-"""The sidecar: run the pipeline at start, then every interval, until SIGTERM.
+"""The sidecar: run the pipeline at start, then every interval, until SIGTERM; between runs,
+serve the dashboard's refresh requests.
 
-It calls the same ``run_pipeline`` as the CLI and the dashboard button, with
-trigger ``schedule``. After a failed run it backs off: the next try waits the
-interval, then twice, four times ... as long, up to PIPELINE_BACKOFF_CAP_MINUTES,
-so a dead API is not hammered; the first success restores the interval. SIGTERM (docker stop) or SIGINT ends it within seconds:
-between runs it just stops waiting; during a run the run is interrupted,
-recorded as failed, its lock released, and gold stays as it was.
+Scheduled runs call the same ``run_pipeline`` as the CLI, with trigger ``schedule``.
+After a failed run it backs off: the next try waits the interval, then twice, four
+times ... as long, up to PIPELINE_BACKOFF_CAP_MINUTES, so a dead API is not hammered;
+the first success restores the interval.
+
+Between runs it looks for a pending refresh request every second
+(``pipeline.run_requests``: one cheap query), claims it and runs it as the button
+would (trigger ``button``, interactive budgets). A background thread beats in
+``sidecar_heartbeats`` every PIPELINE_SIDECAR_HEARTBEAT_SECONDS, also during a run,
+so the dashboard knows a sidecar will take its request.
+
+SIGTERM (docker stop) or SIGINT ends it within seconds: between runs it just stops
+waiting; during a run (scheduled or requested) the run is interrupted, recorded as
+failed, its lock released, and gold stays as it was.
 """
 
 from __future__ import annotations
@@ -14,13 +23,17 @@ import logging
 import signal
 import threading
 from datetime import datetime, timedelta
+from types import FrameType
 
 import schedule
+from sqlalchemy import Engine
 
+from pipeline import logs
+from pipeline import run_requests as requests
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, RunLocked, SnapshotHeld
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 
 
 class Shutdown(BaseException):
@@ -32,19 +45,42 @@ def retry_delay_minutes(interval: float, consecutive_failures: int, cap: float) 
     (never below the interval itself)."""
     if consecutive_failures <= 1:
         return interval
-    return min(interval * 2 ** (consecutive_failures - 1), max(cap, interval))
+    return min(interval * 2.0 ** (consecutive_failures - 1), max(cap, interval))
+
+
+def serve_pending_request(settings: Settings, engine: Engine, name: str) -> requests.Outcome | None:
+    """Claim and run the oldest pending refresh request, if any (None: nothing was waiting)."""
+    from pipeline.runs import reap_dead_runs
+
+    request = requests.claim_next(engine, name)
+    if request is None:
+        return None
+    logs.outcome(f"scheduler: serving refresh request {request.request_id} (source {request.source})")
+    reap_dead_runs(engine)
+    outcome = requests.serve(settings, engine, request)
+    level = logging.INFO if outcome.outcome == "success" else logging.WARNING
+    logs.outcome(
+        f"scheduler: refresh request {request.request_id} {outcome.state} ({outcome.outcome}"
+        + (f", run {outcome.run_id}" if outcome.run_id else "")
+        + (f": {outcome.message}" if outcome.message else "")
+        + ")",
+        run_id=outcome.run_id,
+        level=level,
+    )
+    return outcome
 
 
 def run_forever(settings: Settings, *, source: str = "api", interval_minutes: float | None = None) -> int:
-    from pipeline.flow import prepare_database, run_pipeline
+    from pipeline.db import prepare_database
+    from pipeline.flow import run_pipeline
     from pipeline.runs import reap_dead_runs
 
     interval = interval_minutes or settings.interval_minutes
     stop = threading.Event()
     in_job = threading.Event()
 
-    def on_signal(signum, _frame):
-        print(f"scheduler: received {signal.Signals(signum).name}, stopping", flush=True)
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        logs.outcome(f"scheduler: received {signal.Signals(signum).name}, stopping")
         stop.set()
         if in_job.is_set():
             raise Shutdown()
@@ -63,50 +99,77 @@ def run_forever(settings: Settings, *, source: str = "api", interval_minutes: fl
             reap_dead_runs(engine)
             result = run_pipeline(settings, trigger="schedule", source=source, engine=engine)
             failures = 0
-            print(
+            logs.outcome(
                 f"scheduler: run {result.run_id} succeeded ({result.silver_rows} rows, snapshot "
                 f"{result.snapshot_at:%Y-%m-%d %H:%M:%S} UTC)",
-                flush=True,
+                run_id=result.run_id,
             )
         except RunLocked as exc:
-            print(f"scheduler: skipped, {exc}", flush=True)
+            logs.outcome(f"scheduler: skipped, {exc}")
         except SnapshotHeld as exc:  # a failure to deliver data: backs off and counts toward the banner
             failures += 1
-            print(f"scheduler: run held ({failures} failed in a row): {exc}", flush=True)
+            logs.outcome(
+                f"scheduler: run held ({failures} failed in a row): {exc}", run_id=exc.run_id, level=logging.WARNING
+            )
         except PipelineError as exc:
             failures += 1
-            print(f"scheduler: run failed ({failures} in a row): {exc}", flush=True)
+            logs.outcome(f"scheduler: run failed ({failures} in a row): {exc}", level=logging.WARNING)
         except Shutdown:
             raise
         except Exception as exc:  # keep the sidecar alive through an unexpected bug
             failures += 1
             log.exception("scheduled run crashed")
-            print(f"scheduler: run crashed: {type(exc).__name__}: {exc}", flush=True)
+            logs.outcome(f"scheduler: run crashed: {type(exc).__name__}: {exc}", level=logging.ERROR)
         finally:
             in_job.clear()
         if failures > 1:
             delay = retry_delay_minutes(interval, failures, settings.backoff_cap_minutes)
             backoff_until.append(datetime.now() + timedelta(minutes=delay))
-            print(f"scheduler: backing off, next try in {delay:g} minutes", flush=True)
+            logs.outcome(f"scheduler: backing off, next try in {delay:g} minutes")
+
+    heartbeat = requests.Heartbeat(engine, requests.ROLE_SIDECAR, settings.sidecar_heartbeat_seconds)
+
+    def serve_requests() -> None:
+        """Between runs: the dashboard's waiting refresh request, if any. A database hiccup only skips a poll."""
+        in_job.set()
+        try:
+            requests.reap_orphans(engine, settings.sidecar_heartbeat_seconds)
+            serve_pending_request(settings, engine, heartbeat.name)
+        except Shutdown:
+            raise
+        except Exception:
+            log.warning("could not serve the refresh requests", exc_info=True)
+        finally:
+            in_job.clear()
 
     scheduler = schedule.Scheduler()
-    scheduled = scheduler.every(interval).minutes.do(job)
-    print(f"scheduler: running every {interval:g} minutes (source {source}); first run now", flush=True)
+    # schedule annotates the interval as int; a fraction of a minute works (it becomes a timedelta).
+    scheduled = scheduler.every(interval).minutes.do(job)  # type: ignore[arg-type]
+    logs.outcome(
+        f"scheduler: running every {interval:g} minutes (source {source}), serving refresh requests; first run now"
+    )
 
     def apply_backoff() -> None:
         if backoff_until:
             scheduled.next_run = backoff_until.pop()
             backoff_until.clear()
 
+    poll = requests.POLL_SECONDS
+    heartbeat.start()
     try:
+        requests.prune_heartbeats(engine)
         job()
         apply_backoff()
         while not stop.is_set():
             scheduler.run_pending()
             apply_backoff()
-            idle = scheduler.idle_seconds
-            stop.wait(timeout=max(0.1, min(idle if idle is not None else 1.0, 1.0)))
+            if not stop.is_set():
+                serve_requests()
+            idle = scheduler.idle_seconds  # the next poll for requests comes within POLL_SECONDS
+            stop.wait(timeout=max(0.1, min(idle if idle is not None else poll, poll)))
     except Shutdown:
-        print("scheduler: interrupted the running job; it is recorded as failed", flush=True)
-    print("scheduler: stopped", flush=True)
+        logs.outcome("scheduler: interrupted the running job; it is recorded as failed")
+    finally:
+        heartbeat.stop()
+    logs.outcome("scheduler: stopped")
     return 0

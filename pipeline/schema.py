@@ -24,7 +24,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 metadata = MetaData()
 
@@ -323,6 +323,45 @@ pipeline_lock = Table(
     Column("pid", Integer, nullable=False),
     Column("acquired_at", DateTime, nullable=False),
     Column("expires_at", DateTime, nullable=False),
+)
+
+#: The refresh button's queue: the dashboard asks (pending), one server claims the request
+#: (the scheduler sidecar, or the dashboard itself when no sidecar is alive) and runs it
+#: (claimed), then records how it ended (done | failed | superseded). Written by
+#: pipeline.run_requests only.
+run_requests = Table(
+    "run_requests",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("requested_at", DateTime, nullable=False),
+    Column("requested_by", String(64), nullable=False),
+    #: What to fetch: api, sample, or auto (api, else the bundled sample).
+    Column("source", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    #: 1 while pending or claimed, NULL after: a unique column, so at most one request is open.
+    Column("open_slot", Integer, unique=True),
+    Column("claimed_by", String(200)),
+    Column("claimed_at", DateTime),
+    Column("run_id", String(64)),
+    Column("finished_at", DateTime),
+    #: How the run ended for the page: success | held | source_error | failed | locked.
+    Column("outcome", String(16)),
+    #: The latest progress line while claimed; then the error, or why the sample was used.
+    Column("message", Text),
+)
+Index("ix_run_requests_state", run_requests.c.state, run_requests.c.requested_at)
+
+#: One row per live sidecar (and per dashboard while it serves a request itself), beaten every
+#: PIPELINE_SIDECAR_HEARTBEAT_SECONDS: how the dashboard knows whether anyone will take its request.
+sidecar_heartbeats = Table(
+    "sidecar_heartbeats",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("beat_at", DateTime, nullable=False),
 )
 
 schema_version = Table(
