@@ -1,9 +1,12 @@
 """Bronze: every response body exactly as received, as JSON and Parquet, never rewritten.
 
 Layout: ``<raw_dir>/YYYY-MM-DD/<run_id>/`` (UTC date of the fetch) holding one
-``<endpoint>[_pNNN][_aN].json`` per HTTP answer, a Parquet copy of each good
-body for analysts, and ``manifest.json`` (run id, endpoint, parameters, fetched
-at, status, record count, sha256 and size of each body and of its Parquet copy).
+``<endpoint>[_<key>][_pNNN][_aN].json`` per answer, a Parquet copy of each good
+body for analysts, and ``manifest.json`` (run id, provider, endpoint, parameters,
+fetched at, status, record count, sha256 and size of each body and of its Parquet
+copy). Endpoint names and keys are the provider's (:mod:`pipeline.sources.base`):
+bronze knows no provider, and reads a run's bodies by role through the provider
+its manifest names (``coingecko`` for runs kept before manifests named one).
 The manifest is written last: a run without one, or marked incomplete, is never
 replayed.
 
@@ -28,21 +31,27 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from pipeline.atomic import atomic_write_bytes, is_temp_name
-from pipeline.errors import BronzeError
-from pipeline.sources.coingecko.client import ApiResponse
+from pipeline.errors import BronzeError, ConfigError
+from pipeline.sources.base import COINS, DEFAULT_PROVIDER, HISTORY, TOTALS, Body, Json, Provider, Record
+from pipeline.sources.registry import get_provider
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 #: 2: entries also record ``parquet_bytes`` and ``parquet_sha256`` (version 1 manifests stay valid).
-MANIFEST_VERSION = 2
+#: 3: the manifest records its ``provider``, entries their ``key`` (older manifests read as CoinGecko's).
+MANIFEST_VERSION = 3
+
+#: A manifest entry, as written and read back (JSON).
+Entry = dict[str, Any]
 
 
-def loads(body: bytes):
+def loads(body: bytes) -> Json:
     """orjson parses bodies ~4x faster than json; json handles what orjson refuses (ints over 64 bits)."""
     try:
         return orjson.loads(body)
@@ -54,10 +63,10 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(timespec="microseconds")
 
 
-def _file_stem(response: ApiResponse) -> str:
+def _file_stem(response: Body) -> str:
     stem = response.endpoint
-    if response.endpoint == "market_chart":
-        stem += "_" + response.path.strip("/").split("/")[1]
+    if response.key is not None:
+        stem += "_" + response.key
     if response.page is not None:
         stem += f"_p{response.page:03d}"
     if response.attempt > 1 or response.status != 200:
@@ -65,7 +74,7 @@ def _file_stem(response: ApiResponse) -> str:
     return stem
 
 
-def _write_once(path: Path, data) -> None:
+def _write_once(path: Path, data: bytes | memoryview) -> None:
     """Create a read-only file that did not exist, atomically; bronze never overwrites.
 
     FileExistsError when the name is taken; any other OSError (a full disk) becomes
@@ -79,7 +88,7 @@ def _write_once(path: Path, data) -> None:
         raise BronzeError(f"could not write bronze file {path}: {exc.strerror or exc}") from exc
 
 
-def _parquet_table(payload):
+def _parquet_table(payload: Json) -> Any:  # a pyarrow.Table (pyarrow is untyped)
     """A table of the body's records; falls back to one JSON text column when types are mixed."""
     import pyarrow as pa  # only writers need pyarrow: replay workers stay small
 
@@ -96,7 +105,7 @@ def _parquet_table(payload):
     return _json_text_table(payload)
 
 
-def _json_text_table(payload):
+def _json_text_table(payload: Json) -> Any:
     import pyarrow as pa
 
     rows = payload if isinstance(payload, list) else [payload]
@@ -116,10 +125,14 @@ class BronzeWriter:
         vs_currency: str,
         top_n: int | None = None,
         write_parquet: bool = True,
-    ):
+        provider: str = DEFAULT_PROVIDER,
+    ) -> None:
+        """``source``: why the run was made (api, sample, import, backfill, classes); ``provider``:
+        whose bodies it keeps (the folder under pipeline/sources/)."""
         self.run_id = run_id
         self.top_n = top_n
         self.source = source
+        self.provider = provider
         self.started_at = started_at
         self.vs_currency = vs_currency
         self.folder = Path(raw_dir) / started_at.strftime("%Y-%m-%d") / run_id
@@ -129,13 +142,13 @@ class BronzeWriter:
             raise
         except OSError as exc:
             raise BronzeError(f"could not create bronze folder {self.folder}: {exc.strerror or exc}") from exc
-        self.entries: list[dict] = []
+        self.entries: list[Entry] = []
         self._write_parquet = write_parquet
 
-    def add(self, response: ApiResponse) -> None:
+    def add(self, response: Body) -> None:
         stem = _file_stem(response)
         _write_once(self.folder / f"{stem}.json", response.body)
-        entry = {
+        entry: Entry = {
             "file": f"{stem}.json",
             "parquet": None,
             "endpoint": response.endpoint,
@@ -150,6 +163,9 @@ class BronzeWriter:
             "records": None,
             "used": False,
         }
+        if response.key is not None:
+            entry["key"] = response.key
+        payload: Json = None
         if response.status == 200:
             try:
                 payload = json.loads(response.body)
@@ -168,7 +184,7 @@ class BronzeWriter:
             entry.update(parquet=name, parquet_bytes=len(data), parquet_sha256=hashlib.sha256(data).hexdigest())
 
     @staticmethod
-    def _parquet_copy(stem: str, payload):
+    def _parquet_copy(stem: str, payload: Json) -> tuple[str, memoryview]:
         """Parquet for analysts, encoded in memory (then written atomically like the body).
 
         A shape pyarrow cannot write (e.g. an empty object) falls back to JSON text.
@@ -176,7 +192,7 @@ class BronzeWriter:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        def encode(table):
+        def encode(table: Any) -> memoryview:
             sink = pa.BufferOutputStream()
             pq.write_table(table, sink, compression="snappy")
             return memoryview(sink.getvalue())
@@ -188,7 +204,12 @@ class BronzeWriter:
         return f"{stem}.parquet", data
 
     def finish(
-        self, *, snapshot_at: datetime | None, complete: bool, error: str | None = None, extra: dict | None = None
+        self,
+        *,
+        snapshot_at: datetime | None,
+        complete: bool,
+        error: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> Path:
         """Write the manifest, once. Only complete runs are replayed. ``extra``: more top-level
         fields (e.g. ``fetched_at`` and ``data_time_basis`` beside the data's ``snapshot_at``)."""
@@ -196,6 +217,7 @@ class BronzeWriter:
             "manifest_version": MANIFEST_VERSION,
             "run_id": self.run_id,
             "source": self.source,
+            "provider": self.provider,
             "vs_currency": self.vs_currency,
             "top_n": self.top_n,
             "started_at": _iso(self.started_at),
@@ -220,30 +242,40 @@ class BronzeRun:
     """A run's folder and manifest, read back for replay."""
 
     folder: Path
-    manifest: dict
+    manifest: dict[str, Any]
 
     @property
     def run_id(self) -> str:
-        return self.manifest["run_id"]
+        return str(self.manifest["run_id"])
 
     @property
     def source(self) -> str:
-        return self.manifest["source"]
+        """Why the run was made (api, sample, import, backfill, classes): its origin, not its provider."""
+        return str(self.manifest["source"])
+
+    @property
+    def provider(self) -> str:
+        """Whose bodies the run keeps; runs kept before manifests named one are CoinGecko's."""
+        return str(self.manifest.get("provider") or DEFAULT_PROVIDER)
 
     @property
     def top_n(self) -> int | None:
-        return self.manifest.get("top_n")
+        value = self.manifest.get("top_n")
+        return value if _is_int(value) else None
 
     @property
     def vs_currency(self) -> str:
-        return self.manifest.get("vs_currency", "usd")
+        return str(self.manifest.get("vs_currency", "usd"))
 
     @property
     def snapshot_at(self) -> datetime:
         return datetime.fromisoformat(self.manifest["snapshot_at"])
 
-    def _read(self, entry: dict) -> bytes:
-        path = self.folder / entry["file"]
+    def _provider(self) -> Provider:
+        return get_provider(self.provider)
+
+    def _read(self, entry: Entry) -> bytes:
+        path: Path = self.folder / entry["file"]
         try:
             body = path.read_bytes()
         except FileNotFoundError:
@@ -252,29 +284,48 @@ class BronzeRun:
             raise BronzeError(f"bronze file changed since it was written (sha256 mismatch): {path}")
         return body
 
-    def used_entries(self, endpoint: str) -> list[dict]:
+    def used_entries(self, endpoint: str | None) -> list[Entry]:
+        """The entries of ``endpoint`` a replay reads, in page (then attempt) order."""
         entries = [e for e in self.manifest["entries"] if e["endpoint"] == endpoint and e.get("used")]
         return sorted(entries, key=lambda e: (e.get("page") or 0, e["attempt"]))
 
+    def role_entries(self, role: str) -> list[Entry]:
+        """The used entries of the provider's endpoint for ``role`` (pipeline.sources.base.COINS, ...)."""
+        return self.used_entries(self._provider().endpoints.get(role))
+
     @property
     def markets_record_count(self) -> int:
-        """Records in the run's markets bodies, from the manifest (no file is read)."""
-        return sum(e.get("records") or 0 for e in self.used_entries("markets"))
+        """Records in the run's coins bodies, from the manifest (no file is read)."""
+        return sum(e.get("records") or 0 for e in self.role_entries(COINS))
 
-    def markets_records(self) -> list:
-        """All /coins/markets records of the run, in page order."""
-        records: list = []
-        for entry in self.used_entries("markets"):
-            records.extend(loads(self._read(entry)))
+    def markets_records(self) -> list[Record]:
+        """All coin records of the run, in page order, in the silver contract (the provider maps them)."""
+        provider = self._provider()
+        records: list[Record] = []
+        for entry in self.role_entries(COINS):
+            records.extend(provider.coin_records(loads(self._read(entry))))
         return records
 
-    def global_body(self) -> dict | None:
-        entries = self.used_entries("global")
-        return loads(self._read(entries[-1])) if entries else None
+    def global_body(self) -> Json:
+        """The run's market-wide figures in the silver contract's shape (/global's), or None."""
+        entries = self.role_entries(TOTALS)
+        return self._provider().market_totals(loads(self._read(entries[-1]))) if entries else None
 
-    def market_charts(self) -> Iterator[tuple[str, dict]]:
-        for entry in self.used_entries("market_chart"):
-            yield entry["path"].strip("/").split("/")[1], loads(self._read(entry))
+    def market_charts(self) -> Iterator[tuple[str, Json]]:
+        """(key, body) of each history body: a coin id and its daily prices, caps and volumes."""
+        provider = self._provider()
+        for entry in self.role_entries(HISTORY):
+            key = _entry_key(entry, provider)
+            if key is not None:
+                yield key, loads(self._read(entry))
+
+
+def _entry_key(entry: Entry, provider: Provider) -> str | None:
+    key = entry.get("key")
+    if isinstance(key, str):
+        return key
+    path = entry.get("path")
+    return provider.legacy_key(entry["endpoint"], path) if isinstance(path, str) else None
 
 
 # ---- finding runs, and telling damaged ones apart ------------------------------------
@@ -310,7 +361,7 @@ def _one_line(exc: BaseException | str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _plain_name(value) -> bool:
+def _plain_name(value: object) -> bool:
     """A file name inside the run folder (no path, so a manifest cannot point outside it)."""
     return (
         isinstance(value, str)
@@ -321,11 +372,13 @@ def _plain_name(value) -> bool:
     )
 
 
-def _is_int(value) -> bool:
+def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_time(value) -> bool:
+def _is_time(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
     try:
         datetime.fromisoformat(value)
     except (TypeError, ValueError):
@@ -333,7 +386,7 @@ def _is_time(value) -> bool:
     return True
 
 
-def _entry_problem(entry) -> str | None:
+def _entry_problem(entry: object, provider: Provider) -> str | None:
     if not isinstance(entry, dict):
         return "not an object"
     name = entry.get("file")
@@ -354,14 +407,18 @@ def _entry_problem(entry) -> str | None:
         isinstance(entry["parquet_sha256"], str) and _HEX64.match(entry["parquet_sha256"])
     ):
         return f"{name}: no valid parquet_sha256"
-    if entry["endpoint"] == "market_chart" and entry.get("used"):
-        path = entry.get("path")
-        if not isinstance(path, str) or len(path.strip("/").split("/")) < 2:
-            return f"{name}: a market_chart entry without its coin's path"
+    if entry.get("key") is not None and not _plain_name(entry["key"]):
+        return f"{name}: key is not a plain name"
+    if (
+        entry["endpoint"] == provider.endpoints.get(HISTORY)
+        and entry.get("used")
+        and _entry_key(entry, provider) is None
+    ):
+        return f"{name}: a {entry['endpoint']} entry without its key (the coin it is about)"
     return None
 
 
-def manifest_problem(manifest, folder: Path) -> str | None:
+def manifest_problem(manifest: object, folder: Path) -> str | None:
     """Why ``manifest`` (parsed JSON) cannot describe the run in ``folder``; None when it can."""
     if not isinstance(manifest, dict):
         kind = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(
@@ -375,6 +432,13 @@ def manifest_problem(manifest, folder: Path) -> str | None:
         return f"manifest.json is for run {run_id!r}, not for its folder {Path(folder).name!r}"
     if not isinstance(manifest.get("source"), str):
         return "manifest.json has no source"
+    name = manifest.get("provider", DEFAULT_PROVIDER)
+    if not isinstance(name, str):
+        return "manifest.json: provider is not text"
+    try:
+        provider = get_provider(name)
+    except ConfigError:
+        return f"manifest.json names provider {name!r}, which is not installed here"
     if not isinstance(manifest.get("complete"), bool):
         return "manifest.json: 'complete' is not true or false"
     for key in ("snapshot_at", "started_at"):
@@ -390,7 +454,7 @@ def manifest_problem(manifest, folder: Path) -> str | None:
     if not isinstance(entries, list):
         return "manifest.json has no list of entries"
     for number, entry in enumerate(entries, start=1):
-        problem = _entry_problem(entry)
+        problem = _entry_problem(entry, provider)
         if problem:
             return f"manifest.json entry {number}: {problem}"
     return None
@@ -445,10 +509,10 @@ def scan_runs(raw_dir: Path, *, include_incomplete: bool = False) -> tuple[list[
         return runs, damaged
     for folder in sorted(p for p in raw_dir.glob("*/*") if p.is_dir()):
         run, problem = _load_run(folder)
-        if problem is not None:
-            damaged.append(problem)
-        elif run.manifest["complete"] or include_incomplete:
+        if run is not None and (run.manifest["complete"] or include_incomplete):
             runs.append(run)
+        elif problem is not None:
+            damaged.append(problem)
     return sorted(runs, key=_run_order), damaged
 
 
@@ -475,7 +539,7 @@ def find_run(raw_dir: Path, run_id: str) -> BronzeRun:
             run, problem = _load_run(folder)
             if run is not None:
                 return run
-            if not problem.incomplete:
+            if problem is not None and not problem.incomplete:
                 raise BronzeError(f"bronze run {run_id} is damaged ({folder}): {problem.reason}")
     raise BronzeError(f"no bronze manifest for run {run_id} under {raw_dir}")
 
@@ -488,7 +552,7 @@ def _sha256_file(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def _file_problem(path: Path, size, sha256: str) -> str | None:
+def _file_problem(path: Path, size: object, sha256: str) -> str | None:
     """Why the file at ``path`` is not the one the manifest recorded; None when it is."""
     try:
         info = path.stat()
@@ -509,7 +573,7 @@ def _file_problem(path: Path, size, sha256: str) -> str | None:
     return None
 
 
-def _parquet_problem(folder: Path, entry: dict) -> str | None:
+def _parquet_problem(folder: Path, entry: Entry) -> str | None:
     path = folder / entry["parquet"]
     if entry.get("parquet_sha256"):
         return _file_problem(path, entry.get("parquet_bytes"), entry["parquet_sha256"])

@@ -118,6 +118,8 @@ class Settings:
     sidecar_heartbeat_seconds: float = 5.0
     #: PIPELINE_LOG_FORMAT: "text" for people, "json" (one object a line) for a log collector.
     log_format: str = "text"
+    #: PIPELINE_PROVIDER: the folder live runs fetch from (pipeline.sources.registry).
+    provider: str = "coingecko"
 
     @property
     def raw_dir(self) -> Path:
@@ -192,7 +194,17 @@ class Settings:
             global_max_age_minutes=_float(env, "PIPELINE_GLOBAL_MAX_AGE_MINUTES", 30.0),
             sidecar_heartbeat_seconds=_float(env, "PIPELINE_SIDECAR_HEARTBEAT_SECONDS", 5.0),
             log_format=_log_format(env),
+            provider=(env.get("PIPELINE_PROVIDER") or "coingecko").strip(),
         )
+
+
+def provider_dirs(env: Mapping[str, str] | None = None) -> list[Path]:
+    """PIPELINE_PROVIDER_PATH: more folders holding provider folders (separated like PATH).
+
+    Read on its own, not through Settings: a replay worker finds the provider of a bronze
+    run it reads without being handed the settings."""
+    raw = (os.environ if env is None else env).get("PIPELINE_PROVIDER_PATH") or ""
+    return [Path(part) for part in raw.split(os.pathsep) if part.strip()]
 
 
 def _log_format(env: dict) -> str:

@@ -30,6 +30,7 @@ from pipeline import schema
 from pipeline.config import Settings
 from pipeline.errors import DatabaseError, DatabaseUnavailable, PipelineError, SchemaNotReady
 from pipeline.schema import SCHEMA_VERSION, metadata
+from pipeline.silver.migrations import provider_steps
 
 SEEDS_DIR = Path(__file__).resolve().parent.parent / "sql" / "seeds"
 
@@ -308,6 +309,10 @@ MIGRATIONS: dict[int, dict[str, list[Migration]]] = {
             "FROM staging_crypto_market WHERE snapshot_at NOT IN (SELECT snapshot_at FROM snapshots) "
             "GROUP BY snapshot_at",
         ],
+    },
+    6: {  # silver rows name their provider; coin history is keyed by it (pipeline.silver.migrations)
+        "postgresql": list(provider_steps("postgresql")),
+        "sqlite": list(provider_steps("sqlite")),
     },
 }
 

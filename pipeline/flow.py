@@ -22,14 +22,15 @@ from pipeline import bronze, classes
 from pipeline import snapshots as snapshot_ledger
 from pipeline.config import Settings
 from pipeline.db import as_pipeline_error, ensure_schema, make_engine, utcnow
-from pipeline.errors import PipelineError, SnapshotHeld, SourceError
+from pipeline.errors import PipelineError, SnapshotHeld
 from pipeline.gold import build_gold
 from pipeline.runs import RunLease, RunLog, new_run_id
 from pipeline.silver.batches import PreparedBatch, load_batch, prepare_batch
 from pipeline.silver.data_time import data_time, last_updated_values
 from pipeline.silver.load import count_run_rows, unused_snapshot_time
 from pipeline.silver.transform import STALE_RECORD_AFTER
-from pipeline.sources.coingecko import client_from_settings, fetch_global, fetch_markets
+from pipeline.sources.base import COINS, SnapshotRequest, Unavailable
+from pipeline.sources.registry import get_provider
 from pipeline.sources.sample import sample_snapshots
 
 log = logging.getLogger(__name__)
@@ -284,28 +285,35 @@ def _fetch_api(
     interactive: bool = False,
 ) -> bronze.BronzeRun:
     started = utcnow()
+    provider = get_provider(settings.provider)
     writer = bronze.BronzeWriter(
-        settings.raw_dir, run_id, source="api", started_at=started, vs_currency=settings.vs_currency, top_n=top_n
+        settings.raw_dir,
+        run_id,
+        source="api",
+        provider=provider.name,
+        started_at=started,
+        vs_currency=settings.vs_currency,
+        top_n=top_n,
     )
-    client = client_from_settings(settings, on_response=writer.add, interactive=interactive)
+    request = SnapshotRequest(vs_currency=settings.vs_currency, top_n=top_n, interactive=interactive)
     fetched_at = None
     last_updated: list = []
     try:
         records = 0
-        for page in fetch_markets(client, vs_currency=settings.vs_currency, top_n=top_n):
-            fetched_at = fetched_at or page.fetched_at
-            body = page.json()
-            records += len(body)
-            last_updated.extend(last_updated_values(body))
-            progress("fetch", f"markets page {page.page}: {records} coins so far")
-        try:
-            fetch_global(client)
-            progress("fetch", "global market totals fetched")
-        except SourceError as exc:
-            warning = f"/global unavailable ({exc}); dominance uses the tracked coins instead"
-            result.warnings.append(warning)
-            result.global_basis = False
-            progress("fetch", warning)
+        for item in provider.fetch_snapshot(settings, request, writer.add):
+            if isinstance(item, Unavailable):
+                warning = f"{item.message}; dominance uses the tracked coins instead"
+                result.warnings.append(warning)
+                result.global_basis = False
+                progress("fetch", warning)
+            elif item.endpoint == provider.endpoints[COINS]:
+                fetched_at = fetched_at or item.fetched_at
+                coins = provider.coin_records(item.json())
+                records += len(coins)
+                last_updated.extend(last_updated_values(coins))
+                progress("fetch", f"{item.endpoint} page {item.page or 1}: {records} coins so far")
+            else:
+                progress("fetch", "global market totals fetched")
     except BaseException as exc:
         try:
             writer.finish(
@@ -334,7 +342,13 @@ def _fetch_sample(settings: Settings, run_id: str, top_n: int, progress: Progres
     for number, snap in enumerate(snapshots, start=1):
         bronze_id = run_id if len(snapshots) == 1 else f"{run_id}-s{number:02d}"
         writer = bronze.BronzeWriter(
-            settings.raw_dir, bronze_id, source="sample", started_at=utcnow(), vs_currency=snap.vs_currency, top_n=top_n
+            settings.raw_dir,
+            bronze_id,
+            source="sample",
+            provider=snap.provider,
+            started_at=utcnow(),
+            vs_currency=snap.vs_currency,
+            top_n=top_n,
         )
         for response in snap.responses:
             writer.add(response)

@@ -24,7 +24,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 metadata = MetaData()
 
@@ -62,6 +62,16 @@ DERIVED_COLUMNS = [
 
 CATEGORY_COLUMNS = ["market_cap_category", "liquidity_category", "price_trend_category"]
 
+#: ``source`` says why a row was made (api, sample, import, backfill: the run's origin);
+#: ``provider`` whose data it is (a folder under pipeline/sources/). Rows written before
+#: schema version 6 are CoinGecko's.
+PROVIDER_DEFAULT = "coingecko"
+
+
+def provider_column() -> Column[str]:
+    return Column("provider", String(32), nullable=False, server_default=PROVIDER_DEFAULT)
+
+
 staging_crypto_market = Table(
     "staging_crypto_market",
     metadata,
@@ -83,6 +93,9 @@ staging_crypto_market = Table(
     Column("fetched_at", DateTime),
     #: last_updated far older than the snapshot (PIPELINE_STALE_RECORD_HOURS): kept, flagged.
     Column("stale_record", Boolean),
+    #: Not in the key: a snapshot time belongs to one run, so to one provider (gold and the
+    #: snapshots ledger are keyed by time; pipeline.silver.load.unused_snapshot_time keeps it so).
+    provider_column(),
     PrimaryKeyConstraint("id", "snapshot_at", name="pk_staging_crypto_market"),
     # PostgreSQL: one partition per month (created on demand by the loader), so
     # history can grow to millions of rows and retention drops whole months.
@@ -170,7 +183,9 @@ staging_coin_history = Table(
     Column("price", Double),
     Column("market_cap", Double),
     Column("total_volume", Double),
-    PrimaryKeyConstraint("id", "ts", name="pk_staging_coin_history"),
+    #: In the key: daily points of two providers for the same coin and day are both kept.
+    provider_column(),
+    PrimaryKeyConstraint("provider", "id", "ts", name="pk_staging_coin_history"),
 )
 
 quarantine_crypto_market = Table(

@@ -27,6 +27,7 @@ from pipeline.silver.transform import (
     transform_global,
     transform_snapshots,
 )
+from pipeline.sources.base import TOTALS
 
 
 @dataclass
@@ -45,7 +46,7 @@ class PreparedBatch:
 
 
 def _fetched_at(run: BronzeRun) -> datetime | None:
-    entries = run.used_entries("global")
+    entries = run.role_entries(TOTALS)
     raw = entries[-1].get("fetched_at") if entries else None
     try:
         return datetime.fromisoformat(raw).replace(tzinfo=None) if raw else None
@@ -98,6 +99,7 @@ def prepare_batch(
                 run.source,
                 limit_records(run.markets_records(), run.top_n),
                 markets_fetched_at(run),
+                run.provider,
             )
         )
         body = run.global_body()

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Engine, delete, func, select
 from pipeline.db import copy_or_upsert, upsert_rows
 from pipeline.db import ensure_month_partitions as _ensure_month_partitions
 from pipeline.schema import (
+    PROVIDER_DEFAULT,
     quarantine_crypto_market,
     staging_coin_history,
     staging_crypto_market,
@@ -21,14 +22,16 @@ from pipeline.silver.transform import GLOBAL_COLUMNS, SILVER_COLUMNS
 
 QUARANTINE_COLUMNS = [c.name for c in quarantine_crypto_market.columns]
 SPARKLINE_COLUMNS = ["id", "snapshot_at", "run_id", "sparkline_7d"]
-HISTORY_COLUMNS = [c.name for c in staging_coin_history.columns]
+#: What a history row holds, in order (``load_coin_history`` adds the provider).
+HISTORY_COLUMNS = [c.name for c in staging_coin_history.columns if c.name != "provider"]
 
 
 def unused_snapshot_time(engine: Engine, wanted: datetime | None) -> datetime | None:
     """``wanted``, or the next microsecond no silver row uses yet.
 
     Silver is keyed by (coin, snapshot time): a snapshot must belong to exactly one
-    run, or a run would silently overwrite part of another. Runs are serialised by
+    run (so to one provider: gold and the snapshots ledger are keyed by time), or a run
+    would silently overwrite part of another. Runs are serialised by
     the pipeline lock, so checking here (before the manifest is written) is enough.
     """
     if wanted is None:
@@ -121,8 +124,15 @@ def load_global_dominance(conn: Connection, snapshot_times: list, rows: list[tup
     return upsert_rows(conn, staging_global_dominance, rows, GLOBAL_DOMINANCE_COLUMNS, key=["snapshot_at", "symbol"])
 
 
-def load_coin_history(conn: Connection, rows: list[tuple]) -> int:
-    """(id, ts, run_id, price, market_cap, total_volume) rows from market_chart backfills."""
-    unique = {(r[0], r[1]): r for r in rows}
-    upsert_rows(conn, staging_coin_history, list(unique.values()), HISTORY_COLUMNS, key=["id", "ts"])
+def load_coin_history(conn: Connection, rows: list[tuple], provider: str = PROVIDER_DEFAULT) -> int:
+    """(id, ts, run_id, price, market_cap, total_volume) rows from one provider's history bodies
+    (market_chart backfills); keyed by (provider, id, ts), so another provider's points stay."""
+    unique = {(r[0], r[1]): (*r, provider) for r in rows}
+    upsert_rows(
+        conn,
+        staging_coin_history,
+        list(unique.values()),
+        [*HISTORY_COLUMNS, "provider"],
+        key=["provider", "id", "ts"],
+    )
     return len(unique)

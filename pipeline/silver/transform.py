@@ -51,7 +51,7 @@ from pipeline.categories import (
     classify_series,
 )
 from pipeline.errors import SchemaDrift
-from pipeline.schema import MARKET_NUMERIC_COLUMNS, staging_crypto_market, staging_global_market
+from pipeline.schema import MARKET_NUMERIC_COLUMNS, PROVIDER_DEFAULT, staging_crypto_market, staging_global_market
 from pipeline.silver.data_time import FUTURE_SKEW
 
 SILVER_COLUMNS = [c.name for c in staging_crypto_market.columns]
@@ -158,6 +158,8 @@ class Snapshot:
     records: list
     #: When the body was received (None when unknown, e.g. an imported file); snapshot_at is the data's time.
     fetched_at: datetime | None = None
+    #: Whose records these are (``source`` is why the run was made).
+    provider: str = PROVIDER_DEFAULT
 
 
 #: A record whose last_updated is this much older than its snapshot is flagged stale_record
@@ -528,6 +530,7 @@ def transform_snapshots(
     frame["snapshot_at"] = pd.Series(np.array([s.snapshot_at for s in snapshots], dtype="datetime64[us]")[snap_index])
     frame["run_id"] = pd.Series(np.array([s.run_id for s in snapshots], dtype=object)[snap_index], dtype=object)
     frame["source"] = pd.Series(np.array([s.source for s in snapshots], dtype=object)[snap_index], dtype=object)
+    frame["provider"] = pd.Series(np.array([s.provider for s in snapshots], dtype=object)[snap_index], dtype=object)
     fetched = np.array(
         [s.fetched_at if s.fetched_at is not None else np.datetime64("NaT") for s in snapshots], dtype="datetime64[us]"
     )

@@ -461,7 +461,7 @@ def test_parquet_copy_size_and_sha256_are_in_the_manifest(tmp_path):
     (entry,) = manifest_of(w.folder)["entries"]
     data = (w.folder / "markets_p001.parquet").read_bytes()
     assert entry["parquet_sha256"] == hashlib.sha256(data).hexdigest() and entry["parquet_bytes"] == len(data)
-    assert manifest_of(w.folder)["manifest_version"] == 2
+    assert manifest_of(w.folder)["manifest_version"] == 3  # 3: the manifest names its provider
 
 
 def test_deep_check_finds_a_garbled_parquet_copy(tmp_path):

@@ -15,6 +15,7 @@ from pipeline.config import Settings
 from pipeline.errors import SchemaDrift
 from pipeline.sources.coingecko.client import ApiResponse, CoinGeckoClient
 from pipeline.sources.coingecko.contract import check_global, check_markets_page, check_markets_run, covers
+from pipeline.sources.coingecko.provider import PROVIDER
 from pipeline.sources.coingecko.settings import (
     GLOBAL_PATH,
     MARKET_CHART_PATH,
@@ -31,6 +32,7 @@ __all__ = [
     "fetch_global",
     "fetch_market_chart",
     "fetch_category_markets",
+    "PROVIDER",
 ]
 
 
@@ -159,7 +161,7 @@ def fetch_market_chart(client: CoinGeckoClient, coin_id: str, *, vs_currency: st
     params = {"vs_currency": vs_currency, "days": days}
     if days > 90:
         params["interval"] = "daily"
-    response = client.get("market_chart", MARKET_CHART_PATH.format(coin_id=coin_id), params)
+    response = client.get("market_chart", MARKET_CHART_PATH.format(coin_id=coin_id), params, key=coin_id)
     body = response.json()
     if not isinstance(body, dict) or not isinstance(body.get("prices"), list):
         raise SchemaDrift(f"market_chart for {coin_id}: expected an object with a 'prices' array")

@@ -22,7 +22,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
@@ -35,6 +34,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from pipeline.errors import ConfigError, RateLimited, ResponseTooLarge, SchemaDrift, SourceError
+from pipeline.sources.base import Body
 from pipeline.sources.coingecko.settings import (
     DEFAULT_MAX_RESPONSE_BYTES,
     MAX_REDIRECTS,
@@ -66,31 +66,8 @@ _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _KEPT_HEADERS = ("content-type", "retry-after", "date", "location")
 
 
-@dataclass
-class ApiResponse:
-    """One HTTP answer, as received."""
-
-    endpoint: str
-    path: str
-    params: dict
-    status: int
-    body: bytes
-    fetched_at: datetime
-    attempt: int
-    page: int | None = None
-    headers: dict = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.status == 200
-
-    def json(self):
-        try:
-            return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise SchemaDrift(
-                f"{self.path} page {self.page or 1}: body is not valid JSON ({len(self.body)} bytes, {exc})"
-            ) from exc
+#: CoinGecko's answers are the neutral :class:`pipeline.sources.base.Body` (the old name stays for callers).
+ApiResponse = Body
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -327,7 +304,9 @@ class CoinGeckoClient:
             )
         self._sleep(seconds)
 
-    def get(self, endpoint: str, path: str, params: dict, *, page: int | None = None) -> ApiResponse:
+    def get(
+        self, endpoint: str, path: str, params: dict, *, page: int | None = None, key: str | None = None
+    ) -> ApiResponse:
         """GET ``path`` until a 200 with a JSON body, a final error, or the deadline.
 
         Retries 408/429/5xx, timeouts (a request over its wall-clock budget
@@ -343,7 +322,7 @@ class CoinGeckoClient:
             self._pace()
             backoff = self._backoff * 2 ** (attempt - 1)
             try:
-                result, refused = self._attempt(endpoint, path, params, page, attempt)
+                result, refused = self._attempt(endpoint, path, params, page, attempt, key)
             except _Retryable as exc:
                 last_problem, wait = str(exc), backoff
             else:
@@ -383,7 +362,7 @@ class CoinGeckoClient:
     # ---- one attempt -------------------------------------------------------------------
 
     def _attempt(
-        self, endpoint: str, path: str, params: dict, page: int | None, attempt: int
+        self, endpoint: str, path: str, params: dict, page: int | None, attempt: int, key: str | None = None
     ) -> tuple[ApiResponse, str | None]:
         """One request within its wall-clock budget, following same-origin redirects by hand.
 
@@ -410,6 +389,7 @@ class CoinGeckoClient:
                     fetched_at=datetime.now(UTC).replace(tzinfo=None),
                     attempt=attempt,
                     page=page,
+                    key=key,
                     headers={k.lower(): v for k, v in headers.items() if k.lower() in _KEPT_HEADERS},
                 )
                 location = headers.get("Location")
