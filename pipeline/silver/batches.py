@@ -20,6 +20,7 @@ from pipeline.silver.transform import (
     GLOBAL_COLUMNS,
     SILVER_COLUMNS,
     STALE_RECORD_AFTER,
+    Row,
     Snapshot,
     frame_to_tuples,
     global_dominance_rows,
@@ -34,15 +35,15 @@ from pipeline.sources.base import TOTALS
 class PreparedBatch:
     """Everything one batch writes to silver, as plain tuples."""
 
-    rows: list[tuple]
+    rows: list[Row]
     months: list[str]
-    quarantine: list[tuple]
+    quarantine: list[Row]
     quarantine_run_ids: list[str]
-    sparklines: list[tuple]
-    globals: list[tuple]
+    sparklines: list[Row]
+    globals: list[Row]
     duplicates_dropped: int = 0
     #: CoinGecko's own dominance per symbol, (snapshot_at, symbol, dominance_pct).
-    global_dominance: list[tuple] = field(default_factory=list)
+    global_dominance: list[Row] = field(default_factory=list)
 
 
 def _fetched_at(run: BronzeRun) -> datetime | None:
@@ -54,13 +55,15 @@ def _fetched_at(run: BronzeRun) -> datetime | None:
         return None
 
 
-def _coins_times(rows: pd.DataFrame) -> dict:
+def _coins_times(rows: pd.DataFrame) -> dict[datetime, datetime]:
     """Snapshot time -> the newest ``last_updated`` of its coins (when the coins' data is from)."""
     if rows.empty or "last_updated" not in rows.columns:
         return {}
     newest = rows.groupby("snapshot_at")["last_updated"].max()
     return {
-        pd.Timestamp(k).to_pydatetime(): pd.Timestamp(v).to_pydatetime() for k, v in newest.items() if not pd.isna(v)
+        pd.Timestamp(str(k)).to_pydatetime(): pd.Timestamp(v).to_pydatetime()
+        for k, v in newest.items()
+        if not pd.isna(v)
     }
 
 
@@ -108,7 +111,7 @@ def prepare_batch(
     batch = transform_snapshots(snapshots, with_sparklines=with_sparklines, stale_after=stale_after)
     coins_times = _coins_times(batch.rows)
     globals_ = []
-    dominance: list[tuple] = []
+    dominance: list[Row] = []
     for run, body in bodies:
         try:
             row = transform_global(

@@ -60,7 +60,7 @@ class DataTime:
         return f"fetch time (only {self.used} usable last_updated values)"
 
 
-def parse_time(value) -> datetime | None:
+def parse_time(value: object) -> datetime | None:
     """An ISO 8601 text (``2024-01-02T03:04:05.678Z``) as naive UTC with microseconds, or None
     when it is not one or lies outside 1990..2100."""
     if not isinstance(value, str) or not value.strip():
@@ -87,13 +87,13 @@ def median_time(times: list[datetime]) -> datetime:
     return low + (high - low) / 2
 
 
-def last_updated_values(records: Iterable) -> list:
+def last_updated_values(records: Iterable[object]) -> list[object]:
     """The ``last_updated`` field of every record (None for a record that is not an object)."""
     return [rec.get("last_updated") if isinstance(rec, dict) else None for rec in records]
 
 
 def data_time(
-    last_updated: Iterable,
+    last_updated: Iterable[object],
     fetched_at: datetime | None,
     *,
     not_after: datetime | None = None,
@@ -117,6 +117,8 @@ def data_time(
     ceiling = fetched_at if fetched_at is not None else not_after
     future = [p for p in present if ceiling is not None and p > ceiling + skew]
     candidates = [p for p in present if ceiling is None or p <= ceiling + skew]
+    low: datetime | None
+    high: datetime | None
     if fetched_at is not None:
         low, high = fetched_at - lookback, fetched_at + skew
     elif candidates:
@@ -124,7 +126,7 @@ def data_time(
         low, high = centre - lookback, centre + lookback
     else:
         low = high = None
-    used = [p for p in candidates if low is not None and low <= p <= high]
+    used = [p for p in candidates if low is not None and high is not None and low <= p <= high]
     outside = len(candidates) - len(used)
     enough = len(used) >= min_values and len(used) >= min_share * total
     counts = {"used": len(used), "missing": missing, "future": len(future), "outside": outside}

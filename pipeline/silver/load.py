@@ -18,7 +18,7 @@ from pipeline.schema import (
     staging_global_market,
     staging_sparkline,
 )
-from pipeline.silver.transform import GLOBAL_COLUMNS, SILVER_COLUMNS
+from pipeline.silver.transform import GLOBAL_COLUMNS, SILVER_COLUMNS, Row
 
 QUARANTINE_COLUMNS = [c.name for c in quarantine_crypto_market.columns]
 SPARKLINE_COLUMNS = ["id", "snapshot_at", "run_id", "sparkline_7d"]
@@ -69,7 +69,7 @@ def ensure_month_partitions(conn: Connection, months: list[str]) -> None:
 SNAPSHOT_POSITION = SILVER_COLUMNS.index("snapshot_at")
 
 
-def load_market_rows(conn: Connection, rows: list[tuple]) -> int:
+def load_market_rows(conn: Connection, rows: list[Row]) -> int:
     """Silver rows in SILVER_COLUMNS order, already unique on (id, snapshot_at)."""
     if not rows:
         return 0
@@ -85,9 +85,9 @@ def load_market_rows(conn: Connection, rows: list[tuple]) -> int:
     )
 
 
-def load_sparklines(conn: Connection, sparklines: list[tuple]) -> None:
+def load_sparklines(conn: Connection, sparklines: list[Row]) -> None:
     """Keep only the newest sparkline per coin: replaying an older run never replaces a newer one."""
-    newest: dict[str, tuple] = {}
+    newest: dict[str, Row] = {}
     for row in sparklines:
         if row[0] not in newest or row[1] >= newest[row[0]][1]:
             newest[row[0]] = row
@@ -98,21 +98,21 @@ def load_sparklines(conn: Connection, sparklines: list[tuple]) -> None:
     )
 
 
-def replace_quarantine(conn: Connection, run_ids: list[str], rows: list[tuple]) -> int:
+def replace_quarantine(conn: Connection, run_ids: list[str], rows: list[Row]) -> int:
     """Replace the quarantine of these runs (so a replay does not add twice)."""
     if run_ids:
         conn.execute(delete(quarantine_crypto_market).where(quarantine_crypto_market.c.run_id.in_(run_ids)))
     return upsert_rows(conn, quarantine_crypto_market, rows, QUARANTINE_COLUMNS, key=["run_id", "record_index"])
 
 
-def load_global_rows(conn: Connection, rows: list[tuple]) -> int:
+def load_global_rows(conn: Connection, rows: list[Row]) -> int:
     return upsert_rows(conn, staging_global_market, rows, GLOBAL_COLUMNS, key=["snapshot_at"])
 
 
 GLOBAL_DOMINANCE_COLUMNS = [c.name for c in staging_global_dominance.columns]
 
 
-def load_global_dominance(conn: Connection, snapshot_times: list, rows: list[tuple]) -> int:
+def load_global_dominance(conn: Connection, snapshot_times: list[datetime], rows: list[Row]) -> int:
     """Replace CoinGecko's per-symbol dominance of these snapshots (a replay writes the same rows)."""
     times = sorted(set(snapshot_times))
     for start in range(0, len(times), 500):
@@ -124,7 +124,7 @@ def load_global_dominance(conn: Connection, snapshot_times: list, rows: list[tup
     return upsert_rows(conn, staging_global_dominance, rows, GLOBAL_DOMINANCE_COLUMNS, key=["snapshot_at", "symbol"])
 
 
-def load_coin_history(conn: Connection, rows: list[tuple], provider: str = PROVIDER_DEFAULT) -> int:
+def load_coin_history(conn: Connection, rows: list[Row], provider: str = PROVIDER_DEFAULT) -> int:
     """(id, ts, run_id, price, market_cap, total_volume) rows from one provider's history bodies
     (market_chart backfills); keyed by (provider, id, ts), so another provider's points stay."""
     unique = {(r[0], r[1]): (*r, provider) for r in rows}

@@ -40,6 +40,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,6 +54,9 @@ from pipeline.categories import (
 from pipeline.errors import SchemaDrift
 from pipeline.schema import MARKET_NUMERIC_COLUMNS, PROVIDER_DEFAULT, staging_crypto_market, staging_global_market
 from pipeline.silver.data_time import FUTURE_SKEW
+
+#: One row for the database, in a column list's order.
+Row = tuple[Any, ...]
 
 SILVER_COLUMNS = [c.name for c in staging_crypto_market.columns]
 GLOBAL_COLUMNS = [c.name for c in staging_global_market.columns]

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 from pipeline.config import Settings
 from pipeline.errors import SchemaDrift
+from pipeline.sources.base import Keep, Record
 from pipeline.sources.coingecko.client import ApiResponse, CoinGeckoClient
 from pipeline.sources.coingecko.contract import check_global, check_markets_page, check_markets_run, covers
 from pipeline.sources.coingecko.provider import PROVIDER
@@ -36,7 +38,9 @@ __all__ = [
 ]
 
 
-def client_from_settings(settings: Settings, on_response=None, *, interactive: bool = False) -> CoinGeckoClient:
+def client_from_settings(
+    settings: Settings, on_response: Keep | None = None, *, interactive: bool = False
+) -> CoinGeckoClient:
     """A client for one run.
 
     Args:
@@ -64,7 +68,7 @@ def client_from_settings(settings: Settings, on_response=None, *, interactive: b
     )
 
 
-def _markets_params(vs_currency: str, per_page: int, page: int, *, sparkline: bool = True) -> dict:
+def _markets_params(vs_currency: str, per_page: int, page: int, *, sparkline: bool = True) -> dict[str, Any]:
     return {
         "vs_currency": vs_currency,
         "order": "market_cap_desc",
@@ -94,7 +98,7 @@ def fetch_markets(
     if min_coverage is None:
         min_coverage = getattr(client, "min_coverage", 0.9)
     per_page = min(MAX_PER_PAGE, top_n)
-    pages: list[list] = []
+    pages: list[list[Record]] = []
     for page in range(1, math.ceil(top_n / per_page) + 1):
         response = client.get("markets", MARKETS_PATH, _markets_params(vs_currency, per_page, page), page=page)
         records = check_markets_page(response.json(), page=page)

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -156,13 +157,13 @@ class _Watch:
     that is blocked on it.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._sock = None
+        self._sock: socket.socket | None = None
         self._done = False
         self.fired = False
 
-    def attach(self, sock) -> None:
+    def attach(self, sock: socket.socket) -> None:
         with self._lock:
             self._sock = sock
             if self.fired and not self._done:
@@ -195,22 +196,24 @@ class _Watch:
 _current = threading.local()
 
 
-class _WatchedConnectionMixin:
-    """Hands the socket to the calling thread's :class:`_Watch` before the answer is read."""
+def _watched_response(connection: HTTPConnection) -> None:
+    """Hand the connection's socket to the calling thread's :class:`_Watch` before the answer is read."""
+    watch = getattr(_current, "watch", None)
+    sock = getattr(connection, "sock", None)
+    if watch is not None and sock is not None:
+        watch.attach(sock)
 
-    def getresponse(self):
-        watch = getattr(_current, "watch", None)
-        if watch is not None and getattr(self, "sock", None) is not None:
-            watch.attach(self.sock)
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]  # as urllib3's own
+        _watched_response(self)
         return super().getresponse()
 
 
-class _WatchedHTTPConnection(_WatchedConnectionMixin, HTTPConnection):
-    pass
-
-
-class _WatchedHTTPSConnection(_WatchedConnectionMixin, HTTPSConnection):
-    pass
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]  # as urllib3's own
+        _watched_response(self)
+        return super().getresponse()
 
 
 class _WatchedHTTPPool(HTTPConnectionPool):
@@ -224,12 +227,12 @@ class _WatchedHTTPSPool(HTTPSConnectionPool):
 class _WatchedAdapter(HTTPAdapter):
     """requests' adapter whose connections report their socket to the request's watch."""
 
-    def init_poolmanager(self, *args, **kwargs):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 
 
-def _socket_of(raw):
+def _socket_of(raw: object) -> socket.socket | None:
     connection = getattr(raw, "connection", None) or getattr(raw, "_connection", None)
     return getattr(connection, "sock", None)
 
@@ -305,7 +308,7 @@ class CoinGeckoClient:
         self._sleep(seconds)
 
     def get(
-        self, endpoint: str, path: str, params: dict, *, page: int | None = None, key: str | None = None
+        self, endpoint: str, path: str, params: dict[str, Any], *, page: int | None = None, key: str | None = None
     ) -> ApiResponse:
         """GET ``path`` until a 200 with a JSON body, a final error, or the deadline.
 
@@ -362,7 +365,7 @@ class CoinGeckoClient:
     # ---- one attempt -------------------------------------------------------------------
 
     def _attempt(
-        self, endpoint: str, path: str, params: dict, page: int | None, attempt: int, key: str | None = None
+        self, endpoint: str, path: str, params: dict[str, Any], page: int | None, attempt: int, key: str | None = None
     ) -> tuple[ApiResponse, str | None]:
         """One request within its wall-clock budget, following same-origin redirects by hand.
 
@@ -376,7 +379,8 @@ class CoinGeckoClient:
         timer.daemon = True
         timer.start()
         _current.watch = watch
-        url, query = self.base_url + path, dict(params)
+        url = self.base_url + path
+        query: dict[str, Any] | None = dict(params)
         try:
             for _hop in range(MAX_REDIRECTS + 1):
                 status, headers, body, final_url = self._exchange(path, url, query, request_end, budget, watch)
@@ -409,7 +413,7 @@ class CoinGeckoClient:
             timer.cancel()
 
     def _exchange(
-        self, path: str, url: str, query: dict | None, request_end: float, budget: float, watch: _Watch
+        self, path: str, url: str, query: dict[str, Any] | None, request_end: float, budget: float, watch: _Watch
     ) -> tuple[int, Mapping[str, str], bytes, str]:
         """Send one GET and read its body within the request's budget: (status, headers, body, url).
 

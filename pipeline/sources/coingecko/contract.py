@@ -16,9 +16,11 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from pipeline.errors import SchemaDrift
+from pipeline.sources.base import Json, Record
 from pipeline.sources.coingecko.settings import GLOBAL_PATH, MARKETS_PATH
 
 #: Keys every /coins/markets record must carry (their values may be null).
@@ -66,7 +68,7 @@ REQUIRED_GLOBAL_OBJECTS = ("total_market_cap", "market_cap_percentage")
 DEFAULT_MIN_COVERAGE = 0.9
 
 
-def _json_type(value) -> str:
+def _json_type(value: object) -> str:
     if isinstance(value, dict):
         return "object"
     if isinstance(value, list):
@@ -80,7 +82,7 @@ def _json_type(value) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _names(keys, limit: int = 8) -> str:
+def _names(keys: Iterable[str], limit: int = 8) -> str:
     keys = list(keys)
     shown = ", ".join(keys[:limit])
     return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
@@ -90,7 +92,7 @@ def _known_market_field(key: str) -> bool:
     return key in KNOWN_MARKET_FIELDS or bool(_PCT_IN_CURRENCY.match(key))
 
 
-def check_markets_page(body, *, page: int, path: str = MARKETS_PATH) -> list[dict]:
+def check_markets_page(body: Json, *, page: int, path: str = MARKETS_PATH) -> list[Record]:
     """Check one /coins/markets page and return its records.
 
     Raises SchemaDrift when the page is not a JSON array of objects, when the
@@ -130,7 +132,7 @@ def check_markets_page(body, *, page: int, path: str = MARKETS_PATH) -> list[dic
     return body
 
 
-def coin_ids(pages: Sequence[list]) -> set[str]:
+def coin_ids(pages: Sequence[list[Record]]) -> set[str]:
     """Distinct usable coin ids over a run's pages (duplicates and id-less records count once / not at all)."""
     return {
         r["id"].strip()
@@ -140,13 +142,13 @@ def coin_ids(pages: Sequence[list]) -> set[str]:
     }
 
 
-def covers(pages: Sequence[list], wanted: int, min_coverage: float) -> bool:
+def covers(pages: Sequence[list[Record]], wanted: int, min_coverage: float) -> bool:
     """True when the pages hold at least ``min_coverage`` of ``wanted`` distinct coins."""
     return len(coin_ids(pages)) >= math.ceil(min_coverage * wanted - 1e-9)
 
 
 def check_markets_run(
-    pages: Sequence[list],
+    pages: Sequence[list[Record]],
     *,
     top_n: int,
     listable: int | None,
@@ -175,7 +177,7 @@ def check_markets_run(
     return got
 
 
-def check_global(body, *, path: str = GLOBAL_PATH) -> dict:
+def check_global(body: Json, *, path: str = GLOBAL_PATH) -> dict[str, Any]:
     """Check a /global body: an object whose ``data`` holds the market-total objects. Returns ``data``."""
     if not isinstance(body, dict):
         raise SchemaDrift(f"{path}: schema drift: expected a JSON object, got a JSON {_json_type(body)}")
