@@ -3,43 +3,28 @@
 It sets the page config, draws the sidebar every page shares (market-cap
 filter kept in the URL, refresh button, CoinGecko credit), decides whether the
 database can be shown at all (unreachable, empty, ready), then runs the page
-chosen in the navigation. It runs no queries itself: ``dashboard.data`` does.
+chosen in the navigation (the list of pages is ``dashboard.navigation``). It runs
+no queries itself: ``dashboard.data`` does.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
-from dashboard import data, state, ui
+from dashboard import data, navigation, state, ui
 from dashboard import formatting as fmt
-from pipeline.config import Settings
-from pipeline.errors import ConfigError
-
-PAGES_DIR = Path(__file__).resolve().parent / "app_pages"
-
-#: Query parameters each page maintains itself (besides the global ``category``).
-PAGE_PARAMS = {"coin": ("coin",)}
+from pipeline.api import ConfigError, Settings
 
 
 def build_navigation():
-    """Every page, in the sidebar, grouped in sections."""
-
-    def page(file: str, title: str, icon: str, url_path: str, default: bool = False):
-        return st.Page(PAGES_DIR / file, title=title, icon=icon, url_path=url_path, default=default)
-
+    """Every page of ``dashboard.navigation``, in the sidebar, grouped in sections."""
     return st.navigation(
         {
-            "Market": [
-                page("overview.py", "Overview", "📊", "overview", default=True),
-                page("dominance.py", "Dominance", "🥧", "dominance"),
-                page("liquidity.py", "Liquidity", "💧", "liquidity"),
-                page("trends.py", "Trends", "📈", "trends"),
-                page("segments.py", "Segments", "🧩", "segments"),
-            ],
-            "Coins": [page("coin.py", "Coin", "🪙", "coin")],
-            "Operations": [page("pipeline_runs.py", "Pipeline", "⚙️", "pipeline")],
+            section: [
+                st.Page(page.path, title=page.title, icon=page.icon, url_path=page.url_path, default=page.default)
+                for page in pages
+            ]
+            for section, pages in navigation.sections().items()
         }
     )
 
@@ -66,7 +51,7 @@ def main() -> None:
     ui.render_flashes()
     ui.render_credit()
 
-    state.sync_query_params(categories, keep=PAGE_PARAMS.get(current.url_path, ()))
+    state.sync_query_params(categories, keep=navigation.page_params(current.url_path))
     view = state.View(settings=settings, status=status, categories=tuple(categories))
     state.set_view(view)
 

@@ -21,7 +21,7 @@ from plotly.subplots import make_subplots
 
 from dashboard import formatting as fmt
 from dashboard.frames import PERIOD_COLUMNS, break_gaps, dominance_shares, is_top_n, parse_sparkline, sparkline_frame
-from pipeline.categories import LIQUIDITY_BANDS, LIQUIDITY_CATEGORIES, MARKET_CAP_CATEGORIES
+from pipeline.api import LIQUIDITY_BANDS, LIQUIDITY_CATEGORIES, MARKET_CAP_CATEGORIES
 
 GAIN = "#16a34a"
 LOSS = "#dc2626"
@@ -511,24 +511,23 @@ def create_liquidity_scatter(
             )
         )
     low, high = float(coins["market_cap"].min()), float(coins["market_cap"].max())
-    for band in LIQUIDITY_BANDS:
-        if band.lower is None:
-            continue
+    ratios = [band.lower for band in LIQUIDITY_BANDS if band.lower is not None]  # one line per band boundary
+    for ratio in ratios:
         fig.add_trace(
             go.Scatter(
                 x=[low, high],
-                y=[low * band.lower, high * band.lower],
+                y=[low * ratio, high * ratio],
                 mode="lines",
                 line={"dash": "dot", "width": 1, "color": "#6b7280"},
                 showlegend=False,
                 hoverinfo="skip",
             )
         )
-        above = band.lower >= 0.1  # label the upper line above it and the lower one below it
+        above = ratio == max(ratios)  # label the top line above it and the others below them
         fig.add_annotation(
             x=math.log10(high),
-            y=math.log10(high * band.lower),
-            text=f"volume = {band.lower:.0%} of cap",
+            y=math.log10(high * ratio),
+            text=f"volume = {ratio:.0%} of cap",
             showarrow=False,
             xanchor="right",
             yanchor="bottom" if above else "top",
@@ -537,7 +536,9 @@ def create_liquidity_scatter(
         )
     volume_low, volume_high = float(coins["total_volume"].min()), float(coins["total_volume"].max())
     fig.update_xaxes(type="log", **_log_money_ticks(low, high))
-    fig.update_yaxes(type="log", **_log_money_ticks(min(volume_low, low * 0.03), max(volume_high, high * 0.1)))
+    fig.update_yaxes(
+        type="log", **_log_money_ticks(min(volume_low, low * min(ratios)), max(volume_high, high * max(ratios)))
+    )
     return _layout(fig, title, "Market cap (USD, log scale)", "24h trading volume (USD, log scale)", height=520)
 
 

@@ -1,7 +1,7 @@
 """Every query the dashboard runs, one cached loader per table or question.
 
 This is the only dashboard module that talks SQL. Loaders use SQLAlchemy Core
-on the table definitions in ``pipeline.schema`` (bound parameters only, the
+on the table definitions ``pipeline.api`` names (bound parameters only, the
 same statements on SQLite and PostgreSQL) through the pipeline's shared engine
 for ``DATABASE_URL``. They take the database URL and a ``version`` token as
 parameters: the token changes whenever a pipeline run starts or ends (from any
@@ -19,17 +19,19 @@ from datetime import datetime
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import DateTime, Engine, func, inspect, select
+from sqlalchemy import DateTime, Double, Engine, Integer, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.config import Settings, mask_url
-from pipeline.db import DRIVER_ERRORS, make_engine
-from pipeline.errors import DatabaseUnavailable
-from pipeline.runs import LOCK_NAME
-from pipeline.schema import (
+from pipeline import api
+from pipeline.api import (
+    DRIVER_ERRORS,
+    LOCK_NAME,
+    DatabaseUnavailable,
     crypto_analytics_mart,
+    make_engine,
     market_history,
     market_segment_analysis,
+    mask_url,
     pipeline_lock,
     pipeline_runs,
     quarantine_crypto_market,
@@ -41,7 +43,6 @@ from pipeline.schema import (
 
 #: Tables the pages read. The gold ones must exist for the dashboard to work.
 REQUIRED_TABLES = ("crypto_analytics_mart", "market_segment_analysis", "market_history", "pipeline_runs")
-OPTIONAL_TABLES = ("staging_crypto_market", "staging_coin_history", "staging_global_market", "quarantine_crypto_market")
 
 PROBE_TTL = 5  # seconds: how quickly a run by the scheduler shows up
 DATA_TTL = 600  # seconds: gold only changes with a run, which changes the version token
@@ -51,25 +52,9 @@ RUNS_LIMIT = 50
 QUARANTINE_LIMIT = 500
 HELD_LIMIT = 100  # held snapshots listed on the Pipeline page
 
-MART_NUMERIC = [
-    "market_cap_rank",
-    "current_price",
-    "market_cap",
-    "total_volume",
-    "market_dominance_pct",
-    "price_change_percentage_1h",
-    "price_change_percentage_24h",
-    "price_change_percentage_7d",
-    "price_change_percentage_30d",
-    "price_volatility_24h",
-    "volume_to_mcap_ratio",
-    "distance_from_ath_pct",
-    "high_24h",
-    "low_24h",
-    "ath",
-    "circulating_supply",
-    "market_cap_change_percentage_24h",
-]
+#: Column types read as numbers: every such column becomes float64 (NaN for NULL), whatever the driver
+#: returned (None, int, Decimal), so each table's schema is the one list of its numeric columns.
+NUMERIC_TYPES = (Double, Integer)
 
 
 class DataUnavailable(Exception):
@@ -104,8 +89,9 @@ def _unavailable(database_url: str, exc: Exception) -> DataUnavailable:
     return DataUnavailable(f"cannot read database {mask_url(database_url)}: {reason_text}")
 
 
-def _frame(database_url: str, statement, numeric: list[str] | None = None) -> pd.DataFrame:
-    """Run one Core statement and return its rows as a DataFrame (typed by the table schema).
+def _frame(database_url: str, statement, numbers: bool = True) -> pd.DataFrame:
+    """Run one Core statement and return its rows as a DataFrame, typed by the table schema:
+    timestamps as datetime64, and (with ``numbers``) every ``NUMERIC_TYPES`` column as float64.
 
     Rows come straight from the driver cursor and timestamps are parsed column-wise by
     pandas: SQLAlchemy's per-row result processing cost ~10x the query itself on
@@ -126,11 +112,12 @@ def _frame(database_url: str, statement, numeric: list[str] | None = None) -> pd
     except (SQLAlchemyError, *DRIVER_ERRORS) as exc:
         raise _unavailable(database_url, exc) from exc
     for column in statement.selected_columns:
-        if isinstance(column.type, DateTime) and column.key in frame.columns:
+        if column.key not in frame.columns:
+            continue
+        if isinstance(column.type, DateTime):
             frame[column.key] = pd.to_datetime(frame[column.key], format="ISO8601").astype("datetime64[us]")
-    for column in numeric or []:
-        if column in frame.columns:
-            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+        elif numbers and isinstance(column.type, NUMERIC_TYPES):
+            frame[column.key] = pd.to_numeric(frame[column.key], errors="coerce").astype("float64")
     return frame
 
 
@@ -146,12 +133,6 @@ def _latest_run_statement():
 
 def _has_rows_statement():
     return select(crypto_analytics_mart.c.id).limit(1)
-
-
-def _freshness_statement():
-    """What ``pipeline.status.freshness`` runs."""
-    m = crypto_analytics_mart
-    return select(func.max(m.c.snapshot_at), func.max(m.c.source))
 
 
 def _mart_statement():
@@ -238,7 +219,7 @@ def dashboard_queries(coin_id: str = "bitcoin") -> dict[str, tuple]:
     statements = {
         "probe_latest_run": _latest_run_statement(),
         "probe_has_rows": _has_rows_statement(),
-        "freshness": _freshness_statement(),
+        "freshness": api.freshness_statement(),
         "mart": _mart_statement(),
         "segments": _segments_statement(),
         "market_history": _history_statement(HISTORY_LIMIT),
@@ -289,13 +270,10 @@ def probe(database_url: str) -> DataStatus:
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def load_freshness(database_url: str, version: str, interval_minutes: int) -> dict | None:
-    """When the shown data was recorded and where from (``pipeline.status.freshness``)."""
-    from pipeline.status import freshness
-
-    settings = Settings.from_env({"DATABASE_URL": database_url, "PIPELINE_INTERVAL_MINUTES": str(interval_minutes)})
+def load_freshness(database_url: str, version: str, interval_minutes: int) -> api.Freshness | None:
+    """When the shown data was recorded and where from, and whether it is stale (``api.data_freshness``)."""
     try:
-        return freshness(settings)
+        return api.data_freshness(engine_for(database_url), interval_minutes)
     except SQLAlchemyError as exc:
         raise _unavailable(database_url, exc) from exc
 
@@ -306,50 +284,25 @@ def load_freshness(database_url: str, version: str, interval_minutes: int) -> di
 @st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=8)
 def load_mart(database_url: str, version: str) -> pd.DataFrame:
     """``crypto_analytics_mart``: one row per coin of the newest snapshot, by rank."""
-    return _frame(database_url, _mart_statement(), MART_NUMERIC)
+    return _frame(database_url, _mart_statement())
 
 
 @st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=8)
 def load_segments(database_url: str, version: str) -> pd.DataFrame:
     """``market_segment_analysis``: one row per market-cap category."""
-    numeric = [
-        c.name
-        for c in market_segment_analysis.columns
-        if c.name not in ("market_cap_category", "snapshot_at", "dominance_basis")
-    ]
-    return _frame(database_url, _segments_statement(), numeric)
+    return _frame(database_url, _segments_statement())
 
 
 @st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=8)
 def load_market_history(database_url: str, version: str, limit: int = HISTORY_LIMIT) -> pd.DataFrame:
     """``market_history``: whole-market totals and dominance per snapshot (the newest ``limit``), oldest first."""
-    numeric = [
-        "coin_count",
-        "total_market_cap",
-        "total_volume",
-        "btc_dominance_pct",
-        "eth_dominance_pct",
-        "stablecoin_dominance_pct",
-        "others_dominance_pct",
-        "market_cap_change_percentage_24h",
-    ]
-    return _frame(database_url, _history_statement(limit), numeric)
+    return _frame(database_url, _history_statement(limit))
 
 
 @st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=8)
 def load_global_latest(database_url: str, version: str) -> dict | None:
     """The newest ``staging_global_market`` row (CoinGecko's /global), or None."""
-    frame = _frame(
-        database_url,
-        _global_latest_statement(),
-        [
-            "total_market_cap",
-            "total_volume",
-            "market_cap_change_percentage_24h",
-            "btc_dominance_pct",
-            "eth_dominance_pct",
-        ],
-    )
+    frame = _frame(database_url, _global_latest_statement())
     return None if frame.empty else frame.iloc[0].to_dict()
 
 
@@ -364,10 +317,10 @@ def load_coin_history(database_url: str, version: str, coin_id: str) -> pd.DataF
     a point at the same time, the snapshot wins. Columns: ts, price, market_cap,
     total_volume, origin ('snapshot' | 'backfill').
     """
-    snapshots = _frame(database_url, _coin_snapshots_statement(coin_id), ["price", "market_cap", "total_volume"])
+    snapshots = _frame(database_url, _coin_snapshots_statement(coin_id))
     snapshots["origin"] = "snapshot"
     try:
-        backfill = _frame(database_url, _coin_backfill_statement(coin_id), ["price", "market_cap", "total_volume"])
+        backfill = _frame(database_url, _coin_backfill_statement(coin_id))
     except DataUnavailable:  # an older database without the backfill table: snapshots only
         backfill = snapshots.iloc[0:0].drop(columns="origin")
     backfill["origin"] = "backfill"
@@ -386,17 +339,13 @@ def load_coin_history(database_url: str, version: str, coin_id: str) -> pd.DataF
 @st.cache_data(ttl=RUNS_TTL, show_spinner=False, max_entries=8)
 def load_runs(database_url: str, version: str, limit: int = RUNS_LIMIT) -> pd.DataFrame:
     """The newest ``pipeline_runs`` rows, newest first."""
-    return _frame(
-        database_url,
-        _runs_statement(limit),
-        ["bronze_records", "silver_rows", "gold_rows", "quarantined_count", "duplicates_dropped"],
-    )
+    return _frame(database_url, _runs_statement(limit))
 
 
 @st.cache_data(ttl=RUNS_TTL, show_spinner=False, max_entries=8)
 def load_quarantine(database_url: str, version: str, limit: int = QUARANTINE_LIMIT) -> pd.DataFrame:
     """The newest quarantined records (rejected by the silver checks), newest first."""
-    frame = _frame(database_url, _quarantine_statement(limit))
+    frame = _frame(database_url, _quarantine_statement(limit), numbers=False)  # record_index stays an int
     if "raw_record" in frame.columns:
         frame["raw_record"] = frame["raw_record"].astype("str").str.slice(0, 500)
     return frame
@@ -405,22 +354,20 @@ def load_quarantine(database_url: str, version: str, limit: int = QUARANTINE_LIM
 @st.cache_data(ttl=RUNS_TTL, show_spinner=False, max_entries=8)
 def count_quarantine(database_url: str, version: str) -> int:
     """How many records were ever quarantined."""
-    frame = _frame(database_url, _quarantine_count_statement())
+    frame = _frame(database_url, _quarantine_count_statement(), numbers=False)
     return int(frame["n"].iloc[0]) if not frame.empty else 0
 
 
 @st.cache_data(ttl=RUNS_TTL, show_spinner=False, max_entries=8)
 def load_held_snapshots(database_url: str, version: str, limit: int = HELD_LIMIT) -> pd.DataFrame:
     """Snapshots the plausibility gate held (status 'held' in the snapshots ledger), newest first."""
-    return _frame(database_url, _held_snapshots_statement(limit), ["coin_count", "requested_coins"])
+    return _frame(database_url, _held_snapshots_statement(limit))
 
 
 def load_lock_holder(database_url: str) -> dict | None:
     """The run holding the pipeline lock right now, if any (uncached: it changes by the second)."""
-    from pipeline.runs import current_holder
-
     try:
-        return current_holder(engine_for(database_url))
+        return api.current_holder(engine_for(database_url))
     except SQLAlchemyError as exc:
         raise _unavailable(database_url, exc) from exc
 

@@ -6,7 +6,7 @@ and returns an em dash for them, so a missing value never shows up as "nan",
 
 Text from outside (coin names and symbols from the API, query parameters from a
 link, error messages that echo them) is unbounded: everything that shows it goes
-through :func:`shorten` (also named ``display_text``), which cuts it to a limit
+through :func:`shorten`, which cuts it to a limit
 with an ellipsis. The data itself keeps the full value (a CSV download has it).
 """
 
@@ -16,6 +16,8 @@ import html
 import math
 import re
 from datetime import datetime, timedelta
+
+from pipeline import api
 
 MISSING = "—"
 
@@ -36,39 +38,10 @@ _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=&])")
 WORD_JOINER = "\u2060"
 _AUTOLINK_TRIGGERS = re.compile(r"(?i)www|\\:|@")
 
-#: Human labels for the pipeline's category codes.
-CATEGORY_LABELS = {
-    "large_cap": "Large cap (≥ $10B)",
-    "mid_cap": "Mid cap ($1B–10B)",
-    "small_cap": "Small cap ($250M–1B)",
-    "micro_cap": "Micro cap (< $250M)",
-    "high_liquidity": "High (≥ 10% of cap traded)",
-    "medium_liquidity": "Medium (3–10%)",
-    "low_liquidity": "Low (< 3%)",
-    "strong_gain": "Strong gain (≥ +5%)",
-    "moderate_gain": "Moderate gain (+1% to +5%)",
-    "neutral": "Neutral (−1% to +1%)",
-    "moderate_loss": "Moderate loss (−5% to −1%)",
-    "strong_loss": "Strong loss (< −5%)",
-    "unknown": "Unknown (no data)",
-}
-
+#: Human labels for the pipeline's category codes, printed from the bands (``pipeline.categories``).
+CATEGORY_LABELS = api.LABELS
 #: Short labels, for axes and legends where space is tight.
-SHORT_LABELS = {
-    "large_cap": "Large cap",
-    "mid_cap": "Mid cap",
-    "small_cap": "Small cap",
-    "micro_cap": "Micro cap",
-    "high_liquidity": "High",
-    "medium_liquidity": "Medium",
-    "low_liquidity": "Low",
-    "strong_gain": "Strong gain",
-    "moderate_gain": "Moderate gain",
-    "neutral": "Neutral",
-    "moderate_loss": "Moderate loss",
-    "strong_loss": "Strong loss",
-    "unknown": "Unknown",
-}
+SHORT_LABELS = api.SHORT_LABELS
 
 
 def is_missing(value) -> bool:
@@ -191,17 +164,10 @@ def format_timestamp(value: datetime | None) -> str:
 
 
 def format_age(delta: timedelta | None) -> str:
-    """How old something is: '45 s', '12 min', '3 h', '4 days'."""
-    if delta is None:
+    """How old something is: '45 s', '12 min', '3 h', '4 days' (the pipeline's one age formatter)."""
+    if is_missing(delta):
         return MISSING
-    seconds = max(int(delta.total_seconds()), 0)
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    if seconds < 172800:
-        return f"{seconds // 3600} h"
-    return f"{seconds // 86400:,} days"
+    return api.format_age(delta)
 
 
 def format_duration(seconds) -> str:
@@ -218,9 +184,16 @@ def format_duration(seconds) -> str:
 def category_label(code, short: bool = False) -> str:
     """'large_cap' -> 'Large cap (≥ $10B)' (or 'Large cap' when ``short``)."""
     if is_missing(code):
-        return "Unknown"
+        return api.UNKNOWN_LABEL
     labels = SHORT_LABELS if short else CATEGORY_LABELS
     return labels.get(str(code), shorten(str(code).replace("_", " ").capitalize()))
+
+
+def category_ranges(column: str) -> str:
+    """Every band of a category column with its range, for a caption:
+    'large cap ≥ $10B, mid cap $1B–10B, small cap $250M–1B, micro cap < $250M'."""
+    scale = api.scale_for(column)
+    return ", ".join(f"{band.label.lower()} {scale.range_text(band)}" for band in scale.bands)
 
 
 def shorten(value, limit: int = DISPLAY_LIMIT) -> str:
@@ -241,10 +214,6 @@ def shorten(value, limit: int = DISPLAY_LIMIT) -> str:
     if _CONTROL_CHARACTERS.search(text):
         text = _CONTROL_CHARACTERS.sub(" ", text)
     return text
-
-
-#: The same helper under its descriptive name (call sites use ``shorten``).
-display_text = shorten
 
 
 def coin_label(name, symbol, limit: int | None = None) -> str:

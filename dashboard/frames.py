@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from pipeline.categories import MARKET_CAP_CATEGORIES
+from pipeline.api import MARKET_CAP_CATEGORIES
 
 PERIOD_COLUMNS = {
     "1h": "price_change_percentage_1h",

@@ -19,8 +19,7 @@ import streamlit as st
 
 from dashboard.data import DataStatus
 from dashboard.frames import parse_categories
-from pipeline.categories import MARKET_CAP_CATEGORIES
-from pipeline.config import Settings
+from pipeline.api import MARKET_CAP_CATEGORIES, Settings
 
 CATEGORY_PARAM = "category"
 FILTER_KEY = "filter_categories"

@@ -16,9 +16,7 @@ import streamlit as st
 from dashboard import data, health, refresh, state
 from dashboard import formatting as fmt
 from dashboard.refresh import Decision, ExternalRun, Job
-from pipeline.categories import MARKET_CAP_CATEGORIES
-from pipeline.config import Settings, mask_url
-from pipeline.db import utcnow
+from pipeline.api import MARKET_CAP_CATEGORIES, Settings, mask_url, utcnow
 
 COINGECKO_URL = "https://www.coingecko.com/en/api"
 CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

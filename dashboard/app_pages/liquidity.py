@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import charts, data, frames, state, ui
-from pipeline.categories import LIQUIDITY_CATEGORIES
+from pipeline.api import LIQUIDITY_CATEGORIES
 
 view = state.view()
 ui.page_header(

@@ -6,7 +6,7 @@ import streamlit as st
 
 from dashboard import charts, data, frames, state, ui
 from dashboard import formatting as fmt
-from pipeline.db import utcnow
+from pipeline.api import utcnow
 
 view = state.view()
 ui.page_header(

@@ -10,8 +10,8 @@ from dashboard import formatting as fmt
 view = state.view()
 ui.page_header(
     "🧩 Segments",
-    "The market split by market-cap category (large ≥ $10B, mid $1B–10B, small "
-    "$250M–1B, micro < $250M): size, volume, breadth and risk side by side.",
+    f"The market split by market-cap category ({fmt.category_ranges('market_cap_category')}): size, volume, "
+    "breadth and risk side by side.",
 )
 
 all_segments = data.load_segments(view.database_url, view.version)

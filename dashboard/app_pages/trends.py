@@ -6,7 +6,7 @@ import streamlit as st
 
 from dashboard import charts, data, frames, state, ui
 from dashboard import formatting as fmt
-from pipeline.categories import PRICE_TREND_CATEGORIES
+from pipeline.api import PRICE_TREND_CATEGORIES
 
 MIN_VOLUME_CHOICES = [0, 100_000, 1_000_000, 10_000_000, 100_000_000]
 

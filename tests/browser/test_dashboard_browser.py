@@ -10,7 +10,9 @@ import re
 
 import pytest
 
+from dashboard import navigation
 from tests.browser.conftest import HOSTILE_NAME
+from tests.dashboard.helpers import EXPECTED_CHARTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -19,14 +21,8 @@ EXCEPTION = '[data-testid="stException"]'
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 TIMEOUT_MS = 90_000  # the machine is small and shared; Plotly's bundle alone takes seconds to parse
 
-PAGES = {  # name -> (url path, charts on the page)
-    "overview": ("", 2),
-    "dominance": ("dominance", 3),
-    "liquidity": ("liquidity", 2),
-    "trends": ("trends", 3),
-    "segments": ("segments", 4),
-    "coin": ("coin", 2),
-    "pipeline": ("pipeline", 1),
+PAGES = {  # name -> (url path, charts on the page), for every page of dashboard.navigation
+    page.url_path: ("" if page.default else page.url_path, EXPECTED_CHARTS[page.url_path]) for page in navigation.PAGES
 }
 
 
@@ -76,8 +72,8 @@ def test_every_page_draws_its_charts_without_errors(name, dashboard_url, page, s
     assert page.locator(EXCEPTION).count() == 0
     assert "Data as of" in page.locator('[data-testid="stMain"]').inner_text()
     sidebar = page.locator('[data-testid="stSidebar"]')
-    for title in ("Overview", "Dominance", "Liquidity", "Trends", "Segments", "Coin", "Pipeline"):
-        assert sidebar.get_by_role("link", name=re.compile(title)).count() >= 1
+    for listed in navigation.PAGES:
+        assert sidebar.get_by_role("link", name=re.compile(re.escape(listed.title))).count() >= 1
     assert sidebar.get_by_role("link", name="CoinGecko").get_attribute("href") == "https://www.coingecko.com/en/api"
     full_screenshot(page, screenshots / f"{name}.png")
     assert not page.js_errors, page.js_errors

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dashboard import navigation
 from pipeline.config import Settings
 from pipeline.flow import run_pipeline
 
@@ -17,15 +18,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 APP = REPO_ROOT / "dashboard" / "app.py"
 CLOSED_PORT_URL = "http://127.0.0.1:9/api/v3"  # discard port: connection refused at once
 
-PAGES = {
-    "overview": "app_pages/overview.py",
-    "dominance": "app_pages/dominance.py",
-    "liquidity": "app_pages/liquidity.py",
-    "trends": "app_pages/trends.py",
-    "segments": "app_pages/segments.py",
-    "coin": "app_pages/coin.py",
-    "pipeline": "app_pages/pipeline_runs.py",
-}
+#: Every page (``dashboard.navigation``, the one list), by URL path -> its script relative to app.py.
+PAGES = {page.url_path: str(page.path.relative_to(APP.parent)) for page in navigation.PAGES}
+
+#: What each page draws on the bundled sample: Plotly charts (AppTest and the browser tests check it).
+EXPECTED_CHARTS = {"overview": 2, "dominance": 3, "liquidity": 2, "trends": 3, "segments": 4, "coin": 2, "pipeline": 1}
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.dashboard.helpers import PAGES, chart_specs, metric, plotly_values
+from dashboard import navigation
+from tests.dashboard.helpers import EXPECTED_CHARTS, PAGES, chart_specs, metric, plotly_values
 
 SAMPLE_COINS = 250
 LARGE_CAPS = 9  # in the 2022-10-16 sample
@@ -49,9 +50,6 @@ def assert_charts_readable(specs: list[dict]) -> None:
                 assert trace.get("hovertemplate"), f"trace without hover text in {title!r}"
 
 
-EXPECTED_CHARTS = {"overview": 2, "dominance": 3, "liquidity": 2, "trends": 3, "segments": 4, "coin": 2, "pipeline": 1}
-
-
 @pytest.mark.parametrize("page", list(PAGES))
 def test_every_page_renders_its_charts_and_the_freshness_stamp(page, sample_warehouse, use_warehouse, open_app):
     use_warehouse(sample_warehouse)
@@ -68,11 +66,21 @@ def test_every_page_renders_its_charts_and_the_freshness_stamp(page, sample_ware
     assert at.sidebar.button(key="refresh_button")
 
 
+def test_every_page_says_how_many_charts_it_draws():
+    """A new page in ``dashboard.navigation`` gets one line in ``helpers.EXPECTED_CHARTS``."""
+    assert set(EXPECTED_CHARTS) == set(PAGES)
+
+
 def test_navigation_lists_every_page(sample_warehouse, use_warehouse, open_app):
+    """Each page of ``dashboard.navigation`` is registered (switch_page raises otherwise) and opens itself:
+    its heading starts with its own icon."""
     use_warehouse(sample_warehouse)
     at = open_app()
-    for path in PAGES.values():
-        at.switch_page(path)  # raises when the page is not registered with st.navigation
+    assert at.title[0].value.startswith(next(p.icon for p in navigation.PAGES if p.default))
+    for page in navigation.PAGES:
+        at.switch_page(PAGES[page.url_path]).run()
+        assert_clean(at)
+        assert at.title[0].value.startswith(page.icon + " "), (page.title, at.title[0].value)
 
 
 def test_overview_shows_headline_metrics_movers_and_treemap(sample_warehouse, use_warehouse, open_app):

@@ -10,7 +10,7 @@ import pytest
 from dashboard import refresh
 from pipeline.db import make_engine
 from pipeline.runs import RunLease, RunLog, recent_runs
-from tests.dashboard.helpers import metric
+from tests.dashboard.helpers import PAGES, metric
 from tests.fakes.coingecko import FakeCoinGecko, load_fixture
 
 NEW_MARKETS = "markets/markets_250_sparkline_pct1h-1y_2024-12-19_mrmendoza-dev-cryptotracker.json"
@@ -68,7 +68,7 @@ def test_refresh_runs_the_pipeline_with_trigger_button_and_shows_the_new_figures
     assert "Refreshed: data as of" in stages
 
     # other pages read the new data too (caches were invalidated)
-    at.switch_page("app_pages/coin.py").run()
+    at.switch_page(PAGES["coin"]).run()
     assert metric(at, "Price").value == "$102,496.22"
 
     # a second click within the cooldown does not call the API again

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from pipeline.categories import (
+    LABELS,
     LIQUIDITY_BANDS,
     LIQUIDITY_CATEGORIES,
     MARKET_CAP_BANDS,
     MARKET_CAP_CATEGORIES,
     PRICE_TREND_BANDS,
     PRICE_TREND_CATEGORIES,
+    SCALES,
+    SHORT_LABELS,
     UNKNOWN,
     classify,
     classify_series,
+    main,
     thresholds_markdown,
 )
 from pipeline.silver.transform import transform_markets
@@ -259,3 +264,70 @@ def test_thresholds_markdown_mentions_every_category():
     lines = text.splitlines()
     assert lines[0].startswith("| column |")
     assert all(line.startswith("|") and line.endswith("|") for line in lines)
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_table() -> str:
+    """The table under README's "### Categories" heading, as written."""
+    section = README.read_text(encoding="utf-8").split("### Categories", 1)[1]
+    lines = section.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    end = next(i for i in range(start, len(lines)) if not lines[i].startswith("|"))
+    return "\n".join(lines[start:end])
+
+
+def test_the_readme_table_is_printed_from_the_bands():
+    """README.md's category table is ``python -m pipeline.categories readme-table``: paste its output there."""
+    assert readme_table() == thresholds_markdown()
+
+
+def test_readme_table_command(capsys):
+    assert main(["readme-table"]) == 0
+    assert capsys.readouterr().out == thresholds_markdown() + "\n"
+    assert main([]) == 2 and "usage" in capsys.readouterr().err
+
+
+# ---- labels ---------------------------------------------------------------
+
+
+def test_every_category_has_one_label_and_one_short_label():
+    codes = MARKET_CAP_CATEGORIES + LIQUIDITY_CATEGORIES + PRICE_TREND_CATEGORIES
+    assert sorted(LABELS) == sorted(SHORT_LABELS) == sorted(set(codes))
+    assert [scale.bands for scale in SCALES] == [MARKET_CAP_BANDS, LIQUIDITY_BANDS, PRICE_TREND_BANDS]
+
+
+@pytest.mark.parametrize(
+    "code, label",
+    [
+        ("large_cap", "Large cap (≥ $10B)"),
+        ("mid_cap", "Mid cap ($1B–10B)"),
+        ("small_cap", "Small cap ($250M–1B)"),
+        ("micro_cap", "Micro cap (< $250M)"),
+        ("high_liquidity", "High (≥ 10% of cap traded)"),
+        ("medium_liquidity", "Medium (3–10%)"),
+        ("low_liquidity", "Low (< 3%)"),
+        ("strong_gain", "Strong gain (≥ +5%)"),
+        ("moderate_gain", "Moderate gain (+1% to +5%)"),
+        ("neutral", "Neutral (−1% to +1%)"),
+        ("moderate_loss", "Moderate loss (−5% to −1%)"),
+        ("strong_loss", "Strong loss (< −5%)"),
+        ("unknown", "Unknown (no data)"),
+    ],
+)
+def test_labels_read_the_bounds(code, label):
+    assert LABELS[code] == label
+
+
+def test_a_moved_threshold_moves_its_label_and_its_neighbour():
+    """The labels follow the bands: no label restates a number by hand."""
+    from pipeline.categories import Band, Scale
+
+    bands = (Band("big", 2e9, None, "Big"), Band("rest", None, 2e9, "Rest"))
+    scale = Scale("x_category", "", bands, "usd")
+    assert [scale.label(b) for b in bands] == ["Big (≥ $2B)", "Rest (< $2B)"]
+    shares = Scale("y", "", (Band("a", 0.5, None, "A"), Band("b", 0.05, 0.5, "B")), "share", hint="of it")
+    assert [shares.label(b) for b in shares.bands] == ["A (≥ 50% of it)", "B (5–50%)"]
+    signed = Scale("z", "", (Band("flat", -0.5, 0.0, "Flat"), Band("any", None, None, "Any")), "signed_pct")
+    assert [signed.label(b) for b in signed.bands] == ["Flat (−0.5% to 0%)", "Any (any value)"]

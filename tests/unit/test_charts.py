@@ -12,7 +12,7 @@ import pytest
 
 from dashboard import charts
 from dashboard.frames import category_counts
-from pipeline.categories import LIQUIDITY_CATEGORIES, PRICE_TREND_CATEGORIES
+from pipeline.categories import LIQUIDITY_BANDS, LIQUIDITY_CATEGORIES, MARKET_CAP_CATEGORIES, PRICE_TREND_CATEGORIES
 
 SNAPSHOT = datetime(2022, 10, 16, 9, 28, 53)
 NASTY_NAME = "<b>Evil</b><a href='http://x'>"
@@ -314,6 +314,27 @@ def test_liquidity_scatter_is_log_log_coloured_by_category_with_band_lines(mart)
     band_lines = [t for t in fig.data if t.mode == "lines"]
     assert len(band_lines) == 2
     assert all(text.startswith("$") for text in fig.layout.xaxis.ticktext)
+
+
+@pytest.mark.parametrize(
+    "colors, categories",
+    [
+        (charts.MARKET_CAP_COLORS, MARKET_CAP_CATEGORIES),
+        (charts.LIQUIDITY_COLORS, LIQUIDITY_CATEGORIES),
+        (charts.TREND_COLORS, PRICE_TREND_CATEGORIES),
+    ],
+)
+def test_every_category_has_its_colour(colors, categories):
+    assert list(colors) == categories
+
+
+def test_liquidity_band_lines_follow_the_bands(mart):
+    fig = charts.create_liquidity_scatter(mart)
+    lines = [t for t in fig.data if t.mode == "lines"]
+    ratios = sorted(b.lower for b in LIQUIDITY_BANDS if b.lower is not None)
+    assert sorted(round(t.y[0] / t.x[0], 12) for t in lines) == ratios
+    notes = {a.text: a.yanchor for a in fig.layout.annotations if a.text.startswith("volume =")}
+    assert notes == {"volume = 10% of cap": "bottom", "volume = 3% of cap": "top"}  # the top line labelled above
 
 
 def test_category_count_charts(mart):

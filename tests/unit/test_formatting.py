@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from dashboard import formatting as fmt
+from pipeline.categories import LIQUIDITY_CATEGORIES, MARKET_CAP_CATEGORIES, PRICE_TREND_CATEGORIES
 
 
 @pytest.mark.parametrize(
@@ -123,6 +124,11 @@ def test_format_age(seconds, expected):
     assert fmt.format_age(timedelta(seconds=seconds)) == expected
 
 
+@pytest.mark.parametrize("missing", [None, pd.NaT])
+def test_format_age_of_nothing_is_the_dash(missing):
+    assert fmt.format_age(missing) == fmt.MISSING
+
+
 @pytest.mark.parametrize("seconds, expected", [(2.34, "2.3 s"), (75, "1 min 15 s"), (None, "—")])
 def test_format_duration(seconds, expected):
     assert fmt.format_duration(seconds) == expected
@@ -134,6 +140,21 @@ def test_category_labels():
     assert fmt.category_label("unknown", short=True) == "Unknown"
     assert fmt.category_label("brand_new_bucket") == "Brand new bucket"
     assert fmt.category_label(None) == "Unknown"
+
+
+def test_category_labels_come_from_the_bands():
+    """Every band has both labels (printed from its bounds); nothing else does."""
+    codes = set(MARKET_CAP_CATEGORIES + LIQUIDITY_CATEGORIES + PRICE_TREND_CATEGORIES)
+    assert set(fmt.CATEGORY_LABELS) == set(fmt.SHORT_LABELS) == codes
+    for code in codes:
+        assert fmt.category_label(code).startswith(fmt.category_label(code, short=True) + " (")
+
+
+def test_category_ranges_for_a_caption():
+    assert fmt.category_ranges("market_cap_category") == (
+        "large cap ≥ $10B, mid cap $1B–10B, small cap $250M–1B, micro cap < $250M"
+    )
+    assert fmt.category_ranges("price_trend_category").startswith("strong gain ≥ +5%, moderate gain +1% to +5%")
 
 
 def test_coin_label():
@@ -186,7 +207,7 @@ def test_is_missing(value, missing):
     assert fmt.is_missing(value) is missing
 
 
-# -- display_text: external text cut for the page -----------------------------------------------
+# -- shorten: external text cut for the page -----------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -202,30 +223,26 @@ def test_is_missing(value, missing):
         ("", 60, ""),
     ],
 )
-def test_display_text_cuts_at_the_limit_with_an_ellipsis(value, limit, expected):
-    assert fmt.display_text(value, limit) == expected
-    assert len(fmt.display_text(value, limit)) <= limit
+def test_shorten_cuts_at_the_limit_with_an_ellipsis(value, limit, expected):
+    assert fmt.shorten(value, limit) == expected
+    assert len(fmt.shorten(value, limit)) <= limit
 
 
-def test_display_text_defaults_and_missing_values():
-    assert fmt.display_text("y" * 100_000) == "y" * (fmt.DISPLAY_LIMIT - 1) + "…"
+def test_shorten_defaults_and_missing_values():
+    assert fmt.shorten("y" * 100_000) == "y" * (fmt.DISPLAY_LIMIT - 1) + "…"
     assert fmt.DISPLAY_LIMIT == 60
     for missing in (None, math.nan, pd.NA):
-        assert fmt.display_text(missing) == fmt.MISSING
-    assert fmt.display_text(12345) == "12345"
+        assert fmt.shorten(missing) == fmt.MISSING
+    assert fmt.shorten(12345) == "12345"
 
 
-def test_display_text_keeps_one_line():
-    assert fmt.display_text("two\nlines\tand\r\x00nul") == "two lines and  nul"
+def test_shorten_keeps_one_line():
+    assert fmt.shorten("two\nlines\tand\r\x00nul") == "two lines and  nul"
 
 
-def test_display_text_is_shorten():
-    assert fmt.display_text is fmt.shorten
-
-
-def test_display_text_rejects_a_useless_limit():
+def test_shorten_rejects_a_useless_limit():
     with pytest.raises(ValueError):
-        fmt.display_text("x", 0)
+        fmt.shorten("x", 0)
 
 
 def test_coin_label_is_cut_when_asked():

@@ -1,0 +1,124 @@
+"""The pipeline as the dashboard sees it: the one ``pipeline`` module ``dashboard/`` imports.
+
+Everything the Streamlit app needs from the pipeline package is named here, so the
+dashboard's dependency on the pipeline is this list and nothing else (a layout test
+checks that no dashboard module imports another ``pipeline`` module):
+
+* settings and their errors (``Settings``, ``ConfigError``, ``mask_url``);
+* the tables the dashboard reads, for the statements in ``dashboard/data.py`` (the only
+  dashboard module that talks SQL), and the engine they run on;
+* the category bands and their labels;
+* freshness, the run log's liveness rule and the lock holder;
+* for the refresh button: the run stages, the errors a run raises and ``run_pipeline``
+  (imported on first use: the whole ETL is not loaded by a page that only reads).
+
+Functions that touch the database are listed in ``READS_DATABASE``: outside
+``dashboard/data.py`` no dashboard module may call them (the layout test again).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pipeline.categories import (
+    LABELS,
+    LIQUIDITY_BANDS,
+    LIQUIDITY_CATEGORIES,
+    MARKET_CAP_BANDS,
+    MARKET_CAP_CATEGORIES,
+    PRICE_TREND_BANDS,
+    PRICE_TREND_CATEGORIES,
+    SHORT_LABELS,
+    UNKNOWN,
+    UNKNOWN_LABEL,
+    Band,
+    Scale,
+    scale_for,
+)
+from pipeline.config import Settings, mask_url
+from pipeline.db import DRIVER_ERRORS, make_engine, utcnow
+from pipeline.errors import ConfigError, DatabaseUnavailable, PipelineError, RunLocked, SnapshotHeld, SourceError
+from pipeline.runs import LOCK_NAME, STAGES, current_holder, get_run, reap_dead_runs
+from pipeline.schema import (
+    crypto_analytics_mart,
+    market_history,
+    market_segment_analysis,
+    pipeline_lock,
+    pipeline_runs,
+    quarantine_crypto_market,
+    snapshots,
+    staging_coin_history,
+    staging_crypto_market,
+    staging_global_market,
+)
+from pipeline.status import Freshness, data_freshness, format_age, freshness_statement
+
+if TYPE_CHECKING:
+    from pipeline.flow import run_pipeline
+
+__all__ = [
+    # settings
+    "ConfigError",
+    "Settings",
+    "mask_url",
+    # the database: engine, driver errors, the tables the dashboard reads
+    "DRIVER_ERRORS",
+    "DatabaseUnavailable",
+    "make_engine",
+    "utcnow",
+    "crypto_analytics_mart",
+    "market_history",
+    "market_segment_analysis",
+    "pipeline_lock",
+    "pipeline_runs",
+    "quarantine_crypto_market",
+    "snapshots",
+    "staging_coin_history",
+    "staging_crypto_market",
+    "staging_global_market",
+    # categories
+    "Band",
+    "LABELS",
+    "LIQUIDITY_BANDS",
+    "LIQUIDITY_CATEGORIES",
+    "MARKET_CAP_BANDS",
+    "MARKET_CAP_CATEGORIES",
+    "PRICE_TREND_BANDS",
+    "PRICE_TREND_CATEGORIES",
+    "SHORT_LABELS",
+    "Scale",
+    "UNKNOWN",
+    "UNKNOWN_LABEL",
+    "scale_for",
+    # freshness and the run log
+    "Freshness",
+    "LOCK_NAME",
+    "STAGES",
+    "current_holder",
+    "data_freshness",
+    "format_age",
+    "freshness_statement",
+    "get_run",
+    "reap_dead_runs",
+    # running the pipeline (the refresh button)
+    "PipelineError",
+    "RunLocked",
+    "SnapshotHeld",
+    "SourceError",
+    "run_pipeline",
+]
+
+#: The names above that open a connection or run a pipeline: only ``dashboard/data.py`` (and, until the
+#: refresh button only queues requests, ``dashboard/refresh.py``) may call them.
+READS_DATABASE = frozenset(
+    {"make_engine", "current_holder", "data_freshness", "get_run", "reap_dead_runs", "run_pipeline"}
+)
+
+
+def __getattr__(name: str) -> object:
+    """``run_pipeline`` on first use: importing the ETL (HTTP client, bronze, silver, gold) costs a second."""
+    if name == "run_pipeline":
+        from pipeline.flow import run_pipeline
+
+        return run_pipeline
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
