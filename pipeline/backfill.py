@@ -32,8 +32,6 @@ was received.
 
 from __future__ import annotations
 
-import logging
-import math
 import re
 import time
 from collections.abc import Callable
@@ -42,17 +40,18 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, case, func, select
 
-from pipeline import bronze
+from pipeline import bronze, logs
 from pipeline.config import Settings
 from pipeline.db import utcnow
 from pipeline.errors import ConfigError, PipelineError, RateLimited, SourceError
-from pipeline.runs import RunLease, RunLog, new_run_id
+from pipeline.run_context import failure_message, run_context
 from pipeline.schema import crypto_analytics_mart, staging_coin_history
 from pipeline.silver.load import load_coin_history
-from pipeline.silver.transform import ABSURD_LIMITS
+from pipeline.silver.market_chart import market_chart_rows
 from pipeline.sources.coingecko import client_from_settings, fetch_market_chart
+from pipeline.sources.coingecko.client import ApiResponse
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 
 #: The free (demo/public) plan serves at most this many days of market_chart history.
 FREE_PLAN_MAX_DAYS = 365
@@ -63,15 +62,6 @@ START_TOLERANCE = timedelta(days=1)
 
 #: CoinGecko coin ids: lowercase words joined by hyphens (a few use dots or underscores).
 COIN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-
-#: market_chart series -> staging_coin_history column, in row order.
-SERIES = (("prices", "price"), ("market_caps", "market_cap"), ("total_volumes", "total_volume"))
-_LIMITS = {
-    "price": ABSURD_LIMITS["current_price"],
-    "market_cap": ABSURD_LIMITS["market_cap"],
-    "total_volume": ABSURD_LIMITS["total_volume"],
-}
-_EPOCH = datetime(1970, 1, 1)
 
 #: progress(done, total, coin_id, message)
 Progress = Callable[[int, int, str, str], None]
@@ -85,75 +75,7 @@ class BackfillIncomplete(SourceError):
         self.result = result
 
 
-# -- transform (pure) -----------------------------------------------------------
-
-
-@dataclass
-class ChartRows:
-    """staging_coin_history rows from one market_chart body, and what was kept out."""
-
-    rows: list[tuple]
-    skipped_values: int = 0
-
-
-def _timestamp(value) -> datetime | None:
-    """Epoch milliseconds -> naive UTC datetime (None when not a usable number)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    try:
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        return _EPOCH + timedelta(milliseconds=value)
-    except OverflowError:
-        return None
-
-
-def _number(value, column: str) -> tuple[float | None, bool]:
-    """(value, bad): NULL stays NULL; non-numbers, non-finite, negative and absurd values are bad."""
-    if value is None:
-        return None, False
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None, True
-    number = float(value)
-    if not math.isfinite(number) or number < 0 or number > _LIMITS[column]:
-        return None, True
-    return number, False
-
-
-def market_chart_rows(body, *, coin_id: str, run_id: str) -> ChartRows:
-    """A market_chart body -> (id, ts, run_id, price, market_cap, total_volume) rows, oldest first.
-
-    The three series ``[[epoch ms, value], ...]`` are aligned on their timestamp;
-    a series without a point at that time gives NULL. A value that is not a
-    finite, non-negative, plausible number is left out (NULL) and counted in
-    ``skipped_values``, as is a point that is not ``[ms, value]``. A time at
-    which every value is NULL gives no row.
-    """
-    if not isinstance(body, dict):
-        raise TypeError(f"market_chart for {coin_id}: expected a JSON object, got {type(body).__name__}")
-    by_time: dict[datetime, list] = {}
-    skipped = 0
-    for position, (series, column) in enumerate(SERIES):
-        points = body.get(series)
-        if points is None:
-            continue
-        if not isinstance(points, list):
-            skipped += 1
-            continue
-        for point in points:
-            if not isinstance(point, (list, tuple)) or len(point) != 2:
-                skipped += 1
-                continue
-            ts = _timestamp(point[0])
-            value, bad = _number(point[1], column)
-            if ts is None or bad:
-                skipped += 1
-                continue
-            by_time.setdefault(ts, [None, None, None])[position] = value
-    rows = [
-        (coin_id, ts, run_id, *values) for ts, values in sorted(by_time.items()) if any(v is not None for v in values)
-    ]
-    return ChartRows(rows, skipped)
+# -- time ---------------------------------------------------------------------------
 
 
 def _naive_utc(value: datetime) -> datetime:
@@ -259,6 +181,10 @@ class BackfillResult:
             parts.append(f"{self.skipped_values} bad value(s) left out")
         return ", ".join(parts)
 
+    def counts(self) -> dict[str, object]:
+        """What the run log keeps: bodies received, history points loaded."""
+        return {"bronze_records": self.bodies, "silver_rows": self.points}
+
     def failure_message(self) -> str | None:
         if not self.failed and not self.not_attempted:
             return None
@@ -279,7 +205,12 @@ def _quiet(done: int, total: int, coin_id: str, message: str) -> None:
 class _Pacer:
     """Spaces the first request of each coin after the previous coin's last answer."""
 
-    def __init__(self, calls_per_minute: float, sleep=time.sleep, clock=time.monotonic):
+    def __init__(
+        self,
+        calls_per_minute: float,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.interval = 60.0 / calls_per_minute if calls_per_minute > 0 else 0.0
         self._sleep = sleep
         self._clock = clock
@@ -312,19 +243,14 @@ def run_backfill(
     Raises RunLocked before anything is written when another run holds the lock,
     and BackfillIncomplete after the other coins are done when some coins failed.
     """
-    from pipeline.flow import prepare_database
-
     check_days(settings, days)
-    engine = engine or prepare_database(settings)
-    run_id = new_run_id()
-    with RunLease(engine, run_id, settings.lock_ttl_seconds):
-        run_log = RunLog(engine, run_id, trigger=trigger, source="backfill")
-        run_log.start()
-        result = BackfillResult(run_id=run_id, days=days, coins=[])
+    with run_context(settings, trigger=trigger, origin="backfill", engine=engine) as run:
+        engine, run_id = run.engine, run.run_id
+        result = run.track(BackfillResult(run_id=run_id, days=days, coins=[]))
         writer: bronze.BronzeWriter | None = None
         oldest_point: datetime | None = None
         try:
-            run_log.stage("fetch")
+            run.stage("fetch")
             if coin_ids is None:
                 result.coins = tracked_coins(engine, top or settings.top_n)
                 if not result.coins:
@@ -356,9 +282,9 @@ def run_backfill(
                         vs_currency=settings.vs_currency,
                     )
                     result.bronze_folder = str(writer.folder)
-                    run_log.stage("silver")
+                    run.stage("silver")
 
-                def keep(response, _add=writer.add):
+                def keep(response: ApiResponse, _add: Callable[[ApiResponse], None] = writer.add) -> None:
                     _add(response)
                     pacer.mark()
 
@@ -392,23 +318,14 @@ def run_backfill(
             message = result.failure_message()
             if writer is not None:
                 writer.finish(snapshot_at=oldest_point, complete=oldest_point is not None, error=message)
-            result.status = "failed" if message else "success"
-            counts = {"bronze_records": result.bodies, "silver_rows": result.points}
             if message:
-                run_log.fail(message, **counts)
+                run.fail(message)
                 raise BackfillIncomplete(message, result)
-            run_log.succeed(**counts)
+            run.succeed()
             return result
         except BackfillIncomplete:
             raise
-        except BaseException as exc:
-            result.status = "failed"
-            detail = str(exc)
-            if isinstance(exc, PipelineError):
-                message = detail or type(exc).__name__
-            else:
-                message = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+        except BaseException as exc:  # the bronze run says it is incomplete; run_context records the failure
             if writer is not None and not (writer.folder / bronze.MANIFEST).exists():
-                writer.finish(snapshot_at=oldest_point, complete=False, error=message)
-            run_log.fail(message, bronze_records=result.bodies, silver_rows=result.points)
+                writer.finish(snapshot_at=oldest_point, complete=False, error=failure_message(exc))
             raise

@@ -2,27 +2,32 @@
 
 Parses arguments, calls one function per command, and turns named errors into
 one clear line and a non-zero exit code (``--verbose`` shows the details).
+
+Progress and each command's closing line are log records (``pipeline.logs``): text for
+people by default, ``--log-format json`` (or PIPELINE_LOG_FORMAT=json) for a log
+collector, ``--quiet`` for warnings only. What a command was asked to show (``status``,
+``schema``, the reports of ``prune``, ``verify`` and ``import``) is its output on stdout,
+and an error is one line on stderr, whatever the format.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import FrameType
 
+from pipeline import logs, maintenance
 from pipeline.config import Settings
 from pipeline.errors import Interrupted, PipelineError, RunLocked
+from pipeline.maintenance import Command
 
-log = logging.getLogger("pipeline")
+log = logs.get_logger("pipeline.cli")
 
 #: Commands that write: SIGTERM/SIGINT interrupt them cleanly (run recorded as failed, lock released).
 WRITING_COMMANDS = frozenset({"run", "replay", "backfill", "prune", "publish", "import"})
-
-
-def _print_progress(stage: str, message: str) -> None:
-    print(f"[{stage:>6}] {message}", flush=True)
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -32,11 +37,12 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """
     from pipeline.flow import run_pipeline
 
-    result = run_pipeline(settings, trigger=args.trigger, source=args.source, top_n=args.top, progress=_print_progress)
+    result = run_pipeline(settings, trigger=args.trigger, source=args.source, top_n=args.top, progress=logs.progress)
     basis = "" if result.global_basis else " (dominance from tracked coins: /global unavailable)"
-    print(
+    logs.outcome(
         f"run {result.run_id} succeeded: {result.silver_rows} silver rows, {result.quarantined} quarantined, "
-        f"snapshot {result.snapshot_at:%Y-%m-%d %H:%M:%S} UTC, source {result.source}{basis}"
+        f"snapshot {result.snapshot_at:%Y-%m-%d %H:%M:%S} UTC, source {result.source}{basis}",
+        run_id=result.run_id,
     )
     return 0
 
@@ -48,10 +54,11 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     """
     from pipeline.flow import replay
 
-    result = replay(settings, trigger="cli", progress=_print_progress)
-    print(
+    result = replay(settings, trigger="cli", progress=logs.progress)
+    logs.outcome(
         f"replay {result.run_id} succeeded: {len(result.bronze_runs)} bronze runs, {result.silver_rows} silver rows, "
-        f"{result.quarantined} quarantined"
+        f"{result.quarantined} quarantined",
+        run_id=result.run_id,
     )
     return 0
 
@@ -89,7 +96,7 @@ def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.apply:
         version = ensure_schema(make_engine(settings.database_url))
-        print(f"schema is at version {version}")
+        logs.outcome(f"schema is at version {version}")
     else:
         sys.stdout.write(schema_ddl(args.dialect))
     return 0
@@ -100,17 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m pipeline",
         description="CoinGecko market data → bronze files → silver history → gold marts.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log details and show tracebacks")
+    _add_logging_options(parser, default=None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name, func, help_text):
+    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(
             name, help=help_text, description=func.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
         )
         p.set_defaults(func=func)
-        p.add_argument(
-            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log details and show tracebacks"
-        )
+        _add_logging_options(p, default=argparse.SUPPRESS)
         return p
 
     run = add("run", cmd_run, "fetch now and rebuild silver and gold")
@@ -143,21 +148,26 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("--dialect", choices=["postgresql", "sqlite"], default="postgresql")
     schema.add_argument("--apply", action="store_true", help="create or upgrade the schema in DATABASE_URL")
 
-    for extra in _extra_commands():
-        extra(sub, add)
+    maintenance.register(add)  # import, backfill, prune, verify, publish
     return parser
 
 
-def _extra_commands():
-    """Commands that live in their own modules (benchmark, backfill, prune)."""
-    found = []
-    for module_name in ("pipeline.maintenance",):
-        try:
-            module = __import__(module_name, fromlist=["register"])
-        except ImportError:
-            continue
-        found.append(module.register)
-    return found
+def _add_logging_options(parser: argparse.ArgumentParser, *, default: object) -> None:
+    """``-v``/``-q``/``--log-format``, before or after the command (``default``: SUPPRESS on a command,
+    so the command's parser does not overwrite what was given before it)."""
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument(
+        "-v", "--verbose", action="store_true", default=default or False, help="log details and show tracebacks"
+    )
+    loudness.add_argument(
+        "-q", "--quiet", action="store_true", default=default or False, help="only warnings and errors, no progress"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        default=default,
+        help="text for people (default) or json: one object a line (default PIPELINE_LOG_FORMAT)",
+    )
 
 
 def _writes(args: argparse.Namespace) -> bool:
@@ -165,7 +175,7 @@ def _writes(args: argparse.Namespace) -> bool:
 
 
 @contextmanager
-def interruptible():
+def interruptible() -> Iterator[None]:
     """SIGTERM (docker stop, systemd, kill) and SIGINT raise Interrupted in the main thread.
 
     Interrupted is a BaseException: the flow records the run as failed ("interrupted by
@@ -175,23 +185,23 @@ def interruptible():
     """
     fired: list[int] = []
 
-    def on_signal(signum, _frame):
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
         if fired:
             return
         fired.append(signum)
         raise Interrupted(signum)
 
-    previous = {}
+    previous: dict[signal.Signals, Callable[[int, FrameType | None], object] | int | None] = {}
     try:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, on_signal)
+        for wanted in (signal.SIGTERM, signal.SIGINT):
+            previous[wanted] = signal.signal(wanted, on_signal)
     except ValueError:  # not the main thread (main() called from a test's thread): keep the defaults
         pass
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for restored, handler in previous.items():
+            signal.signal(restored, handler)
 
 
 def _database_errors() -> tuple[type[BaseException], ...]:
@@ -205,18 +215,28 @@ def _database_errors() -> tuple[type[BaseException], ...]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    verbose = getattr(args, "verbose", False)
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    verbose: bool = getattr(args, "verbose", False)
+    verbosity = "debug" if verbose else "warning" if getattr(args, "quiet", False) else "info"
+    log_format: str | None = getattr(args, "log_format", None)
+    logs.configure(verbosity, json_lines=log_format == "json")
+    try:
+        return _run(args, verbose=verbose, verbosity=verbosity, log_format=log_format)
+    finally:
+        logs.reset()
+
+
+def _run(args: argparse.Namespace, *, verbose: bool, verbosity: str, log_format: str | None) -> int:
     try:
         settings = Settings.from_env()
+        if log_format is None and settings.log_format == "json":
+            logs.configure(verbosity, json_lines=True)
         if verbose:
             log.info("settings: %s", settings.describe())
+        command: Command = args.func
         if _writes(args):
             with interruptible():
-                return args.func(args, settings)
-        return args.func(args, settings)
+                return command(args, settings)
+        return command(args, settings)
     except RunLocked as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -8,32 +8,34 @@ transaction.
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypedDict
 
 from sqlalchemy import Engine
 
-from pipeline import bronze, classes
+from pipeline import bronze, classes, logs
 from pipeline import snapshots as snapshot_ledger
 from pipeline.config import Settings
-from pipeline.db import as_pipeline_error, ensure_schema, make_engine, utcnow
+from pipeline.db import prepare_database as prepare_database  # re-exported: the scheduler imports it from here
+from pipeline.db import utcnow
 from pipeline.errors import PipelineError, SnapshotHeld
 from pipeline.gold import build_gold
-from pipeline.runs import RunLease, RunLog, new_run_id
+from pipeline.run_context import RunContext, run_context
 from pipeline.silver.batches import PreparedBatch, load_batch, prepare_batch
 from pipeline.silver.data_time import data_time, last_updated_values
-from pipeline.silver.load import count_run_rows, unused_snapshot_time
+from pipeline.silver.load import count_run_rows, load_coin_history, unused_snapshot_time
+from pipeline.silver.market_chart import market_chart_rows
 from pipeline.silver.transform import STALE_RECORD_AFTER
 from pipeline.sources.base import COINS, SnapshotRequest, Unavailable
 from pipeline.sources.registry import get_provider
 from pipeline.sources.sample import sample_snapshots
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 
 Progress = Callable[[str, str], None]
 
@@ -57,7 +59,7 @@ class RunResult:
     global_basis: bool = True
     warnings: list[str] = field(default_factory=list)
 
-    def counts(self) -> dict:
+    def counts(self) -> dict[str, object]:
         return {
             "snapshot_at": self.snapshot_at,
             "bronze_records": self.bronze_records,
@@ -67,13 +69,6 @@ class RunResult:
             "duplicates_dropped": self.duplicates_dropped,
             "notes": "\n".join(self.warnings) or None,
         }
-
-
-def prepare_database(settings: Settings) -> Engine:
-    """The engine for DATABASE_URL, with the schema created or upgraded."""
-    engine = make_engine(settings.database_url)
-    ensure_schema(engine)
-    return engine
 
 
 def run_pipeline(
@@ -89,88 +84,73 @@ def run_pipeline(
 
     Raises RunLocked before anything is written when another run holds the lock.
     """
-    engine = engine or prepare_database(settings)
     top_n = top_n or settings.top_n
-    run_id = new_run_id()
-    with RunLease(engine, run_id, settings.lock_ttl_seconds):
-        run_log = RunLog(engine, run_id, trigger=trigger, source=source)
-        run_log.start()
-        result = RunResult(run_id=run_id, source=source)
+    with run_context(settings, trigger=trigger, origin=source, engine=engine) as run:
+        engine, run_id = run.engine, run.run_id
+        result = run.track(RunResult(run_id=run_id, source=source))
         classes_changed = False
-        try:
-            run_log.stage("fetch")
-            if source == "api":
-                bronze_runs = [
-                    _fetch_api(settings, engine, run_id, top_n, progress, result, interactive=trigger == "button")
-                ]
-                refreshed = classes.refresh_if_due(settings, engine, interactive=trigger == "button", progress=progress)
-                result.warnings += refreshed.warnings
-                classes_changed = refreshed.status == "refreshed"
-            elif source == "sample":
-                bronze_runs = _fetch_sample(settings, run_id, top_n, progress)
-            else:
-                raise ValueError(f"unknown source {source!r}")
-            result.bronze_runs = [r.run_id for r in bronze_runs]
-            run_log.stage("bronze")
-            result.bronze_records = sum(r.markets_record_count for r in bronze_runs)
-            progress("bronze", f"kept {result.bronze_records} raw records in {len(bronze_runs)} bronze run(s)")
+        run.stage("fetch")
+        if source == "api":
+            bronze_runs = [
+                _fetch_api(settings, engine, run_id, top_n, progress, result, interactive=trigger == "button")
+            ]
+            refreshed = classes.refresh_if_due(settings, engine, interactive=trigger == "button", progress=progress)
+            result.warnings += refreshed.warnings
+            classes_changed = refreshed.status == "refreshed"
+        elif source == "sample":
+            bronze_runs = _fetch_sample(settings, run_id, top_n, progress)
+        else:
+            raise ValueError(f"unknown source {source!r}")
+        result.bronze_runs = [r.run_id for r in bronze_runs]
+        run.stage("bronze")
+        result.bronze_records = sum(r.markets_record_count for r in bronze_runs)
+        progress("bronze", f"kept {result.bronze_records} raw records in {len(bronze_runs)} bronze run(s)")
 
-            run_log.stage("silver")
-            _load_silver(
-                engine,
-                bronze_runs,
-                result,
-                progress,
-                workers=settings.replay_workers,
-                global_max_age_minutes=settings.global_max_age_minutes,
-                stale_after=settings.stale_record_after,
-            )
-            result.snapshot_at = bronze_runs[-1].snapshot_at
-            # What the run log reports is what silver holds for this run, not what was sent.
-            result.silver_rows = count_run_rows(engine, {r.run_id: r.snapshot_at for r in bronze_runs})
-            # The plausibility gate: a snapshot that is not what was asked for stays in silver, held out of gold.
-            held = snapshot_ledger.gate(
-                engine,
-                [
-                    {
-                        "snapshot_at": r.snapshot_at,
-                        "run_id": r.run_id,
-                        "vs_currency": r.vs_currency,
-                        # the bundled sample is what it is: only the API is asked for a number of coins
-                        "requested": top_n if source == "api" else min(top_n, r.markets_record_count),
-                    }
-                    for r in bronze_runs
-                ],
-            )
-            _record_snapshots(engine, bronze_runs, requested=top_n, held=held)
-            if held:
-                reasons = [reason for when in sorted(held) for reason in held[when]]
-                progress("gold", "held, gold unchanged: " + "; ".join(reasons))
-                raise SnapshotHeld(reasons, run_id=run_id, snapshot_at=max(held))
+        run.stage("silver")
+        _load_silver(
+            engine,
+            bronze_runs,
+            result,
+            progress,
+            workers=settings.replay_workers,
+            global_max_age_minutes=settings.global_max_age_minutes,
+            stale_after=settings.stale_record_after,
+        )
+        result.snapshot_at = bronze_runs[-1].snapshot_at
+        # What the run log reports is what silver holds for this run, not what was sent.
+        result.silver_rows = count_run_rows(engine, {r.run_id: r.snapshot_at for r in bronze_runs})
+        # The plausibility gate: a snapshot that is not what was asked for stays in silver, held out of gold.
+        held = snapshot_ledger.gate(
+            engine,
+            [
+                {
+                    "snapshot_at": r.snapshot_at,
+                    "run_id": r.run_id,
+                    "vs_currency": r.vs_currency,
+                    # the bundled sample is what it is: only the API is asked for a number of coins
+                    "requested": top_n if source == "api" else min(top_n, r.markets_record_count),
+                }
+                for r in bronze_runs
+            ],
+        )
+        _record_snapshots(engine, bronze_runs, requested=top_n, held=held)
+        if held:
+            reasons = [reason for when in sorted(held) for reason in held[when]]
+            progress("gold", "held, gold unchanged: " + "; ".join(reasons))
+            raise SnapshotHeld(reasons, run_id=run_id, snapshot_at=max(held))
 
-            # New coin classes change the top-N totals and stablecoin shares of every history point:
-            # rebuild all of gold then (once a day at most), so a later replay gives the same history.
-            since = None if classes_changed else min(r.snapshot_at for r in bronze_runs)
-            return _publish(engine, run_log, result, progress, since=since)
-        except SnapshotHeld as exc:
-            _record_held(run_log, result, exc)
-            raise
-        except BaseException as exc:
-            error = _record_failure(run_log, result, exc)
-            if error is exc:
-                raise
-            raise error from exc
+        # New coin classes change the top-N totals and stablecoin shares of every history point:
+        # rebuild all of gold then (once a day at most), so a later replay gives the same history.
+        since = None if classes_changed else min(r.snapshot_at for r in bronze_runs)
+        return publish_gold(run, result, progress, since=since)
 
 
-def _publish(
-    engine: Engine, run_log: RunLog, result: RunResult, progress: Progress, since: datetime | None
-) -> RunResult:
+def publish_gold(run: RunContext, result: RunResult, progress: Progress, since: datetime | None) -> RunResult:
     """Gold stage and the run's success record (``since=None``: rebuild all of gold)."""
-    run_log.stage("gold")
-    result.gold_rows = build_gold(engine, since=since)
+    run.stage("gold")
+    result.gold_rows = build_gold(run.engine, since=since)
     progress("gold", "published " + ", ".join(f"{k}: {v}" for k, v in result.gold_rows.items()))
-    result.status = "success"
-    run_log.succeed(**result.counts())
+    run.succeed()
     return result
 
 
@@ -214,46 +194,12 @@ def _record_snapshots(
         )
 
 
-def _record_held(run_log: RunLog, result: RunResult, held: SnapshotHeld) -> None:
-    """A held run: silver has its snapshot, gold does not; status 'held' with the reasons. Never raises."""
-    result.status = "held"
-    try:
-        run_log.hold(held.reasons, **result.counts())
-    except Exception as record_error:  # noqa: BLE001 - the hold is what the caller raises
-        log.info(
-            "could not record the hold of run %s: %s",
-            run_log.run_id,
-            str(getattr(record_error, "orig", record_error)).strip().splitlines()[0],
-        )
-
-
 def _manifest_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
 def _iso_time(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(timespec="microseconds")
-
-
-def _record_failure(run_log: RunLog, result: RunResult, exc: BaseException) -> BaseException:
-    """A failed run keeps its counts and one readable line of why (gold was not touched).
-    Returns the error to raise: a database error becomes one line, exit 5, no SQL.
-
-    Never raises: when the failure itself cannot be written (database full or gone),
-    the run's lease is released or expires, and the liveness rule marks it abandoned.
-    """
-    exc = as_pipeline_error(exc)
-    result.status = "failed"
-    message = str(exc) if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {exc}"
-    try:
-        run_log.fail(message or type(exc).__name__, **result.counts())
-    except Exception as record_error:  # noqa: BLE001 - the original error is what the caller raises
-        log.info(
-            "could not record the failure of run %s: %s",
-            run_log.run_id,
-            str(getattr(record_error, "orig", record_error)).strip().splitlines()[0],
-        )
-    return exc
 
 
 def _distinct_snapshot_times(runs: list[bronze.BronzeRun]) -> list[bronze.BronzeRun]:
@@ -297,7 +243,7 @@ def _fetch_api(
     )
     request = SnapshotRequest(vs_currency=settings.vs_currency, top_n=top_n, interactive=interactive)
     fetched_at = None
-    last_updated: list = []
+    last_updated: list[object] = []
     try:
         records = 0
         for item in provider.fetch_snapshot(settings, request, writer.add):
@@ -385,6 +331,15 @@ def _plan_batches(runs: list[bronze.BronzeRun], batch_records: int) -> list[list
     return batches
 
 
+class _BatchOptions(TypedDict):
+    """``prepare_batch``'s keyword arguments for one batch."""
+
+    with_sparklines: bool
+    datetime_text: bool
+    global_max_age_minutes: float
+    stale_after: timedelta | None
+
+
 def _load_silver(
     engine: Engine,
     runs: list[bronze.BronzeRun],
@@ -406,12 +361,12 @@ def _load_silver(
     batches = _plan_batches(runs, batch_records)
     datetime_text = engine.dialect.name == "sqlite"
     options = [
-        {
-            "with_sparklines": number == len(batches) - 1,
-            "datetime_text": datetime_text,
-            "global_max_age_minutes": global_max_age_minutes,
-            "stale_after": stale_after,
-        }
+        _BatchOptions(
+            with_sparklines=number == len(batches) - 1,
+            datetime_text=datetime_text,
+            global_max_age_minutes=global_max_age_minutes,
+            stale_after=stale_after,
+        )
         for number in range(len(batches))
     ]
     if len(batches) <= 3 or (os.cpu_count() or 1) < 2:
@@ -441,9 +396,6 @@ def _load_silver(
 
 def _reload_backfills(engine: Engine, backfills: list[bronze.BronzeRun], progress: Progress) -> None:
     """Coin history from every healthy backfill's bronze (an interrupted backfill's coins too)."""
-    from pipeline.backfill import market_chart_rows
-    from pipeline.silver.load import load_coin_history
-
     points = 0
     for run in backfills:
         with engine.begin() as conn:
@@ -460,48 +412,39 @@ def replay(
 
     Silver upserts are keyed by (coin, snapshot), so replaying twice gives the same tables.
     """
-    engine = engine or prepare_database(settings)
-    run_id = new_run_id()
-    with RunLease(engine, run_id, settings.lock_ttl_seconds):
-        run_log = RunLog(engine, run_id, trigger=trigger, source="replay")
-        run_log.start()
-        result = RunResult(run_id=run_id, source="replay")
-        try:
-            run_log.stage("bronze")
-            # A damaged bronze run (bad manifest, changed or missing body) is skipped and reported,
-            # never allowed to block the replay of the others.
-            found, damaged = bronze.healthy_runs(settings.raw_dir, include_incomplete=True)
-            for item in damaged:
-                if not item.incomplete:
-                    result.warnings.append(f"skipped {item.line()}")
-                    progress("bronze", f"skipped {item.line()}")
-            runs = [r for r in found if r.source not in ("backfill", classes.BRONZE_SOURCE) and r.manifest["complete"]]
-            backfills = [r for r in found if r.source == "backfill"]
-            if not runs:
-                raise PipelineError(
-                    f"no complete bronze runs under {settings.raw_dir}: nothing to replay "
-                    f"(run `python -m pipeline run` first)"
-                )
-            runs = _distinct_snapshot_times(runs)
-            result.bronze_runs = [r.run_id for r in runs]
-            progress("bronze", f"replaying {len(runs)} bronze run(s)")
-            run_log.stage("silver")
-            _load_silver(
-                engine,
-                runs,
-                result,
-                progress,
-                workers=settings.replay_workers,
-                global_max_age_minutes=settings.global_max_age_minutes,
-                stale_after=settings.stale_record_after,
+    with run_context(settings, trigger=trigger, origin="replay", engine=engine) as run:
+        engine = run.engine
+        result = run.track(RunResult(run_id=run.run_id, source="replay"))
+        run.stage("bronze")
+        # A damaged bronze run (bad manifest, changed or missing body) is skipped and reported,
+        # never allowed to block the replay of the others.
+        found, damaged = bronze.healthy_runs(settings.raw_dir, include_incomplete=True)
+        for item in damaged:
+            if not item.incomplete:
+                result.warnings.append(f"skipped {item.line()}")
+                progress("bronze", f"skipped {item.line()}")
+        runs = [r for r in found if r.source not in ("backfill", classes.BRONZE_SOURCE) and r.manifest["complete"]]
+        backfills = [r for r in found if r.source == "backfill"]
+        if not runs:
+            raise PipelineError(
+                f"no complete bronze runs under {settings.raw_dir}: nothing to replay "
+                f"(run `python -m pipeline run` first)"
             )
-            _record_snapshots(engine, runs, requested=None)
-            _reload_backfills(engine, backfills, progress)
-            result.bronze_records = result.silver_rows + result.quarantined + result.duplicates_dropped
-            result.snapshot_at = runs[-1].snapshot_at
-            return _publish(engine, run_log, result, progress, since=None)
-        except BaseException as exc:
-            error = _record_failure(run_log, result, exc)
-            if error is exc:
-                raise
-            raise error from exc
+        runs = _distinct_snapshot_times(runs)
+        result.bronze_runs = [r.run_id for r in runs]
+        progress("bronze", f"replaying {len(runs)} bronze run(s)")
+        run.stage("silver")
+        _load_silver(
+            engine,
+            runs,
+            result,
+            progress,
+            workers=settings.replay_workers,
+            global_max_age_minutes=settings.global_max_age_minutes,
+            stale_after=settings.stale_record_after,
+        )
+        _record_snapshots(engine, runs, requested=None)
+        _reload_backfills(engine, backfills, progress)
+        result.bronze_records = result.silver_rows + result.quarantined + result.duplicates_dropped
+        result.snapshot_at = runs[-1].snapshot_at
+        return publish_gold(run, result, progress, since=None)

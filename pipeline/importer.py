@@ -23,35 +23,25 @@ bodies) and gold is built once at the end.
 from __future__ import annotations
 
 import hashlib
-import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, select
 
-from pipeline import bronze
+from pipeline import bronze, logs
 from pipeline import snapshots as snapshot_ledger
 from pipeline.config import Settings
 from pipeline.db import utcnow
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.flow import (
-    Progress,
-    RunResult,
-    _load_silver,
-    _publish,
-    _quiet,
-    _record_failure,
-    _record_snapshots,
-    prepare_database,
-)
-from pipeline.runs import RunLease, RunLog, new_run_id
+from pipeline.flow import Progress, RunResult, _load_silver, _quiet, _record_snapshots, publish_gold
+from pipeline.run_context import run_context
 from pipeline.schema import snapshots as snapshots_table
 from pipeline.silver.data_time import BASIS_GIVEN, DataTime, data_time, last_updated_values
 from pipeline.silver.load import unused_snapshot_time
 from pipeline.sources.coingecko.client import ApiResponse
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 
 SOURCE = "import"
 MARKETS = "markets"
@@ -301,153 +291,141 @@ def import_bodies(
     RunLocked when another run holds the lock, PipelineError when no file could be used.
     """
     files, problems = find_files(paths)
-    engine = engine or prepare_database(settings)
     vs_currency = (vs_currency or "usd").strip().lower()
-    run_id = new_run_id()
-    with RunLease(engine, run_id, settings.lock_ttl_seconds):
-        run_log = RunLog(engine, run_id, trigger=trigger, source=SOURCE)
-        run_log.start()
+    with run_context(settings, trigger=trigger, origin=SOURCE, engine=engine) as ctx:
+        engine, run_id = ctx.engine, ctx.run_id
         result = ImportResult(RunResult(run_id=run_id, source=SOURCE), problems=problems)
-        run = result.run
-        try:
-            run_log.stage("fetch")
-            now = utcnow()
-            markets: list[Body] = []
-            globals_: list[Body] = []
-            for number, path in enumerate(files, start=1):
-                try:
-                    size = path.stat().st_size
-                    if size > settings.max_response_bytes:
-                        raise PipelineError(
-                            f"{size:,} bytes, more than COINGECKO_MAX_RESPONSE_BYTES ({settings.max_response_bytes:,})"
-                        )
-                    body = classify(path, path.read_bytes(), now=now, at=at)
-                except PipelineError as exc:
-                    result.problems.append((str(path), str(exc)))
-                    continue
-                except OSError as exc:
-                    result.problems.append((str(path), f"unreadable ({exc.strerror or exc})"))
-                    continue
-                (markets if body.kind == MARKETS else globals_).append(body)
-                if number % 200 == 0:
-                    progress("fetch", f"read {number} of {len(files)} files")
-            if at is not None and len(markets) > 1:
-                raise ConfigError(
-                    f"--at gives one time, but {len(markets)} markets bodies were found: "
-                    "import them without --at (each takes its data's time) or one at a time"
-                )
-            markets.sort(key=lambda b: (b.time.at, str(b.path)))
-            result.skipped += pair_globals(markets, globals_, at_given=at is not None)
-            progress(
-                "fetch", f"{len(markets)} markets bodies and {len(globals_)} /global bodies in {len(files)} file(s)"
-            )
-
-            known_bodies, known_times = _imported_before(settings, engine)
-            fresh: list[Body] = []
-            seen_bodies: dict[str, Body] = {}
-            seen_times: dict[datetime, Body] = {}
-            for body in markets:
-                if body.sha256 in known_bodies:
-                    result.skipped.append(
-                        (
-                            str(body.path),
-                            f"already imported (same body), snapshot {known_bodies[body.sha256]:%Y-%m-%d %H:%M:%S.%f}",
-                        )
-                    )
-                elif body.time.at in known_times:
-                    result.skipped.append(
-                        (
-                            str(body.path),
-                            "already imported (an imported snapshot has the same "
-                            f"data time {body.time.at:%Y-%m-%d %H:%M:%S.%f})",
-                        )
-                    )
-                elif body.sha256 in seen_bodies:
-                    result.skipped.append((str(body.path), f"the same body as {seen_bodies[body.sha256].path}"))
-                elif body.time.at in seen_times:
-                    result.skipped.append((str(body.path), f"the same data time as {seen_times[body.time.at].path}"))
-                else:
-                    seen_bodies[body.sha256] = body
-                    seen_times[body.time.at] = body
-                    fresh.append(body)
-                    continue
-                if body.partner is not None:
-                    result.skipped.append((str(body.partner.path), "its markets body was already imported"))
-                    body.partner = None
-
-            if not fresh:
-                if not markets and not result.skipped:
+        run = ctx.track(result.run)
+        ctx.stage("fetch")
+        now = utcnow()
+        markets: list[Body] = []
+        globals_: list[Body] = []
+        for number, path in enumerate(files, start=1):
+            try:
+                size = path.stat().st_size
+                if size > settings.max_response_bytes:
                     raise PipelineError(
-                        "nothing to import: no /coins/markets body among "
-                        f"{len(files)} file(s)" + (f" ({len(result.problems)} problem(s))" if result.problems else "")
+                        f"{size:,} bytes, more than COINGECKO_MAX_RESPONSE_BYTES ({settings.max_response_bytes:,})"
                     )
-                run.status = "success"
-                run.warnings = [f"{p}: {w}" for p, w in result.problems + result.skipped][:50]
-                run_log.succeed(**run.counts())
-                return result
+                body = classify(path, path.read_bytes(), now=now, at=at)
+            except PipelineError as exc:
+                result.problems.append((str(path), str(exc)))
+                continue
+            except OSError as exc:
+                result.problems.append((str(path), f"unreadable ({exc.strerror or exc})"))
+                continue
+            (markets if body.kind == MARKETS else globals_).append(body)
+            if number % 200 == 0:
+                progress("fetch", f"read {number} of {len(files)} files")
+        if at is not None and len(markets) > 1:
+            raise ConfigError(
+                f"--at gives one time, but {len(markets)} markets bodies were found: "
+                "import them without --at (each takes its data's time) or one at a time"
+            )
+        markets.sort(key=lambda b: (b.time.at, str(b.path)))
+        result.skipped += pair_globals(markets, globals_, at_given=at is not None)
+        progress("fetch", f"{len(markets)} markets bodies and {len(globals_)} /global bodies in {len(files)} file(s)")
 
-            run_log.stage("bronze")
-            started = utcnow()
-            runs: list[bronze.BronzeRun] = []
-            taken: set[datetime] = set()
-            for number, body in enumerate(fresh, start=1):
-                when = unused_snapshot_time(engine, body.time.at)
-                while when in taken:
-                    when += timedelta(microseconds=1)
-                taken.add(when)
-                body.snapshot_at = when
-                runs.append(_write_bronze(settings, f"{run_id}-i{number:05d}", body, started, vs_currency))
-                result.imported.append(body)
-                run.bronze_records += body.records
-                if number % 100 == 0 or number == len(fresh):
-                    progress("bronze", f"kept {number} of {len(fresh)} bodies")
-            run.bronze_runs = [r.run_id for r in runs]
+        known_bodies, known_times = _imported_before(settings, engine)
+        fresh: list[Body] = []
+        seen_bodies: dict[str, Body] = {}
+        seen_times: dict[datetime, Body] = {}
+        for body in markets:
+            if body.sha256 in known_bodies:
+                result.skipped.append(
+                    (
+                        str(body.path),
+                        f"already imported (same body), snapshot {known_bodies[body.sha256]:%Y-%m-%d %H:%M:%S.%f}",
+                    )
+                )
+            elif body.time.at in known_times:
+                result.skipped.append(
+                    (
+                        str(body.path),
+                        "already imported (an imported snapshot has the same "
+                        f"data time {body.time.at:%Y-%m-%d %H:%M:%S.%f})",
+                    )
+                )
+            elif body.sha256 in seen_bodies:
+                result.skipped.append((str(body.path), f"the same body as {seen_bodies[body.sha256].path}"))
+            elif body.time.at in seen_times:
+                result.skipped.append((str(body.path), f"the same data time as {seen_times[body.time.at].path}"))
+            else:
+                seen_bodies[body.sha256] = body
+                seen_times[body.time.at] = body
+                fresh.append(body)
+                continue
+            if body.partner is not None:
+                result.skipped.append((str(body.partner.path), "its markets body was already imported"))
+                body.partner = None
 
-            run_log.stage("silver")
-            # the /global age limit where this tree has one (PIPELINE_GLOBAL_MAX_AGE_MINUTES)
-            extra = (
-                {"global_max_age_minutes": settings.global_max_age_minutes}
-                if hasattr(settings, "global_max_age_minutes")
-                else {}
-            )
-            _load_silver(
-                engine,
-                runs,
-                run,
-                progress,
-                workers=settings.replay_workers,
-                batch_records=batch_records,
-                stale_after=settings.stale_record_after,
-                **extra,
-            )
-            # The plausibility gate, as for every run: a body that is not what it claims stays in
-            # silver, held out of gold; the others are published.
-            held = snapshot_ledger.gate(
-                engine,
-                [
-                    {
-                        "snapshot_at": r.snapshot_at,
-                        "run_id": r.run_id,
-                        "vs_currency": r.vs_currency,
-                        "requested": r.markets_record_count,
-                    }
-                    for r in runs
-                ],
-                vs_currency=vs_currency,
-            )
-            _record_snapshots(engine, runs, requested=None, held=held)
-            for body in result.imported:
-                if body.snapshot_at in held:
-                    result.held.append((str(body.path), "; ".join(held[body.snapshot_at])))
-            run.snapshot_at = max(r.snapshot_at for r in runs)
-            run.warnings = [f"{p}: held: {w}" for p, w in result.held] + [
-                f"{p}: {w}" for p, w in result.problems + result.skipped
-            ]
-            run.warnings = run.warnings[:50]
-            _publish(engine, run_log, run, progress, since=min(r.snapshot_at for r in runs))
+        if not fresh:
+            if not markets and not result.skipped:
+                raise PipelineError(
+                    "nothing to import: no /coins/markets body among "
+                    f"{len(files)} file(s)" + (f" ({len(result.problems)} problem(s))" if result.problems else "")
+                )
+            run.warnings = [f"{p}: {w}" for p, w in result.problems + result.skipped][:50]
+            ctx.succeed()
             return result
-        except BaseException as exc:
-            error = _record_failure(run_log, run, exc)
-            if error is exc:
-                raise
-            raise error from exc
+
+        ctx.stage("bronze")
+        started = utcnow()
+        runs: list[bronze.BronzeRun] = []
+        taken: set[datetime] = set()
+        for number, body in enumerate(fresh, start=1):
+            when = unused_snapshot_time(engine, body.time.at)
+            while when in taken:
+                when += timedelta(microseconds=1)
+            taken.add(when)
+            body.snapshot_at = when
+            runs.append(_write_bronze(settings, f"{run_id}-i{number:05d}", body, started, vs_currency))
+            result.imported.append(body)
+            run.bronze_records += body.records
+            if number % 100 == 0 or number == len(fresh):
+                progress("bronze", f"kept {number} of {len(fresh)} bodies")
+        run.bronze_runs = [r.run_id for r in runs]
+
+        ctx.stage("silver")
+        # the /global age limit where this tree has one (PIPELINE_GLOBAL_MAX_AGE_MINUTES)
+        extra = (
+            {"global_max_age_minutes": settings.global_max_age_minutes}
+            if hasattr(settings, "global_max_age_minutes")
+            else {}
+        )
+        _load_silver(
+            engine,
+            runs,
+            run,
+            progress,
+            workers=settings.replay_workers,
+            batch_records=batch_records,
+            stale_after=settings.stale_record_after,
+            **extra,
+        )
+        # The plausibility gate, as for every run: a body that is not what it claims stays in
+        # silver, held out of gold; the others are published.
+        held = snapshot_ledger.gate(
+            engine,
+            [
+                {
+                    "snapshot_at": r.snapshot_at,
+                    "run_id": r.run_id,
+                    "vs_currency": r.vs_currency,
+                    "requested": r.markets_record_count,
+                }
+                for r in runs
+            ],
+            vs_currency=vs_currency,
+        )
+        _record_snapshots(engine, runs, requested=None, held=held)
+        for body in result.imported:
+            if body.snapshot_at in held:
+                result.held.append((str(body.path), "; ".join(held[body.snapshot_at])))
+        run.snapshot_at = max(r.snapshot_at for r in runs)
+        run.warnings = [f"{p}: held: {w}" for p, w in result.held] + [
+            f"{p}: {w}" for p, w in result.problems + result.skipped
+        ]
+        run.warnings = run.warnings[:50]
+        publish_gold(ctx, run, progress, since=min(r.snapshot_at for r in runs))
+        return result

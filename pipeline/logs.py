@@ -22,7 +22,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
@@ -48,14 +50,29 @@ def get_logger(name: str) -> logging.Logger:
 _progress_log = logging.getLogger(PROGRESS)
 
 
-def progress(stage: str, message: str, *, run_id: str | None = None) -> None:
-    """One progress line, ``[ stage] message`` as text (the flow's ``progress`` callback signature)."""
+def progress(stage: str | None, message: str, *, run_id: str | None = None) -> None:
+    """One progress line, ``[ stage] message`` as text (the flow's ``progress`` callback signature);
+    without a stage, the message alone (a backfill's ``[3/250] bitcoin: ...``)."""
     _progress_log.info(message, extra=_extra(stage=stage, run_id=run_id))
 
 
 def outcome(message: str, *, run_id: str | None = None, level: int = logging.INFO) -> None:
     """A command's closing line (``run … succeeded: …``), a bare line as text."""
     _progress_log.log(level, message, extra=_extra(run_id=run_id))
+
+
+#: The run whose work is being logged (set by ``run_context``): every JSON line carries its id.
+_current_run: ContextVar[str | None] = ContextVar("pipeline_run_id", default=None)
+
+
+@contextmanager
+def bound_run(run_id: str) -> Iterator[None]:
+    """Tag the records logged in this block (this thread) with ``run_id``."""
+    token = _current_run.set(run_id)
+    try:
+        yield
+    finally:
+        _current_run.reset(token)
 
 
 def _extra(**fields: str | None) -> dict[str, str]:
@@ -92,6 +109,8 @@ class JsonFormatter(logging.Formatter):
         }
         for key in FIELDS:
             value = getattr(record, key, None)
+            if key == "run_id" and value is None:
+                value = _current_run.get()
             if value is not None:
                 entry[key] = value
         if record.exc_info:

@@ -8,16 +8,19 @@ prints them as one line with their exit code.
 from __future__ import annotations
 
 import argparse
-import sys
+from collections.abc import Callable
 
+from pipeline import logs
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
 
+Command = Callable[[argparse.Namespace, Settings], int]
+AddCommand = Callable[[str, Command, str], argparse.ArgumentParser]
 
-def _progress_printer(stream=None):
-    """One line per coin; on a terminal the line starts with a text progress bar."""
-    stream = stream or sys.stdout
-    tty = hasattr(stream, "isatty") and stream.isatty()
+
+def _progress_printer() -> Callable[[int, int, str, str], None]:
+    """One progress line per coin; when progress goes to a terminal the line starts with a text progress bar."""
+    tty = logs.progress_on_terminal()
 
     def show(done: int, total: int, coin_id: str, message: str) -> None:
         width = len(str(total))
@@ -25,7 +28,7 @@ def _progress_printer(stream=None):
         if tty:
             filled = round(20 * done / total) if total else 20
             bar = f"{'#' * filled}{'.' * (20 - filled)} {100 * done / total if total else 100:5.1f}% "
-        print(f"[{done:>{width}}/{total}] {bar}{coin_id}: {message}", file=stream, flush=True)
+        logs.progress(None, f"[{done:>{width}}/{total}] {bar}{coin_id}: {message}")
 
     return show
 
@@ -51,7 +54,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     result = run_backfill(
         settings, days=args.days, coin_ids=coin_ids, top=args.coins, trigger="cli", progress=_progress_printer()
     )
-    print(f"backfill {result.run_id} succeeded: {result.summary()}")
+    logs.outcome(f"backfill {result.run_id} succeeded: {result.summary()}", run_id=result.run_id)
     return 0
 
 
@@ -110,16 +113,14 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.importer import import_bodies, parse_at
 
     at = parse_at(args.at) if args.at else None
-
-    def printer(stage: str, message: str) -> None:
-        print(f"[{stage:>6}] {message}", flush=True)
-
-    result = import_bodies(settings, args.paths, at=at, vs_currency=args.vs_currency, trigger="cli", progress=printer)
+    result = import_bodies(
+        settings, args.paths, at=at, vs_currency=args.vs_currency, trigger="cli", progress=logs.progress
+    )
     print("\n".join(result.lines()), flush=True)
     return 0
 
 
-def register(sub, add) -> None:
+def register(add: AddCommand) -> None:
     """Add the ``backfill``, ``prune``, ``verify`` and ``import`` subcommands (``add`` is cli.build_parser's helper)."""
     imp = add("import", cmd_import, "import saved /coins/markets and /global bodies (files or folders)")
     imp.add_argument("paths", nargs="+", metavar="PATH", help="files or folders of saved response bodies")

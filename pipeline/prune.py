@@ -23,20 +23,19 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, and_, delete, func, select
+from sqlalchemy import ColumnElement, Engine, Table, and_, delete, func, select
 
-from pipeline import bronze
+from pipeline import bronze, logs
 from pipeline.config import Settings
-from pipeline.db import utcnow
+from pipeline.db import prepare_database, utcnow
 from pipeline.errors import BronzeError, ConfigError
 from pipeline.gold import build_gold
-from pipeline.runs import RunLease, new_run_id
+from pipeline.run_context import RunContext, run_context
 from pipeline.schema import (
     crypto_analytics_mart,
     quarantine_crypto_market,
@@ -46,7 +45,7 @@ from pipeline.schema import (
     staging_sparkline,
 )
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 
 MAX_KEEP_DAYS = 36_500
 #: (table, its time column, whether the gold snapshot's rows are protected)
@@ -88,10 +87,22 @@ class PruneReport:
     gold_rows: dict[str, int] | None = None
     #: Damaged bronze runs found (unreadable or malformed manifest), removed or not.
     damaged: list[bronze.DamagedRun] = field(default_factory=list)
+    #: The run-log status of a real prune (``run_context`` sets it); a dry run logs no run.
+    status: str = "dry run"
 
     @property
     def total_rows(self) -> int:
         return sum(self.rows.values())
+
+    def counts(self) -> dict[str, object]:
+        """What the run log keeps of a prune: gold rows when rebuilt, and what was removed as its note."""
+        return {
+            "gold_rows": sum(self.gold_rows.values()) if self.gold_rows else None,
+            "notes": (
+                f"prune, keep {self.keep_days} day(s): removed {self.total_rows} silver rows, "
+                f"{len(self.folders)} bronze folder(s), {len(self.date_folders)} empty date folder(s)"
+            ),
+        }
 
     def lines(self) -> list[str]:
         verb = "would remove" if self.dry_run else "removed"
@@ -122,15 +133,15 @@ class PruneReport:
             out.append(f"  ... and {len(self.folders) - 20} more")
         if self.damaged:
             going = {f.folder for f in self.folders}
-            kept = [d for d in self.damaged if d.folder not in going]
+            kept_damaged = [d for d in self.damaged if d.folder not in going]
             gone = "would be removed" if self.dry_run else "removed"
             out.append(
-                f"damaged bronze runs: {len(self.damaged)} ({len(self.damaged) - len(kept)} {gone}: older "
-                f"than the cutoff; {len(kept)} kept; `python -m pipeline verify` lists them)"
+                f"damaged bronze runs: {len(self.damaged)} ({len(self.damaged) - len(kept_damaged)} {gone}: older "
+                f"than the cutoff; {len(kept_damaged)} kept; `python -m pipeline verify` lists them)"
             )
-            out += [f"  kept {d.line()}" for d in kept[:20]]
-            if len(kept) > 20:
-                out.append(f"  ... and {len(kept) - 20} more")
+            out += [f"  kept {d.line()}" for d in kept_damaged[:20]]
+            if len(kept_damaged) > 20:
+                out.append(f"  ... and {len(kept_damaged) - 20} more")
         if self.gold_rows is not None:
             out.append("gold rebuilt: " + ", ".join(f"{k} {v}" for k, v in self.gold_rows.items()))
         elif not self.dry_run:
@@ -138,7 +149,8 @@ class PruneReport:
         return out
 
 
-def _size(n: int) -> str:
+def _size(size: int) -> str:
+    n = float(size)
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -167,7 +179,9 @@ def _gold_origin(engine: Engine) -> tuple[datetime | None, list[str]]:
     return snapshot, sorted(runs)
 
 
-def _silver_condition(table, column: str, protected: bool, cutoff: datetime, gold_snapshot: datetime | None):
+def _silver_condition(
+    table: Table, column: str, protected: bool, cutoff: datetime, gold_snapshot: datetime | None
+) -> ColumnElement[bool]:
     col = table.c[column]
     if protected and gold_snapshot is not None:
         return and_(col < cutoff, col != gold_snapshot)
@@ -262,24 +276,38 @@ def prune(
     dry_run: bool = False,
     now: datetime | None = None,
     engine: Engine | None = None,
+    trigger: str = "cli",
 ) -> PruneReport:
-    """Remove silver rows and bronze folders older than ``keep_days`` days; see the module docstring."""
-    from pipeline.flow import prepare_database
+    """Remove silver rows and bronze folders older than ``keep_days`` days; see the module docstring.
 
+    A real prune is a run like any writer (origin ``prune``): it holds the lock and has its
+    row in the run log, so the run "Running now" names is always one the log lists.
+    """
     check_keep_days(keep_days)
     engine = engine or prepare_database(settings)
     if dry_run:
         return _prune(settings, engine, keep_days, dry_run=True, now=now)
-    with RunLease(engine, new_run_id(), settings.lock_ttl_seconds):
-        return _prune(settings, engine, keep_days, dry_run=False, now=now)
+    with run_context(settings, trigger=trigger, origin="prune", engine=engine) as run:
+        return _prune(settings, engine, keep_days, dry_run=False, now=now, run=run)
 
 
-def _prune(settings: Settings, engine: Engine, keep_days: int, *, dry_run: bool, now: datetime | None) -> PruneReport:
+def _prune(
+    settings: Settings,
+    engine: Engine,
+    keep_days: int,
+    *,
+    dry_run: bool,
+    now: datetime | None,
+    run: RunContext | None = None,
+) -> PruneReport:
     cutoff = (now or utcnow()) - timedelta(days=keep_days)
     gold_snapshot, gold_runs = _gold_origin(engine)
     report = PruneReport(
         keep_days=keep_days, cutoff=cutoff, dry_run=dry_run, gold_snapshot=gold_snapshot, gold_runs=gold_runs
     )
+    if run is not None:
+        run.track(report)
+        run.stage("silver")
 
     conditions = [
         (table, _silver_condition(table, column, protected, cutoff, gold_snapshot))
@@ -296,9 +324,11 @@ def _prune(settings: Settings, engine: Engine, keep_days: int, *, dry_run: bool,
             for table, condition in conditions:
                 report.rows[table.name] = max(conn.execute(delete(table).where(condition)).rowcount or 0, 0)
 
+    if run is not None:
+        run.stage("bronze")
     report.folders, report.damaged = scan_bronze(settings.raw_dir, cutoff, set(gold_runs))
-    for item in report.damaged:
-        log.warning("prune: %s", item.line())
+    for damaged in report.damaged:
+        log.warning("prune: %s", damaged.line())
     report.date_folders = _empty_date_folders(settings.raw_dir, [f.folder for f in report.folders])
     if not dry_run:
         for item in report.folders:
@@ -312,5 +342,7 @@ def _prune(settings: Settings, engine: Engine, keep_days: int, *, dry_run: bool,
             except OSError:  # something new appeared in it meanwhile: keep it
                 log.warning("kept date folder %s: not empty", day)
         if any(report.rows.get(name) for name in GOLD_INPUTS):
+            if run is not None:
+                run.stage("gold")
             report.gold_rows = build_gold(engine)
     return report

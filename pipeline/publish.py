@@ -12,24 +12,26 @@ only prints why the snapshot was held and refuses.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, or_, select
 
+from pipeline import logs
 from pipeline import snapshots as ledger
 from pipeline.config import Settings
+from pipeline.db import prepare_database
 from pipeline.errors import PipelineError, SnapshotHeld
-from pipeline.runs import RunLease, RunLog, new_run_id
 from pipeline.schema import snapshots
+
+if TYPE_CHECKING:
+    from pipeline.flow import RunResult
 
 FORCED_PREFIX = "forced by operator: "
 
 
-def _print(stage: str, message: str) -> None:
-    print(f"[{stage:>6}] {message}", flush=True)
-
-
-def find_snapshots(engine: Engine, run_id: str) -> list[dict]:
+def find_snapshots(engine: Engine, run_id: str) -> list[dict[str, Any]]:
     """Ledger rows made by this run (a multi-snapshot sample run's bronze ids are RUN_ID-sNN)."""
     with engine.connect() as conn:
         rows = conn.execute(
@@ -46,15 +48,16 @@ def publish_held(
     *,
     force: bool = False,
     trigger: str = "cli",
-    progress=_print,
+    progress: Callable[[str, str], None] = logs.progress,
     engine: Engine | None = None,
-):
+) -> RunResult:
     """Publish the held snapshot(s) of ``run_id``; returns the publish run's RunResult.
 
     Raises SnapshotHeld (exit 6) without ``force``, PipelineError when the run made no snapshot
     or none of its snapshots is held, RunLocked when another run holds the lock.
     """
-    from pipeline.flow import RunResult, _publish, _record_failure, prepare_database
+    from pipeline.flow import RunResult, publish_gold
+    from pipeline.run_context import run_context
 
     engine = engine or prepare_database(settings)
     rows = find_snapshots(engine, run_id)
@@ -74,36 +77,29 @@ def publish_held(
         progress("held", f"not published; to publish it anyway: python -m pipeline publish {run_id} --force")
         raise SnapshotHeld(reasons, run_id=run_id, snapshot_at=held[-1]["snapshot_at"])
 
-    publish_id = new_run_id()
-    with RunLease(engine, publish_id, settings.lock_ttl_seconds):
-        run_log = RunLog(engine, publish_id, trigger=trigger, source="publish")
-        run_log.start()
+    with run_context(settings, trigger=trigger, origin="publish", engine=engine) as run:
         since: datetime = min(r["snapshot_at"] for r in held)
-        result = RunResult(
-            run_id=publish_id,
-            source="publish",
-            snapshot_at=max(r["snapshot_at"] for r in held),
-            silver_rows=sum(r["coin_count"] or 0 for r in held),
+        result = run.track(
+            RunResult(
+                run_id=run.run_id,
+                source="publish",
+                snapshot_at=max(r["snapshot_at"] for r in held),
+                silver_rows=sum(r["coin_count"] or 0 for r in held),
+            )
         )
         result.warnings.append(f"published the held snapshot(s) of run {run_id} by operator: " + "; ".join(reasons))
+        with engine.begin() as conn:
+            for row in held:
+                ledger.set_status(
+                    conn, row["snapshot_at"], ledger.PUBLISHED, FORCED_PREFIX + (row["reasons"] or "held")
+                )
         try:
-            with engine.begin() as conn:
+            return publish_gold(run, result, progress, since=since)
+        except BaseException:
+            with engine.begin() as conn:  # gold was not rebuilt: the snapshots stay held
                 for row in held:
-                    ledger.set_status(
-                        conn, row["snapshot_at"], ledger.PUBLISHED, FORCED_PREFIX + (row["reasons"] or "held")
-                    )
-            try:
-                return _publish(engine, run_log, result, progress, since=since)
-            except BaseException:
-                with engine.begin() as conn:  # gold was not rebuilt: the snapshots stay held
-                    for row in held:
-                        ledger.set_status(conn, row["snapshot_at"], ledger.HELD, row["reasons"])
-                raise
-        except BaseException as exc:
-            error = _record_failure(run_log, result, exc)
-            if error is exc:
-                raise
-            raise error from exc
+                    ledger.set_status(conn, row["snapshot_at"], ledger.HELD, row["reasons"])
+            raise
 
 
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
@@ -117,9 +113,10 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     Example: python -m pipeline publish 20261130T091500Z-1a2b3c --force
     """
     result = publish_held(settings, args.run_id, force=args.force, trigger="cli")
-    print(
+    logs.outcome(
         f"publish {result.run_id} succeeded: snapshot {result.snapshot_at:%Y-%m-%d %H:%M:%S} UTC of run "
-        f"{args.run_id} is published"
+        f"{args.run_id} is published",
+        run_id=result.run_id,
     )
     return 0
 

@@ -20,8 +20,9 @@ import time
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from pipeline.db import utcnow
@@ -32,7 +33,8 @@ log = logging.getLogger(__name__)
 
 LOCK_NAME = "pipeline"
 TRIGGERS = ("schedule", "button", "cli")
-SOURCES = ("api", "sample", "replay", "backfill", "import", "publish")
+#: What a run does (the run log's ``source`` column); prune logs a run too, so "Running now" is always in the log.
+SOURCES = ("api", "sample", "replay", "backfill", "import", "publish", "prune")
 STAGES = ("fetch", "bronze", "silver", "gold")
 
 
@@ -178,11 +180,11 @@ class RunLease:
     def __enter__(self) -> RunLease:
         return self.acquire()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
 
-def holder_is_alive(holder: Mapping, now: datetime | None = None) -> bool:
+def holder_is_alive(holder: Mapping[Any, Any], now: datetime | None = None) -> bool:
     """The one liveness rule for a lease row (the lock) or a run's host/pid.
 
     Alive: the lease has not expired, and if it was taken on this host its process
@@ -193,12 +195,12 @@ def holder_is_alive(holder: Mapping, now: datetime | None = None) -> bool:
         return False
     if holder["host"] == socket.gethostname():
         if holder["pid"] == os.getpid():
-            return holder["run_id"] in _ACTIVE_RUNS
+            return bool(holder["run_id"] in _ACTIVE_RUNS)
         return _pid_alive(holder["pid"])
     return True
 
 
-def current_holder(engine: Engine) -> dict | None:
+def current_holder(engine: Engine) -> dict[str, Any] | None:
     """The live lock holder, if any (a dead one counts as free)."""
     with engine.connect() as conn:
         row = conn.execute(select(pipeline_lock).where(pipeline_lock.c.name == LOCK_NAME)).mappings().first()
@@ -207,7 +209,7 @@ def current_holder(engine: Engine) -> dict | None:
     return dict(row)
 
 
-def _mark_abandoned(conn, *, keep: str | None, now: datetime) -> list[str]:
+def _mark_abandoned(conn: Connection, *, keep: str | None, now: datetime) -> list[str]:
     """Every ``running`` row but ``keep`` and the live holder's becomes ``abandoned``."""
     holder = conn.execute(select(pipeline_lock).where(pipeline_lock.c.name == LOCK_NAME)).mappings().first()
     live = {keep}
@@ -242,11 +244,11 @@ def reap_dead_runs(engine: Engine) -> list[str]:
         return _mark_abandoned(conn, keep=None, now=now)
 
 
-def effective_status(run: Mapping, holder: Mapping | None) -> str:
+def effective_status(run: Mapping[Any, Any], holder: Mapping[Any, Any] | None) -> str:
     """A run's status as a reader should show it: a ``running`` row without a live lease is
     ``abandoned`` even before anyone has written that down (read-only commands write nothing)."""
     if run["status"] != "running":
-        return run["status"]
+        return str(run["status"])
     return "running" if holder is not None and holder["run_id"] == run["run_id"] else "abandoned"
 
 
@@ -277,31 +279,31 @@ class RunLog:
                 )
             )
 
-    def update(self, **values) -> None:
+    def update(self, **values: object) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(pipeline_runs).where(pipeline_runs.c.run_id == self.run_id).values(**values))
 
     def stage(self, name: str) -> None:
         self.update(stage=name)
 
-    def succeed(self, **counts) -> None:
+    def succeed(self, **counts: object) -> None:
         self.update(status="success", finished_at=utcnow(), **counts)
 
-    def fail(self, message: str, **counts) -> None:
+    def fail(self, message: str, **counts: object) -> None:
         self.update(status="failed", finished_at=utcnow(), error_message=message[:2000], **counts)
 
-    def hold(self, reasons: list[str], **counts) -> None:
+    def hold(self, reasons: list[str], **counts: object) -> None:
         """The plausibility gate held the run's snapshot: silver has it, gold does not (status ``held``)."""
         self.update(status="held", finished_at=utcnow(), error_message=("held: " + "; ".join(reasons))[:2000], **counts)
 
 
-def recent_runs(engine: Engine, limit: int = 20) -> list[dict]:
+def recent_runs(engine: Engine, limit: int = 20) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         rows = conn.execute(select(pipeline_runs).order_by(pipeline_runs.c.started_at.desc()).limit(limit))
         return [dict(r) for r in rows.mappings()]
 
 
-def get_run(engine: Engine, run_id: str) -> dict | None:
+def get_run(engine: Engine, run_id: str) -> dict[str, Any] | None:
     with engine.connect() as conn:
         row = conn.execute(select(pipeline_runs).where(pipeline_runs.c.run_id == run_id)).mappings().first()
     return dict(row) if row else None

@@ -16,15 +16,15 @@ from pipeline.backfill import (
     BackfillIncomplete,
     check_days,
     is_covered,
-    market_chart_rows,
     parse_ids,
     run_backfill,
 )
 from pipeline.cli import main
-from pipeline.db import make_engine
+from pipeline.db import make_engine, prepare_database
 from pipeline.errors import ConfigError, PipelineError, RunLocked
-from pipeline.flow import prepare_database, replay, run_pipeline
+from pipeline.flow import replay, run_pipeline
 from pipeline.runs import RunLease, current_holder
+from pipeline.silver.market_chart import market_chart_rows
 from tests.fakes.coingecko import DAY_MS, FIXTURES_DIR, load_fixture
 
 BTC_FILE = "market_chart/market_chart_bitcoin_usd_91d_2020-07-04_rudijs-coin-bot.json"
