@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 
 from dashboard import refresh
+from pipeline import run_requests
 from pipeline.db import make_engine
 from pipeline.runs import RunLease, RunLog, recent_runs
-from tests.dashboard.helpers import PAGES, metric
+from pipeline.schema import sidecar_heartbeats
+from tests.dashboard.helpers import PAGES, REPO_ROOT, metric
 from tests.fakes.coingecko import FakeCoinGecko, load_fixture
+from tests.helpers import wait_for
 
 NEW_MARKETS = "markets/markets_250_sparkline_pct1h-1y_2024-12-19_mrmendoza-dev-cryptotracker.json"
 
@@ -163,3 +172,108 @@ def test_stage_lines_mark_progress():
     ]
     assert refresh.stage_lines("gold", finished=True) == [(s, "✅") for s in ("fetch", "bronze", "silver", "gold")]
     assert refresh.stage_lines("fetch", finished=True, failed=True)[0] == ("fetch", "❌")
+
+
+# -- the run queue: the button asks, the sidecar does ------------------------------------------------
+
+
+def requests_of(warehouse) -> list:
+    return run_requests.recent_requests(make_engine(warehouse.settings().database_url))
+
+
+@pytest.mark.slow
+def test_with_a_live_sidecar_the_button_only_asks_and_the_page_shows_the_sidecars_run(
+    fresh_warehouse, use_warehouse, open_app, fake_api, monkeypatch
+):
+    use_warehouse(fresh_warehouse)
+    monkeypatch.setenv("PIPELINE_SIDECAR_HEARTBEAT_SECONDS", "1")
+    env = {**os.environ, "PIPELINE_SIDECAR_HEARTBEAT_SECONDS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    sidecar = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "schedule", "--interval", "60"],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(
+            lambda: any(r["trigger"] == "schedule" and r["status"] != "running" for r in runs_of(fresh_warehouse)),
+            timeout=60,
+            what="the sidecar's first scheduled run",
+        )
+        monkeypatch.setenv("PIPELINE_REFRESH_COOLDOWN_SECONDS", "0")  # the scheduled run just called the API
+        at = open_app()
+        at.sidebar.button(key="refresh_button").click().run()
+    finally:
+        sidecar.send_signal(signal.SIGTERM)
+        sidecar.wait(timeout=15)
+
+    assert not at.exception and not at.error
+    [request] = requests_of(fresh_warehouse)
+    assert (request.state, request.outcome) == ("done", "success")
+    assert request.claimed_by == run_requests.heartbeat_name(run_requests.ROLE_SIDECAR).replace(
+        f"pid {os.getpid()}", f"pid {sidecar.pid}"
+    )
+    newest = runs_of(fresh_warehouse)[0]
+    assert newest["run_id"] == request.run_id
+    assert (newest["trigger"], newest["source"], newest["status"], newest["pid"]) == (
+        "button",
+        "api",
+        "success",
+        sidecar.pid,
+    )
+    assert [s.label for s in at.sidebar.status] == ["Data refreshed"]
+    stages = sidebar_text(at)
+    for stage in ("fetch", "bronze", "silver", "gold"):
+        assert f"✅ {stage}" in stages
+    assert "Refreshed: data as of" in stages
+    assert metric(at, "Market cap (top 250 coins)").value != "$933.32B"
+
+
+def quick(settings, fake_api, **overrides):
+    """The warehouse's settings against the fake CoinGecko, without pacing or retries."""
+    return settings.with_overrides(
+        coingecko_base_url=fake_api.base_url, calls_per_minute=0.0, max_retries=0, **overrides
+    )
+
+
+def test_with_no_sidecar_the_dashboard_claims_its_request_and_runs_it_here(fresh_warehouse, use_warehouse, fake_api):
+    settings = quick(use_warehouse(fresh_warehouse).settings(), fake_api)
+    engine = make_engine(settings.database_url)
+    run_requests.beat(engine, "scheduler pid 1 on gone", run_requests.ROLE_SIDECAR)
+    with engine.begin() as conn:  # a sidecar that last beat a minute ago: dead
+        conn.execute(update(sidecar_heartbeats).values(beat_at=sidecar_heartbeats.c.beat_at - timedelta(minutes=1)))
+
+    decision = refresh.request_refresh(settings)
+    assert decision.kind == "started"
+    assert decision.job.wait(30) and decision.job.state == "success"
+    [request] = requests_of(fresh_warehouse)
+    assert request.request_id == decision.job.job_id
+    assert (request.state, request.run_id) == ("done", decision.job.run_id)
+    assert request.claimed_by == run_requests.heartbeat_name(run_requests.ROLE_DASHBOARD)
+    run = runs_of(fresh_warehouse)[0]
+    assert (run["run_id"], run["trigger"], run["pid"]) == (request.run_id, "button", os.getpid())
+    wait_for(lambda: not run_requests.fresh_heartbeats(engine, 5.0), timeout=5, what="the dashboard to stop beating")
+
+
+def test_a_request_left_pending_by_a_sidecar_that_died_is_served_once_its_heartbeat_is_stale(
+    fresh_warehouse, use_warehouse, fake_api
+):
+    settings = quick(use_warehouse(fresh_warehouse).settings(), fake_api, sidecar_heartbeat_seconds=0.5)
+    engine = make_engine(settings.database_url)
+    run_requests.beat(engine, "scheduler pid 1 on gone", run_requests.ROLE_SIDECAR)  # beat, then died
+
+    first = refresh.request_refresh(settings)
+    second = refresh.request_refresh(settings)  # a double click joins the same request
+    assert first.kind == "started" and second.kind == "attached" and second.job is first.job
+    assert len(requests_of(fresh_warehouse)) == 1
+    assert requests_of(fresh_warehouse)[0].state == "pending"  # the sidecar looked alive: the dashboard waits
+    wait_for(lambda: first.job.events, timeout=5, interval=0.05, what="the page's first line")
+    assert first.job.events[0][1] == refresh.WAITING_MESSAGE
+
+    assert first.job.wait(30) and first.job.state == "success"
+    [request] = requests_of(fresh_warehouse)
+    assert request.state == "done"
+    assert request.claimed_by == run_requests.heartbeat_name(run_requests.ROLE_DASHBOARD)
+    assert (request.claimed_at - request.requested_at).total_seconds() >= 1.5  # after 3 missed beats
+    assert [r["trigger"] for r in runs_of(fresh_warehouse)].count("button") == 1
