@@ -23,9 +23,11 @@ bodies) and gold is built once at the end.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, select
 
@@ -63,6 +65,20 @@ class Body:
     partner: Body | None = None  # markets: the /global paired with it
     snapshot_at: datetime | None = None
 
+    @property
+    def data_time(self) -> DataTime:
+        """A markets body's data time and its basis (``classify`` finds one or refuses the body)."""
+        if self.time is None or self.time.at is None:
+            raise ValueError(f"{self.path} is a {self.kind} body without a data time")
+        return self.time
+
+    @property
+    def at(self) -> datetime:
+        """A markets body's data time."""
+        at = self.data_time.at
+        assert at is not None  # data_time checked it
+        return at
+
 
 @dataclass
 class ImportResult:
@@ -77,7 +93,7 @@ class ImportResult:
 
     @property
     def span(self) -> tuple[datetime, datetime] | None:
-        times = [b.snapshot_at for b in self.imported]
+        times = [b.snapshot_at for b in self.imported if b.snapshot_at is not None]
         return (min(times), max(times)) if times else None
 
     def lines(self) -> list[str]:
@@ -132,7 +148,7 @@ def find_files(paths: list[str | Path]) -> tuple[list[Path], list[tuple[str, str
     return files, problems
 
 
-def _global_time(payload: dict) -> datetime | None:
+def _global_time(payload: dict[str, Any]) -> datetime | None:
     value = payload["data"].get("updated_at")
     if isinstance(value, (int, float)) and not isinstance(value, bool) and 631152000 <= value < 4102444800:
         return datetime.fromtimestamp(value, UTC).replace(tzinfo=None)
@@ -187,7 +203,7 @@ def pair_globals(markets: list[Body], globals_: list[Body], *, at_given: bool) -
             left.append((str(g.path), "/global has no updated_at: its time (and markets body) is unknown"))
             continue
         for number, m in enumerate(markets):
-            distance = abs(m.time.at - g.updated_at)
+            distance = abs(m.at - g.updated_at)
             if distance <= PAIR_WINDOW:
                 options.append((distance, str(g.path), number, g))
     taken_bodies: set[int] = set()
@@ -261,17 +277,16 @@ def _write_bronze(
         complete=True,
         extra={
             "fetched_at": None,
-            "data_time_basis": body.time.basis,
+            "data_time_basis": body.data_time.basis,
             "imported_from": origins,
         },
     )
     return bronze.BronzeRun(writer.folder, _read_manifest(writer.folder))
 
 
-def _read_manifest(folder: Path) -> dict:
-    import json
-
-    return json.loads((folder / bronze.MANIFEST).read_bytes())
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads((folder / bronze.MANIFEST).read_bytes())
+    return manifest
 
 
 def import_bodies(
@@ -322,7 +337,7 @@ def import_bodies(
                 f"--at gives one time, but {len(markets)} markets bodies were found: "
                 "import them without --at (each takes its data's time) or one at a time"
             )
-        markets.sort(key=lambda b: (b.time.at, str(b.path)))
+        markets.sort(key=lambda b: (b.at, str(b.path)))
         result.skipped += pair_globals(markets, globals_, at_given=at is not None)
         progress("fetch", f"{len(markets)} markets bodies and {len(globals_)} /global bodies in {len(files)} file(s)")
 
@@ -338,21 +353,21 @@ def import_bodies(
                         f"already imported (same body), snapshot {known_bodies[body.sha256]:%Y-%m-%d %H:%M:%S.%f}",
                     )
                 )
-            elif body.time.at in known_times:
+            elif body.at in known_times:
                 result.skipped.append(
                     (
                         str(body.path),
                         "already imported (an imported snapshot has the same "
-                        f"data time {body.time.at:%Y-%m-%d %H:%M:%S.%f})",
+                        f"data time {body.at:%Y-%m-%d %H:%M:%S.%f})",
                     )
                 )
             elif body.sha256 in seen_bodies:
                 result.skipped.append((str(body.path), f"the same body as {seen_bodies[body.sha256].path}"))
-            elif body.time.at in seen_times:
-                result.skipped.append((str(body.path), f"the same data time as {seen_times[body.time.at].path}"))
+            elif body.at in seen_times:
+                result.skipped.append((str(body.path), f"the same data time as {seen_times[body.at].path}"))
             else:
                 seen_bodies[body.sha256] = body
-                seen_times[body.time.at] = body
+                seen_times[body.at] = body
                 fresh.append(body)
                 continue
             if body.partner is not None:
@@ -374,7 +389,8 @@ def import_bodies(
         runs: list[bronze.BronzeRun] = []
         taken: set[datetime] = set()
         for number, body in enumerate(fresh, start=1):
-            when = unused_snapshot_time(engine, body.time.at)
+            when = unused_snapshot_time(engine, body.at)
+            assert when is not None  # a time was asked for, so one is given
             while when in taken:
                 when += timedelta(microseconds=1)
             taken.add(when)
