@@ -59,12 +59,14 @@ POLL_SECONDS = 1.0
 STALE_AFTER_BEATS = 3
 ROLE_SIDECAR = "scheduler"
 ROLE_DASHBOARD = "dashboard"
+INTERRUPTED = "interrupted: the server stopped"
 
 Progress = Callable[[str, str], None]
 
 
 def _quiet(stage: str, message: str) -> None:
-    """The default progress callback: nobody watches in-process."""
+    """The default progress callback (the sidecar's): a detail, as for its scheduled runs."""
+    log.info("[%s] %s", stage, message)
 
 
 @dataclass(frozen=True)
@@ -289,11 +291,7 @@ def serve(settings: Settings, engine: Engine, request: Request, *, progress: Pro
     try:
         outcome = execute(settings, source=request.source, progress=watch, engine=engine)
     except BaseException:
-        finish(
-            engine,
-            request.request_id,
-            Outcome("failed", run_id=_first(known_run), message="interrupted: the server stopped"),
-        )
+        finish(engine, request.request_id, Outcome("failed", run_id=_first(known_run), message=INTERRUPTED))
         raise
     if outcome.run_id is None and known_run:
         outcome = Outcome(outcome.outcome, known_run[0], outcome.message, outcome.snapshot_at, outcome.used_source)
@@ -393,6 +391,21 @@ def reap_orphans(engine: Engine, heartbeat_seconds: float) -> list[str]:
             reaped.append(request_id)
             log.warning("refresh request %s: %s", request_id, message)
     return reaped
+
+
+def close_claims(engine: Engine, claimed_by: str, message: str) -> list[str]:
+    """Close every request still claimed by ``claimed_by`` as failed (a server stopping mid-request)."""
+    with engine.connect() as conn:
+        claimed = conn.execute(
+            select(run_requests.c.request_id, run_requests.c.run_id).where(
+                run_requests.c.state == "claimed", run_requests.c.claimed_by == claimed_by
+            )
+        ).all()
+    return [
+        request_id
+        for request_id, run_id in claimed
+        if finish(engine, request_id, Outcome("failed", run_id=run_id, message=message))
+    ]
 
 
 def prune_heartbeats(engine: Engine, older_than: timedelta = timedelta(days=1)) -> None:

@@ -170,6 +170,10 @@ def run_forever(settings: Settings, *, source: str = "api", interval_minutes: fl
     except Shutdown:
         logs.outcome("scheduler: interrupted the running job; it is recorded as failed")
     finally:
+        try:  # a stop between claiming a request and serving it leaves no request waiting on us
+            requests.close_claims(engine, heartbeat.name, requests.INTERRUPTED)
+        except Exception:
+            log.warning("could not close this sidecar's refresh requests", exc_info=True)
         heartbeat.stop()
     logs.outcome("scheduler: stopped")
     return 0

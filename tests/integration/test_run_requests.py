@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -207,3 +208,44 @@ def test_a_running_sidecar_claims_and_runs_a_request_within_two_seconds(settings
     assert proc.returncode == 0, output
     assert f"refresh request {request.request_id} done" in output
     assert not requests.sidecar_alive(engine, 1.0), "a clean stop removes the heartbeat"
+
+
+@pytest.mark.slow
+def test_sigterm_while_the_sidecar_serves_a_request_closes_it_failed_and_frees_the_slot(settings, fake_coingecko):
+    env = settings_env(settings)
+    env.update({"PIPELINE_SIDECAR_HEARTBEAT_SECONDS": "1", "COINGECKO_TIMEOUT_SECONDS": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "schedule", "--interval", "10"],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    engine = make_engine(settings.database_url)
+    try:
+        wait_for(lambda: fake_coingecko.calls_to("markets") >= 1, timeout=60, what="the first scheduled run")
+        wait_for(lambda: requests.sidecar_alive(engine, 1.0), timeout=30, what="the heartbeat")
+        fake_coingecko.add_fault("hang", hang_seconds=1.5, times=20)
+        request, _ = requests.request_run(engine)
+        wait_for(
+            lambda: (r := requests.get_request(engine, request.request_id)) and r.state == "claimed",
+            timeout=30,
+            interval=0.05,
+            what="the sidecar to claim the request",
+        )
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=10)
+        assert time.monotonic() - started < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, output
+    closed = requests.get_request(engine, request.request_id)
+    assert (closed.state, closed.outcome) == ("failed", "failed"), output
+    assert requests.open_request(engine) is None
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM pipeline_runs WHERE status = 'running'")).scalar() == 0
+        assert conn.execute(text("SELECT COUNT(*) FROM pipeline_lock")).scalar() == 0
