@@ -30,10 +30,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from dashboard import data
-from pipeline import run_requests as requests
-from pipeline.config import Settings
-from pipeline.db import utcnow
-from pipeline.runs import STAGES, current_holder, get_run, reap_dead_runs
+from pipeline.api import STAGES, Settings, current_holder, get_run, prepare_database, reap_dead_runs, utcnow
+from pipeline.api import run_requests as requests
 
 log = logging.getLogger(__name__)
 
@@ -213,8 +211,6 @@ def _lock_holder(settings: Settings) -> dict | None:
 def _request_engine(settings: Settings):
     """The engine to queue requests in; on a first start (no tables yet) the schema is created first,
     as the first run would have done."""
-    from pipeline.db import prepare_database
-
     engine = data.engine_for(settings.database_url)
     try:
         requests.open_request(engine)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pipeline import run_requests
 from pipeline.categories import (
     LABELS,
     LIQUIDITY_BANDS,
@@ -36,7 +37,7 @@ from pipeline.categories import (
     scale_for,
 )
 from pipeline.config import Settings, mask_url
-from pipeline.db import DRIVER_ERRORS, make_engine, utcnow
+from pipeline.db import DRIVER_ERRORS, make_engine, prepare_database, utcnow
 from pipeline.errors import ConfigError, DatabaseUnavailable, PipelineError, RunLocked, SnapshotHeld, SourceError
 from pipeline.runs import LOCK_NAME, STAGES, current_holder, get_run, reap_dead_runs
 from pipeline.schema import (
@@ -100,7 +101,9 @@ __all__ = [
     "freshness_statement",
     "get_run",
     "reap_dead_runs",
-    # running the pipeline (the refresh button)
+    # running the pipeline (the refresh button): queue a request, or serve it here without a sidecar
+    "prepare_database",
+    "run_requests",
     "PipelineError",
     "RunLocked",
     "SnapshotHeld",
@@ -108,10 +111,10 @@ __all__ = [
     "run_pipeline",
 ]
 
-#: The names above that open a connection or run a pipeline: only ``dashboard/data.py`` (and, until the
-#: refresh button only queues requests, ``dashboard/refresh.py``) may call them.
+#: The names above that open a connection or run a pipeline: only ``dashboard/data.py`` (reads) and
+#: ``dashboard/refresh.py`` (run requests) may call them.
 READS_DATABASE = frozenset(
-    {"make_engine", "current_holder", "data_freshness", "get_run", "reap_dead_runs", "run_pipeline"}
+    {"make_engine", "prepare_database", "current_holder", "data_freshness", "get_run", "reap_dead_runs", "run_pipeline"}
 )
 
 
