@@ -57,10 +57,11 @@ def test_filter_by_category():
 
 
 @pytest.mark.parametrize(
-    "min_volume, kept", [(0, ["c0", "c1", "c2"]), (None, ["c0", "c1", "c2"]), (10.0, ["c1", "c2"]), (10.5, ["c2"])]
+    "min_volume, kept",
+    [(0, ["c0", "c1", "c2", "c3"]), (None, ["c0", "c1", "c2", "c3"]), (1.0, ["c1", "c2", "c3"]), (10.0, ["c2", "c3"])],
 )
 def test_filter_min_volume_is_inclusive_and_null_volume_is_none(min_volume, kept):
-    frame = coins(total_volume=[None, 10.0, 11.0])
+    frame = coins(total_volume=[None, 1.0, 10.0, 11.0])
     assert frames.filter_min_volume(frame, min_volume)["id"].tolist() == kept
 
 
@@ -87,6 +88,8 @@ def test_top_movers_leave_out_flat_unknown_and_stale_coins():
     assert gainers["id"].tolist() == ["c0"] and losers["id"].tolist() == ["c1"]
     gainers, losers = frames.top_movers(frame, "change")
     assert gainers["change"].tolist() == [5.0, 2.0] and losers["change"].tolist() == [-3.0, -1.0]
+    small_up, small_down = frames.top_movers(coins(change=[0.5, -0.5]), "change")
+    assert small_up["change"].tolist() == [0.5] and small_down["change"].tolist() == [-0.5]
     none_up, none_down = frames.top_movers(frame.iloc[0:0], "change")
     assert none_up.empty and none_down.empty
 
@@ -390,6 +393,8 @@ def test_runs_table_marks_dead_runs_abandoned():
     assert table["status"].tolist() == ["abandoned", "running", "success"]
     assert table["duration_s"].iloc[2] == 90.0 and table["duration_s"].iloc[:2].isna().all()
     assert runs["status"].tolist() == ["running", "running", "success"]  # the input is not changed
+    no_ids = frames.runs_table(runs.drop(columns="run_id"))
+    assert no_ids["status"].tolist() == ["running", "running", "success"]  # no id: liveness is not judged
     nobody = frames.runs_table(runs)
     assert nobody["status"].tolist() == ["abandoned", "abandoned", "success"]
 
