@@ -9,7 +9,7 @@ PIP := $(VPY) -m pip --disable-pip-version-check --quiet
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: install install-dev run test test-fast mutation bench schema lock
+.PHONY: install install-dev run test test-fast mutation bench schema docs lock
 
 $(VPY):
 	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
@@ -61,6 +61,11 @@ schema: install
 	mv sql/schema/.postgresql.sql.tmp sql/schema/postgresql.sql
 	$(VPY) -m pipeline schema --dialect sqlite > sql/schema/.sqlite.sql.tmp
 	mv sql/schema/.sqlite.sql.tmp sql/schema/sqlite.sql
+
+## Regenerate docs/tables.md from the gold tables' declarations (sql/gold/*.yml).
+docs: install
+	$(VPY) -m pipeline.gold_catalog docs > docs/.tables.md.tmp
+	mv docs/.tables.md.tmp docs/tables.md
 
 ## Upgrade the locked versions on purpose (needs pip-tools in the venv).
 lock: install-dev

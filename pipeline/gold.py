@@ -13,21 +13,13 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, exists, func, select, text
 
-from pipeline.schema import GOLD_TABLES, market_history, snapshots
+from pipeline.gold_catalog import GOLD_SQL_DIR, GoldModel, build_order, load_catalog
+from pipeline.schema import market_history, snapshots
 
-#: Gold tables rebuilt only from a point in time on (table -> time column).
-#: The others hold just the newest snapshot and are cheap to rebuild whole.
-INCREMENTAL = {market_history.name: "snapshot_at"}
+__all__ = ["GOLD_SQL_DIR", "build_gold", "oldest_unpublished_snapshot", "rebuild"]
+
+#: A full rebuild's "since": before any snapshot.
 EARLIEST = datetime(1970, 1, 1)
-
-GOLD_SQL_DIR = Path(__file__).resolve().parent.parent / "sql" / "gold"
-
-
-def gold_sql(table_name: str, dialect: str, sql_dir: Path = GOLD_SQL_DIR) -> str:
-    """The SELECT for a gold table: ``<table>.<dialect>.sql`` if present, else ``<table>.sql``."""
-    specific = sql_dir / f"{table_name}.{dialect}.sql"
-    path = specific if specific.exists() else sql_dir / f"{table_name}.sql"
-    return path.read_text()
 
 
 #: Silver snapshots with no ledger row (a run stopped between its silver commit and recording
@@ -58,28 +50,34 @@ def oldest_unpublished_snapshot(conn: Connection) -> datetime | None:
 def build_gold(engine: Engine, sql_dir: Path = GOLD_SQL_DIR, *, since: datetime | None = None) -> dict[str, int]:
     """Rebuild every gold table in dependency order and publish them together.
 
-    ``since``: the oldest snapshot this run added. Tables in INCREMENTAL then only
-    rebuild their rows from that time on (a run adds one history point instead of
-    re-aggregating all of silver); ``None`` rebuilds everything (replay, prune).
-    Returns rows written per table.
+    ``since``: the oldest snapshot this run added. Tables declared ``incremental`` in their
+    YAML then only rebuild their rows from that time on (a run adds one history point instead
+    of re-aggregating all of silver); ``None`` rebuilds everything (replay, prune).
+    Returns rows written per table, in build order.
     """
-    counts: dict[str, int] = {}
+    models = load_catalog(sql_dir)
     with engine.begin() as conn:
         if since is not None:
             behind = oldest_unpublished_snapshot(conn)
             if behind is not None and behind < since:
                 since = behind
-        for table in GOLD_TABLES:  # mart first: the segment analysis reads it
-            columns = ", ".join(c.name for c in table.columns)
-            select_sql = gold_sql(table.name, conn.dialect.name, sql_dir).strip().rstrip(";")
-            params = {"since": since or EARLIEST} if ":since" in select_sql else {}
-            time_column = INCREMENTAL.get(table.name)
-            if since is not None and time_column:
-                conn.execute(text(f"DELETE FROM {table.name} WHERE {time_column} >= :since"), {"since": since})
-            else:
-                conn.execute(text(f"DELETE FROM {table.name}"))
-            result = conn.execute(
-                text(f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM ({select_sql}) AS built"), params
-            )
-            counts[table.name] = result.rowcount
+        return rebuild(conn, models, since)
+
+
+def rebuild(conn: Connection, models: dict[str, GoldModel], since: datetime | None) -> dict[str, int]:
+    """Delete and re-insert each gold table's rows in the caller's transaction, upstream tables first."""
+    counts: dict[str, int] = {}
+    for name in build_order(models, conn.dialect.name):
+        model = models[name]
+        columns = ", ".join(c.name for c in model.table.columns)
+        select_sql = model.sql(conn.dialect.name).strip().rstrip(";")
+        params = {"since": since or EARLIEST} if ":since" in select_sql else {}
+        if since is not None and model.incremental:
+            conn.execute(text(f"DELETE FROM {name} WHERE {model.incremental} >= :since"), {"since": since})
+        else:
+            conn.execute(text(f"DELETE FROM {name}"))
+        result = conn.execute(
+            text(f"INSERT INTO {name} ({columns}) SELECT {columns} FROM ({select_sql}) AS built"), params
+        )
+        counts[name] = result.rowcount
     return counts

@@ -255,7 +255,7 @@ def test_failed_gold_build_leaves_previous_gold_readable(settings, tmp_path):
     broken.mkdir()
     from pipeline.gold import GOLD_SQL_DIR
 
-    for path in GOLD_SQL_DIR.glob("*.sql"):
+    for path in [*GOLD_SQL_DIR.glob("*.sql"), *GOLD_SQL_DIR.glob("*.yml")]:
         (broken / path.name).write_text(path.read_text())
     # The mart and segments rebuild fine; history fails: all three must roll back.
     (broken / "market_history.sql").write_text("select * from no_such_table")
