@@ -52,8 +52,8 @@ except ImportError:  # pragma: no cover - orjson is in requirements.txt; json is
     orjson = None
 
 from pipeline.bronze import BronzeWriter
-from pipeline.sources.coingecko.client import ApiResponse
-from pipeline.sources.coingecko.settings import GLOBAL_PATH, MARKETS_PATH, MAX_PER_PAGE, PRICE_CHANGE_PERIODS
+from pipeline.providers.coingecko.client import ApiResponse
+from pipeline.providers.coingecko.settings import GLOBAL_PATH, MARKETS_PATH, MAX_PER_PAGE, PRICE_CHANGE_PERIODS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "coingecko"

@@ -44,12 +44,12 @@ from pipeline import bronze, logs
 from pipeline.config import Settings
 from pipeline.db import utcnow
 from pipeline.errors import ConfigError, PipelineError, RateLimited, SourceError
+from pipeline.providers.coingecko import client_from_settings, fetch_market_chart
+from pipeline.providers.coingecko.client import ApiResponse
 from pipeline.run_context import failure_message, run_context
 from pipeline.schema import crypto_analytics_mart, staging_coin_history
 from pipeline.silver.load import load_coin_history
 from pipeline.silver.market_chart import market_chart_rows
-from pipeline.sources.coingecko import client_from_settings, fetch_market_chart
-from pipeline.sources.coingecko.client import ApiResponse
 
 log = logs.get_logger(__name__)
 

@@ -4,7 +4,7 @@ Layout: ``<raw_dir>/YYYY-MM-DD/<run_id>/`` (UTC date of the fetch) holding one
 ``<endpoint>[_<key>][_pNNN][_aN].json`` per answer, a Parquet copy of each good
 body for analysts, and ``manifest.json`` (run id, provider, endpoint, parameters,
 fetched at, status, record count, sha256 and size of each body and of its Parquet
-copy). Endpoint names and keys are the provider's (:mod:`pipeline.sources.base`):
+copy). Endpoint names and keys are the provider's (:mod:`pipeline.providers.base`):
 bronze knows no provider, and reads a run's bodies by role through the provider
 its manifest names (``coingecko`` for runs kept before manifests named one).
 The manifest is written last: a run without one, or marked incomplete, is never
@@ -37,8 +37,8 @@ import orjson
 
 from pipeline.atomic import atomic_write_bytes, is_temp_name
 from pipeline.errors import BronzeError, ConfigError
-from pipeline.sources.base import COINS, DEFAULT_PROVIDER, HISTORY, TOTALS, Body, Json, Provider, Record
-from pipeline.sources.registry import get_provider
+from pipeline.providers.base import COINS, DEFAULT_PROVIDER, HISTORY, TOTALS, Body, Json, Provider, Record
+from pipeline.providers.registry import get_provider
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class BronzeWriter:
         provider: str = DEFAULT_PROVIDER,
     ) -> None:
         """``source``: why the run was made (api, sample, import, backfill, classes); ``provider``:
-        whose bodies it keeps (the folder under pipeline/sources/)."""
+        whose bodies it keeps (the folder under pipeline/providers/)."""
         self.run_id = run_id
         self.top_n = top_n
         self.source = source
@@ -290,7 +290,7 @@ class BronzeRun:
         return sorted(entries, key=lambda e: (e.get("page") or 0, e["attempt"]))
 
     def role_entries(self, role: str) -> list[Entry]:
-        """The used entries of the provider's endpoint for ``role`` (pipeline.sources.base.COINS, ...)."""
+        """The used entries of the provider's endpoint for ``role`` (pipeline.providers.base.COINS, ...)."""
         return self.used_entries(self._provider().endpoints.get(role))
 
     @property

@@ -30,9 +30,9 @@ from pipeline import bronze
 from pipeline.config import Settings
 from pipeline.db import utcnow
 from pipeline.errors import SourceError
+from pipeline.providers.coingecko import client_from_settings, fetch_category_markets
 from pipeline.runs import new_run_id
 from pipeline.schema import ref_coin_classes, ref_stablecoins
-from pipeline.sources.coingecko import client_from_settings, fetch_category_markets
 
 log = logging.getLogger(__name__)
 

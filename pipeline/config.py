@@ -118,7 +118,7 @@ class Settings:
     sidecar_heartbeat_seconds: float = 5.0
     #: PIPELINE_LOG_FORMAT: "text" for people, "json" (one object a line) for a log collector.
     log_format: str = "text"
-    #: PIPELINE_PROVIDER: the folder live runs fetch from (pipeline.sources.registry).
+    #: PIPELINE_PROVIDER: the folder live runs fetch from (pipeline.providers.registry).
     provider: str = "coingecko"
 
     @property
@@ -207,7 +207,7 @@ def provider_dirs(env: Mapping[str, str] | None = None) -> list[Path]:
     return [Path(part) for part in raw.split(os.pathsep) if part.strip()]
 
 
-def _log_format(env: dict) -> str:
+def _log_format(env: Mapping[str, str]) -> str:
     value = (env.get("PIPELINE_LOG_FORMAT") or "text").strip().lower()
     if value not in ("text", "json"):
         raise ConfigError(f"PIPELINE_LOG_FORMAT must be 'text' or 'json', got {value!r}")

@@ -25,15 +25,15 @@ from pipeline.db import prepare_database as prepare_database  # re-exported: the
 from pipeline.db import utcnow
 from pipeline.errors import PipelineError, SnapshotHeld
 from pipeline.gold import build_gold
+from pipeline.providers.base import COINS, SnapshotRequest, Unavailable
+from pipeline.providers.registry import get_provider
+from pipeline.providers.sample import sample_snapshots
 from pipeline.run_context import RunContext, run_context
 from pipeline.silver.batches import PreparedBatch, load_batch, prepare_batch
 from pipeline.silver.data_time import data_time, last_updated_values
 from pipeline.silver.load import count_run_rows, load_coin_history, unused_snapshot_time
 from pipeline.silver.market_chart import market_chart_rows
 from pipeline.silver.transform import STALE_RECORD_AFTER
-from pipeline.sources.base import COINS, SnapshotRequest, Unavailable
-from pipeline.sources.registry import get_provider
-from pipeline.sources.sample import sample_snapshots
 
 log = logs.get_logger(__name__)
 

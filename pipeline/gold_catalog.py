@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml  # type: ignore[import-untyped]  # no stubs in the lock (types-PyYAML)
+import yaml
 from sqlalchemy import Connection, Table, bindparam, text
 from sqlalchemy.sql.elements import TextClause
 

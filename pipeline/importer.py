@@ -37,11 +37,11 @@ from pipeline.config import Settings
 from pipeline.db import utcnow
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.flow import Progress, RunResult, _load_silver, _quiet, _record_snapshots, publish_gold
+from pipeline.providers.coingecko.client import ApiResponse
 from pipeline.run_context import run_context
 from pipeline.schema import snapshots as snapshots_table
 from pipeline.silver.data_time import BASIS_GIVEN, DataTime, data_time, last_updated_values
 from pipeline.silver.load import unused_snapshot_time
-from pipeline.sources.coingecko.client import ApiResponse
 
 log = logs.get_logger(__name__)
 

@@ -1,6 +1,6 @@
 """The plausibility gate: is a well-formed /coins/markets snapshot what was asked for?
 
-The response contract (``sources/coingecko/contract.py``) rejects bodies of the wrong
+The response contract (``providers/coingecko/contract.py``) rejects bodies of the wrong
 *shape*; silver quarantines single malformed *records*. Neither notices a body that is
 well-formed record by record but wrong as a whole: priced in another currency, a
 partial list, market caps off by a unit, ranks scrambled, a bitcoin price from

@@ -63,7 +63,7 @@ DERIVED_COLUMNS = [
 CATEGORY_COLUMNS = ["market_cap_category", "liquidity_category", "price_trend_category"]
 
 #: ``source`` says why a row was made (api, sample, import, backfill: the run's origin);
-#: ``provider`` whose data it is (a folder under pipeline/sources/). Rows written before
+#: ``provider`` whose data it is (a folder under pipeline/providers/). Rows written before
 #: schema version 6 are CoinGecko's.
 PROVIDER_DEFAULT = "coingecko"
 

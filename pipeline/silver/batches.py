@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 
 from pipeline.bronze import BronzeRun
 from pipeline.errors import SchemaDrift
+from pipeline.providers.base import TOTALS
 from pipeline.silver import load
 from pipeline.silver.transform import (
     GLOBAL_COLUMNS,
@@ -28,7 +29,6 @@ from pipeline.silver.transform import (
     transform_global,
     transform_snapshots,
 )
-from pipeline.sources.base import TOTALS
 
 
 @dataclass

@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 
 from pipeline import bronze, flow, runs
 from pipeline.db import make_engine
-from pipeline.errors import DatabaseError
+from pipeline.errors import DatabaseUnavailable
 from pipeline.flow import replay, run_pipeline
 from pipeline.runs import RunLog, current_holder, effective_status, reap_dead_runs
 from pipeline.scheduler import retry_delay_minutes
@@ -117,7 +117,7 @@ def test_gold_catches_up_with_a_snapshot_left_behind_by_a_failed_publish(setting
         raise OperationalError("INSERT INTO market_history ...", {}, Exception("server closed the connection"))
 
     monkeypatch.setattr(flow, "build_gold", crash)
-    with pytest.raises(DatabaseError):
+    with pytest.raises(DatabaseUnavailable):
         run_pipeline(settings, source="api")
     monkeypatch.setattr(flow, "build_gold", real_build)
 

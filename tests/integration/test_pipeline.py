@@ -109,12 +109,12 @@ def test_paging_and_duplicate_ids_across_pages(settings, fake_coingecko):
     assert fake_coingecko.calls_to("markets") == 1
 
     fake_coingecko.clear_requests()
-    from pipeline.sources.coingecko import settings as cg_settings
+    from pipeline.providers.coingecko import settings as cg_settings
 
     original = cg_settings.MAX_PER_PAGE
     try:
         cg_settings.MAX_PER_PAGE = 100
-        import pipeline.sources.coingecko as cg
+        import pipeline.providers.coingecko as cg
 
         cg.MAX_PER_PAGE = 100
         result = run_pipeline(settings, source="api", top_n=250)

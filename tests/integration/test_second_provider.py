@@ -16,8 +16,8 @@ from sqlalchemy import inspect, text
 from pipeline import bronze
 from pipeline.db import make_engine, prepare_database
 from pipeline.flow import replay, run_pipeline
+from pipeline.providers.registry import get_provider
 from pipeline.silver.load import load_coin_history
-from pipeline.sources.registry import get_provider
 
 PROVIDERS = Path(__file__).resolve().parent.parent / "providers"
 SAMPLE_AT = datetime(2022, 10, 16, 9, 28, 53)

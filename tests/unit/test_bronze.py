@@ -16,8 +16,8 @@ import pytest
 from pipeline import atomic
 from pipeline.bronze import MANIFEST, BronzeRun, BronzeWriter, DamagedRun, check_run, find_run, list_runs, scan_runs
 from pipeline.errors import BronzeError
-from pipeline.sources.coingecko import fetch_global, fetch_markets
-from pipeline.sources.coingecko.client import ApiResponse, CoinGeckoClient
+from pipeline.providers.coingecko import fetch_global, fetch_markets
+from pipeline.providers.coingecko.client import ApiResponse, CoinGeckoClient
 from tests.fakes.coingecko import DEFAULT_GLOBAL, FIXTURES_DIR
 
 STARTED = datetime(2024, 3, 5, 23, 59, 58, 123456)

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from pipeline import classes
-from pipeline.sources.coingecko import CoinGeckoClient, fetch_category_markets
+from pipeline.providers.coingecko import CoinGeckoClient, fetch_category_markets
 from tests.fakes.coingecko import DEFAULT_MARKETS, FakeCoinGecko, load_fixture
 
 REAL_CATEGORIES_LIST = "/work/shared/data/real/categories/categories_list_2023-01-08_JKorf-CoinGecko.Net.json"

@@ -21,11 +21,11 @@ import urllib3
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
-import pipeline.sources.coingecko as coingecko
+import pipeline.providers.coingecko as coingecko
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, RateLimited, ResponseTooLarge, SchemaDrift, SourceError
-from pipeline.sources.coingecko import client_from_settings, fetch_global, fetch_markets
-from pipeline.sources.coingecko.client import CoinGeckoClient, parse_retry_after
+from pipeline.providers.coingecko import client_from_settings, fetch_global, fetch_markets
+from pipeline.providers.coingecko.client import CoinGeckoClient, parse_retry_after
 from tests.fakes.coingecko import DEFAULT_MARKETS, FakeCoinGecko, load_fixture
 
 MARKETS = "/coins/markets"

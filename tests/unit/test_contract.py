@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.errors import SchemaDrift, SourceError
-from pipeline.sources.coingecko.contract import (
+from pipeline.providers.coingecko.contract import (
     REQUIRED_MARKET_FIELDS,
     check_global,
     check_markets_page,

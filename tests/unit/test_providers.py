@@ -11,8 +11,8 @@ import pytest
 
 from pipeline import bronze
 from pipeline.errors import ConfigError
-from pipeline.sources.base import COINS, HISTORY, TOTALS, Body
-from pipeline.sources.registry import available, get_provider
+from pipeline.providers.base import COINS, HISTORY, TOTALS, Body
+from pipeline.providers.registry import available, get_provider
 
 REPO = Path(__file__).resolve().parents[2]
 PROVIDERS = REPO / "tests" / "providers"
@@ -32,9 +32,9 @@ def _imports(path: Path) -> set[str]:
     return found | {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
 
 
-@pytest.mark.parametrize("module", ["pipeline/bronze.py", "pipeline/sources/sample.py", "pipeline/silver/batches.py"])
+@pytest.mark.parametrize("module", ["pipeline/bronze.py", "pipeline/providers/sample.py", "pipeline/silver/batches.py"])
 def test_bronze_silver_and_the_sample_import_no_provider(module):
-    assert not [m for m in _imports(REPO / module) if m.startswith("pipeline.sources.coingecko")]
+    assert not [m for m in _imports(REPO / module) if m.startswith("pipeline.providers.coingecko")]
 
 
 def test_coingecko_is_built_in_and_maps_its_roles():

@@ -1,7 +1,7 @@
 """A second, tiny provider for tests only: serves one fixed file of quotes, in its own shape.
 
 It plugs in by being this one folder: ``PIPELINE_PROVIDER_PATH=tests/providers`` and
-``PIPELINE_PROVIDER=fixed_file`` (pipeline.sources.registry finds it; nothing lists it).
+``PIPELINE_PROVIDER=fixed_file`` (pipeline.providers.registry finds it; nothing lists it).
 ``quotes.json`` holds the top three coins of the bundled sample (a real CoinGecko recording
 of 2022-10-16, data/sample/), renamed into this provider's own field names and stamped with
 the sample's recorded time, so its rows meet CoinGecko's for the same coins and moment.
@@ -18,7 +18,7 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.errors import SchemaDrift
-from pipeline.sources.base import COINS, Body, Json, Keep, Record, SnapshotRequest, Unavailable
+from pipeline.providers.base import COINS, Body, Json, Keep, Record, SnapshotRequest, Unavailable
 
 QUOTES = Path(__file__).resolve().parent / "quotes.json"
 #: When quotes.json was "fetched" (the sample's recorded time).

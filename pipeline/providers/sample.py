@@ -1,6 +1,6 @@
 """The bundled offline sample, served as if the provider had answered.
 
-Each sample snapshot becomes the same :class:`~pipeline.sources.base.Body` objects a live
+Each sample snapshot becomes the same :class:`~pipeline.providers.base.Body` objects a live
 fetch produces, stamped with the time the data was recorded, so it flows through the
 same bronze → silver → gold path and is marked ``source = sample`` everywhere. The
 sample's manifest names its provider (CoinGecko when it does not) and lists each body
@@ -15,8 +15,8 @@ from datetime import datetime
 from pathlib import Path
 
 from pipeline.errors import BronzeError
-from pipeline.sources.base import COINS, DEFAULT_PROVIDER, TOTALS, Body
-from pipeline.sources.registry import get_provider
+from pipeline.providers.base import COINS, DEFAULT_PROVIDER, TOTALS, Body
+from pipeline.providers.registry import get_provider
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent.parent / "data" / "sample"
 

@@ -2,14 +2,14 @@
 
 Two places are searched, in order:
 
-1. the sub-packages of :mod:`pipeline.sources` (``pipeline/sources/coingecko/``): the
+1. the sub-packages of :mod:`pipeline.providers` (``pipeline/providers/coingecko/``): the
    providers the product ships;
 2. the folders named by ``PIPELINE_PROVIDER_PATH`` (directories separated like PATH,
    read through :func:`pipeline.config.provider_dirs`): each sub-folder holding an
    ``__init__.py`` is a provider, e.g. the tests' ``tests/providers/fixed_file/``.
 
 A folder is a provider when its package defines ``PROVIDER`` (see
-:class:`pipeline.sources.base.Provider`) whose ``name`` is the folder's name. Adding a
+:class:`pipeline.providers.base.Provider`) whose ``name`` is the folder's name. Adding a
 provider therefore means adding one folder; nothing is listed by hand. Lookups are
 cached per process (replay workers find the same providers through the same setting).
 """
@@ -26,7 +26,7 @@ from typing import cast
 
 from pipeline.config import provider_dirs
 from pipeline.errors import ConfigError
-from pipeline.sources.base import Provider
+from pipeline.providers.base import Provider
 
 _BUILT_IN = Path(__file__).resolve().parent
 
@@ -53,7 +53,7 @@ def _load_folder(folder: Path) -> ModuleType:
 
 def _module(name: str) -> ModuleType | None:
     if (_BUILT_IN / name / "__init__.py").is_file():
-        return importlib.import_module(f"pipeline.sources.{name}")
+        return importlib.import_module(f"pipeline.providers.{name}")
     for directory in provider_dirs():
         folder = directory / name
         if (folder / "__init__.py").is_file():
@@ -79,7 +79,7 @@ def get_provider(name: str) -> Provider:
     provider = getattr(module, "PROVIDER", None) if module is not None else None
     if provider is None:
         raise ConfigError(
-            f"no provider {name!r}: expected a folder {name}/ with PROVIDER in pipeline/sources/ "
+            f"no provider {name!r}: expected a folder {name}/ with PROVIDER in pipeline/providers/ "
             f"or under PIPELINE_PROVIDER_PATH (found: {', '.join(available()) or 'none'})"
         )
     if provider.name != name:

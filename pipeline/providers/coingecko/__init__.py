@@ -14,11 +14,11 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.errors import SchemaDrift
-from pipeline.sources.base import Keep, Record
-from pipeline.sources.coingecko.client import ApiResponse, CoinGeckoClient
-from pipeline.sources.coingecko.contract import check_global, check_markets_page, check_markets_run, covers
-from pipeline.sources.coingecko.provider import PROVIDER
-from pipeline.sources.coingecko.settings import (
+from pipeline.providers.base import Keep, Record
+from pipeline.providers.coingecko.client import ApiResponse, CoinGeckoClient
+from pipeline.providers.coingecko.contract import check_global, check_markets_page, check_markets_run, covers
+from pipeline.providers.coingecko.provider import PROVIDER
+from pipeline.providers.coingecko.settings import (
     GLOBAL_PATH,
     MARKET_CHART_PATH,
     MARKETS_PATH,

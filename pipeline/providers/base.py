@@ -12,7 +12,7 @@ A provider is one folder (a Python package) whose ``PROVIDER`` object has:
   records with the fields :mod:`pipeline.silver.transform` reads (CoinGecko's
   /coins/markets names) and a market-wide body shaped like CoinGecko's /global.
 
-Discovery is :mod:`pipeline.sources.registry`.
+Discovery is :mod:`pipeline.providers.registry`.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class Body:
     params: dict[str, Any]
     status: int
     body: bytes
-    fetched_at: datetime
+    fetched_at: datetime | None  # None: not fetched by us (an imported file)
     attempt: int
     page: int | None = None
     headers: dict[str, str] = field(default_factory=dict)

@@ -35,8 +35,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from pipeline.errors import ConfigError, RateLimited, ResponseTooLarge, SchemaDrift, SourceError
-from pipeline.sources.base import Body
-from pipeline.sources.coingecko.settings import (
+from pipeline.providers.base import Body
+from pipeline.providers.coingecko.settings import (
     DEFAULT_MAX_RESPONSE_BYTES,
     MAX_REDIRECTS,
     MAX_RETRY_AFTER_SECONDS,
@@ -67,7 +67,7 @@ _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _KEPT_HEADERS = ("content-type", "retry-after", "date", "location")
 
 
-#: CoinGecko's answers are the neutral :class:`pipeline.sources.base.Body` (the old name stays for callers).
+#: CoinGecko's answers are the neutral :class:`pipeline.providers.base.Body` (the old name stays for callers).
 ApiResponse = Body
 
 
@@ -265,7 +265,7 @@ class CoinGeckoClient:
             deadline_seconds: budget of all requests this client makes, waits included.
             max_response_bytes: largest decoded body accepted (ResponseTooLarge beyond it).
             min_coverage: share of the requested coins a markets fetch must return
-                (read by :func:`pipeline.sources.coingecko.fetch_markets`).
+                (read by :func:`pipeline.providers.coingecko.fetch_markets`).
             clock: the deadline's clock (tests fake it); socket budgets always use real time.
         """
         self.base_url = base_url.rstrip("/")

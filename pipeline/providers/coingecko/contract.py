@@ -20,8 +20,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pipeline.errors import SchemaDrift
-from pipeline.sources.base import Json, Record
-from pipeline.sources.coingecko.settings import GLOBAL_PATH, MARKETS_PATH
+from pipeline.providers.base import Json, Record
+from pipeline.providers.coingecko.settings import GLOBAL_PATH, MARKETS_PATH
 
 #: Keys every /coins/markets record must carry (their values may be null).
 REQUIRED_MARKET_FIELDS = (

@@ -1,4 +1,4 @@
-"""CoinGecko as a :class:`pipeline.sources.base.Provider`: what a snapshot fetches, and how
+"""CoinGecko as a :class:`pipeline.providers.base.Provider`: what a snapshot fetches, and how
 its bodies map to the silver contract (they *are* the contract: silver reads CoinGecko's names)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from pipeline.errors import SchemaDrift, SourceError
-from pipeline.sources.base import COINS, HISTORY, TOTALS, Body, Json, Keep, Record, SnapshotRequest, Unavailable
+from pipeline.providers.base import COINS, HISTORY, TOTALS, Body, Json, Keep, Record, SnapshotRequest, Unavailable
 
 if TYPE_CHECKING:
     from pipeline.config import Settings
@@ -21,7 +21,7 @@ class CoinGecko:
     endpoints: Mapping[str, str] = MappingProxyType({COINS: "markets", TOTALS: "global", HISTORY: "market_chart"})
 
     def fetch_snapshot(self, settings: Settings, request: SnapshotRequest, keep: Keep) -> Iterator[Body | Unavailable]:
-        from pipeline.sources.coingecko import client_from_settings, fetch_global, fetch_markets
+        from pipeline.providers.coingecko import client_from_settings, fetch_global, fetch_markets
 
         client = client_from_settings(settings, on_response=keep, interactive=request.interactive)
         yield from fetch_markets(client, vs_currency=request.vs_currency, top_n=request.top_n)
