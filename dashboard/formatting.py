@@ -65,6 +65,8 @@ def _not_a_number(value) -> bool:
 
 
 def _scaled(value: float, digits: int) -> str:
+    if round(value, digits) == 0:
+        value = 0.0  # no "-0.00"
     magnitude = abs(value)
     for index, (size, suffix) in enumerate(_SUFFIXES):
         if magnitude >= size:
@@ -90,7 +92,7 @@ def format_usd(value, digits: int = 2) -> str:
     if _not_a_number(value):
         return MISSING
     value = float(value)
-    sign = "-" if value < 0 else ""
+    sign = "-" if value < 0 and round(value, digits) != 0 else ""
     return f"{sign}${_scaled(abs(value), digits)}"
 
 

@@ -71,11 +71,6 @@ def test_format_usd_puts_the_sign_before_the_dollar(value, expected):
     assert fmt.format_usd(value) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug reported to the lead: format_compact/format_usd show a value that rounds to zero as "
-    "'-0.00' / '-$0.00' (format_pct and format_pp already say '0.0%' / '+0.00 pp')",
-)
 @pytest.mark.parametrize("formatter, expected", [(fmt.format_compact, "0.00"), (fmt.format_usd, "$0.00")])
 def test_a_negative_value_that_rounds_to_zero_has_no_minus(formatter, expected):
     assert formatter(-0.004) == expected
