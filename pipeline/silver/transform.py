@@ -53,6 +53,7 @@ from pipeline.categories import (
 )
 from pipeline.errors import SchemaDrift
 from pipeline.schema import MARKET_NUMERIC_COLUMNS, PROVIDER_DEFAULT, staging_crypto_market, staging_global_market
+from pipeline.silver import derived
 from pipeline.silver.data_time import FUTURE_SKEW
 
 #: One row for the database, in a column list's order.
@@ -80,7 +81,7 @@ PRICE_LIMIT = 1e9  # USD per coin
 MONEY_LIMIT = 1e14  # USD: a coin's market cap, 24h volume or their 24h change
 FDV_LIMIT = 1e15  # USD: fully diluted valuation
 SUPPLY_LIMIT = 1e18  # coins
-PERCENT_LIMIT = 1e6  # a change of ±1,000,000 %
+PERCENT_LIMIT = derived.PERCENT_LIMIT  # a change of ±1,000,000 % (owned by derived.py, which imports nothing of ours)
 ATL_GROWTH_LIMIT = 1e12  # % above the all-time low (SHIB: ~2e7 %; an ATL of 0 gives ~1e38: not a measurement)
 RANK_LIMIT = 1e7
 
@@ -113,11 +114,8 @@ REQUIRED_NUMERIC = ("current_price", "market_cap", "total_volume")
 #: Dates outside [start, end) are not measurements (NULL with a note), like unparseable ones.
 DATE_RANGE = (pd.Timestamp("1990-01-01"), pd.Timestamp("2100-01-01"))
 #: Derived columns beyond these magnitudes are NULL (inconsistent inputs, e.g. a price far below its 24h low).
-DERIVED_LIMITS = {
-    "price_volatility_24h": PERCENT_LIMIT,
-    "volume_to_mcap_ratio": 1e9,
-    "distance_from_ath_pct": PERCENT_LIMIT,
-}
+#: Declared with each column in pipeline/silver/derived.py.
+DERIVED_LIMITS: dict[str, float] = {column.name: column.limit for column in derived.DERIVED}
 
 #: Upper limits of the fields that quarantine (also used by the backfill's checks).
 ABSURD_LIMITS = {
@@ -365,15 +363,6 @@ def _within(value, low: float, high: float) -> bool:
         return False
 
 
-def _ratio(numerator: pd.Series, denominator: pd.Series, scale: float = 1.0, limit: float = math.inf) -> pd.Series:
-    """numerator / denominator, NULL where either is NULL, the denominator is 0, or the result is
-    not finite or beyond ``limit`` in magnitude: never ±Infinity."""
-    safe = denominator.where(denominator != 0)
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        result = (numerator / safe) * scale
-    return result.where(np.isfinite(result) & (result.abs() <= limit))
-
-
 def limit_records(records: list, top_n: int | None) -> list:
     """The first ``top_n`` distinct coins, in API order.
 
@@ -582,35 +571,19 @@ def stale_flags(last_updated: pd.Series, snapshot_at: pd.Series, stale_after: ti
 
 
 def add_derived_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """The silver derived columns; each is NULL when an input is NULL.
+    """A copy of ``frame`` with the silver derived columns and the three categories.
 
-    - price_volatility_24h = (high_24h - low_24h) / current_price * 100
-      (the day's trading range as a percent of the price)
-    - volume_to_mcap_ratio = total_volume / market_cap
-    - distance_from_ath_pct = CoinGecko's own ath_change_percentage when the record has it;
-      only when it is absent, (current_price - ath) / ath * 100 (0 at the ATH, negative below).
-      The API computes it from its own ATH price at its own update time: recomputing it from
-      the rounded, possibly older current_price disagrees with coingecko.com (BTC on
-      2024-12-19: -5.42 % from the API, -5.21 % recomputed).
-
-    The API's other change fields (price_change_percentage_*, market_cap_change_percentage_24h,
-    atl_change_percentage) are kept as received, never recomputed.
-
-    Each is finite or NULL: a result that overflows, or is beyond its
-    ``DERIVED_LIMITS`` magnitude, is NULL (never ±Infinity, never NaN stored).
+    Each derived column is declared once in :data:`pipeline.silver.derived.DERIVED` (name,
+    formula, limit, meaning) and is finite or NULL: NULL when an input is NULL, the division
+    is by zero, or the result overflows or is beyond its ``DERIVED_LIMITS`` magnitude (never
+    ±Infinity, never NaN stored). ``distance_from_ath_pct`` prefers CoinGecko's own
+    ``ath_change_percentage`` (its formula says why). The API's other change fields
+    (price_change_percentage_*, market_cap_change_percentage_24h, atl_change_percentage) are
+    kept as received, never recomputed.
     """
     frame = frame.copy()
-    frame["price_volatility_24h"] = _ratio(
-        frame["high_24h"] - frame["low_24h"], frame["current_price"], 100.0, DERIVED_LIMITS["price_volatility_24h"]
-    )
-    frame["volume_to_mcap_ratio"] = _ratio(
-        frame["total_volume"], frame["market_cap"], limit=DERIVED_LIMITS["volume_to_mcap_ratio"]
-    )
-    recomputed = _ratio(
-        frame["current_price"] - frame["ath"], frame["ath"], 100.0, DERIVED_LIMITS["distance_from_ath_pct"]
-    )
-    from_api = frame["ath_change_percentage"] if "ath_change_percentage" in frame.columns else recomputed * np.nan
-    frame["distance_from_ath_pct"] = from_api.where(from_api.notna(), recomputed)
+    for column in derived.DERIVED:
+        frame[column.name] = column.compute(frame)
     frame["market_cap_category"] = classify_series(frame["market_cap"], MARKET_CAP_BANDS)
     frame["liquidity_category"] = classify_series(frame["volume_to_mcap_ratio"], LIQUIDITY_BANDS)
     frame["price_trend_category"] = classify_series(frame["price_change_percentage_24h"], PRICE_TREND_BANDS)
