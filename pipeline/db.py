@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Connection, Engine, String, Table, create_engine, event, insert, inspect, select, text
+from sqlalchemy import Column, Connection, Engine, String, Table, create_engine, event, insert, inspect, select, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 
 from pipeline import schema
 from pipeline.config import Settings
@@ -155,8 +155,12 @@ def ensure_schema(engine: Engine) -> int:
     """Create or upgrade every table; idempotent, safe to call from many processes.
 
     Returns the schema version now in place. Each migration step above version 1
-    is an entry in ``MIGRATIONS`` and runs once, in order. On a database that is
-    already current nothing is written (seeds only when they differ from their CSV).
+    is an entry in ``MIGRATIONS`` and runs once, in order. Then a column that
+    ``pipeline.schema`` declares on a silver, reference or operations table and the
+    database lacks is added (``add_missing_columns``: an additive change needs no numbered
+    migration), and a gold table whose columns differ is re-created and rebuilt. On a
+    database that is already current nothing is written (seeds only when they differ from
+    their CSV).
     """
     check_connection(engine)
     try:
@@ -180,6 +184,7 @@ def ensure_schema(engine: Engine) -> int:
                         conn.execute(text(step))
                 conn.execute(insert(schema.schema_version).values(version=version, applied_at=utcnow()))
                 current = version
+            add_missing_columns(conn)
             rebuilt = _sync_gold_tables(conn)
             _load_seeds(conn)
     except SQLAlchemyError as exc:
@@ -214,6 +219,52 @@ def _sync_gold_tables(conn: Connection) -> list[str]:
     return rebuilt
 
 
+def missing_columns(conn: Connection, tables: Iterable[Table]) -> list[Column[Any]]:
+    """The columns of ``tables`` (as ``pipeline.schema`` declares them) that the database lacks,
+    in declaration order. A table the database lacks altogether is skipped (create_all makes it)."""
+    wanted = list(tables)
+    names = {table.name for table in wanted}
+    present = {
+        table: {column["name"] for column in columns}
+        for (_, table), columns in inspect(conn).get_multi_columns(filter_names=list(names)).items()
+    }
+    return [
+        column
+        for table in wanted
+        if table.name in present
+        for column in table.columns
+        if column.name not in present[table.name]
+    ]
+
+
+def add_missing_columns(conn: Connection) -> list[str]:
+    """Add every declared column a silver, reference or operations table lacks (``ALTER TABLE ...
+    ADD COLUMN``, typed by the dialect's own compiler), in the caller's transaction. Returns
+    ``table.column`` of each column added.
+
+    This is how an additive change reaches an existing database without a numbered migration:
+    a new NULLable column (a derived column, say), or a NOT NULL one with a ``server_default``.
+    A NOT NULL column without a server default, a primary-key or unique column, or a change to
+    an existing column (type, key, rename) still needs a step in ``MIGRATIONS``: existing rows
+    would have no value for it, and SQLite cannot add key columns in place. Gold tables are
+    re-created instead (``_sync_gold_tables``).
+    """
+    gold = {table.name for table in schema.GOLD_TABLES}
+    added = []
+    for column in missing_columns(conn, [t for t in metadata.sorted_tables if t.name not in gold]):
+        table = column.table.name
+        if column.primary_key or column.unique or (not column.nullable and column.server_default is None):
+            raise SchemaNotReady(
+                f"{table}.{column.name} is missing and cannot be added in place (a key, unique, or NOT NULL "
+                "without a server default): it needs a numbered migration in pipeline.db.MIGRATIONS"
+            )
+        spec = CreateColumn(column).compile(dialect=conn.dialect)
+        exists = " IF NOT EXISTS" if is_postgres(conn) else ""  # PostgreSQL: under the advisory lock anyway
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN{exists} {spec}"))
+        added.append(f"{table}.{column.name}")
+    return added
+
+
 #: Tables every command reads; check_schema insists on them.
 REQUIRED_TABLES = ("schema_version", "pipeline_runs", "pipeline_lock", "crypto_analytics_mart")
 
@@ -223,7 +274,9 @@ def check_schema(engine: Engine) -> int:
 
     Returns the schema version in place. Raises DatabaseUnavailable when the
     database cannot be opened, and SchemaNotReady (saying how to fix it) when
-    the tables are missing or older than this code.
+    the tables are missing or older than this code, including a column that
+    ``pipeline.schema`` declares and the database lacks (``ensure_schema`` adds
+    it, or re-creates the gold table), so a read fails here and not mid-query.
     """
     check_connection(engine)
     how = "run `python -m pipeline schema --apply` (or any `python -m pipeline run`) to create or upgrade it"
@@ -236,6 +289,7 @@ def check_schema(engine: Engine) -> int:
             version = conn.execute(
                 select(schema.schema_version.c.version).order_by(schema.schema_version.c.version.desc()).limit(1)
             ).scalar()
+            absent = missing_columns(conn, metadata.sorted_tables)
     except SQLAlchemyError as exc:
         raise as_pipeline_error(exc) from exc
     if version is None:
@@ -244,6 +298,9 @@ def check_schema(engine: Engine) -> int:
         raise SchemaNotReady(
             f"the database schema is at version {version}, this pipeline needs version {SCHEMA_VERSION}: {how}"
         )
+    if absent:
+        names = ", ".join(f"{column.table.name}.{column.name}" for column in absent)
+        raise SchemaNotReady(f"the database schema lacks column{'s' * (len(absent) > 1)} {names}: {how}")
     return int(version)
 
 
