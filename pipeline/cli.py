@@ -26,9 +26,6 @@ from pipeline.maintenance import Command
 
 log = logs.get_logger("pipeline.cli")
 
-#: Commands that write: SIGTERM/SIGINT interrupt them cleanly (run recorded as failed, lock released).
-WRITING_COMMANDS = frozenset({"run", "replay", "backfill", "prune", "publish", "import"})
-
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """Fetch the newest market data and rebuild silver and gold.
@@ -110,15 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_logging_options(parser, default=None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+    def add(name: str, func: Command, help_text: str, *, writes: bool = False) -> argparse.ArgumentParser:
+        """A subcommand; ``writes``: it takes the lock, so SIGTERM/SIGINT interrupt it cleanly (run recorded
+        as failed, lock released)."""
         p = sub.add_parser(
             name, help=help_text, description=func.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
         )
-        p.set_defaults(func=func)
+        p.set_defaults(func=func, writes=writes)
         _add_logging_options(p, default=argparse.SUPPRESS)
         return p
 
-    run = add("run", cmd_run, "fetch now and rebuild silver and gold")
+    run = add("run", cmd_run, "fetch now and rebuild silver and gold", writes=True)
     run.add_argument(
         "--source",
         choices=["api", "sample"],
@@ -128,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--top", type=int, default=None, metavar="N", help="coins to fetch (default PIPELINE_TOP_N, 250)")
     run.add_argument("--trigger", choices=["cli", "schedule", "button"], default="cli", help=argparse.SUPPRESS)
 
-    add("replay", cmd_replay, "rebuild silver and gold from bronze files, offline")
+    add("replay", cmd_replay, "rebuild silver and gold from bronze files, offline", writes=True)
 
     schedule = add("schedule", cmd_schedule, "the sidecar: run now, then every interval")
     schedule.add_argument("--source", choices=["api", "sample"], default="api")
@@ -171,7 +170,7 @@ def _add_logging_options(parser: argparse.ArgumentParser, *, default: object) ->
 
 
 def _writes(args: argparse.Namespace) -> bool:
-    return args.command in WRITING_COMMANDS or (args.command == "schema" and getattr(args, "apply", False))
+    return bool(getattr(args, "writes", False)) or (args.command == "schema" and getattr(args, "apply", False))
 
 
 @contextmanager

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import Protocol
 
 from pipeline import logs
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
 
 Command = Callable[[argparse.Namespace, Settings], int]
-AddCommand = Callable[[str, Command, str], argparse.ArgumentParser]
+
+
+class AddCommand(Protocol):
+    """``cli.build_parser``'s helper: add a subcommand (``writes``: it takes the lock)."""
+
+    def __call__(
+        self, name: str, func: Command, help_text: str, *, writes: bool = False
+    ) -> argparse.ArgumentParser: ...
 
 
 def _progress_printer() -> Callable[[int, int, str, str], None]:
@@ -122,7 +130,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(add: AddCommand) -> None:
     """Add the ``backfill``, ``prune``, ``verify`` and ``import`` subcommands (``add`` is cli.build_parser's helper)."""
-    imp = add("import", cmd_import, "import saved /coins/markets and /global bodies (files or folders)")
+    imp = add("import", cmd_import, "import saved /coins/markets and /global bodies (files or folders)", writes=True)
     imp.add_argument("paths", nargs="+", metavar="PATH", help="files or folders of saved response bodies")
     imp.add_argument(
         "--at",
@@ -137,7 +145,7 @@ def register(add: AddCommand) -> None:
         help="the quote currency the bodies were requested in (default usd)",
     )
 
-    backfill = add("backfill", cmd_backfill, "daily history for the tracked coins from market_chart")
+    backfill = add("backfill", cmd_backfill, "daily history for the tracked coins from market_chart", writes=True)
     backfill.add_argument(
         "--days",
         type=int,
@@ -157,7 +165,7 @@ def register(add: AddCommand) -> None:
         "--ids", default=None, metavar="ID,ID", help="these CoinGecko coin ids instead, e.g. bitcoin,ethereum"
     )
 
-    prune = add("prune", cmd_prune, "remove old silver rows and bronze folders")
+    prune = add("prune", cmd_prune, "remove old silver rows and bronze folders", writes=True)
     prune.add_argument(
         "--keep-days",
         type=int,
@@ -177,4 +185,4 @@ def register(add: AddCommand) -> None:
 
     from pipeline.publish import add_arguments, cmd_publish
 
-    add_arguments(add("publish", cmd_publish, "publish a snapshot the plausibility gate held (--force)"))
+    add_arguments(add("publish", cmd_publish, "publish a snapshot the plausibility gate held (--force)", writes=True))

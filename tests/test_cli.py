@@ -354,3 +354,25 @@ def test_a_signal_mid_fetch_fails_the_run_and_frees_the_lock(settings, fake_coin
     after = run_pipeline(settings, source="api")
     assert after.status == "success"
     assert _runs(settings)[after.run_id]["status"] == "success"
+
+
+@pytest.mark.parametrize(
+    "argv, writes",
+    [
+        (["run"], True),
+        (["replay"], True),
+        (["backfill"], True),
+        (["prune", "--keep-days", "30"], True),
+        (["publish", "some-run-id", "--force"], True),
+        (["import", "somewhere"], True),
+        (["status"], False),
+        (["verify"], False),
+        (["schedule"], False),
+        (["schema"], False),
+    ],
+)
+def test_commands_that_take_the_lock_are_interruptible(argv, writes):
+    """A writing command is declared where it is registered; SIGTERM then records its run and frees the lock."""
+    from pipeline.cli import _writes, build_parser
+
+    assert _writes(build_parser().parse_args(argv)) is writes
