@@ -43,6 +43,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from pipeline.categories import (
@@ -58,6 +59,10 @@ from pipeline.silver.data_time import FUTURE_SKEW
 
 #: One row for the database, in a column list's order.
 Row = tuple[Any, ...]
+#: One /coins/markets record as parsed JSON (values of any JSON type, or worse).
+Record = dict[str, Any]
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
 
 SILVER_COLUMNS = [c.name for c in staging_crypto_market.columns]
 GLOBAL_COLUMNS = [c.name for c in staging_global_market.columns]
@@ -157,7 +162,8 @@ class Snapshot:
     run_id: str
     snapshot_at: datetime
     source: str
-    records: list
+    #: Parsed JSON: normally objects (Record), but anything may arrive and is quarantined.
+    records: list[Any]
     #: When the body was received (None when unknown, e.g. an imported file); snapshot_at is the data's time.
     fetched_at: datetime | None = None
     #: Whose records these are (``source`` is why the run was made).
@@ -177,7 +183,7 @@ class MarketsBatch:
     quarantined: list[Quarantined] = field(default_factory=list)
     duplicates_dropped: int = 0
     #: (id, snapshot_at, run_id, sparkline JSON) for kept rows, when asked for.
-    sparklines: list[tuple] = field(default_factory=list)
+    sparklines: list[tuple[str, datetime, str, str]] = field(default_factory=list)
     #: Values of kept rows that were NULLed: non-finite, out of range, or text that is not text.
     nulled: list[Nulled] = field(default_factory=list)
 
@@ -186,7 +192,7 @@ class MarketsBatch:
         return len(self.nulled)
 
 
-def _column(records: list[dict], keys: list[str]) -> list:
+def _column(records: list[Record], keys: list[str]) -> list[Any]:
     """One field of every record; with several keys, the first non-null wins."""
     if len(keys) == 1:
         key = keys[0]
@@ -197,7 +203,7 @@ def _column(records: list[dict], keys: list[str]) -> list:
     return values
 
 
-def _number(value) -> tuple[float, str]:
+def _number(value: object) -> tuple[float, str]:
     """One API value -> (float, kind); kind is ok, null, nonfinite, overflow or bad (not a number)."""
     if value is None:
         return math.nan, "null"
@@ -225,7 +231,7 @@ def _number(value) -> tuple[float, str]:
     return math.nan, "bad"
 
 
-def _parse_numbers(raw: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _parse_numbers(raw: list[Any]) -> tuple[FloatArray, BoolArray, BoolArray, BoolArray]:
     """Floats from API values; numbers sent as strings are accepted.
 
     Returns (values, bad, nonfinite, overflow) as numpy arrays: ``values`` is
@@ -240,21 +246,28 @@ def _parse_numbers(raw: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
         values = series.to_numpy(dtype="float64", na_value=np.nan).copy()
         nonfinite = np.isinf(values)
-        for i in np.flatnonzero(np.isnan(values)):
+        for i in _positions(np.isnan(values)):
             if raw[i] is not None:  # a NaN that was sent, not a null
                 nonfinite[i] = True
         values[nonfinite] = np.nan
         return values, np.zeros(n, dtype=bool), nonfinite, np.zeros(n, dtype=bool)
-    values = np.empty(n, dtype="float64")
-    kinds = []
-    for i, value in enumerate(raw):
-        values[i], kind = _number(value)
+    numbers: list[float] = []
+    kinds: list[str] = []
+    for value in raw:
+        number, kind = _number(value)
+        numbers.append(number)
         kinds.append(kind)
+    values = np.array(numbers, dtype=np.float64)
     kinds_arr = np.array(kinds, dtype=object)
     return values, kinds_arr == "bad", kinds_arr == "nonfinite", kinds_arr == "overflow"
 
 
-def _shown(value) -> str:
+def _positions(mask: BoolArray) -> list[int]:
+    """Where ``mask`` is True, as Python ints (list indexes)."""
+    return [int(i) for i in np.flatnonzero(mask)]
+
+
+def _shown(value: object) -> str:
     """A value quoted in a reason or a note: its repr, cut to a sane length, always storable text."""
     try:
         text = repr(value)
@@ -276,7 +289,7 @@ def _storable(text: str) -> str:
     return text
 
 
-def raw_record_text(record) -> str:
+def raw_record_text(record: object) -> str:
     """The quarantined record as storable text: compact JSON (NULs escaped), else its repr."""
     try:
         return json.dumps(record, separators=(",", ":"), default=str)
@@ -289,20 +302,20 @@ def raw_record_text(record) -> str:
     return _storable(text)
 
 
-def _record_id(value) -> str | None:
+def _record_id(value: object) -> str | None:
     """The id to file a quarantined record under: storable and at most ID_MAX_LENGTH characters."""
     if not isinstance(value, str):
         return None
     return _cut(_storable(value), ID_MAX_LENGTH)
 
 
-def _clean_texts(raw: list) -> tuple[list, list[int]]:
+def _clean_texts(raw: list[Any]) -> tuple[list[str | None], list[int]]:
     """symbol/name/image values: NULs stripped, lone surrogates replaced, NULL stays NULL.
 
     Returns (values, positions whose non-text value was NULLed). The whole column
     is checked at once: clean text (the common case) costs one join and one scan.
     """
-    values: list = []
+    values: list[str | None] = []
     dropped: list[int] = []
     for i, value in enumerate(raw):
         if value is None or isinstance(value, str):
@@ -318,7 +331,7 @@ def _clean_texts(raw: list) -> tuple[list, list[int]]:
     return values, dropped
 
 
-def _id_problem(value) -> str | None:
+def _id_problem(value: str | None) -> str | None:
     """Why a coin id cannot be used (None when it can)."""
     if value is None:
         return "missing id"
@@ -331,7 +344,7 @@ def _id_problem(value) -> str | None:
     return None
 
 
-def _parse_dates(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
+def _parse_dates(raw: pd.Series) -> tuple[pd.Series, BoolArray]:
     """ISO 8601 text -> naive UTC timestamps; (dates, unusable) where ``unusable`` marks a
     present value that is not an ISO date between DATE_RANGE's ends (it becomes NULL)."""
     objects = raw.astype(object)
@@ -343,7 +356,7 @@ def _parse_dates(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
     return parsed, unusable
 
 
-def _sparkline(value) -> str | None:
+def _sparkline(value: object) -> str | None:
     if not isinstance(value, dict):
         return None
     prices = value.get("price")
@@ -356,14 +369,14 @@ def _sparkline(value) -> str | None:
     return json.dumps(clean, separators=(",", ":"))
 
 
-def _within(value, low: float, high: float) -> bool:
+def _within(value: float, low: float, high: float) -> bool:
     try:
         return low <= float(value) <= high
     except (OverflowError, TypeError, ValueError):
         return False
 
 
-def limit_records(records: list, top_n: int | None) -> list:
+def limit_records(records: list[Any], top_n: int | None) -> list[Any]:
     """The first ``top_n`` distinct coins, in API order.
 
     Duplicates of coins already taken and records without an id still pass,
@@ -371,7 +384,7 @@ def limit_records(records: list, top_n: int | None) -> list:
     """
     if top_n is None:
         return records
-    seen: set = set()
+    seen: set[str] = set()
     kept = []
     for rec in records:
         coin_id = rec.get("id") if isinstance(rec, dict) else None
@@ -384,7 +397,7 @@ def limit_records(records: list, top_n: int | None) -> list:
 
 
 def transform_markets(
-    records: list, *, run_id: str, snapshot_at: datetime, source: str, with_sparklines: bool = True
+    records: list[Any], *, run_id: str, snapshot_at: datetime, source: str, with_sparklines: bool = True
 ) -> MarketsBatch:
     """Validate, type and derive one snapshot of /coins/markets records."""
     return transform_snapshots([Snapshot(run_id, snapshot_at, source, records)], with_sparklines=with_sparklines)
@@ -413,7 +426,7 @@ def transform_snapshots(
     when asked for.
     """
     quarantined: list[Quarantined] = []
-    objects: list[dict] = []
+    objects: list[Record] = []
     origin: list[tuple[int, int]] = []  # (snapshot number, index within its snapshot)
     for number, snap in enumerate(snapshots):
         for index, rec in enumerate(snap.records):
@@ -445,29 +458,29 @@ def transform_snapshots(
 
     for name in TEXT_FIELDS:
         raw = _column(objects, [name])
-        values, dropped = _clean_texts(raw)
+        texts, dropped = _clean_texts(raw)
         for i in dropped:
             notes.append((i, name, f"not text {name}: {_shown(raw[i])}"))
-        frame[name] = pd.Series(values, dtype=object)
+        frame[name] = pd.Series(texts, dtype=object)
 
     for name in ["market_cap_rank", *MARKET_NUMERIC_COLUMNS]:
         raw = _column(objects, SOURCE_KEYS.get(name, [name]))
         values, bad, nonfinite, overflow = _parse_numbers(raw)
         low, high = NUMERIC_LIMITS[name]
         below, above = values < low, values > high  # NaN compares False
-        for i in np.flatnonzero(bad):
+        for i in _positions(bad):
             reasons[i].append(f"non-numeric {name}: {_shown(raw[i])}")
         if name in REQUIRED_NUMERIC:
-            for i in np.flatnonzero(above):
+            for i in _positions(above):
                 reasons[i].append(f"absurd {name}: {float(values[i])!r}")
-            for i in np.flatnonzero(overflow):
+            for i in _positions(overflow):
                 reasons[i].append(f"absurd {name}: {_shown(raw[i])}")
-            for i in np.flatnonzero(below):
+            for i in _positions(below):
                 reasons[i].append(f"negative {name}: {float(values[i])!r}")
         else:
-            for i in np.flatnonzero(below | above | overflow):
+            for i in _positions(below | above | overflow):
                 notes.append((i, name, f"out of range {name}: {_shown(raw[i])} (plausible: {low:g} to {high:g})"))
-        for i in np.flatnonzero(nonfinite):
+        for i in _positions(nonfinite):
             notes.append((i, name, f"non-finite {name}: {_shown(raw[i])}"))
         values[below | above] = np.nan
         series = pd.Series(values, index=frame.index)
@@ -476,7 +489,7 @@ def transform_snapshots(
     for name in DATE_FIELDS:
         raw = _column(objects, [name])
         dates, unusable = _parse_dates(pd.Series(raw, dtype=object))
-        for i in np.flatnonzero(unusable):
+        for i in _positions(unusable):
             notes.append((i, name, f"not a date {name}: {_shown(raw[i])}"))
         frame[name] = dates
 
@@ -484,7 +497,7 @@ def transform_snapshots(
     frame["_snap"] = snap_numbers
     frame["_obj"] = np.arange(n, dtype=np.int64)
     bad_rows = np.fromiter((bool(r) for r in reasons), dtype=bool, count=n)
-    for i in np.flatnonzero(bad_rows):
+    for i in _positions(bad_rows):
         snap = snapshots[origin[i][0]]
         quarantined.append(
             Quarantined(
@@ -601,8 +614,13 @@ GLOBAL_LIMITS = {
 }
 
 
+def _mapping(value: object) -> dict[Any, Any]:
+    """``value`` if it is a JSON object, else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
 def transform_global(
-    body,
+    body: object,
     *,
     run_id: str,
     snapshot_at: datetime,
@@ -611,7 +629,7 @@ def transform_global(
     coins_at: datetime | None = None,
     fetched_at: datetime | None = None,
     max_age_minutes: float = 30.0,
-) -> dict:
+) -> dict[str, Any]:
     """One silver row from a /global body; SchemaDrift if it is not the documented shape.
 
     Same rules as the markets: a non-finite or implausible number is NULL.
@@ -620,23 +638,25 @@ def transform_global(
     than ``max_age_minutes`` away from it describes another market and is kept but marked
     ``usable = False`` with the reason (``global_usability``). Pure: no clock, no I/O.
     """
-    data = body.get("data") if isinstance(body, dict) else None
+    data = _mapping(body).get("data")
     if not isinstance(data, dict) or not isinstance(data.get("total_market_cap"), dict):
         raise SchemaDrift("/global body has no data.total_market_cap object")
 
-    def number(value, limits: str):
+    def number(value: object, limits: str) -> float | None:
         result, kind = _number(value)
         low, high = GLOBAL_LIMITS[limits]
         return result if kind == "ok" and low <= result <= high else None
 
-    def count(value):
+    def count(value: object) -> int | None:
         result = number(value, "count") if isinstance(value, (int, float)) else None
         return None if result is None else int(result)
 
-    percentages = data.get("market_cap_percentage") if isinstance(data.get("market_cap_percentage"), dict) else {}
-    percentages = {str(key): number(value, "dominance_pct") for key, value in percentages.items()}
-    updated = number(data.get("updated_at"), "updated_at") if isinstance(data.get("updated_at"), (int, float)) else None
-    volumes = data.get("total_volume") if isinstance(data.get("total_volume"), dict) else {}
+    percentages = {
+        str(key): number(value, "dominance_pct") for key, value in _mapping(data.get("market_cap_percentage")).items()
+    }
+    raw_updated = data.get("updated_at")
+    updated = number(raw_updated, "updated_at") if isinstance(raw_updated, (int, float)) else None
+    volumes = _mapping(data.get("total_volume"))
     updated_at = datetime.fromtimestamp(updated, UTC).replace(tzinfo=None) if updated is not None else None
     total_market_cap = number(data["total_market_cap"].get(vs_currency), "total_market_cap")
     usable, reason = global_usability(updated_at, coins_at or snapshot_at, max_age_minutes, total_market_cap)
@@ -695,7 +715,7 @@ def global_usability(
 DOMINANCE_SYMBOL_CHARS = 200
 
 
-def global_dominance_rows(row: dict) -> list[tuple]:
+def global_dominance_rows(row: dict[str, Any]) -> list[tuple[datetime, str, float]]:
     """(snapshot_at, symbol, dominance_pct) per coin listed in a transformed /global row's
     ``market_cap_percentage`` (CoinGecko's own dominance, keyed by lower-case symbol)."""
     try:
@@ -704,7 +724,7 @@ def global_dominance_rows(row: dict) -> list[tuple]:
         return []
     if not isinstance(percentages, dict):
         return []
-    rows = {}
+    rows: dict[str, tuple[datetime, str, float]] = {}
     for key, value in percentages.items():
         symbol = _storable(str(key)).strip().lower()[:DOMINANCE_SYMBOL_CHARS]
         if symbol and isinstance(value, (int, float)) and math.isfinite(value) and symbol not in rows:
@@ -712,31 +732,29 @@ def global_dominance_rows(row: dict) -> list[tuple]:
     return list(rows.values())
 
 
-def frame_to_tuples(frame: pd.DataFrame, columns: list[str], *, datetime_text: bool = False) -> list[tuple]:
+def frame_to_tuples(frame: pd.DataFrame, columns: list[str], *, datetime_text: bool = False) -> list[Row]:
     """Rows as plain Python tuples for the loader: NaN/NaT become None, ints stay ints.
 
     Column-wise numpy conversions: this runs for every silver row, so no per-value Python.
     ``datetime_text`` gives SQLite's 'YYYY-MM-DD HH:MM:SS.ffffff' text directly.
     """
-    converted = []
+    converted: list[list[Any]] = []
     for name in columns:
         col = frame[name]
+        values: npt.NDArray[np.object_]
         if pd.api.types.is_datetime64_any_dtype(col):
-            arr = col.to_numpy(dtype="datetime64[us]")
-            if datetime_text and len(arr):
-                values = np.char.replace(np.datetime_as_string(arr, unit="us"), "T", " ").astype(object)
+            times = col.to_numpy(dtype="datetime64[us]")
+            if datetime_text and len(times):
+                values = np.char.replace(np.datetime_as_string(times, unit="us"), "T", " ").astype(object)
             else:
-                values = arr.astype(object)
-            values[np.isnat(arr)] = None
-        elif pd.api.types.is_integer_dtype(col):
-            mask = col.isna().to_numpy()
-            values = col.to_numpy(dtype=object)
-            values[mask] = None
+                values = times.astype(object)
+            values[np.isnat(times)] = None
         elif pd.api.types.is_float_dtype(col):
-            arr = col.to_numpy(dtype="float64")
-            values = arr.astype(object)
-            values[np.isnan(arr)] = None
-        else:
-            values = col.to_numpy(dtype=object, na_value=None)
+            floats = col.to_numpy(dtype="float64")
+            values = floats.astype(object)
+            values[np.isnan(floats)] = None
+        else:  # integers (ints stay ints), text, booleans: every NA (None, NaN, pd.NA) becomes None
+            values = col.to_numpy(dtype=object, copy=True)
+            values[col.isna().to_numpy()] = None
         converted.append(values.tolist())
     return list(zip(*converted))
