@@ -21,6 +21,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pipeline import run_requests
+from pipeline.alerts import KINDS as ALERT_KINDS
+from pipeline.alerts import WINDOWS as ALERT_WINDOWS
+from pipeline.alerts import (
+    AlertRuleError,
+    create_rule,
+    delete_rule,
+    set_rule_enabled,
+    stablecoin_ids,
+)
 from pipeline.categories import (
     LABELS,
     LIQUIDITY_BANDS,
@@ -41,6 +50,8 @@ from pipeline.db import DRIVER_ERRORS, make_engine, prepare_database, utcnow
 from pipeline.errors import ConfigError, DatabaseUnavailable, PipelineError, RunLocked, SnapshotHeld, SourceError
 from pipeline.runs import LOCK_NAME, STAGES, current_holder, get_run, reap_dead_runs
 from pipeline.schema import (
+    alert_events,
+    alert_rules,
     crypto_analytics_mart,
     market_history,
     market_segment_analysis,
@@ -109,12 +120,23 @@ __all__ = [
     "SnapshotHeld",
     "SourceError",
     "run_pipeline",
+    # alerts (rules saved from the Alerts page; evaluated by the pipeline after every successful run)
+    "ALERT_KINDS",
+    "ALERT_WINDOWS",
+    "AlertRuleError",
+    "alert_events",
+    "alert_rules",
+    "create_rule",
+    "delete_rule",
+    "set_rule_enabled",
+    "stablecoin_ids",
 ]
 
 #: The names above that open a connection or run a pipeline: only ``dashboard/data.py`` (reads) and
 #: ``dashboard/refresh.py`` (run requests) may call them.
 READS_DATABASE = frozenset(
     {"make_engine", "prepare_database", "current_holder", "data_freshness", "get_run", "reap_dead_runs", "run_pipeline"}
+    | {"create_rule", "delete_rule", "set_rule_enabled", "stablecoin_ids"}
 )
 
 

@@ -25,7 +25,7 @@ API_KEY_HEADERS = {"demo": "x-cg-demo-api-key", "pro": "x-cg-pro-api-key"}
 #: Every environment variable ``Settings.from_env`` reads is one of these or starts with one of
 #: these prefixes (tests clear exactly these, so no developer setting leaks into a test).
 SETTING_NAMES = ("DATABASE_URL", "DATA_DIR", "VS_CURRENCY")
-SETTING_PREFIXES = ("COINGECKO_", "PIPELINE_")
+SETTING_PREFIXES = ("COINGECKO_", "PIPELINE_", "ALERTS_")
 
 
 def is_setting(name: str) -> bool:
@@ -120,6 +120,13 @@ class Settings:
     log_format: str = "text"
     #: PIPELINE_PROVIDER: the folder live runs fetch from (pipeline.providers.registry).
     provider: str = "coingecko"
+    #: ALERTS_WEBHOOK_URL: where fired alerts are POSTed as JSON (pipeline.webhooks); None: no delivery.
+    #: Kept out of repr: a webhook URL often carries a token.
+    alerts_webhook_url: str | None = field(default=None, repr=False)
+    #: ALERTS_WEBHOOK_TIMEOUT_SECONDS: the most a run waits for the webhook, all deliveries together.
+    alerts_webhook_timeout_seconds: float = 5.0
+    #: ALERTS_WEBHOOK_MAX_ATTEMPTS: tries per fired alert (one per successful run) before giving up.
+    alerts_webhook_max_attempts: int = 3
 
     @property
     def raw_dir(self) -> Path:
@@ -195,6 +202,9 @@ class Settings:
             sidecar_heartbeat_seconds=_float(env, "PIPELINE_SIDECAR_HEARTBEAT_SECONDS", 5.0),
             log_format=_log_format(env),
             provider=(env.get("PIPELINE_PROVIDER") or "coingecko").strip(),
+            alerts_webhook_url=(env.get("ALERTS_WEBHOOK_URL") or "").strip() or None,
+            alerts_webhook_timeout_seconds=_float(env, "ALERTS_WEBHOOK_TIMEOUT_SECONDS", 5.0),
+            alerts_webhook_max_attempts=_int(env, "ALERTS_WEBHOOK_MAX_ATTEMPTS", 3),
         )
 
 

@@ -18,7 +18,7 @@ from typing import TypedDict
 
 from sqlalchemy import Engine
 
-from pipeline import bronze, classes, logs
+from pipeline import alerts, bronze, classes, logs
 from pipeline import snapshots as snapshot_ledger
 from pipeline.config import Settings
 from pipeline.db import prepare_database as prepare_database  # re-exported: the scheduler imports it from here
@@ -142,7 +142,10 @@ def run_pipeline(
         # New coin classes change the top-N totals and stablecoin shares of every history point:
         # rebuild all of gold then (once a day at most), so a later replay gives the same history.
         since = None if classes_changed else min(r.snapshot_at for r in bronze_runs)
-        return publish_gold(run, result, progress, since=since)
+        result = publish_gold(run, result, progress, since=since)
+        alerts.after_publish(run, result, progress)  # never raises: a failure is a note on the run
+    alerts.deliver(settings, engine, progress)  # lock released; bounded by ALERTS_WEBHOOK_TIMEOUT_SECONDS
+    return result
 
 
 def publish_gold(run: RunContext, result: RunResult, progress: Progress, since: datetime | None) -> RunResult:

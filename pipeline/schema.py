@@ -388,3 +388,73 @@ schema_version = Table(
     Column("version", Integer, primary_key=True),
     Column("applied_at", DateTime, nullable=False),
 )
+
+# -- alerts (rules the user creates on the Alerts page, evaluated after every successful run) ---------
+# Written by pipeline.alerts (rules, state, events) and pipeline.webhooks (delivery attempts) only.
+
+#: One row per rule: what to watch (kind, coin, change window) and the threshold it crosses.
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("rule_id", Integer, primary_key=True, autoincrement=True),
+    #: price_above | price_below | change_above | change_below | volume_spike | dominance_above |
+    #: dominance_below | depeg (pipeline.alerts.KINDS).
+    Column("kind", String(32), nullable=False),
+    Column("coin_id", Text, nullable=False),
+    #: change_* only: 1h | 24h | 7d.
+    Column("change_window", String(8)),
+    #: In the kind's unit: USD, %, percentage points, a z-score, or a fraction of the $1 peg.
+    Column("threshold", Double, nullable=False),
+    Column("note", Text),
+    Column("enabled", Boolean, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
+#: Per enabled rule, the condition at its last evaluation: an alert fires only when it goes from
+#: false (or never evaluated) to true. A disabled or deleted rule keeps no row.
+alert_state = Table(
+    "alert_state",
+    metadata,
+    Column("rule_id", Integer, primary_key=True, autoincrement=False),
+    Column("condition_met", Boolean, nullable=False),
+    Column("value", Double),
+    #: The gold snapshot last evaluated: the same snapshot is never evaluated twice.
+    Column("snapshot_at", DateTime, nullable=False),
+    Column("evaluated_at", DateTime, nullable=False),
+)
+
+#: Every time a rule fired, kept after the rule is deleted (kind, coin and message are copied here).
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("event_id", Integer, primary_key=True, autoincrement=True),
+    Column("rule_id", Integer, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("coin_id", Text, nullable=False),
+    Column("threshold", Double),
+    Column("value", Double),
+    Column("message", Text, nullable=False),
+    Column("fired_at", DateTime, nullable=False),
+    Column("snapshot_at", DateTime, nullable=False),
+    Column("run_id", String(64)),
+    #: Webhook delivery (ALERTS_WEBHOOK_URL): tries so far, when it got through, the last error.
+    Column("delivery_attempts", Integer, nullable=False),
+    Column("delivered_at", DateTime),
+    Column("delivery_error", Text),
+)
+Index("ix_alert_events_fired", alert_events.c.fired_at)
+
+#: One row per webhook delivery attempt (status, error, how long it took).
+alert_deliveries = Table(
+    "alert_deliveries",
+    metadata,
+    Column("event_id", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("attempted_at", DateTime, nullable=False),
+    Column("status_code", Integer),
+    Column("error", Text),
+    Column("elapsed_ms", Double),
+    PrimaryKeyConstraint("event_id", "attempt", name="pk_alert_deliveries"),
+)
+
+ALERT_TABLES = [alert_rules, alert_state, alert_events, alert_deliveries]
