@@ -104,10 +104,13 @@ def _money_axis(axis: dict | None = None) -> dict:
 
 
 def _price_axis(prices) -> dict:
-    """A price axis: '$19.5k' for big prices; plain decimals ('$0.000011') below $1, never Plotly's '$11µ'."""
+    """A price axis: '$19.5k' for big prices; plain decimals ('$0.000011', '$0.000000533') below $1,
+    never Plotly's '$11µ' nor d3's '5.33e-7': fixed decimals, two digits past the smallest price's first."""
     known = pd.Series(prices, dtype="float64").dropna()
     if not known.empty and known.abs().max() < 1:
-        return {"tickprefix": "$", "tickformat": ".3~g"}
+        smallest = known[known > 0].min() if (known > 0).any() else 0.01
+        decimals = min(18, max(2, -math.floor(math.log10(smallest)) + 2))
+        return {"tickprefix": "$", "tickformat": f",.{decimals}~f"}
     return {"tickprefix": "$", "exponentformat": "B"}
 
 
@@ -309,6 +312,87 @@ def create_movers_chart(
     )
     height = max(HEIGHT, 24 * len(movers) + 120)
     return _layout(fig, title, f"Price change over {PERIOD_LABELS[period]} (%)", "Coin", height=height, legend=False)
+
+
+# -- Market over time ----------------------------------------------------------------
+
+
+def _basis_masks(points: pd.DataFrame, history: pd.DataFrame):
+    """(kind, mask, dash, legend suffix, scope) per dominance basis, as the dominance chart draws them."""
+    basis = points["dominance_basis"]
+    top_n = basis.map(is_top_n).to_numpy()
+    is_global = (basis.notna() & ~basis.map(is_top_n)).to_numpy()
+    counts = (
+        history.loc[history["dominance_basis"].map(is_top_n), "coin_count"]
+        if "coin_count" in history.columns
+        else pd.Series(dtype="float64")
+    )
+    top_label = (
+        f"top {int(counts.iloc[-1]):,} coins" if not counts.empty and not pd.isna(counts.iloc[-1]) else "top N coins"
+    )
+    return top_label, [
+        ("global", is_global, "solid", "", "whole market"),
+        ("top_n", top_n, "dot", f" ({top_label})", top_label),
+    ]
+
+
+def create_market_over_time_chart(
+    history: pd.DataFrame, log: bool = False, title: str = "Total market cap and 24h volume over time"
+) -> go.Figure:
+    """Two panels on one time axis: the total market cap (top) and the 24h volume (below), from
+    ``market_history``. Whole-market points (/global) are solid, top-N points dotted (never one line
+    across a change of basis); lines break across gaps in the data. ``log``: both on log axes."""
+    if history.empty:
+        return _empty(title, "No market history yet")
+    if "dominance_basis" not in history.columns:
+        history = history.assign(dominance_basis="global")
+    points = break_gaps(history).reset_index(drop=True)
+    top_label, styles = _basis_masks(points, history)
+    times = pd.to_datetime(points["snapshot_at"])
+    mode = "lines+markers" if len(history) <= 60 else "lines"
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06, row_heights=[0.62, 0.38])
+    drawn = set()
+    for row, column, name, color in (
+        (1, "total_market_cap", "Market cap", "#1e3a8a"),
+        (2, "total_volume", "24h volume", "#f59e0b"),
+    ):
+        for kind, mask, dash, suffix, scope in styles:
+            values = points[column].where(mask)
+            if not values.notna().any():
+                continue
+            drawn.add(kind)
+            fig.add_trace(
+                go.Scatter(
+                    x=times,
+                    y=[None if pd.isna(v) else float(v) for v in values],
+                    name=f"{name}{suffix}",
+                    mode=mode,
+                    connectgaps=False,
+                    line={"color": color, "width": 2, "dash": dash},
+                    customdata=[f"{fmt.format_usd(v)} ({scope})" for v in values],
+                    hovertemplate=f"%{{x|%Y-%m-%d %H:%M}} UTC<br>{name}: %{{customdata}}<extra></extra>",
+                ),
+                row=row,
+                col=1,
+            )
+    all_times = pd.to_datetime(history["snapshot_at"])
+    for row, column, label in ((1, "total_market_cap", "Market cap"), (2, "total_volume", "24h volume")):
+        values = pd.to_numeric(history[column], errors="coerce")
+        axis = _log_money_ticks(values[values > 0].min(), values.max()) if log and (values > 0).any() else {}
+        fig.update_yaxes(
+            title_text=f"{label} (USD{', log' if log else ''})",
+            row=row,
+            col=1,
+            **_scale(log),
+            **_money_axis({**axis, **_log_range(_single_value_range(values), log)}),
+        )
+    fig.update_xaxes(**_single_time_range(all_times))
+    fig.update_xaxes(title_text="Snapshot time (UTC)", row=2, col=1)
+    if drawn == {"top_n"}:
+        title = f"{title} ({top_label})"
+    elif drawn == {"global", "top_n"}:
+        title = f"{title} (solid: whole market, dotted: {top_label})"
+    return _layout(fig, title, height=560)
 
 
 # -- Dominance --------------------------------------------------------------------
@@ -832,14 +916,37 @@ def create_segment_risk_chart(segments: pd.DataFrame, title: str = "Volatility a
 # -- Coin ---------------------------------------------------------------------------------
 
 
-def create_coin_history_chart(history: pd.DataFrame, name: str, symbol: str | None = None) -> go.Figure:
-    """Two stacked panels over time: price (USD) and market cap (USD)."""
-    title = f"{_title_label(name, symbol)}: price and market cap over time"
+def _log_range(value_range: dict, log: bool) -> dict:
+    """A ``range`` for a log axis is in powers of ten: convert ``_single_value_range``'s band."""
+    if not log or "range" not in value_range:
+        return value_range
+    low, high = value_range["range"]
+    return {"range": [math.log10(low), math.log10(high)]} if low > 0 and high > 0 else {}
+
+
+def _scale(log: bool) -> dict:
+    return {"type": "log"} if log else {"type": "linear"}
+
+
+COIN_PANELS = (0.46, 0.14, 0.2, 0.2)  # price, volume, market cap, rank: shares of the height, top to bottom
+
+
+def create_coin_history_chart(
+    history: pd.DataFrame, name: str, symbol: str | None = None, log: bool = False, range_label: str | None = None
+) -> go.Figure:
+    """Four stacked panels over time, one shared time axis: price, 24h volume (bars, below the price),
+    market cap and rank (reversed: #1 on top). ``log`` puts price, volume and market cap on log axes.
+
+    Rank comes from the pipeline's snapshots only (backfilled days have none), so the rank panel can
+    be shorter than the others."""
+    suffix = f" ({range_label})" if range_label else ""
+    title = f"{_title_label(name, symbol)}: price, volume, market cap and rank{suffix}"
     if history.empty:
         return _empty(title, "No history for this coin yet")
     times = pd.to_datetime(history["ts"])
     mode = "lines+markers" if len(history) <= 60 else "lines"
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
+    fig = make_subplots(rows=4, cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=list(COIN_PANELS))
+    hover_time = "%{x|%Y-%m-%d %H:%M} UTC"
     fig.add_trace(
         go.Scatter(
             x=times,
@@ -848,9 +955,21 @@ def create_coin_history_chart(history: pd.DataFrame, name: str, symbol: str | No
             name="Price",
             line={"color": "#2563eb"},
             customdata=[fmt.format_price(v) for v in history["price"]],
-            hovertemplate="%{x|%Y-%m-%d %H:%M} UTC<br>Price: %{customdata}<extra></extra>",
+            hovertemplate=f"{hover_time}<br>Price: %{{customdata}}<extra></extra>",
         ),
         row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Bar(
+            x=times,
+            y=history["total_volume"],
+            name="24h volume",
+            marker_color="#94a3b8",
+            customdata=[fmt.format_usd(v) for v in history["total_volume"]],
+            hovertemplate=f"{hover_time}<br>24h volume: %{{customdata}}<extra></extra>",
+        ),
+        row=2,
         col=1,
     )
     fig.add_trace(
@@ -861,20 +980,54 @@ def create_coin_history_chart(history: pd.DataFrame, name: str, symbol: str | No
             name="Market cap",
             line={"color": "#7c3aed"},
             customdata=[fmt.format_usd(v) for v in history["market_cap"]],
-            hovertemplate="%{x|%Y-%m-%d %H:%M} UTC<br>Market cap: %{customdata}<extra></extra>",
+            hovertemplate=f"{hover_time}<br>Market cap: %{{customdata}}<extra></extra>",
         ),
-        row=2,
+        row=3,
+        col=1,
+    )
+    ranks = history["market_cap_rank"] if "market_cap_rank" in history.columns else pd.Series([None] * len(history))
+    ranks = pd.to_numeric(ranks, errors="coerce")
+    fig.add_trace(
+        go.Scatter(
+            x=times,
+            y=ranks,
+            mode=mode,
+            name="Rank",
+            connectgaps=True,  # backfilled days have no rank: join the snapshots' ranks
+            line={"color": "#f59e0b", "shape": "hv"},
+            customdata=[_rank_text(r) for r in ranks],
+            hovertemplate=f"{hover_time}<br>Rank: %{{customdata}}<extra></extra>",
+        ),
+        row=4,
         col=1,
     )
     fig.update_yaxes(
-        title_text="Price (USD)", row=1, col=1, **_price_axis(history["price"]), **_single_value_range(history["price"])
+        title_text="Price (USD)",
+        row=1,
+        col=1,
+        **_scale(log),
+        **_price_axis(history["price"]),
+        **_log_range(_single_value_range(history["price"]), log),
     )
+    fig.update_yaxes(title_text="Volume", row=2, col=1, **_scale(log), **_money_axis())
     fig.update_yaxes(
-        title_text="Market cap (USD)", row=2, col=1, **_money_axis(_single_value_range(history["market_cap"]))
+        title_text="Market cap (USD)",
+        row=3,
+        col=1,
+        **_scale(log),
+        **_money_axis(_log_range(_single_value_range(history["market_cap"]), log)),
     )
+    fig.update_yaxes(title_text="Rank", row=4, col=1, autorange="reversed", tickprefix="#")
+    if ranks.notna().any() and ranks.max() - ranks.min() < 5:
+        fig.update_yaxes(dtick=1, row=4, col=1)  # whole ranks, not #1.5
     fig.update_xaxes(**_single_time_range(times))
-    fig.update_xaxes(title_text="Time (UTC)", row=2, col=1)
-    return _layout(fig, title, height=560, legend=False)
+    fig.update_xaxes(title_text="Time (UTC)", row=4, col=1)
+    fig.update_layout(bargap=0)
+    return _layout(fig, title, height=760, legend=False)
+
+
+def _rank_text(rank) -> str:
+    return "—" if fmt.is_missing(rank) else f"#{int(rank):,}"
 
 
 def create_coin_sparkline_chart(raw_sparkline, end, name: str, symbol: str | None = None, change_7d=None) -> go.Figure:

@@ -170,7 +170,7 @@ def test_coin_page_defaults_to_the_largest_coin_and_follows_the_link(sample_ware
     assert metric(at, "Price").value == "$19,163.45"
     assert at.query_params["coin"] == "bitcoin"
     history, sparkline = chart_specs(at)
-    assert [t["name"] for t in history["data"]] == ["Price", "Market cap"]
+    assert [t["name"] for t in history["data"]] == ["Price", "24h volume", "Market cap", "Rank"]
     assert len(sparkline["data"][0]["x"]) == 168
 
     at.selectbox(key="coin_id").set_value("ethereum").run()

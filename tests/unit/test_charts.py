@@ -418,24 +418,58 @@ def test_segment_breadth_chart_stacks_gainers_losers_and_the_rest(segments):
 # -- Coin --------------------------------------------------------------------------------------
 
 
-def test_coin_history_chart_has_price_and_market_cap_panels():
+def test_coin_history_chart_has_price_volume_market_cap_and_rank_panels():
     history = pd.DataFrame(
         {
             "ts": pd.to_datetime(["2022-10-15", "2022-10-16"]),
             "price": [19000.0, 19163.45],
             "market_cap": [360e9, 367.6e9],
             "total_volume": [1e9, 2e9],
+            "market_cap_rank": [float("nan"), 1.0],
             "origin": ["backfill", "snapshot"],
         }
     )
     fig = charts.create_coin_history_chart(history, "Bitcoin", "btc")
     assert title_of(fig).startswith("Bitcoin (BTC)")
-    assert [t.name for t in fig.data] == ["Price", "Market cap"]
+    assert [t.name for t in fig.data] == ["Price", "24h volume", "Market cap", "Rank"]
+    assert [t.type for t in fig.data] == ["scatter", "bar", "scatter", "scatter"]  # volume as bars below the price
     assert fig.layout.yaxis.title.text == "Price (USD)"
-    assert fig.layout.yaxis2.title.text == "Market cap (USD)"
-    assert fig.layout.yaxis2.exponentformat == "B"  # $360B, not $360G
-    assert fig.layout.xaxis2.title.text == "Time (UTC)"
+    assert fig.layout.yaxis2.title.text == "Volume"
+    assert fig.layout.yaxis3.title.text == "Market cap (USD)"
+    assert fig.layout.yaxis3.exponentformat == "B"  # $360B, not $360G
+    assert fig.layout.yaxis4.title.text == "Rank" and fig.layout.yaxis4.autorange == "reversed"  # #1 on top
+    assert fig.layout.xaxis4.title.text == "Time (UTC)"
+    assert {t.xaxis for t in fig.data} == {"x", "x2", "x3", "x4"}
+    assert fig.layout.xaxis.matches == fig.layout.xaxis2.matches == "x4"  # one shared time axis
     assert all(t.hovertemplate for t in fig.data)
+    assert list(fig.data[3].customdata) == ["—", "#1"]
+    for axis in (fig.layout.yaxis, fig.layout.yaxis2, fig.layout.yaxis3):
+        assert axis.type == "linear"
+
+
+def test_coin_history_chart_on_a_log_scale():
+    history = pd.DataFrame(
+        {
+            "ts": pd.date_range("2022-01-01", periods=5, freq="1D"),
+            "price": [0.000000533, 0.0000006, 0.000001, 0.0000008, 0.0000007],
+            "market_cap": [1e6, 2e6, 3e6, 2e6, 1e6],
+            "total_volume": [1e4, 2e4, 3e4, 2e4, 1e4],
+            "market_cap_rank": [240.0, 238.0, 236.0, 239.0, 245.0],
+        }
+    )
+    fig = charts.create_coin_history_chart(history, "Tiny", "tny", log=True, range_label="7d")
+    assert fig.layout.yaxis.type == fig.layout.yaxis2.type == fig.layout.yaxis3.type == "log"
+    assert fig.layout.yaxis4.type != "log" and fig.layout.yaxis4.autorange == "reversed"
+    assert fig.layout.yaxis.tickformat == ",.9~f"  # $0.000000533, never 5.33e-7
+    assert "$0.000000533" in fig.data[0].customdata[0]
+    assert title_of(fig).endswith("(7d)")
+
+
+def test_coin_history_with_one_point_on_a_log_scale_gets_a_range_in_powers_of_ten():
+    one = pd.DataFrame({"ts": [pd.Timestamp(SNAPSHOT)], "price": [100.0], "market_cap": [1e9], "total_volume": [1e6]})
+    fig = charts.create_coin_history_chart(one, "Bitcoin", "btc", log=True)
+    low, high = fig.layout.yaxis.range
+    assert low == pytest.approx(math.log10(95.0)) and high == pytest.approx(math.log10(105.0))
 
 
 def test_coin_history_with_one_point_gets_readable_ranges():
@@ -550,13 +584,15 @@ def test_long_coin_names_are_shortened_in_chart_titles():
         }
     )
     fig = charts.create_coin_history_chart(history, "A" * 80, "aaa")
-    assert title_of(fig) == "A" * 39 + "…: price and market cap over time"
+    assert title_of(fig) == "A" * 39 + "…: price, volume, market cap and rank"
 
 
 @pytest.mark.parametrize(
     "prices, expected",
     [
-        ([0.000011, 0.000012], {"tickprefix": "$", "tickformat": ".3~g"}),  # not "$11µ"
+        ([0.000011, 0.000012], {"tickprefix": "$", "tickformat": ",.7~f"}),  # $0.000011, not "$11µ"
+        ([0.000000533, 0.0000006], {"tickprefix": "$", "tickformat": ",.9~f"}),  # not "5.33e-7"
+        ([0.5, 0.9], {"tickprefix": "$", "tickformat": ",.3~f"}),
         ([19000.0, 19500.0], {"tickprefix": "$", "exponentformat": "B"}),
     ],
 )
@@ -677,3 +713,62 @@ def test_dominance_history_only_top_n_says_so_on_the_axis():
         "All other coins (top 250 coins)",
     }
     assert fig.layout.yaxis.title.text == "Share of the top 250 coins' market cap (%)"
+
+
+# -- Market over time -------------------------------------------------------------------------
+
+
+def market_history_frame(times, basis="global", coin_count=250) -> pd.DataFrame:
+    times = pd.to_datetime(list(times))
+    n = len(times)
+    return pd.DataFrame(
+        {
+            "snapshot_at": times,
+            "total_market_cap": [1e12 + i * 1e10 for i in range(n)],
+            "total_volume": [5e10 + i * 1e9 for i in range(n)],
+            "dominance_basis": [basis] * n if isinstance(basis, str) else basis,
+            "coin_count": [coin_count] * n,
+        }
+    )
+
+
+def test_market_over_time_has_market_cap_above_volume_on_one_time_axis():
+    fig = charts.create_market_over_time_chart(market_history_frame(pd.date_range("2024-01-01", periods=5, freq="1D")))
+    assert [t.name for t in fig.data] == ["Market cap", "24h volume"]
+    assert [t.yaxis for t in fig.data] == ["y", "y2"]
+    assert fig.layout.xaxis.matches == "x2"
+    assert fig.layout.yaxis.type == fig.layout.yaxis2.type == "linear"
+    assert fig.layout.yaxis.exponentformat == "B"
+    assert fig.layout.yaxis.title.text == "Market cap (USD)"
+    assert fig.data[0].customdata[0] == "$1.00T (whole market)"
+
+
+def test_market_over_time_on_a_log_scale_labels_ticks_in_dollars():
+    fig = charts.create_market_over_time_chart(
+        market_history_frame(pd.date_range("2024-01-01", periods=5, freq="1D")), log=True
+    )
+    assert fig.layout.yaxis.type == fig.layout.yaxis2.type == "log"
+    assert "log" in fig.layout.yaxis.title.text
+    assert list(fig.layout.yaxis.ticktext) == ["$1T", "$10T"]
+
+
+def test_market_over_time_draws_each_basis_as_its_own_style_and_breaks_gaps():
+    times = list(pd.date_range("2024-01-01", periods=6, freq="1h")) + [pd.Timestamp("2024-02-01")]
+    frame = market_history_frame(times, basis=["global"] * 3 + ["top_n"] * 4, coin_count=100)
+    fig = charts.create_market_over_time_chart(frame)
+    assert [t.name for t in fig.data] == [
+        "Market cap",
+        "Market cap (top 100 coins)",
+        "24h volume",
+        "24h volume (top 100 coins)",
+    ]
+    assert [t.line.dash for t in fig.data] == ["solid", "dot", "solid", "dot"]
+    assert "solid: whole market" in title_of(fig)
+    assert None in list(fig.data[1].y)  # the month without data is a break, not a straight line
+
+
+def test_market_over_time_with_one_point_and_with_none():
+    one = charts.create_market_over_time_chart(market_history_frame([SNAPSHOT]))
+    assert one.layout.xaxis.range is not None
+    empty = charts.create_market_over_time_chart(market_history_frame([]))
+    assert "No market history" in empty.layout.annotations[0].text
