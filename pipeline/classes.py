@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select
 
-from pipeline import bronze
+from pipeline import bronze, budget
 from pipeline.config import Settings
 from pipeline.db import utcnow
 from pipeline.errors import SourceError
@@ -205,8 +205,9 @@ def refresh_if_due(
         if not force:
             with engine.connect() as conn:
                 last = last_refreshed(conn)
-            if not is_due(last, now, settings.classes_refresh_hours):
-                return ClassesResult("skipped", reason=f"refreshed {last:%Y-%m-%d %H:%M} UTC")
+            # the cadence (CLASSES, daily) and the month's API budget decide (pipeline.budget)
+            if (not_due := budget.why_not_due(engine, budget.CLASSES, now, settings)) is not None:
+                return ClassesResult("skipped", reason=not_due)
             attempt = last_attempt(settings.raw_dir, now)
             if attempt is not None and (last is None or attempt > last) and now - attempt < RETRY_AFTER:
                 return ClassesResult(
@@ -220,6 +221,7 @@ def refresh_if_due(
             raise SourceError("the stablecoins category came back empty")
         with engine.begin() as conn:
             store(conn, pairs, now)
+        budget.record_fetch(engine, budget.CLASSES, now)
         say("classes", "coin classes from CoinGecko: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
         return ClassesResult("refreshed", counts, run_id)
     except Exception as exc:  # noqa: BLE001 - a classes failure never fails the run

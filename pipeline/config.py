@@ -94,6 +94,9 @@ class Settings:
     interval_minutes: int = 15
     refresh_cooldown_seconds: int = 60
     calls_per_minute: float = 25.0
+    #: COINGECKO_MONTHLY_CALLS: the plan's monthly call allowance (the demo plan's 10,000); pipeline.budget
+    #: counts every call against it and skips optional endpoint groups when the snapshots need the rest.
+    monthly_calls: int = 10_000
     request_timeout_seconds: float = 20.0
     fetch_deadline_seconds: float = 300.0
     max_retries: int = 5
@@ -184,6 +187,7 @@ class Settings:
             interval_minutes=_int(env, "PIPELINE_INTERVAL_MINUTES", 15),
             refresh_cooldown_seconds=_int(env, "PIPELINE_REFRESH_COOLDOWN_SECONDS", 60, minimum=0),
             calls_per_minute=_float(env, "COINGECKO_CALLS_PER_MINUTE", 25.0),
+            monthly_calls=_int(env, "COINGECKO_MONTHLY_CALLS", 10_000),
             request_timeout_seconds=_float(env, "COINGECKO_TIMEOUT_SECONDS", 20.0),
             fetch_deadline_seconds=_float(env, "COINGECKO_DEADLINE_SECONDS", 300.0),
             max_retries=_int(env, "COINGECKO_MAX_RETRIES", 5, minimum=0),

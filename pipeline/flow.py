@@ -18,7 +18,7 @@ from typing import TypedDict
 
 from sqlalchemy import Engine
 
-from pipeline import alerts, bronze, classes, logs
+from pipeline import alerts, bronze, budget, classes, logs
 from pipeline import snapshots as snapshot_ledger
 from pipeline.config import Settings
 from pipeline.db import prepare_database as prepare_database  # re-exported: the scheduler imports it from here
@@ -97,6 +97,8 @@ def run_pipeline(
             refreshed = classes.refresh_if_due(settings, engine, interactive=trigger == "button", progress=progress)
             result.warnings += refreshed.warnings
             classes_changed = refreshed.status == "refreshed"
+            if (budget_note := budget.warning_line(settings, engine)) is not None:  # past 80 % of the month's calls
+                result.warnings.append(budget_note)
         elif source == "sample":
             bronze_runs = _fetch_sample(settings, run_id, top_n, progress)
         else:

@@ -34,7 +34,7 @@ from typing import Protocol, TypeVar
 
 from sqlalchemy import Engine
 
-from pipeline import logs
+from pipeline import budget, logs
 from pipeline.config import Settings
 from pipeline.db import as_pipeline_error, prepare_database
 from pipeline.errors import PipelineError, SnapshotHeld
@@ -154,7 +154,12 @@ def run_context(
     engine = engine or prepare_database(settings)
     run_id = run_id or new_run_id()
     run_log = RunLog(engine, run_id, trigger=trigger, source=origin)
-    with RunLease(engine, run_id, settings.lock_ttl_seconds) as lease, logs.bound_run(run_id):
+    # budget.metering: the run's API calls are counted in memory and flushed to api_calls once it has ended.
+    with (
+        RunLease(engine, run_id, settings.lock_ttl_seconds) as lease,
+        logs.bound_run(run_id),
+        budget.metering(engine, settings.monthly_calls),
+    ):
         run_log.start()
         run = RunContext(settings, engine, run_log, lease)
         try:

@@ -28,7 +28,7 @@ from types import FrameType
 import schedule
 from sqlalchemy import Engine
 
-from pipeline import logs
+from pipeline import budget, logs
 from pipeline import run_requests as requests
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, RunLocked, SnapshotHeld
@@ -88,7 +88,13 @@ def run_forever(settings: Settings, *, source: str = "api", interval_minutes: fl
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
+    # The API budget plans with the interval in use: cadences (pipeline.budget.CADENCES) and the calls the
+    # month's remaining runs need; the plan is logged at start, a warning when it exceeds the allowance.
+    settings = settings.with_overrides(interval_minutes=interval)
     engine = prepare_database(settings)
+    budget_plan = budget.plan(settings)
+    logs.outcome(f"scheduler: {budget_plan.line()}", level=logging.INFO if budget_plan.fits else logging.WARNING)
+    budget.warning_line(settings, engine)  # a warning when this month is already past 80 % of it
     failures = 0
     backoff_until: list[datetime] = []  # set by a failed job, applied after schedule re-plans it
 

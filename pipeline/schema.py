@@ -13,6 +13,7 @@ from __future__ import annotations
 from sqlalchemy import (
     Boolean,
     Column,
+    Date,
     DateTime,
     Double,
     Index,
@@ -458,3 +459,29 @@ alert_deliveries = Table(
 )
 
 ALERT_TABLES = [alert_rules, alert_state, alert_events, alert_deliveries]
+
+# -- API budget (pipeline.budget) ---------------------------------------------------------------
+
+#: Every request sent to CoinGecko, retries and failures included, per endpoint (``/coins/markets``,
+#: ``/global``, ``/coins/{id}/market_chart`` ...) and UTC day; a month is the sum of its days.
+#: Written by pipeline.budget only, once at the end of each run.
+api_calls = Table(
+    "api_calls",
+    metadata,
+    Column("endpoint", String(100), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("calls", Integer, nullable=False),
+    #: Requests without an HTTP 200 answer (errors, rate limits, timeouts, dropped connections).
+    Column("failures", Integer, nullable=False),
+    Column("last_at", DateTime, nullable=False),
+    PrimaryKeyConstraint("endpoint", "day", name="pk_api_calls"),
+)
+Index("ix_api_calls_day", api_calls.c.day)
+
+#: The last successful fetch of each endpoint group (pipeline.budget.CADENCES): what ``due`` reads.
+api_fetches = Table(
+    "api_fetches",
+    metadata,
+    Column("group_name", String(32), primary_key=True),
+    Column("last_at", DateTime, nullable=False),
+)

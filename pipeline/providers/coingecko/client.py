@@ -34,6 +34,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from pipeline.budget import note_call
 from pipeline.errors import ConfigError, RateLimited, ResponseTooLarge, SchemaDrift, SourceError
 from pipeline.providers.base import Body
 from pipeline.providers.coingecko.settings import (
@@ -383,7 +384,14 @@ class CoinGeckoClient:
         query: dict[str, Any] | None = dict(params)
         try:
             for _hop in range(MAX_REDIRECTS + 1):
-                status, headers, body, final_url = self._exchange(path, url, query, request_end, budget, watch)
+                try:
+                    status, headers, body, final_url = self._exchange(path, url, query, request_end, budget, watch)
+                except ConfigError:  # never sent
+                    raise
+                except BaseException:
+                    note_call(path, params, ok=False)  # the API budget counts every request sent
+                    raise
+                note_call(path, params, ok=status == 200)
                 result = ApiResponse(
                     endpoint=endpoint,
                     path=path,
