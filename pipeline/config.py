@@ -27,6 +27,15 @@ API_KEY_HEADERS = {"demo": "x-cg-demo-api-key", "pro": "x-cg-pro-api-key"}
 SETTING_NAMES = ("DATABASE_URL", "DATA_DIR", "VS_CURRENCY")
 SETTING_PREFIXES = ("COINGECKO_", "PIPELINE_", "ALERTS_")
 
+#: Sectors whose coins are fetched by default (ids as in /coins/categories/list).
+DEFAULT_TRACKED_SECTORS = (
+    "layer-1",
+    "decentralized-finance-defi",
+    "meme-token",
+    "artificial-intelligence",
+    "stablecoins",
+)
+
 
 def is_setting(name: str) -> bool:
     """Is this environment variable one of the pipeline's settings?"""
@@ -130,6 +139,11 @@ class Settings:
     alerts_webhook_timeout_seconds: float = 5.0
     #: ALERTS_WEBHOOK_MAX_ATTEMPTS: tries per fired alert (one per successful run) before giving up.
     alerts_webhook_max_attempts: int = 3
+    #: Sectors (pipeline.sectors): /coins/categories at most this often (0: never), the tracked sectors'
+    #: members (/coins/markets?category=...) at most this often, and which sectors are tracked.
+    sectors_every_minutes: float = 60.0
+    sector_members_every_minutes: float = 1440.0
+    tracked_sectors: tuple[str, ...] = DEFAULT_TRACKED_SECTORS
 
     @property
     def raw_dir(self) -> Path:
@@ -209,7 +223,20 @@ class Settings:
             alerts_webhook_url=(env.get("ALERTS_WEBHOOK_URL") or "").strip() or None,
             alerts_webhook_timeout_seconds=_float(env, "ALERTS_WEBHOOK_TIMEOUT_SECONDS", 5.0),
             alerts_webhook_max_attempts=_int(env, "ALERTS_WEBHOOK_MAX_ATTEMPTS", 3),
+            sectors_every_minutes=_float(env, "PIPELINE_SECTORS_EVERY_MINUTES", 60.0),
+            sector_members_every_minutes=_float(env, "PIPELINE_SECTOR_MEMBERS_EVERY_MINUTES", 1440.0),
+            tracked_sectors=_sector_ids(env),
         )
+
+
+def _sector_ids(env: Mapping[str, str]) -> tuple[str, ...]:
+    """PIPELINE_TRACKED_SECTORS: CoinGecko category ids, comma-separated (empty: the default handful)."""
+    raw = env.get("PIPELINE_TRACKED_SECTORS") or ""
+    ids = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+    for sector in ids:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,99}", sector):
+            raise ConfigError(f"PIPELINE_TRACKED_SECTORS: {sector[:40]!r} is not a CoinGecko category id")
+    return ids or DEFAULT_TRACKED_SECTORS
 
 
 def provider_dirs(env: Mapping[str, str] | None = None) -> list[Path]:

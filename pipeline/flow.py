@@ -18,7 +18,7 @@ from typing import TypedDict
 
 from sqlalchemy import Engine
 
-from pipeline import alerts, bronze, budget, classes, logs
+from pipeline import alerts, bronze, budget, classes, logs, sectors
 from pipeline import snapshots as snapshot_ledger
 from pipeline.config import Settings
 from pipeline.db import prepare_database as prepare_database  # re-exported: the scheduler imports it from here
@@ -97,6 +97,10 @@ def run_pipeline(
             refreshed = classes.refresh_if_due(settings, engine, interactive=trigger == "button", progress=progress)
             result.warnings += refreshed.warnings
             classes_changed = refreshed.status == "refreshed"
+            # Sectors on their own cadence; a failure is a note, never a failed or held run.
+            result.warnings += sectors.refresh_if_due(
+                settings, engine, interactive=trigger == "button", progress=progress, run_id=run_id
+            ).warnings
             if (budget_note := budget.warning_line(settings, engine)) is not None:  # past 80 % of the month's calls
                 result.warnings.append(budget_note)
         elif source == "sample":
@@ -428,7 +432,8 @@ def replay(
             if not item.incomplete:
                 result.warnings.append(f"skipped {item.line()}")
                 progress("bronze", f"skipped {item.line()}")
-        runs = [r for r in found if r.source not in ("backfill", classes.BRONZE_SOURCE) and r.manifest["complete"]]
+        skipped = ("backfill", classes.BRONZE_SOURCE, sectors.BRONZE_SOURCE)
+        runs = [r for r in found if r.source not in skipped and r.manifest["complete"]]
         backfills = [r for r in found if r.source == "backfill"]
         if not runs:
             raise PipelineError(
@@ -450,6 +455,10 @@ def replay(
         )
         _record_snapshots(engine, runs, requested=None)
         _reload_backfills(engine, backfills, progress)
+        sector_snapshots, sector_notes = sectors.replay_from_bronze(engine, found)
+        result.warnings += sector_notes
+        if sector_snapshots:
+            progress("silver", f"{sector_snapshots} sector snapshot(s) reloaded")
         result.bronze_records = result.silver_rows + result.quarantined + result.duplicates_dropped
         result.snapshot_at = runs[-1].snapshot_at
         return publish_gold(run, result, progress, since=None)

@@ -98,6 +98,9 @@ def make_settings(
         # Coin classes off: a test about something else sees no category calls and no classes bronze run;
         # tests/integration/test_classes_refresh.py turns them on.
         "PIPELINE_CLASSES_REFRESH_HOURS": "0",
+        # Sectors off too (no /coins/categories calls, no sectors bronze run); tests/integration/test_sectors.py
+        # turns them on.
+        "PIPELINE_SECTORS_EVERY_MINUTES": "0",
     }
     settings = Settings.from_env(env)
     return settings.with_overrides(**overrides) if overrides else settings
@@ -122,6 +125,7 @@ def settings_env(settings: Settings) -> dict:
             "COINGECKO_TIMEOUT_SECONDS": "2",
             "COINGECKO_MAX_RETRIES": "3",
             "PIPELINE_CLASSES_REFRESH_HOURS": f"{settings.classes_refresh_hours:g}",
+            "PIPELINE_SECTORS_EVERY_MINUTES": f"{settings.sectors_every_minutes:g}",
             "PYTHONPATH": str(REPO_ROOT),
         }
     )

@@ -51,6 +51,23 @@ CREATE TABLE alert_state (
 	PRIMARY KEY (rule_id)
 );
 
+CREATE TABLE api_calls (
+	endpoint VARCHAR(100) NOT NULL,
+	day DATE NOT NULL,
+	calls INTEGER NOT NULL,
+	failures INTEGER NOT NULL,
+	last_at DATETIME NOT NULL,
+	CONSTRAINT pk_api_calls PRIMARY KEY (endpoint, day)
+);
+
+CREATE INDEX ix_api_calls_day ON api_calls (day);
+
+CREATE TABLE api_fetches (
+	group_name VARCHAR(32) NOT NULL,
+	last_at DATETIME NOT NULL,
+	PRIMARY KEY (group_name)
+);
+
 CREATE TABLE crypto_analytics_mart (
 	id TEXT NOT NULL,
 	symbol TEXT,
@@ -177,12 +194,30 @@ CREATE TABLE quarantine_crypto_market (
 
 CREATE INDEX ix_quarantine_snapshot ON quarantine_crypto_market (snapshot_at);
 
+CREATE TABLE quarantine_sector_snapshot (
+	run_id VARCHAR(64) NOT NULL,
+	record_index INTEGER NOT NULL,
+	snapshot_at DATETIME NOT NULL,
+	record_id TEXT,
+	reason TEXT NOT NULL,
+	raw_record TEXT NOT NULL,
+	CONSTRAINT pk_quarantine_sector_snapshot PRIMARY KEY (run_id, record_index)
+);
+
 CREATE TABLE ref_coin_classes (
 	id TEXT NOT NULL,
 	coin_class VARCHAR(32) NOT NULL,
 	origin VARCHAR(32) NOT NULL,
 	updated_at DATETIME NOT NULL,
 	CONSTRAINT pk_ref_coin_classes PRIMARY KEY (id, coin_class)
+);
+
+CREATE TABLE ref_sector_members (
+	category_id TEXT NOT NULL,
+	coin_id TEXT NOT NULL,
+	seen_at DATETIME NOT NULL,
+	run_id VARCHAR(64) NOT NULL,
+	CONSTRAINT pk_ref_sector_members PRIMARY KEY (category_id, coin_id)
 );
 
 CREATE TABLE ref_stablecoins (
@@ -214,6 +249,33 @@ CREATE TABLE schema_version (
 	version INTEGER NOT NULL,
 	applied_at DATETIME NOT NULL,
 	PRIMARY KEY (version)
+);
+
+CREATE TABLE sector_history (
+	category_id TEXT NOT NULL,
+	snapshot_at DATETIME NOT NULL,
+	name TEXT,
+	market_cap DOUBLE,
+	share_of_market_pct DOUBLE,
+	market_cap_change_24h DOUBLE,
+	volume_24h DOUBLE,
+	CONSTRAINT pk_sector_history PRIMARY KEY (category_id, snapshot_at)
+);
+
+CREATE TABLE sector_ranking (
+	category_id TEXT NOT NULL,
+	name TEXT,
+	sector_rank INTEGER,
+	market_cap DOUBLE,
+	share_of_market_pct DOUBLE,
+	market_cap_change_24h DOUBLE,
+	volume_24h DOUBLE,
+	tracked_coin_count INTEGER,
+	is_tracked BOOLEAN NOT NULL,
+	top_3_coins TEXT,
+	snapshot_at DATETIME NOT NULL,
+	global_snapshot_at DATETIME,
+	PRIMARY KEY (category_id)
 );
 
 CREATE TABLE sidecar_heartbeats (
@@ -327,10 +389,33 @@ CREATE TABLE staging_global_market (
 	PRIMARY KEY (snapshot_at)
 );
 
+CREATE TABLE staging_sector_snapshot (
+	category_id TEXT NOT NULL,
+	snapshot_at DATETIME NOT NULL,
+	run_id VARCHAR(64) NOT NULL,
+	source VARCHAR(16) NOT NULL,
+	name TEXT,
+	market_cap DOUBLE,
+	market_cap_change_24h DOUBLE,
+	volume_24h DOUBLE,
+	top_3_coins TEXT,
+	updated_at DATETIME,
+	CONSTRAINT pk_staging_sector_snapshot PRIMARY KEY (category_id, snapshot_at)
+);
+
+CREATE INDEX ix_staging_sector_snapshot_time ON staging_sector_snapshot (snapshot_at);
+
 CREATE TABLE staging_sparkline (
 	id TEXT NOT NULL,
 	snapshot_at DATETIME NOT NULL,
 	run_id VARCHAR(64) NOT NULL,
 	sparkline_7d TEXT NOT NULL,
 	PRIMARY KEY (id)
+);
+
+CREATE TABLE watchlists (
+	name TEXT NOT NULL,
+	coin_ids TEXT NOT NULL,
+	updated_at DATETIME NOT NULL,
+	PRIMARY KEY (name)
 );

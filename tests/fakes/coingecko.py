@@ -71,10 +71,19 @@ DEFAULT_BITCOIN_CHART = "market_chart/market_chart_bitcoin_usd_max_daily_2022-11
 ERROR_403 = "errors/coins_markets_error403_2023-03-30_madjin-daily-crypto.json"
 #: /coins/markets?category=<id>: the markets records whose ids this file lists under <id> (see PROVENANCE.md).
 DEFAULT_CATEGORIES = "categories/category_members_2022-10-16.json"
+#: The tracked sectors' members for /coins/markets?category=<sector> (merged with DEFAULT_CATEGORIES).
+DEFAULT_SECTOR_MEMBERS = "categories/sector_members_2022-10-16.json"
+#: /coins/categories: the real 2025-03-04 body (529 categories; no license, so read from the shared
+#: data folder like the 429 body), else the MIT 2023-01-08 body copied here (90 categories).
+SHARED_CATEGORIES_PATH = (
+    REPO_ROOT / ".." / "shared" / "data" / "real" / "categories" / "categories_2025-03-04_RozanovIgor-monkey.json"
+)
+FALLBACK_CATEGORIES = "categories/categories_2023-01-08_JKorf-CoinGecko.Net.utf8.json"
+DEFAULT_CATEGORIES_LIST = "categories/categories_list_2023-01-08_JKorf-CoinGecko.Net.json"
 
 API_PREFIX = "/api/v3"
 # "category": /coins/markets with a category parameter (recorded and faulted apart from the markets pages).
-ENDPOINTS = frozenset({"markets", "global", "market_chart", "ping", "category"})
+ENDPOINTS = frozenset({"markets", "global", "market_chart", "ping", "category", "categories", "categories_list"})
 DEFAULT_PER_PAGE = 100
 MAX_PER_PAGE = 250
 DAY_MS = 86_400_000
@@ -112,6 +121,15 @@ def load_fixture(name: str):
 def _shared_fixture(name: str):
     """Parsed fixture shared by all fakes; the fake never mutates it (it copies records)."""
     return load_fixture(name)
+
+
+@cache
+def default_categories_body() -> list[dict]:
+    """The /coins/categories body the fake serves by default (see SHARED_CATEGORIES_PATH)."""
+    try:
+        return json.loads(SHARED_CATEGORIES_PATH.read_bytes())
+    except OSError:
+        return load_fixture(FALLBACK_CATEGORIES)
 
 
 def _real_429_bytes() -> bytes:
@@ -180,6 +198,8 @@ class FakeCoinGecko:
         global_body: dict | None = None,
         market_charts: dict[str, dict] | None = None,
         categories: dict[str, list[str]] | None = None,
+        categories_body: list | dict | None = None,
+        categories_list: list | dict | None = None,
     ):
         self._lock = threading.Lock()
         self._markets: list[dict] = list(markets) if markets is not None else _shared_fixture(DEFAULT_MARKETS)
@@ -188,7 +208,13 @@ class FakeCoinGecko:
             dict(market_charts) if market_charts is not None else {"bitcoin": _shared_fixture(DEFAULT_BITCOIN_CHART)}
         )
         self._categories: dict[str, list[str]] = (
-            dict(categories) if categories is not None else _shared_fixture(DEFAULT_CATEGORIES)
+            dict(categories)
+            if categories is not None
+            else {**_shared_fixture(DEFAULT_CATEGORIES), **_shared_fixture(DEFAULT_SECTOR_MEMBERS)}
+        )
+        self._categories_body = categories_body if categories_body is not None else default_categories_body()
+        self._categories_list = (
+            categories_list if categories_list is not None else _shared_fixture(DEFAULT_CATEGORIES_LIST)
         )
         self._faults: list[Fault] = []
         self.requests: list[RecordedRequest] = []
@@ -263,6 +289,16 @@ class FakeCoinGecko:
         with self._lock:
             self._categories = dict(categories)
 
+    def set_categories_body(self, body: list | dict | None) -> None:
+        """Replace the /coins/categories body; None makes it answer 500."""
+        with self._lock:
+            self._categories_body = body
+
+    def set_categories_list(self, body: list | dict | None) -> None:
+        """Replace the /coins/categories/list body; None makes it answer 500."""
+        with self._lock:
+            self._categories_list = body
+
     def set_market_chart(self, coin_id: str, body: dict | None) -> None:
         """Add/replace (or with None remove) the market_chart body for one coin."""
         with self._lock:
@@ -303,7 +339,8 @@ class FakeCoinGecko:
         * "huge": the real body padded with JSON whitespace to ``size`` bytes (valid JSON),
           with Content-Length, or chunked without it (``chunked=True``).
         * "gzip_bomb": that padded body gzip-compressed (Content-Encoding: gzip): ~1000x smaller on the wire.
-        * "rename_fields": keys renamed per ``rename`` (markets records, or /global's data);
+        * "rename_fields": keys renamed per ``rename`` (markets records, /coins/categories(/list) rows,
+          or /global's data); the markets shape faults apply to the categories endpoints too;
           "wrong_type": an object instead of the markets array (an array instead of /global's object);
           markets-only "empty_list", "single_record" (the page's first record only), "repeat_one"
           (the page's first record, page-size times), "array_of_strings" (the ids as strings).
@@ -318,6 +355,7 @@ class FakeCoinGecko:
         if kind in DATA_FAULTS and endpoint != "markets":
             raise ValueError(f"fault {kind!r} only applies to the markets endpoint")
         global_ok = endpoint == "global" and kind in GLOBAL_SHAPE_FAULTS
+        global_ok = global_ok or endpoint in ("categories", "categories_list")  # arrays like the markets pages
         if kind in SHAPE_FAULTS and endpoint != "markets" and not global_ok:
             raise ValueError(f"fault {kind!r} does not apply to the {endpoint} endpoint")
         if times < 1:
@@ -418,6 +456,16 @@ class FakeCoinGecko:
                 reply.body = _to_json(_reshape_global(json.loads(reply.body), fault))
         elif rec.endpoint == "market_chart":
             reply = self._chart_reply(coin_id, rec.query)
+        elif rec.endpoint in ("categories", "categories_list"):
+            with self._lock:
+                body = self._categories_body if rec.endpoint == "categories" else self._categories_list
+            reply = (
+                Reply(200, _to_json(body))
+                if body is not None
+                else Reply(500, _to_json({"error": "Internal server error (fake: categories not configured)"}))
+            )
+            if fault is not None and fault.kind in SHAPE_FAULTS and reply.status == 200 and isinstance(body, list):
+                reply.body = _to_json(_reshape_markets(json.loads(reply.body), fault))
         elif rec.endpoint == "ping":
             reply = Reply(200, _to_json({"gecko_says": "(V3) To the Moon!"}))
         else:
@@ -486,6 +534,10 @@ def _classify(path: str) -> tuple[str, str]:
         return "global", ""
     if path == f"{API_PREFIX}/ping":
         return "ping", ""
+    if path == f"{API_PREFIX}/coins/categories":
+        return "categories", ""
+    if path == f"{API_PREFIX}/coins/categories/list":
+        return "categories_list", ""
     if m := _CHART_PATH.match(path):
         return "market_chart", m.group(1)
     return "unknown", ""

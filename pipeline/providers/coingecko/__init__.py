@@ -16,9 +16,18 @@ from pipeline.config import Settings
 from pipeline.errors import SchemaDrift
 from pipeline.providers.base import Keep, Record
 from pipeline.providers.coingecko.client import ApiResponse, CoinGeckoClient
-from pipeline.providers.coingecko.contract import check_global, check_markets_page, check_markets_run, covers
+from pipeline.providers.coingecko.contract import (
+    check_categories,
+    check_categories_list,
+    check_global,
+    check_markets_page,
+    check_markets_run,
+    covers,
+)
 from pipeline.providers.coingecko.provider import PROVIDER
 from pipeline.providers.coingecko.settings import (
+    CATEGORIES_LIST_PATH,
+    CATEGORIES_PATH,
     GLOBAL_PATH,
     MARKET_CHART_PATH,
     MARKETS_PATH,
@@ -34,6 +43,8 @@ __all__ = [
     "fetch_global",
     "fetch_market_chart",
     "fetch_category_markets",
+    "fetch_categories",
+    "fetch_categories_list",
     "PROVIDER",
 ]
 
@@ -157,6 +168,24 @@ def fetch_category_markets(client: CoinGeckoClient, category: str, *, vs_currenc
         check_markets_page(body, page=1, path=f"{MARKETS_PATH}?category={category}")
     elif not isinstance(body, list):
         raise SchemaDrift(f"{MARKETS_PATH}?category={category}: expected a JSON array of coins")
+    return response
+
+
+def fetch_categories(client: CoinGeckoClient) -> ApiResponse:
+    """/coins/categories: every category's market cap, 24h volume and 24h market-cap change (one call).
+
+    The body reaches bronze (endpoint ``categories``) before it is checked; a body of the wrong
+    shape raises SchemaDrift.
+    """
+    response = client.get("categories", CATEGORIES_PATH, {"order": "market_cap_desc"})
+    check_categories(response.json())
+    return response
+
+
+def fetch_categories_list(client: CoinGeckoClient) -> ApiResponse:
+    """/coins/categories/list: every category's id and name (endpoint ``categories_list``)."""
+    response = client.get("categories_list", CATEGORIES_LIST_PATH, {})
+    check_categories_list(response.json())
     return response
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from pipeline.errors import SchemaDrift
 from pipeline.providers.base import Json, Record
-from pipeline.providers.coingecko.settings import GLOBAL_PATH, MARKETS_PATH
+from pipeline.providers.coingecko.settings import CATEGORIES_LIST_PATH, CATEGORIES_PATH, GLOBAL_PATH, MARKETS_PATH
 
 #: Keys every /coins/markets record must carry (their values may be null).
 REQUIRED_MARKET_FIELDS = (
@@ -63,6 +63,10 @@ _PCT_IN_CURRENCY = re.compile(r"^price_change_percentage_\w+_in_currency$")
 
 #: Objects /global's ``data`` must hold: without them there is no market total to compute dominance from.
 REQUIRED_GLOBAL_OBJECTS = ("total_market_cap", "market_cap_percentage")
+
+#: Keys most /coins/categories rows must hold (the sector table needs little else).
+REQUIRED_CATEGORY_FIELDS = ("id", "name", "market_cap")
+REQUIRED_CATEGORY_LIST_FIELDS = ("category_id", "name")
 
 #: Default share of the requested coins a run must return (PIPELINE_MIN_COVERAGE).
 DEFAULT_MIN_COVERAGE = 0.9
@@ -193,3 +197,36 @@ def check_global(body: Json, *, path: str = GLOBAL_PATH) -> dict[str, Any]:
         instead = f"; other objects present: {_names(extra)} (renamed?)" if extra else ""
         raise SchemaDrift(f"{path}: schema drift: data lacks the {_names(missing)} object(s){instead}")
     return data
+
+
+def _check_array_of_objects(body: Json, required: Sequence[str], where: str, what: str) -> list[Record]:
+    """A non-empty JSON array, mostly objects, with each ``required`` key in at least half of them."""
+    if not isinstance(body, list):
+        raise SchemaDrift(f"{where}: schema drift: expected a JSON array of {what}, got a JSON {_json_type(body)}")
+    if not body:
+        raise SchemaDrift(f"{where}: schema drift: empty list (CoinGecko always lists {what})")
+    objects = [r for r in body if isinstance(r, dict)]
+    if len(objects) * 2 < len(body):
+        raise SchemaDrift(f"{where}: schema drift: expected an array of {what} objects")
+    present = Counter(key for record in objects for key in record)
+    missing = [key for key in required if present[key] * 2 < len(objects)]
+    if missing:
+        others = sorted(key for key, count in present.items() if count * 2 >= len(objects) and key not in required)
+        raise SchemaDrift(
+            f"{where}: schema drift: required field(s) {_names(missing)} missing from most of {len(objects)} "
+            f"records; present instead: {_names(others) or '(none)'}"
+        )
+    return body
+
+
+def check_categories(body: Json, *, path: str = CATEGORIES_PATH) -> list[Record]:
+    """Check a /coins/categories body: an array of category objects with ``id`` and ``market_cap``.
+
+    Single malformed rows are silver's business (quarantined there); a body of the wrong shape is drift.
+    """
+    return _check_array_of_objects(body, REQUIRED_CATEGORY_FIELDS, path, "categories")
+
+
+def check_categories_list(body: Json, *, path: str = CATEGORIES_LIST_PATH) -> list[Record]:
+    """Check a /coins/categories/list body: an array of ``{category_id, name}`` objects."""
+    return _check_array_of_objects(body, REQUIRED_CATEGORY_LIST_FIELDS, path, "categories")

@@ -3,6 +3,9 @@
 MARKETS_PATH = "/coins/markets"
 GLOBAL_PATH = "/global"
 MARKET_CHART_PATH = "/coins/{coin_id}/market_chart"
+#: Sectors: every category's market cap, volume and 24h change; every category's id and name.
+CATEGORIES_PATH = "/coins/categories"
+CATEGORIES_LIST_PATH = "/coins/categories/list"
 
 #: The API's largest page for /coins/markets.
 MAX_PER_PAGE = 250
