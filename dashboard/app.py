@@ -45,6 +45,7 @@ def main() -> None:
 
     status = data.probe(settings.database_url)
     categories = ui.render_category_filter()
+    ui.render_watch_filter(settings)
     if status.ok and ui.render_refresh_button(settings):
         data.clear_caches()
         status = data.probe(settings.database_url)

@@ -19,7 +19,7 @@ from datetime import datetime
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import DateTime, Double, Engine, Integer, func, inspect, select
+from sqlalchemy import DateTime, Double, Engine, Integer, and_, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline import api
@@ -39,6 +39,7 @@ from pipeline.api import (
     staging_coin_history,
     staging_crypto_market,
     staging_global_market,
+    staging_sparkline,
 )
 
 #: Tables the pages read. The gold ones must exist for the dashboard to work.
@@ -393,5 +394,82 @@ def clear_caches() -> None:
         load_quarantine,
         count_quarantine,
         load_held_snapshots,
+        load_coins,
+        load_watchlists,
     ):
         loader.clear()
+
+
+# -- coins table --------------------------------------------------------------------------------
+
+
+def _coins_statement():
+    """The mart's coins with what the Coins table adds from silver: FDV and supply (same snapshot, by primary
+    key) and the newest 7-day sparkline kept for each coin no later than the snapshot (the mart's own one
+    when it has it)."""
+    m, s, sp = crypto_analytics_mart, staging_crypto_market, staging_sparkline
+    shown_at = select(func.max(m.c.snapshot_at)).scalar_subquery()
+    return (
+        select(
+            m,
+            s.c.fully_diluted_valuation,
+            s.c.total_supply,
+            s.c.max_supply,
+            sp.c.sparkline_7d.label("newest_sparkline_7d"),
+        )
+        .select_from(
+            m.outerjoin(
+                s, and_(s.c.id == m.c.id, s.c.snapshot_at == m.c.snapshot_at, s.c.snapshot_at == shown_at)
+            ).outerjoin(sp, and_(sp.c.id == m.c.id, sp.c.snapshot_at <= m.c.snapshot_at))
+        )
+        .order_by(m.c.market_cap_rank.is_(None), m.c.market_cap_rank, m.c.market_cap.desc())
+    )
+
+
+DASHBOARD_QUERIES["coins_table"] = (_coins_statement(), {})
+
+
+@st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=8)
+def load_coins(database_url: str, version: str) -> pd.DataFrame:
+    """Every coin of the newest published snapshot, by rank, with FDV, supply and a 7-day sparkline."""
+    frame = _frame(database_url, _coins_statement())
+    newest = frame.pop("newest_sparkline_7d")
+    frame["sparkline_7d"] = frame["sparkline_7d"].where(frame["sparkline_7d"].notna(), newest)
+    return frame
+
+
+# -- watchlists ----------------------------------------------------------------------------------
+
+WATCHLISTS_TTL = 30  # seconds: another session may save a list under a name meanwhile
+
+
+def _watchlist_call(database_url: str, call, *args):
+    try:
+        return call(engine_for(database_url), *args)
+    except (SQLAlchemyError, *DRIVER_ERRORS) as exc:
+        raise _unavailable(database_url, exc) from exc
+
+
+@st.cache_data(ttl=WATCHLISTS_TTL, show_spinner=False, max_entries=8)
+def load_watchlists(database_url: str) -> list[api.Watchlist]:
+    """Every saved watchlist, by name."""
+    return _watchlist_call(database_url, api.list_watchlists)
+
+
+def find_watchlist(database_url: str, name: str) -> api.Watchlist | None:
+    """The watchlist saved as ``name``, or None (uncached: a link names it once per session)."""
+    return _watchlist_call(database_url, api.load_watchlist, name)
+
+
+def store_watchlist(database_url: str, name: str, coin_ids: list[str]) -> api.Watchlist:
+    """Save (create or replace) a named watchlist; raises ``api.WatchlistError`` for an unusable name."""
+    saved = _watchlist_call(database_url, api.save_watchlist, name, coin_ids)
+    load_watchlists.clear()
+    return saved
+
+
+def remove_watchlist(database_url: str, name: str) -> bool:
+    """Delete a named watchlist; False when none had that name."""
+    deleted = _watchlist_call(database_url, api.delete_watchlist, name)
+    load_watchlists.clear()
+    return deleted

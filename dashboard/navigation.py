@@ -30,12 +30,14 @@ class Page:
 
 
 PAGES = (
-    Page("Market", "overview.py", "Overview", "📊", "overview", default=True),
+    Page("Market", "coins.py", "Coins", "📋", "coins", default=True),
+    Page("Market", "overview.py", "Overview", "📊", "overview"),
     Page("Market", "dominance.py", "Dominance", "🥧", "dominance"),
     Page("Market", "liquidity.py", "Liquidity", "💧", "liquidity"),
     Page("Market", "trends.py", "Trends", "📈", "trends"),
     Page("Market", "segments.py", "Segments", "🧩", "segments"),
     Page("Coins", "coin.py", "Coin", "🪙", "coin", params=("coin",)),
+    Page("Coins", "watchlist.py", "Watchlist", "⭐", "watchlist"),
     Page("Operations", "pipeline_runs.py", "Pipeline", "⚙️", "pipeline"),
 )
 

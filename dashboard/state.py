@@ -15,13 +15,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pandas as pd
 import streamlit as st
 
 from dashboard.data import DataStatus
-from dashboard.frames import parse_categories
-from pipeline.api import MARKET_CAP_CATEGORIES, Settings
+from dashboard.frames import filter_by_category, parse_categories
+from pipeline.api import MARKET_CAP_CATEGORIES, Settings, parse_ids
 
 CATEGORY_PARAM = "category"
+#: The watchlist (``?watch=bitcoin,ethereum``), its saved name (``?watchlist=``) and the sidebar's
+#: "only my watchlist" switch (``?watch_only=1``): global, kept on every page like ``category``.
+WATCH_PARAM = "watch"
+WATCHLIST_PARAM = "watchlist"
+WATCH_ONLY_PARAM = "watch_only"
+GLOBAL_PARAMS = (CATEGORY_PARAM, WATCH_PARAM, WATCHLIST_PARAM, WATCH_ONLY_PARAM)
+WATCH_KEY = "watch_ids"
+WATCH_NAME_KEY = "watch_name"
+WATCH_ONLY_KEY = "filter_watch_only"
 FILTER_KEY = "filter_categories"
 INVALID_KEY = "filter_invalid_categories"
 VIEW_KEY = "view"
@@ -43,6 +53,10 @@ class View:
     @property
     def version(self) -> str:
         return self.status.version
+
+    def filter_coins(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The shared filters (market-cap categories, "Only my watchlist") on a frame of coins."""
+        return filter_coins(frame, self.categories)
 
 
 def page_key(page: str, name: str) -> str:
@@ -78,7 +92,7 @@ def sync_query_params(categories: list[str], keep: tuple[str, ...] = ()) -> None
     """
     current = {key: st.query_params.get_all(key) for key in st.query_params.keys()}
     for key in current:
-        if key != CATEGORY_PARAM and key not in keep:
+        if key not in GLOBAL_PARAMS and key not in keep:
             del st.query_params[key]
     if categories:
         value = ",".join(c for c in MARKET_CAP_CATEGORIES if c in categories)  # one canonical link per view
@@ -86,6 +100,10 @@ def sync_query_params(categories: list[str], keep: tuple[str, ...] = ()) -> None
             st.query_params[CATEGORY_PARAM] = value
     elif CATEGORY_PARAM in current:
         del st.query_params[CATEGORY_PARAM]
+    if WATCH_KEY in st.session_state:  # the watchlist's parameters, once a session has read them
+        set_query_param(WATCH_PARAM, ",".join(watched()) or None)
+        set_query_param(WATCHLIST_PARAM, watchlist_name())
+        set_query_param(WATCH_ONLY_PARAM, "1" if watch_only() else None)
 
 
 def set_query_param(name: str, value: str | None) -> None:
@@ -119,3 +137,69 @@ def flash(kind: str, message: str) -> None:
 
 def take_flashes() -> list[tuple[str, str]]:
     return st.session_state.pop(FLASH_KEY, [])
+
+
+# -- the watchlist (global: every page can show only it) ----------------------------------------
+
+
+def init_watchlist(load_named=None) -> None:
+    """On a session's first run, take the watchlist from the link: ``?watch=`` ids, else the list saved
+    under ``?watchlist=`` (``load_named(name)`` returns its ids, or None when there is no such list)."""
+    if WATCH_KEY in st.session_state:
+        return
+    ids = parse_ids(",".join(st.query_params.get_all(WATCH_PARAM)))
+    name = query_param(WATCHLIST_PARAM)
+    if name and not ids and load_named is not None:
+        saved = load_named(name)
+        if saved is None:
+            flash("warning", "No watchlist is saved under the name in the link.")
+            name = None
+        else:
+            ids = tuple(saved)
+    st.session_state[WATCH_KEY] = list(ids)
+    st.session_state[WATCH_NAME_KEY] = name
+    st.session_state[WATCH_ONLY_KEY] = query_param(WATCH_ONLY_PARAM) == "1"
+
+
+def watched() -> list[str]:
+    """The coin ids on the watchlist, in the order they were starred."""
+    return list(st.session_state.get(WATCH_KEY, []))
+
+
+def set_watched(ids) -> None:
+    """Replace the watchlist (cleaned: no repeats, no empties, bounded)."""
+    st.session_state[WATCH_KEY] = list(parse_ids(",".join(ids)))
+
+
+def toggle_watched(coin_id: str) -> bool:
+    """Star or unstar one coin; returns True when it is now on the watchlist."""
+    ids = watched()
+    if coin_id in ids:
+        ids.remove(coin_id)
+    else:
+        ids.append(coin_id)
+    set_watched(ids)
+    return coin_id in ids
+
+
+def watchlist_name() -> str | None:
+    """The name the current list was saved under or loaded from (None: not saved)."""
+    return st.session_state.get(WATCH_NAME_KEY)
+
+
+def set_watchlist_name(name: str | None) -> None:
+    st.session_state[WATCH_NAME_KEY] = name
+
+
+def watch_only() -> bool:
+    """Is the sidebar's "Only my watchlist" switch on."""
+    return bool(st.session_state.get(WATCH_ONLY_KEY, False))
+
+
+def filter_coins(frame: pd.DataFrame, categories) -> pd.DataFrame:
+    """The shared filters on a frame of coins (one row per coin, an ``id`` column): the market-cap
+    categories, then, with "Only my watchlist" on, the watched coins only."""
+    frame = filter_by_category(frame, categories)
+    if watch_only() and "id" in frame.columns:
+        frame = frame[frame["id"].isin(watched())]
+    return frame

@@ -117,6 +117,13 @@ def nothing_to_show(frame: pd.DataFrame, what: str = "coins", reason: str | None
         st.info(reason, icon="🔍")
         return True
     categories = state.selected_categories()
+    if state.watch_only():
+        st.info(
+            f"No {what} on your watchlist match the current filters. Star coins on the Coins page, or turn off "
+            "**Only my watchlist** in the sidebar.",
+            icon="🔍",
+        )
+        return True
     if not categories:
         st.info(
             f"No {what} in this data: the newest published snapshot has none. Run the pipeline to load some.", icon="🔍"
@@ -258,6 +265,39 @@ def render_category_filter() -> list[str]:
     if invalid:
         st.sidebar.warning(invalid_categories_message(invalid))
     return state.selected_categories()
+
+
+def render_watch_filter(settings: Settings) -> None:
+    """The sidebar's "Only my watchlist" switch (every page shows only the starred coins when on); the
+    watchlist itself comes from the link at session start (``?watch=`` or a saved ``?watchlist=``)."""
+
+    def load_named(name: str):
+        try:
+            saved = data.find_watchlist(settings.database_url, name)
+        except data.DataUnavailable:
+            return None
+        return None if saved is None else saved.coin_ids
+
+    state.init_watchlist(load_named)
+    count = len(state.watched())
+    st.sidebar.toggle(
+        f"Only my watchlist ({count} coin{'' if count == 1 else 's'})",
+        key=state.WATCH_ONLY_KEY,
+        help="Show only the coins you starred (Coins table, Coin page) on every page. The list is kept in the "
+        "link (?watch=...) and can be saved under a name on the Watchlist page.",
+    )
+
+
+def watch_toggle(coin_id: str, key: str | None = None) -> None:
+    """A star button for one coin: adds it to the watchlist, or takes it off."""
+    on = coin_id in state.watched()
+    if st.button(
+        "★ On your watchlist (remove)" if on else "☆ Add to watchlist",
+        key=key or f"watch_toggle_{coin_id}",
+        help="The watchlist is kept in the link (?watch=...); save it under a name on the Watchlist page.",
+    ):
+        state.toggle_watched(coin_id)
+        st.rerun()
 
 
 def invalid_categories_message(invalid: list[str]) -> str:

@@ -62,8 +62,18 @@ from pipeline.schema import (
     staging_coin_history,
     staging_crypto_market,
     staging_global_market,
+    staging_sparkline,
 )
 from pipeline.status import Freshness, data_freshness, format_age, freshness_statement
+from pipeline.watchlists import (
+    Watchlist,
+    WatchlistError,
+    delete_watchlist,
+    list_watchlists,
+    load_watchlist,
+    parse_ids,
+    save_watchlist,
+)
 
 if TYPE_CHECKING:
     from pipeline.flow import run_pipeline
@@ -88,6 +98,7 @@ __all__ = [
     "staging_coin_history",
     "staging_crypto_market",
     "staging_global_market",
+    "staging_sparkline",
     # categories
     "Band",
     "LABELS",
@@ -130,6 +141,22 @@ __all__ = [
     "delete_rule",
     "set_rule_enabled",
     "stablecoin_ids",
+    # watchlists (named lists of coin ids, saved from the dashboard)
+    "Watchlist",
+    "WatchlistError",
+    "delete_watchlist",
+    "list_watchlists",
+    "load_watchlist",
+    "parse_ids",
+    "save_watchlist",
+    # the API budget (pure: the month's use against COINGECKO_MONTHLY_CALLS, the plan; the counts are api_calls)
+    "BUDGET_WARN_SHARE",
+    "BudgetUsage",
+    "api_calls",
+    "budget_month_end",
+    "budget_month_start",
+    "budget_plan",
+    "budget_usage",
 ]
 
 #: The names above that open a connection or run a pipeline: only ``dashboard/data.py`` (reads) and
@@ -137,6 +164,7 @@ __all__ = [
 READS_DATABASE = frozenset(
     {"make_engine", "prepare_database", "current_holder", "data_freshness", "get_run", "reap_dead_runs", "run_pipeline"}
     | {"create_rule", "delete_rule", "set_rule_enabled", "stablecoin_ids"}
+    | {"save_watchlist", "load_watchlist", "list_watchlists", "delete_watchlist"}
 )
 
 

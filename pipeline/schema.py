@@ -460,6 +460,91 @@ alert_deliveries = Table(
 
 ALERT_TABLES = [alert_rules, alert_state, alert_events, alert_deliveries]
 
+# -- sectors (CoinGecko's categories: pipeline.sectors, pipeline/silver/sectors.py, sql/gold/sector_*) ----
+
+#: One row per category per /coins/categories fetch (hourly by default). ``snapshot_at`` is when
+#: the body was received; ``updated_at`` CoinGecko's own time for the row. NULL stays NULL.
+staging_sector_snapshot = Table(
+    "staging_sector_snapshot",
+    metadata,
+    Column("category_id", Text, nullable=False),
+    Column("snapshot_at", DateTime, nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("name", Text),
+    Column("market_cap", Double),
+    Column("market_cap_change_24h", Double),
+    Column("volume_24h", Double),
+    #: JSON array of the category's three largest coins' ids (NULL when the body has no top_3_coins_id).
+    Column("top_3_coins", Text),
+    Column("updated_at", DateTime),
+    PrimaryKeyConstraint("category_id", "snapshot_at", name="pk_staging_sector_snapshot"),
+)
+Index("ix_staging_sector_snapshot_time", staging_sector_snapshot.c.snapshot_at)
+
+#: /coins/categories rows that cannot be a sector row, with the reason (like quarantine_crypto_market).
+quarantine_sector_snapshot = Table(
+    "quarantine_sector_snapshot",
+    metadata,
+    Column("run_id", String(64), nullable=False),
+    Column("record_index", Integer, nullable=False),
+    Column("snapshot_at", DateTime, nullable=False),
+    Column("record_id", Text),
+    Column("reason", Text, nullable=False),
+    Column("raw_record", Text, nullable=False),
+    PrimaryKeyConstraint("run_id", "record_index", name="pk_quarantine_sector_snapshot"),
+)
+
+#: The tracked sectors' coins (/coins/markets?category=<id>, the first 250 by market cap), replaced
+#: per sector on every membership refresh (daily by default).
+ref_sector_members = Table(
+    "ref_sector_members",
+    metadata,
+    Column("category_id", Text, nullable=False),
+    Column("coin_id", Text, nullable=False),
+    Column("seen_at", DateTime, nullable=False),
+    Column("run_id", String(64), nullable=False),
+    PrimaryKeyConstraint("category_id", "coin_id", name="pk_ref_sector_members"),
+)
+
+#: Gold: every category of the newest sector snapshot, ranked by market cap.
+sector_ranking = Table(
+    "sector_ranking",
+    metadata,
+    Column("category_id", Text, primary_key=True),
+    Column("name", Text),
+    #: 1 = largest; NULL when CoinGecko gives the category no market cap.
+    Column("sector_rank", Integer),
+    Column("market_cap", Double),
+    Column("share_of_market_pct", Double),
+    Column("market_cap_change_24h", Double),
+    Column("volume_24h", Double),
+    #: Members (ref_sector_members) among the coins of the current mart; NULL for an untracked sector.
+    Column("tracked_coin_count", Integer),
+    Column("is_tracked", Boolean, nullable=False),
+    Column("top_3_coins", Text),
+    Column("snapshot_at", DateTime, nullable=False),
+    #: The /global snapshot whose total market cap the share is of (NULL: no usable /global yet).
+    Column("global_snapshot_at", DateTime),
+)
+
+#: Gold: the tracked sectors' and each snapshot's ten largest sectors' share over time.
+sector_history = Table(
+    "sector_history",
+    metadata,
+    Column("category_id", Text, nullable=False),
+    Column("snapshot_at", DateTime, nullable=False),
+    Column("name", Text),
+    Column("market_cap", Double),
+    Column("share_of_market_pct", Double),
+    Column("market_cap_change_24h", Double),
+    Column("volume_24h", Double),
+    PrimaryKeyConstraint("category_id", "snapshot_at", name="pk_sector_history"),
+)
+
+SECTOR_GOLD_TABLES = [sector_ranking, sector_history]
+GOLD_TABLES.extend(SECTOR_GOLD_TABLES)
+
 # -- API budget (pipeline.budget) ---------------------------------------------------------------
 
 #: Every request sent to CoinGecko, retries and failures included, per endpoint (``/coins/markets``,

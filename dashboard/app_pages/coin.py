@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import charts, data, frames, state, ui
+from dashboard import charts, data, state, ui
 from dashboard import formatting as fmt
 
 COIN_KEY = state.page_key("coin", "id")
@@ -16,7 +16,7 @@ ui.page_header(
     "pipeline kept, and its last 7 days. The link keeps the coin (?coin=...).",
 )
 
-coins = frames.filter_by_category(data.load_mart(view.database_url, view.version), view.categories)
+coins = view.filter_coins(data.load_mart(view.database_url, view.version))
 
 if not ui.nothing_to_show(coins):
     by_id = coins.set_index("id", drop=False)
@@ -38,6 +38,7 @@ if not ui.nothing_to_show(coins):
 
     coin_id = st.selectbox("Coin", options, key=COIN_KEY, format_func=label, help="Type a name or symbol to search.")
     state.set_query_param("coin", coin_id)
+    ui.watch_toggle(coin_id, key="coin_watch_toggle")
     coin = by_id.loc[coin_id]
 
     st.subheader(fmt.escape_markdown(fmt.coin_label(coin["name"], coin["symbol"], limit=fmt.HEADING_LIMIT)))

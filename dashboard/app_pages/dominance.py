@@ -14,7 +14,7 @@ ui.page_header(
 )
 
 all_coins = data.load_mart(view.database_url, view.version)
-coins = frames.filter_by_category(all_coins, view.categories)
+coins = view.filter_coins(all_coins)
 segments = frames.complete_segments(  # a category without coins shows as 0, never disappears
     frames.filter_by_category(data.load_segments(view.database_url, view.version), view.categories), view.categories
 )

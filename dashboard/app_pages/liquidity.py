@@ -14,7 +14,7 @@ ui.page_header(
     "of its market cap is easy to trade; a low share means thin markets and bigger price impact.",
 )
 
-coins = frames.filter_by_category(data.load_mart(view.database_url, view.version), view.categories)
+coins = view.filter_coins(data.load_mart(view.database_url, view.version))
 
 if not ui.nothing_to_show(coins):
     left, right = st.columns([3, 2])

@@ -18,7 +18,7 @@ ui.page_header(
 )
 
 all_coins = data.load_mart(view.database_url, view.version)
-coins = frames.filter_by_category(all_coins, view.categories)
+coins = view.filter_coins(all_coins)
 history = data.load_market_history(view.database_url, view.version)
 
 if not ui.nothing_to_show(coins):
@@ -41,7 +41,7 @@ if not ui.nothing_to_show(coins):
     # (no usable /global) the top-N coins, labelled so everywhere, with the reason next to the figures.
     basis = frames.frame_basis(all_coins)
     market_scope = frames.basis_scope(basis, len(all_coins))
-    if view.categories:
+    if view.categories or state.watch_only():  # figures of the selection, not the whole market
         market_cap, volume = coins["market_cap"].sum(), coins["total_volume"].sum()
         change_24h = frames.implied_change_pct(coins)
         scope = "selection"

@@ -17,7 +17,7 @@ ui.page_header(
     "week's price path of the largest coins.",
 )
 
-coins = frames.filter_by_category(data.load_mart(view.database_url, view.version), view.categories)
+coins = view.filter_coins(data.load_mart(view.database_url, view.version))
 
 if not ui.nothing_to_show(coins):
     controls = st.columns([2, 2, 3])

@@ -19,9 +19,11 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from dashboard import refresh
+from dashboard import navigation, refresh
 from pipeline.config import is_setting
 from tests.dashboard.helpers import APP, CLOSED_PORT_URL, PAGES, Warehouse, seed_sample
+
+LANDING = next(page.url_path for page in navigation.PAGES if page.default)
 
 
 @pytest.fixture(scope="session")
@@ -69,21 +71,22 @@ def use_warehouse(monkeypatch):
 
 @pytest.fixture
 def open_app():
-    """Run the app with optional URL query parameters, then switch to ``page``.
+    """Run the app with optional URL query parameters, then switch to ``page`` (by default Overview,
+    whose figures most tests read; ``page=None`` stays on the landing page).
 
-    AppTest's first run is always the default page (Overview), whose router drops
-    other pages' parameters from the URL, as a browser visit to Overview would;
+    AppTest's first run is always the default page (``navigation``'s ``default``), whose router
+    drops other pages' parameters from the URL, as a browser visit to it would;
     ``page_query`` is set just before switching, like a link straight to that page.
     """
 
     def open_(
-        query: dict[str, str] | None = None, page: str | None = None, page_query: dict[str, str] | None = None
+        query: dict[str, str] | None = None, page: str | None = "overview", page_query: dict[str, str] | None = None
     ) -> AppTest:
         at = AppTest.from_file(str(APP), default_timeout=30)
         for key, value in (query or {}).items():
             at.query_params[key] = value
         at.run()
-        if page and page != "overview":
+        if page and page != LANDING:
             for key, value in (page_query or {}).items():
                 at.query_params[key] = value
             at.switch_page(PAGES[page]).run()

@@ -22,7 +22,17 @@ CLOSED_PORT_URL = "http://127.0.0.1:9/api/v3"  # discard port: connection refuse
 PAGES = {page.url_path: str(page.path.relative_to(APP.parent)) for page in navigation.PAGES}
 
 #: What each page draws on the bundled sample: Plotly charts (AppTest and the browser tests check it).
-EXPECTED_CHARTS = {"overview": 2, "dominance": 3, "liquidity": 2, "trends": 3, "segments": 4, "coin": 2, "pipeline": 1}
+EXPECTED_CHARTS = {
+    "coins": 0,
+    "watchlist": 0,
+    "overview": 2,
+    "dominance": 3,
+    "liquidity": 2,
+    "trends": 3,
+    "segments": 4,
+    "coin": 2,
+    "pipeline": 1,
+}
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,7 @@ def test_navigation_lists_every_page(sample_warehouse, use_warehouse, open_app):
     """Each page of ``dashboard.navigation`` is registered (switch_page raises otherwise) and opens itself:
     its heading starts with its own icon."""
     use_warehouse(sample_warehouse)
-    at = open_app()
+    at = open_app(page=None)
     assert at.title[0].value.startswith(next(p.icon for p in navigation.PAGES if p.default))
     for page in navigation.PAGES:
         at.switch_page(PAGES[page.url_path]).run()
@@ -196,6 +196,8 @@ def test_pipeline_page_lists_runs_and_quarantine(sample_warehouse, use_warehouse
 
 
 EXPECTED_FILTERED = {  # what each page shows with ?category=large_cap
+    "coins": lambda at: len(at.dataframe[0].value) == LARGE_CAPS,
+    "watchlist": lambda at: any("watchlist is empty" in i.value for i in at.info),  # nothing starred
     "overview": lambda at: metric(at, "Coins").value == str(LARGE_CAPS),
     "dominance": lambda at: len(at.dataframe[0].value) == LARGE_CAPS,
     "liquidity": lambda at: plotly_values(chart_specs(at)[1]["data"][0]["y"]) == [2, 4, 3, 0],
@@ -211,8 +213,7 @@ def test_filter_from_the_link_applies_to_every_page_and_is_kept(sample_warehouse
     at = open_app({"category": "large_cap"})
     assert at.sidebar.multiselect(key="filter_categories").value == ["large_cap"]
     for page, path in PAGES.items():
-        if page != "overview":
-            at.switch_page(path).run()
+        at.switch_page(path).run()
         assert_clean(at)
         assert at.sidebar.multiselect(key="filter_categories").value == ["large_cap"], page
         assert at.query_params["category"] == "large_cap", page
@@ -236,7 +237,7 @@ def test_filter_widget_updates_the_url_and_the_figures(sample_warehouse, use_war
 
 def test_link_with_several_categories_and_an_unknown_one(sample_warehouse, use_warehouse, open_app):
     use_warehouse(sample_warehouse)
-    at = open_app({"category": "mid_cap,bogus,large_cap"})
+    at = open_app({"category": "mid_cap,bogus,large_cap"}, page=None)  # the warning is on the first page shown
     assert at.sidebar.multiselect(key="filter_categories").value == ["large_cap", "mid_cap"]
     assert any("bogus" in w.value for w in at.sidebar.warning)
     assert at.query_params["category"] == "large_cap,mid_cap"  # the bad value is dropped from the link
