@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.categories import UNKNOWN
 from pipeline.errors import SchemaDrift
-from pipeline.schema import MARKET_NUMERIC_COLUMNS
+from pipeline.schema import DERIVED_COLUMNS, MARKET_NUMERIC_COLUMNS
 from pipeline.silver.transform import (
     ID_MAX_LENGTH,
     NUMERIC_LIMITS,
@@ -139,11 +139,10 @@ def test_missing_keys_are_null_not_zero():
         "high_24h",
         "low_24h",
         "ath",
-        "price_volatility_24h",
-        "volume_to_mcap_ratio",
-        "distance_from_ath_pct",
+        *DERIVED_COLUMNS,  # every derived column, a new one too
     ):
         assert pd.isna(r[name]), name
+    assert {"price_volatility_24h", "volume_to_mcap_ratio", "distance_from_ath_pct"} <= set(DERIVED_COLUMNS)
     assert pd.isna(r["market_cap_rank"]) and pd.isna(r["last_updated"])
     assert (r["market_cap_category"], r["liquidity_category"], r["price_trend_category"]) == (UNKNOWN,) * 3
 
