@@ -149,14 +149,6 @@ __all__ = [
     "load_watchlist",
     "parse_ids",
     "save_watchlist",
-    # the API budget (pure: the month's use against COINGECKO_MONTHLY_CALLS, the plan; the counts are api_calls)
-    "BUDGET_WARN_SHARE",
-    "BudgetUsage",
-    "api_calls",
-    "budget_month_end",
-    "budget_month_start",
-    "budget_plan",
-    "budget_usage",
 ]
 
 #: The names above that open a connection or run a pipeline: only ``dashboard/data.py`` (reads) and
