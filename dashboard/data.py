@@ -473,3 +473,32 @@ def remove_watchlist(database_url: str, name: str) -> bool:
     deleted = _watchlist_call(database_url, api.delete_watchlist, name)
     load_watchlists.clear()
     return deleted
+
+
+# -- API budget --------------------------------------------------------------------
+# This month's CoinGecko calls (pipeline.budget counts them per endpoint and UTC day in api_calls,
+# flushed at the end of each run); the Pipeline page sets them against COINGECKO_MONTHLY_CALLS.
+
+
+def _api_calls_statement(since: datetime, until: datetime):
+    t = api.api_calls
+    return (
+        select(t.c.endpoint, t.c.day, t.c.calls, t.c.failures, t.c.last_at)
+        .where(t.c.day >= since.date(), t.c.day < until.date())
+        .order_by(t.c.day, t.c.endpoint)
+    )
+
+
+@st.cache_data(ttl=RUNS_TTL, show_spinner=False, max_entries=8)
+def load_api_calls(database_url: str, version: str, month: datetime) -> pd.DataFrame:
+    """The ``api_calls`` rows of the UTC month starting ``month`` (one per endpoint and day); calls and
+    failures as whole numbers, ``day`` as a date. DataUnavailable on a database without the table."""
+    frame = _frame(database_url, _api_calls_statement(month, api.budget_month_end(month)), numbers=False)
+    frame["day"] = pd.to_datetime(frame["day"]).dt.date if not frame.empty else frame["day"]
+    for column in ("calls", "failures"):
+        frame[column] = pd.to_numeric(frame[column]).astype("int64")
+    return frame
+
+
+BUDGET_LOADERS = (load_api_calls,)
+DASHBOARD_QUERIES.update({"api_calls_month": (_api_calls_statement(datetime(2026, 1, 1), datetime(2026, 2, 1)), {})})

@@ -30,6 +30,12 @@ from pipeline.alerts import (
     set_rule_enabled,
     stablecoin_ids,
 )
+from pipeline.budget import WARN_SHARE as BUDGET_WARN_SHARE
+from pipeline.budget import Usage as BudgetUsage
+from pipeline.budget import month_end as budget_month_end
+from pipeline.budget import month_start as budget_month_start
+from pipeline.budget import plan as budget_plan
+from pipeline.budget import usage as budget_usage
 from pipeline.categories import (
     LABELS,
     LIQUIDITY_BANDS,
@@ -52,6 +58,7 @@ from pipeline.runs import LOCK_NAME, STAGES, current_holder, get_run, reap_dead_
 from pipeline.schema import (
     alert_events,
     alert_rules,
+    api_calls,
     crypto_analytics_mart,
     market_history,
     market_segment_analysis,
@@ -149,6 +156,14 @@ __all__ = [
     "load_watchlist",
     "parse_ids",
     "save_watchlist",
+    # the API budget (pure: the month's use against COINGECKO_MONTHLY_CALLS, the plan; the counts are api_calls)
+    "BUDGET_WARN_SHARE",
+    "BudgetUsage",
+    "api_calls",
+    "budget_month_end",
+    "budget_month_start",
+    "budget_plan",
+    "budget_usage",
 ]
 
 #: The names above that open a connection or run a pipeline: only ``dashboard/data.py`` (reads) and

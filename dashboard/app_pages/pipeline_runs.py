@@ -1,12 +1,15 @@
-"""Pipeline: recent runs, data freshness, who is running now, held snapshots and quarantined records."""
+"""Pipeline: recent runs, data freshness, who is running now, the CoinGecko API budget, held snapshots and
+quarantined records."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import streamlit as st
 
-from dashboard import charts, data, frames, state, ui
+from dashboard import budget_charts, charts, data, frames, state, ui
 from dashboard import formatting as fmt
-from pipeline.api import utcnow
+from pipeline.api import budget_plan, budget_usage, utcnow
 
 view = state.view()
 ui.page_header(
@@ -85,6 +88,85 @@ else:
         },
         key="pipeline_runs_table",
     )
+
+# -- API budget --
+st.subheader("CoinGecko API budget")
+now = utcnow()
+month = datetime(now.year, now.month, 1)
+allowance = view.settings.monthly_calls
+try:
+    api_calls = data.load_api_calls(view.database_url, view.version, month)
+except data.DataUnavailable:  # a database from before the API budget: nothing counted yet
+    api_calls = None
+plan = budget_plan(view.settings)
+plan_note = (
+    f"The schedule plans about {plan.per_day:,.0f} calls a day ({plan.per_month:,.0f} in a 30-day month): "
+    + ", ".join(
+        f"{g.group.replace('_', ' ')} {budget_charts.cadence_label(g.every_minutes)}" for g in plan.groups if g.per_day
+    )
+    + f". Allowance: {allowance:,} calls a month (COINGECKO_MONTHLY_CALLS)."
+)
+if api_calls is None or api_calls.empty:
+    st.info(
+        f"No CoinGecko API call recorded in {month:%B %Y} (runs of the bundled sample and replays make none).",
+        icon="🔍",
+    )
+    st.caption(plan_note)
+else:
+    used = int(api_calls["calls"].sum())
+    usage = budget_usage(used, allowance, now, budget_charts.counting_since(api_calls))
+    st.progress(
+        min(usage.share, 1.0),
+        text=f"{used:,} of {allowance:,} calls used in {month:%B %Y} ({usage.share:.0%})",
+    )
+    budget_metrics = st.columns(4)
+    budget_metrics[0].metric("Calls this month", fmt.format_count(used), border=True)
+    budget_metrics[1].metric(
+        "Projected by month end",
+        fmt.format_count(usage.projected),
+        help="This month's calls so far, continued at their rate since the first call this month.",
+        border=True,
+    )
+    budget_metrics[2].metric("Left this month", fmt.format_count(max(allowance - used, 0)), border=True)
+    budget_metrics[3].metric(
+        "Failed calls",
+        fmt.format_count(int(api_calls["failures"].sum())),
+        help="Requests without an answer: errors, rate limits, timeouts (each retry counts).",
+        border=True,
+    )
+    if usage.share >= 1:
+        st.error(f"The month's allowance is used up: {used:,} of {allowance:,} calls.", icon="🚨")
+    elif usage.warn:
+        st.warning(
+            f"{usage.share:.0%} of the month's allowance is used ({used:,} of {allowance:,} calls). Categories and "
+            "memberships are skipped when the remaining scheduled runs need the rest.",
+            icon="⚠️",
+        )
+    if usage.over_projected and usage.share < 1:
+        st.warning(
+            f"At the current rate this month ends at about {usage.projected:,} calls, over the allowance of "
+            f"{allowance:,}: lengthen PIPELINE_INTERVAL_MINUTES or lower PIPELINE_TOP_N.",
+            icon="📈",
+        )
+    left, right = st.columns([3, 2])
+    with left:
+        ui.render_chart(
+            budget_charts.create_daily_calls_chart(api_calls, month.date(), allowance), key="pipeline_budget_chart"
+        )
+    with right:
+        ui.render_table(
+            budget_charts.by_endpoint(api_calls),
+            "api_calls_by_endpoint",
+            {
+                "endpoint": st.column_config.TextColumn("Endpoint"),
+                "calls": st.column_config.NumberColumn("Calls", format="%d"),
+                "failures": st.column_config.NumberColumn("Failed", format="%d"),
+                "share_pct": st.column_config.NumberColumn("Share", format="%.1f %%"),
+                "last_at": st.column_config.DatetimeColumn("Last call (UTC)", format="YYYY-MM-DD HH:mm"),
+            },
+            key="pipeline_budget_table",
+        )
+    st.caption(plan_note)
 
 st.subheader("Held snapshots")
 if held is None or held.empty:
