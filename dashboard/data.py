@@ -22,6 +22,7 @@ import streamlit as st
 from sqlalchemy import DateTime, Double, Engine, Integer, and_, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from dashboard import ranges
 from pipeline import api
 from pipeline.api import (
     DRIVER_ERRORS,
@@ -396,8 +397,179 @@ def clear_caches() -> None:
         load_held_snapshots,
         load_coins,
         load_watchlists,
+        *RANGE_LOADERS,
     ):
         loader.clear()
+
+
+# -- history ranges ----------------------------------------------------------------
+# The range buttons (dashboard.ranges): each loader finds the newest point first (an index lookup),
+# reads only the window ``WHERE time >= :since`` in SQL, and thins it to at most ranges.MAX_POINTS
+# rows in pandas (ranges.resample), so a year of 15-minute snapshots stays fast to query and to draw.
+
+
+@dataclass(frozen=True)
+class HistoryWindow:
+    """One range of a history: the (thinned) rows, and what the whole history covers."""
+
+    frame: pd.DataFrame
+    first: datetime | None  # the oldest point of the whole history (not just the window)
+    last: datetime | None  # the newest point
+    since: datetime | None  # the window's start (None: everything)
+    points: int  # rows in the window before thinning
+
+
+def _market_bounds_statement():
+    h = market_history
+    return select(func.min(h.c.snapshot_at).label("first"), func.max(h.c.snapshot_at).label("last"))
+
+
+def _market_window_statement(since: datetime | None):
+    h = market_history
+    statement = select(h).order_by(h.c.snapshot_at)
+    return statement if since is None else statement.where(h.c.snapshot_at >= since)
+
+
+def _coin_bounds_statements(coin_id: str):
+    s, h = staging_crypto_market, staging_coin_history
+    return (
+        select(func.min(s.c.snapshot_at).label("first"), func.max(s.c.snapshot_at).label("last")).where(
+            s.c.id == coin_id
+        ),
+        select(func.min(h.c.ts).label("first"), func.max(h.c.ts).label("last")).where(h.c.id == coin_id),
+    )
+
+
+def _coin_window_statements(coin_id: str, since: datetime | None):
+    s, h = staging_crypto_market, staging_coin_history
+    snaps = select(
+        s.c.snapshot_at.label("ts"),
+        s.c.current_price.label("price"),
+        s.c.market_cap,
+        s.c.total_volume,
+        s.c.market_cap_rank,
+    ).where(s.c.id == coin_id)
+    backfill = select(h.c.ts, h.c.price, h.c.market_cap, h.c.total_volume).where(h.c.id == coin_id)
+    if since is not None:
+        snaps, backfill = snaps.where(s.c.snapshot_at >= since), backfill.where(h.c.ts >= since)
+    return snaps, backfill
+
+
+def _coin_directory_statement():
+    """Every coin id ever seen in silver, with its newest name, symbol, rank and time.
+
+    A loose index scan (recursive CTE stepping through the (id, snapshot_at) key: one index probe
+    per distinct coin) instead of a DISTINCT over millions of rows; the same SQL on SQLite and
+    PostgreSQL. The newest name and symbol are one more probe each.
+    """
+    s = staging_crypto_market
+    inner = s.alias("inner_ids")
+    ids = select(func.min(s.c.id).label("id")).cte("coin_ids", recursive=True)
+    ids = ids.union_all(
+        select(select(func.min(inner.c.id)).where(inner.c.id > ids.c.id).scalar_subquery()).where(ids.c.id.is_not(None))
+    )
+    newest = s.alias("newest")
+    last_seen = select(func.max(newest.c.snapshot_at)).where(newest.c.id == ids.c.id).scalar_subquery()
+    latest = s.alias("latest")
+    return (
+        select(
+            ids.c.id, latest.c.name, latest.c.symbol, latest.c.market_cap_rank, latest.c.snapshot_at.label("last_seen")
+        )
+        .join_from(ids, latest, (latest.c.id == ids.c.id) & (latest.c.snapshot_at == last_seen))
+        .where(ids.c.id.is_not(None))
+    )
+
+
+def _backfill_ids_statement():
+    h = staging_coin_history
+    return select(h.c.id, func.max(h.c.ts).label("last_seen")).group_by(h.c.id)
+
+
+def _bounds(database_url: str, statement) -> tuple[datetime | None, datetime | None]:
+    frame = _frame(database_url, statement)
+    if frame.empty:
+        return None, None
+    first, last = pd.to_datetime(frame["first"].iloc[0]), pd.to_datetime(frame["last"].iloc[0])
+    return (None if pd.isna(first) else first.to_pydatetime(), None if pd.isna(last) else last.to_pydatetime())
+
+
+@st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=32)
+def load_market_history_range(database_url: str, version: str, range_key: str) -> HistoryWindow:
+    """``market_history`` over one range (counted back from the newest snapshot), at most MAX_POINTS rows."""
+    first, last = _bounds(database_url, _market_bounds_statement())
+    since = ranges.window_start(range_key, last)
+    frame = _frame(database_url, _market_window_statement(since))
+    return HistoryWindow(ranges.resample(frame, "snapshot_at"), first, last, since, len(frame))
+
+
+@st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=64)
+def load_coin_history_range(database_url: str, version: str, coin_id: str, range_key: str) -> HistoryWindow:
+    """One coin's price, market cap, volume and rank over a range: silver snapshots plus backfilled days.
+
+    The range counts back from the coin's own newest point (a coin that left the top N shows its
+    last days in it). Where a snapshot and a backfilled point share a time, the snapshot wins.
+    Columns: ts, price, market_cap, total_volume, market_cap_rank (snapshots only), origin.
+    """
+    snap_bounds, fill_bounds = _coin_bounds_statements(coin_id)
+    firsts, lasts = [], []
+    for statement in (snap_bounds, fill_bounds):
+        try:
+            first, last = _bounds(database_url, statement)
+        except DataUnavailable:  # an older database without the backfill table
+            first = last = None
+        firsts += [first] if first else []
+        lasts += [last] if last else []
+    first, last = (min(firsts) if firsts else None), (max(lasts) if lasts else None)
+    since = ranges.window_start(range_key, last)
+    snaps_statement, fill_statement = _coin_window_statements(coin_id, since)
+    snaps = _frame(database_url, snaps_statement)
+    snaps["origin"] = "snapshot"
+    try:
+        backfill = _frame(database_url, fill_statement)
+    except DataUnavailable:
+        backfill = snaps.iloc[0:0].drop(columns=["origin", "market_cap_rank"])
+    backfill["origin"] = "backfill"
+    frames = [f for f in (snaps, backfill) if not f.empty]
+    if not frames:
+        return HistoryWindow(snaps, first, last, since, 0)
+    history = pd.concat(frames, ignore_index=True)
+    history["ts"] = pd.to_datetime(history["ts"])
+    if "market_cap_rank" not in history.columns:
+        history["market_cap_rank"] = float("nan")
+    history = history.sort_values(["ts", "origin"], ascending=[True, False])
+    history = history.drop_duplicates("ts", keep="first").reset_index(drop=True)
+    return HistoryWindow(ranges.resample(history, "ts"), first, last, since, len(history))
+
+
+@st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=8)
+def load_coin_directory(database_url: str, version: str) -> pd.DataFrame:
+    """Every coin ever seen (silver snapshots or backfilled history), for the Coin page's picker:
+    id, name, symbol, market_cap_rank (as last seen) and last_seen, newest name first."""
+    seen = _frame(database_url, _coin_directory_statement())
+    try:
+        backfilled = _frame(database_url, _backfill_ids_statement())
+    except DataUnavailable:
+        backfilled = pd.DataFrame(columns=["id", "last_seen"])
+    only_backfilled = backfilled[~backfilled["id"].isin(seen["id"])]
+    if not only_backfilled.empty:
+        seen = pd.concat([seen, only_backfilled.assign(name=None, symbol=None)], ignore_index=True)
+    return seen.drop_duplicates("id", keep="first").reset_index(drop=True)
+
+
+RANGE_LOADERS = (load_market_history_range, load_coin_history_range, load_coin_directory)
+
+#: For ``python -m benchmarks.bench``: the range queries, windows at their worst case ("all": every row).
+DASHBOARD_QUERIES.update(
+    {
+        "market_history_bounds": (_market_bounds_statement(), {}),
+        "market_history_window": (_market_window_statement(None), {}),
+        "coin_bounds_silver": (_coin_bounds_statements("bitcoin")[0], {}),
+        "coin_bounds_backfill": (_coin_bounds_statements("bitcoin")[1], {}),
+        "coin_window_silver": (_coin_window_statements("bitcoin", None)[0], {}),
+        "coin_window_backfill": (_coin_window_statements("bitcoin", None)[1], {}),
+        "coin_directory": (_coin_directory_statement(), {}),
+    }
+)
 
 
 # -- coins table --------------------------------------------------------------------------------

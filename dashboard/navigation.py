@@ -31,12 +31,12 @@ class Page:
 
 PAGES = (
     Page("Market", "coins.py", "Coins", "📋", "coins", default=True),
-    Page("Market", "overview.py", "Overview", "📊", "overview"),
-    Page("Market", "dominance.py", "Dominance", "🥧", "dominance"),
+    Page("Market", "overview.py", "Overview", "📊", "overview", params=("range", "log")),
+    Page("Market", "dominance.py", "Dominance", "🥧", "dominance", params=("range",)),
     Page("Market", "liquidity.py", "Liquidity", "💧", "liquidity"),
     Page("Market", "trends.py", "Trends", "📈", "trends"),
     Page("Market", "segments.py", "Segments", "🧩", "segments"),
-    Page("Coins", "coin.py", "Coin", "🪙", "coin", params=("coin",)),
+    Page("Coins", "coin.py", "Coin", "🪙", "coin", params=("coin", "range", "log")),
     Page("Coins", "watchlist.py", "Watchlist", "⭐", "watchlist"),
     Page("Operations", "pipeline_runs.py", "Pipeline", "⚙️", "pipeline"),
 )

@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import data, health, refresh, state
+from dashboard import data, health, ranges, refresh, state
 from dashboard import formatting as fmt
 from dashboard.refresh import Decision, ExternalRun, Job
 from pipeline.api import MARKET_CAP_CATEGORIES, Settings, mask_url, utcnow
@@ -523,3 +523,44 @@ def guarded(render: Callable[[], None]) -> None:
             "`DATABASE_URL` is right, then reload.",
             icon="🚫",
         )
+
+
+# -- history ranges ---------------------------------------------------------------------
+
+RANGE_PARAM, LOG_PARAM = "range", "log"
+
+
+def render_range_controls(
+    page: str, all_label: str = "all", default: str = ranges.DEFAULT_RANGE, log_switch: bool = True
+) -> tuple[str, bool]:
+    """The range buttons (24h … 1y, all|max) and the log-scale switch, kept in the URL as
+    ``?range=7d&log=1`` (the default range and a linear scale leave the URL clean).
+
+    The URL is read when the widgets have no state yet (a link, or coming back from another page);
+    after that the widgets are the truth. Returns (canonical range key, log)."""
+    range_key, log_key = state.page_key(page, "range"), state.page_key(page, "log")
+    options = ranges.range_keys(all_label)
+    if st.session_state.get(range_key) not in options:
+        wanted = ranges.parse_range(state.query_param(RANGE_PARAM), default)
+        st.session_state[range_key] = all_label if wanted == "all" else wanted
+    if log_switch and log_key not in st.session_state:
+        st.session_state[log_key] = (state.query_param(LOG_PARAM) or "").lower() in ("1", "true", "yes", "on")
+    left, right = st.columns([4, 1], vertical_alignment="bottom")
+    chosen = left.segmented_control(
+        "Range",
+        options,
+        key=range_key,
+        required=True,
+        help="How far back the charts reach, counted from the newest data point.",
+    )
+    log = log_switch and right.toggle(
+        "Log scale", key=log_key, help="Logarithmic value axes: equal steps are equal % moves."
+    )
+    canonical = ranges.parse_range(chosen, default)
+    state.set_query_param(
+        RANGE_PARAM,
+        None if canonical == default else ("max" if all_label == "max" and canonical == "all" else canonical),
+    )
+    if log_switch:
+        state.set_query_param(LOG_PARAM, "1" if log else None)
+    return canonical, bool(log)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import charts, data, frames, state, ui
+from dashboard import charts, data, frames, ranges, state, ui
 
 view = state.view()
 ui.page_header(
@@ -18,7 +18,6 @@ coins = view.filter_coins(all_coins)
 segments = frames.complete_segments(  # a category without coins shows as 0, never disappears
     frames.filter_by_category(data.load_segments(view.database_url, view.version), view.categories), view.categories
 )
-history = data.load_market_history(view.database_url, view.version)
 
 if not ui.nothing_to_show(coins):
     top_n = st.columns([1, 2])[0].slider("Coins shown separately", 3, 20, 10, key=state.page_key("dominance", "top_n"))
@@ -55,7 +54,14 @@ if not ui.nothing_to_show(coins):
             key="dominance_categories",
         )
 
-    ui.render_chart(charts.create_dominance_history_chart(history), key="dominance_history")
+    st.subheader("Dominance over time")
+    range_key, _ = ui.render_range_controls("dominance", log_switch=False)
+    window = data.load_market_history_range(view.database_url, view.version, range_key)
+    history = window.frame
+    ui.render_chart(
+        charts.create_dominance_history_chart(history, f"Dominance over time, {ranges.range_title(range_key)}"),
+        key="dominance_history",
+    )
     bases = set(history["dominance_basis"].map(frames.frame_basis_value)) if "dominance_basis" in history else set()
     if bases == {"top_n"}:
         caption = (
@@ -73,8 +79,11 @@ if not ui.nothing_to_show(coins):
             "Whole market, one point per pipeline snapshot; lines break across gaps in the data; the category "
             "filter does not apply to this chart."
         )
-    if len(history) < 2:
+    if len(history) < 2 and window.first == window.last:
         caption += " Only one snapshot so far: the lines grow as the scheduler collects more."
+    else:
+        note = ranges.window_caption(range_key, window.first, window.last, window.points, len(history))
+        caption += f" {note}" if note else ""
     st.caption(caption)
 
     st.subheader(f"Share of the {scope} by coin" if top_n_basis else "Share of the market by coin")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import charts, data, frames, state, ui
+from dashboard import charts, data, frames, ranges, state, ui
 from dashboard import formatting as fmt
 
 OVERVIEW_MIN_VOLUME = 1_000_000  # top movers ignore coins that traded less than this in 24h
@@ -152,6 +152,28 @@ if not ui.nothing_to_show(coins):
             )
     with right:
         ui.render_chart(charts.create_market_treemap(coins), key="overview_treemap")
+
+    # The market over time: gold's market_history over the chosen range (the category filter does not apply).
+    st.subheader("The market over time")
+    range_key, log = ui.render_range_controls("overview")
+    window = data.load_market_history_range(view.database_url, view.version, range_key)
+    ui.render_chart(
+        charts.create_market_over_time_chart(
+            window.frame, log=log, title=f"Total market cap and 24h volume, {ranges.range_title(range_key)}"
+        ),
+        key="overview_market_history",
+    )
+    st.caption(
+        " ".join(
+            part
+            for part in (
+                ranges.window_caption(range_key, window.first, window.last, window.points, len(window.frame)),
+                f"{dominance_scope.capitalize()} (not affected by the category filter); lines break across gaps "
+                "in the data.",
+            )
+            if part
+        )
+    )
 
     with st.expander(f"All {len(coins)} coins in view", expanded=False):
         table, columns = frames.label_dominance_column(

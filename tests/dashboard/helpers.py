@@ -25,7 +25,7 @@ PAGES = {page.url_path: str(page.path.relative_to(APP.parent)) for page in navig
 EXPECTED_CHARTS = {
     "coins": 0,
     "watchlist": 0,
-    "overview": 2,
+    "overview": 3,
     "dominance": 3,
     "liquidity": 2,
     "trends": 3,

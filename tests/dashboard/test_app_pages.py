@@ -95,7 +95,7 @@ def test_overview_shows_headline_metrics_movers_and_treemap(sample_warehouse, us
     assert metric(at, "ETH share of top 250 coins").value.endswith("%")
     assert metric(at, "Coins").value == str(SAMPLE_COINS)
     kinds = [spec["data"][0]["type"] for spec in chart_specs(at)]
-    assert kinds == ["bar", "treemap"]
+    assert kinds == ["bar", "treemap", "scatter"]  # movers, market map, the market over time
     table = at.dataframe[0].value
     assert len(table) == SAMPLE_COINS
     assert at.get("download_button")
