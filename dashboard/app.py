@@ -63,6 +63,7 @@ def main() -> None:
     if not status.ok:
         ui.render_first_start(view)
         return
+    ui.render_alert_badge(view, current.url_path)
     ui.guarded(current.run)
 
 

@@ -38,6 +38,7 @@ PAGES = (
     Page("Market", "segments.py", "Segments", "🧩", "segments"),
     Page("Coins", "coin.py", "Coin", "🪙", "coin", params=("coin", "range", "log")),
     Page("Coins", "watchlist.py", "Watchlist", "⭐", "watchlist"),
+    Page("Operations", "alerts.py", "Alerts", "🔔", "alerts"),
     Page("Operations", "pipeline_runs.py", "Pipeline", "⚙️", "pipeline"),
 )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from datetime import timedelta
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -564,3 +565,32 @@ def render_range_controls(
     if log_switch:
         state.set_query_param(LOG_PARAM, "1" if log else None)
     return canonical, bool(log)
+
+
+# -- alerts badge -------------------------------------------------------------------------------
+
+ALERTS_PAGE = "alerts"
+ALERTS_PAGE_SCRIPT = "app_pages/alerts.py"
+ALERTS_SEEN_KEY = "alerts_seen_at"
+ALERTS_BADGE_WINDOW = timedelta(hours=24)
+
+
+def render_alert_badge(view: state.View, current_page: str) -> None:
+    """'🔔 N new alerts' in the sidebar of every page, linking to the Alerts page: alerts fired in the
+    last 24 h that this session has not seen on the Alerts page yet. Nothing when there are none."""
+    now = utcnow()
+    if current_page == ALERTS_PAGE:
+        st.session_state[ALERTS_SEEN_KEY] = now
+    window_start = (now - ALERTS_BADGE_WINDOW).replace(second=0, microsecond=0)  # a cache key per minute
+    since = max(window_start, st.session_state.get(ALERTS_SEEN_KEY, window_start))
+    try:
+        count = data.count_new_alerts(view.database_url, view.version, since)
+    except data.DataUnavailable:  # e.g. a database the pipeline has not run on since alerts came
+        return
+    if count:
+        st.sidebar.page_link(
+            ALERTS_PAGE_SCRIPT,
+            label=f"{count:,} new alert" + ("" if count == 1 else "s"),
+            icon="🔔",
+            help="Alerts fired in the last 24 hours that you have not seen yet: open the Alerts page.",
+        )
