@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,7 @@ from sqlalchemy import Double
 from pipeline import schema
 from pipeline.silver import derived
 from pipeline.silver.derived import DERIVED, PERCENT_LIMIT, Derived
-from pipeline.silver.transform import DERIVED_LIMITS, NUMERIC_LIMITS, add_derived_columns
+from pipeline.silver.transform import DERIVED_LIMITS, NUMERIC_LIMITS, add_derived_columns, transform_markets
 
 NAN = math.nan
 
@@ -103,19 +104,16 @@ def test_add_derived_columns_loops_over_the_declarations(monkeypatch):
     """Adding a declaration is all it takes for transform to compute a new column."""
     extra = Derived("spread_pct", lambda f: (f["high_24h"] / f["low_24h"] - 1) * 100.0, 1e4, "Test only.")
     monkeypatch.setattr(derived, "DERIVED", (*DERIVED, extra))
-    f = frame(
-        high_24h=[60.0, 1.0],
-        low_24h=[45.0, 0.0],
-        current_price=[50.0, 1.0],
-        total_volume=[5.0, 1.0],
-        market_cap=[20.0, 1.0],
-        ath=[200.0, 1.0],
-        price_change_percentage_24h=[1.0, 1.0],
-    )
-    out = add_derived_columns(f)
+    coins = [
+        {"id": "a", "current_price": 50, "market_cap": 20, "total_volume": 5, "high_24h": 60, "low_24h": 45},
+        {"id": "b", "current_price": 1, "market_cap": 1, "total_volume": 1, "high_24h": 1, "low_24h": 0},
+    ]
+    rows = transform_markets(coins, run_id="r", snapshot_at=datetime(2024, 1, 2), source="api").rows
+    assert "spread_pct" not in rows.columns  # silver's columns are the schema's
+    out = add_derived_columns(rows)
     assert out["spread_pct"][0] == pytest.approx(100 / 3) and pd.isna(out["spread_pct"][1])
-    assert "spread_pct" not in f.columns  # the input frame is left alone
-    assert out["liquidity_category"].notna().all()
+    assert out["volume_to_mcap_ratio"][0] == pytest.approx(0.25)
+    assert "spread_pct" not in rows.columns  # the input frame is left alone
 
 
 def test_derived_imports_nothing_of_the_pipeline():
