@@ -95,7 +95,7 @@ def create_correlation_heatmap(
     )
     fig.update_yaxes(autorange="reversed")
     side = max(320, 80 + 48 * len(names))
-    return _layout(fig, title, height=min(side, 640), legend=False)
+    return _layout(fig, title, "Coin", "Coin", height=min(side, 640), legend=False)
 
 
 def create_volatility_chart(

@@ -19,7 +19,7 @@ from datetime import datetime
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import DateTime, Double, Engine, Integer, and_, func, inspect, select
+from sqlalchemy import DateTime, Double, Engine, Integer, and_, func, inspect, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard import ranges
@@ -398,7 +398,7 @@ def clear_caches() -> None:
         load_coins,
         load_watchlists,
         *RANGE_LOADERS,
-        *ALERT_LOADERS,
+        *COMPARE_LOADERS,
     ):
         loader.clear()
 
@@ -677,94 +677,104 @@ BUDGET_LOADERS = (load_api_calls,)
 DASHBOARD_QUERIES.update({"api_calls_month": (_api_calls_statement(datetime(2026, 1, 1), datetime(2026, 2, 1)), {})})
 
 
-# -- alerts ----------------------------------------------------------------------
-# Rules are written through pipeline.api (create_rule, set_rule_enabled, delete_rule, which validate
-# them); the pipeline evaluates them after every successful run and records what fired.
-
-ALERT_EVENTS_LIMIT = 500
-
-
-def _alert_rules_statement():
-    r = api.alert_rules
-    return select(r).order_by(r.c.rule_id)
+# -- compare --------------------------------------------------------------------------------------
+# The Compare page: the prices of 2-10 coins (and bitcoin, the beta benchmark) over one range, from
+# silver snapshots and backfilled daily history. One query per table for all the coins (id = .. OR ..),
+# never one per coin; the range counts back from the newest point of any of them (dashboard.ranges).
 
 
-def _alert_events_statement(limit: int):
-    e = api.alert_events
-    return select(e).order_by(e.c.fired_at.desc(), e.c.event_id.desc()).limit(limit)
+def _any_of(column, values: tuple[str, ...]):
+    """``column = :a OR column = :b ...``: one bound parameter each (``_frame`` runs the compiled text as it
+    is, so an expanding ``IN`` list, compiled later, cannot be used); both databases use the id index."""
+    return or_(*(column == value for value in values))
 
 
-def _alert_count_statement(since: datetime):
-    e = api.alert_events
-    return select(func.count().label("n")).where(e.c.fired_at > since)
+def _compare_last_statements(coin_ids: tuple[str, ...]):
+    s, h = staging_crypto_market, staging_coin_history
+    return (
+        select(func.max(s.c.snapshot_at).label("last")).where(_any_of(s.c.id, coin_ids)),
+        select(func.max(h.c.ts).label("last")).where(_any_of(h.c.id, coin_ids)),
+    )
 
 
-@st.cache_data(ttl=RUNS_TTL, show_spinner=False, max_entries=8)
-def load_alert_rules(database_url: str, version: str) -> pd.DataFrame:
-    """Every alert rule, oldest first."""
-    return _frame(database_url, _alert_rules_statement())
+def _compare_points_statements(coin_ids: tuple[str, ...], since: datetime | None):
+    s, h = staging_crypto_market, staging_coin_history
+    snaps = select(s.c.id, s.c.snapshot_at.label("ts"), s.c.current_price.label("price")).where(
+        _any_of(s.c.id, coin_ids)
+    )
+    backfill = select(h.c.id, h.c.ts, h.c.price).where(_any_of(h.c.id, coin_ids))
+    if since is not None:
+        snaps, backfill = snaps.where(s.c.snapshot_at >= since), backfill.where(h.c.ts >= since)
+    return snaps, backfill
 
 
-@st.cache_data(ttl=RUNS_TTL, show_spinner=False, max_entries=8)
-def load_alert_events(database_url: str, version: str, limit: int = ALERT_EVENTS_LIMIT) -> pd.DataFrame:
-    """The alerts that fired, newest first."""
-    return _frame(database_url, _alert_events_statement(limit), numbers=False)
+@dataclass(frozen=True)
+class ComparePoints:
+    """The chosen coins' prices over one range: rows id, ts, price, origin ('snapshot' | 'backfill')."""
+
+    frame: pd.DataFrame
+    since: datetime | None  # the range's start (None: everything)
+    last: datetime | None  # the newest point of any of the coins
 
 
-@st.cache_data(ttl=RUNS_TTL, show_spinner=False, max_entries=32)
-def count_new_alerts(database_url: str, version: str, since: datetime) -> int:
-    """How many alerts fired after ``since`` (the sidebar badge)."""
-    frame = _frame(database_url, _alert_count_statement(since), numbers=False)
-    return int(frame["n"].iloc[0]) if not frame.empty else 0
-
-
-@st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=8)
-def load_alert_stablecoins(database_url: str, version: str) -> list[str]:
-    """Coins a de-peg rule can watch (USD stablecoins)."""
+def _newest(database_url: str, statement) -> datetime | None:
     try:
-        return api.stablecoin_ids(engine_for(database_url))
-    except SQLAlchemyError as exc:
-        raise _unavailable(database_url, exc) from exc
+        frame = _frame(database_url, statement)
+    except DataUnavailable:  # an older database without the backfill table
+        return None
+    value = pd.to_datetime(frame["last"].iloc[0]) if not frame.empty else None
+    return None if value is None or pd.isna(value) else value.to_pydatetime()
 
 
-def save_alert_rule(
-    database_url: str, *, kind: str, coin_id: str, threshold: float, change_window: str | None, note: str | None
-) -> int:
-    """Save a new rule (``api.AlertRuleError`` when it is not valid); returns its id."""
+@st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=32)
+def load_compare_points(database_url: str, version: str, coin_ids: tuple[str, ...], range_key: str) -> ComparePoints:
+    """Every price point of ``coin_ids`` in the range, snapshots and backfill together, oldest first.
+
+    Where a snapshot and a backfilled point of one coin share a time, the snapshot wins (as on the
+    Coin page); of two providers' backfilled points at one time, one is kept.
+    """
+    columns = ["id", "ts", "price", "origin"]
+    if not coin_ids:
+        return ComparePoints(pd.DataFrame(columns=columns), None, None)
+    newest = [_newest(database_url, statement) for statement in _compare_last_statements(coin_ids)]
+    last = max((t for t in newest if t is not None), default=None)
+    since = ranges.window_start(range_key, last)
+    snaps_statement, fill_statement = _compare_points_statements(coin_ids, since)
+    snaps = _frame(database_url, snaps_statement).assign(origin="snapshot")
     try:
-        rule_id = api.create_rule(
-            engine_for(database_url),
-            kind=kind,
-            coin_id=coin_id,
-            threshold=threshold,
-            change_window=change_window,
-            note=note,
-        )
-    except SQLAlchemyError as exc:
-        raise _unavailable(database_url, exc) from exc
-    clear_alert_caches()
-    return rule_id
+        backfill = _frame(database_url, fill_statement).assign(origin="backfill")
+    except DataUnavailable:
+        backfill = pd.DataFrame(columns=columns)
+    frames = [f for f in (snaps, backfill) if not f.empty]
+    if not frames:
+        return ComparePoints(pd.DataFrame(columns=columns), since, last)
+    points = pd.concat(frames, ignore_index=True)
+    points["ts"] = pd.to_datetime(points["ts"])
+    points = points.sort_values(["id", "ts", "origin"], ascending=[True, True, False], kind="stable")
+    points = points.drop_duplicates(["id", "ts"], keep="first")  # 'snapshot' sorts before 'backfill'
+    return ComparePoints(points[columns].reset_index(drop=True), since, last)
 
 
-def set_alert_rule_enabled(database_url: str, rule_id: int, enabled: bool) -> None:
-    try:
-        api.set_rule_enabled(engine_for(database_url), rule_id, enabled)
-    except SQLAlchemyError as exc:
-        raise _unavailable(database_url, exc) from exc
-    clear_alert_caches()
+COMPARE_LOADERS = (load_compare_points,)
 
-
-def delete_alert_rule(database_url: str, rule_id: int) -> None:
-    try:
-        api.delete_rule(engine_for(database_url), rule_id)
-    except SQLAlchemyError as exc:
-        raise _unavailable(database_url, exc) from exc
-    clear_alert_caches()
-
-
-ALERT_LOADERS = (load_alert_rules, load_alert_events, count_new_alerts, load_alert_stablecoins)
-
-
-def clear_alert_caches() -> None:
-    for loader in ALERT_LOADERS:
-        loader.clear()
+#: For ``python -m benchmarks.bench``: the Compare page's queries for the top 10 coins, "all" (every row).
+_COMPARE_SAMPLE_IDS = (
+    "bitcoin",
+    "ethereum",
+    "tether",
+    "binancecoin",
+    "ripple",
+    "usd-coin",
+    "cardano",
+    "solana",
+    "dogecoin",
+    "polkadot",
+)
+DASHBOARD_QUERIES.update(
+    {
+        "compare_last_silver": (_compare_last_statements(_COMPARE_SAMPLE_IDS)[0], {}),
+        "compare_last_backfill": (_compare_last_statements(_COMPARE_SAMPLE_IDS)[1], {}),
+        "compare_points_silver": (_compare_points_statements(_COMPARE_SAMPLE_IDS, None)[0], {}),
+        "compare_points_backfill": (_compare_points_statements(_COMPARE_SAMPLE_IDS, None)[1], {}),
+    }
+)

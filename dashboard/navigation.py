@@ -37,8 +37,8 @@ PAGES = (
     Page("Market", "trends.py", "Trends", "📈", "trends"),
     Page("Market", "segments.py", "Segments", "🧩", "segments"),
     Page("Coins", "coin.py", "Coin", "🪙", "coin", params=("coin", "range", "log")),
+    Page("Coins", "compare.py", "Compare", "⚖️", "compare", params=("compare", "range")),
     Page("Coins", "watchlist.py", "Watchlist", "⭐", "watchlist"),
-    Page("Operations", "alerts.py", "Alerts", "🔔", "alerts"),
     Page("Operations", "pipeline_runs.py", "Pipeline", "⚙️", "pipeline"),
 )
 

@@ -32,7 +32,7 @@ EXPECTED_CHARTS = {
     "segments": 4,
     "coin": 2,
     "pipeline": 1,
-    "alerts": 0,
+    "compare": 3,
 }
 
 
