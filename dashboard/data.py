@@ -399,6 +399,7 @@ def clear_caches() -> None:
         load_watchlists,
         *RANGE_LOADERS,
         *COMPARE_LOADERS,
+        *ALERT_LOADERS,
     ):
         loader.clear()
 
@@ -675,6 +676,99 @@ def load_api_calls(database_url: str, version: str, month: datetime) -> pd.DataF
 
 BUDGET_LOADERS = (load_api_calls,)
 DASHBOARD_QUERIES.update({"api_calls_month": (_api_calls_statement(datetime(2026, 1, 1), datetime(2026, 2, 1)), {})})
+
+
+# -- alerts ----------------------------------------------------------------------
+# Rules are written through pipeline.api (create_rule, set_rule_enabled, delete_rule, which validate
+# them); the pipeline evaluates them after every successful run and records what fired.
+
+ALERT_EVENTS_LIMIT = 500
+
+
+def _alert_rules_statement():
+    r = api.alert_rules
+    return select(r).order_by(r.c.rule_id)
+
+
+def _alert_events_statement(limit: int):
+    e = api.alert_events
+    return select(e).order_by(e.c.fired_at.desc(), e.c.event_id.desc()).limit(limit)
+
+
+def _alert_count_statement(since: datetime):
+    e = api.alert_events
+    return select(func.count().label("n")).where(e.c.fired_at > since)
+
+
+@st.cache_data(ttl=RUNS_TTL, show_spinner=False, max_entries=8)
+def load_alert_rules(database_url: str, version: str) -> pd.DataFrame:
+    """Every alert rule, oldest first."""
+    return _frame(database_url, _alert_rules_statement())
+
+
+@st.cache_data(ttl=RUNS_TTL, show_spinner=False, max_entries=8)
+def load_alert_events(database_url: str, version: str, limit: int = ALERT_EVENTS_LIMIT) -> pd.DataFrame:
+    """The alerts that fired, newest first."""
+    return _frame(database_url, _alert_events_statement(limit), numbers=False)
+
+
+@st.cache_data(ttl=RUNS_TTL, show_spinner=False, max_entries=32)
+def count_new_alerts(database_url: str, version: str, since: datetime) -> int:
+    """How many alerts fired after ``since`` (the sidebar badge)."""
+    frame = _frame(database_url, _alert_count_statement(since), numbers=False)
+    return int(frame["n"].iloc[0]) if not frame.empty else 0
+
+
+@st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=8)
+def load_alert_stablecoins(database_url: str, version: str) -> list[str]:
+    """Coins a de-peg rule can watch (USD stablecoins)."""
+    try:
+        return api.stablecoin_ids(engine_for(database_url))
+    except SQLAlchemyError as exc:
+        raise _unavailable(database_url, exc) from exc
+
+
+def save_alert_rule(
+    database_url: str, *, kind: str, coin_id: str, threshold: float, change_window: str | None, note: str | None
+) -> int:
+    """Save a new rule (``api.AlertRuleError`` when it is not valid); returns its id."""
+    try:
+        rule_id = api.create_rule(
+            engine_for(database_url),
+            kind=kind,
+            coin_id=coin_id,
+            threshold=threshold,
+            change_window=change_window,
+            note=note,
+        )
+    except SQLAlchemyError as exc:
+        raise _unavailable(database_url, exc) from exc
+    clear_alert_caches()
+    return rule_id
+
+
+def set_alert_rule_enabled(database_url: str, rule_id: int, enabled: bool) -> None:
+    try:
+        api.set_rule_enabled(engine_for(database_url), rule_id, enabled)
+    except SQLAlchemyError as exc:
+        raise _unavailable(database_url, exc) from exc
+    clear_alert_caches()
+
+
+def delete_alert_rule(database_url: str, rule_id: int) -> None:
+    try:
+        api.delete_rule(engine_for(database_url), rule_id)
+    except SQLAlchemyError as exc:
+        raise _unavailable(database_url, exc) from exc
+    clear_alert_caches()
+
+
+ALERT_LOADERS = (load_alert_rules, load_alert_events, count_new_alerts, load_alert_stablecoins)
+
+
+def clear_alert_caches() -> None:
+    for loader in ALERT_LOADERS:
+        loader.clear()
 
 
 # -- compare --------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ PAGES = (
     Page("Coins", "coin.py", "Coin", "🪙", "coin", params=("coin", "range", "log")),
     Page("Coins", "compare.py", "Compare", "⚖️", "compare", params=("compare", "range")),
     Page("Coins", "watchlist.py", "Watchlist", "⭐", "watchlist"),
+    Page("Operations", "alerts.py", "Alerts", "🔔", "alerts"),
     Page("Operations", "pipeline_runs.py", "Pipeline", "⚙️", "pipeline"),
 )
 

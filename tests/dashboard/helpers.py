@@ -33,6 +33,7 @@ EXPECTED_CHARTS = {
     "coin": 2,
     "pipeline": 1,
     "compare": 3,
+    "alerts": 0,
 }
 
 
