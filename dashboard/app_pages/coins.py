@@ -22,7 +22,7 @@ COLUMNS = {
     "market_cap_rank": st.column_config.NumberColumn("#", help="Market-cap rank", width="small"),
     "image": st.column_config.ImageColumn("", width="small"),
     "coin": st.column_config.TextColumn("Coin", width="medium"),
-    "current_price": st.column_config.NumberColumn("Price"),
+    "current_price": st.column_config.NumberColumn("Price", width=115),
     "price_change_percentage_1h": st.column_config.NumberColumn("1h"),
     "price_change_percentage_24h": st.column_config.NumberColumn("24h"),
     "price_change_percentage_7d": st.column_config.NumberColumn("7d"),
@@ -57,7 +57,7 @@ all_coins = data.load_coins(view.database_url, view.version)
 coins = view.filter_coins(all_coins)
 
 if not ui.nothing_to_show(coins):
-    top = st.columns([3, 2, 1, 1])
+    top = st.columns([3, 2, 1, 1, 1], vertical_alignment="bottom")
     query = top[0].text_input(
         "Search", key=SEARCH_KEY, placeholder="Name, symbol or id (e.g. bitcoin, ETH)", max_chars=100
     )
@@ -78,7 +78,7 @@ if not ui.nothing_to_show(coins):
         page = 1
         if pages > 1:
             page = int(
-                st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, step=1, key=PAGE_KEY)
+                top[4].number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, step=1, key=PAGE_KEY)
             )
         page = min(page, pages)
         shown = coins_table.page_slice(found, page, size)
