@@ -36,6 +36,9 @@ from pipeline.api import (
     pipeline_lock,
     pipeline_runs,
     quarantine_crypto_market,
+    ref_sector_members,
+    sector_history,
+    sector_ranking,
     snapshots,
     staging_coin_history,
     staging_crypto_market,
@@ -769,6 +772,50 @@ ALERT_LOADERS = (load_alert_rules, load_alert_events, count_new_alerts, load_ale
 def clear_alert_caches() -> None:
     for loader in ALERT_LOADERS:
         loader.clear()
+
+
+# -- sectors ----------------------------------------------------------------------------------
+#: Rows of sector_history read for the share-over-time chart (tracked + ten largest, hourly: ~60 days).
+SECTOR_HISTORY_LIMIT = 20_000
+
+
+@st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=8)
+def load_sector_ranking(database_url: str, version: str) -> pd.DataFrame:
+    """Every sector of the newest /coins/categories snapshot, by rank (sectors without a market cap last).
+    An empty frame when the sector tables are not there yet (a database from before sectors)."""
+    r = sector_ranking
+    if not _has_table(database_url, r.name):
+        return pd.DataFrame(columns=list(r.columns.keys()))
+    return _frame(database_url, select(r).order_by(r.c.sector_rank.is_(None), r.c.sector_rank, r.c.category_id))
+
+
+@st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=8)
+def load_sector_history(database_url: str, version: str) -> pd.DataFrame:
+    """The newest ``SECTOR_HISTORY_LIMIT`` rows of sector_history, oldest first."""
+    h = sector_history
+    if not _has_table(database_url, h.name):
+        return pd.DataFrame(columns=list(h.columns.keys()))
+    newest = select(h).order_by(h.c.snapshot_at.desc(), h.c.category_id).limit(SECTOR_HISTORY_LIMIT).subquery()
+    frame = _frame(database_url, select(newest).order_by(newest.c.snapshot_at, newest.c.category_id))
+    return frame
+
+
+@st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=32)
+def load_sector_member_ids(database_url: str, version: str, sector: str) -> frozenset[str]:
+    """The coin ids CoinGecko files under ``sector`` (empty when it is not a tracked sector)."""
+    m = ref_sector_members
+    if not _has_table(database_url, m.name):
+        return frozenset()
+    frame = _frame(database_url, select(m.c.coin_id).where(m.c.category_id == sector))
+    return frozenset(frame["coin_id"])
+
+
+def _has_table(database_url: str, name: str) -> bool:
+    try:
+        with engine_for(database_url).connect() as conn:
+            return bool(inspect(conn).has_table(name))
+    except (SQLAlchemyError, *DRIVER_ERRORS) as exc:
+        raise _unavailable(database_url, exc) from exc
 
 
 # -- compare --------------------------------------------------------------------------------------

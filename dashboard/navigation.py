@@ -36,6 +36,7 @@ PAGES = (
     Page("Market", "liquidity.py", "Liquidity", "💧", "liquidity"),
     Page("Market", "trends.py", "Trends", "📈", "trends"),
     Page("Market", "segments.py", "Segments", "🧩", "segments"),
+    Page("Market", "sectors.py", "Sectors", "🧭", "sectors", params=("focus",)),
     Page("Coins", "coin.py", "Coin", "🪙", "coin", params=("coin", "range", "log")),
     Page("Coins", "compare.py", "Compare", "⚖️", "compare", params=("compare", "range")),
     Page("Coins", "watchlist.py", "Watchlist", "⭐", "watchlist"),

@@ -28,7 +28,10 @@ CATEGORY_PARAM = "category"
 WATCH_PARAM = "watch"
 WATCHLIST_PARAM = "watchlist"
 WATCH_ONLY_PARAM = "watch_only"
-GLOBAL_PARAMS = (CATEGORY_PARAM, WATCH_PARAM, WATCHLIST_PARAM, WATCH_ONLY_PARAM)
+#: The sector filter (``?sector=meme-token``): only the coins CoinGecko files under that tracked sector.
+SECTOR_PARAM = "sector"
+SECTOR_KEY = "filter_sector"
+GLOBAL_PARAMS = (CATEGORY_PARAM, WATCH_PARAM, WATCHLIST_PARAM, WATCH_ONLY_PARAM, SECTOR_PARAM)
 WATCH_KEY = "watch_ids"
 WATCH_NAME_KEY = "watch_name"
 WATCH_ONLY_KEY = "filter_watch_only"
@@ -55,8 +58,14 @@ class View:
         return self.status.version
 
     def filter_coins(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The shared filters (market-cap categories, "Only my watchlist") on a frame of coins."""
-        return filter_coins(frame, self.categories)
+        """The shared filters (market-cap categories, "Only my watchlist", the sector) on a frame of coins."""
+        frame = filter_coins(frame, self.categories)
+        sector = selected_sector()
+        if sector and "id" in frame.columns:  # the sector's members (ref_sector_members)
+            from dashboard.data import load_sector_member_ids
+
+            frame = frame[frame["id"].isin(load_sector_member_ids(self.database_url, self.version, sector))]
+        return frame
 
 
 def page_key(page: str, name: str) -> str:
@@ -104,6 +113,8 @@ def sync_query_params(categories: list[str], keep: tuple[str, ...] = ()) -> None
         set_query_param(WATCH_PARAM, ",".join(watched()) or None)
         set_query_param(WATCHLIST_PARAM, watchlist_name())
         set_query_param(WATCH_ONLY_PARAM, "1" if watch_only() else None)
+    if SECTOR_KEY in st.session_state:
+        set_query_param(SECTOR_PARAM, selected_sector())
 
 
 def set_query_param(name: str, value: str | None) -> None:
@@ -203,3 +214,20 @@ def filter_coins(frame: pd.DataFrame, categories) -> pd.DataFrame:
     if watch_only() and "id" in frame.columns:
         frame = frame[frame["id"].isin(watched())]
     return frame
+
+
+# -- the sector filter (global, like the market-cap category) --------------------------------------
+
+
+def init_sector_filter(tracked: tuple[str, ...]) -> str | None:
+    """On a session's first run, take the sector from ``?sector=``; returns an unknown value (ignored)."""
+    if SECTOR_KEY in st.session_state:
+        return None
+    wanted = query_param(SECTOR_PARAM)
+    st.session_state[SECTOR_KEY] = wanted if wanted in tracked else None
+    return wanted if wanted and wanted not in tracked else None
+
+
+def selected_sector() -> str | None:
+    """The tracked sector chosen in the sidebar (None: every coin)."""
+    return st.session_state.get(SECTOR_KEY)

@@ -17,7 +17,8 @@ import streamlit as st
 from dashboard import data, health, ranges, refresh, state
 from dashboard import formatting as fmt
 from dashboard.refresh import Decision, ExternalRun, Job
-from pipeline.api import MARKET_CAP_CATEGORIES, Settings, mask_url, utcnow
+from dashboard.sector_charts import sector_label
+from pipeline.api import MARKET_CAP_CATEGORIES, ConfigError, Settings, mask_url, utcnow
 
 COINGECKO_URL = "https://www.coingecko.com/en/api"
 CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -265,7 +266,27 @@ def render_category_filter() -> list[str]:
     invalid = state.take_invalid_categories()
     if invalid:
         st.sidebar.warning(invalid_categories_message(invalid))
+    render_sector_filter()
     return state.selected_categories()
+
+
+def render_sector_filter() -> str | None:
+    """The sector filter beside the market-cap one: the tracked sectors (PIPELINE_TRACKED_SECTORS)."""
+    try:
+        tracked = Settings.from_env().tracked_sectors
+    except ConfigError:
+        tracked = ()
+    unknown = state.init_sector_filter(tracked)
+    st.sidebar.selectbox(
+        "Sector",
+        [None, *tracked],
+        key=state.SECTOR_KEY,
+        format_func=lambda s: "All sectors" if s is None else sector_label(s),
+        help="Only the coins CoinGecko files under this sector (tracked sectors); kept in the link (?sector=...).",
+    )
+    if unknown:
+        st.sidebar.warning(f"Ignored an unknown sector in the link: `{fmt.escape_markdown(unknown[:60])}`")
+    return state.selected_sector()
 
 
 def render_watch_filter(settings: Settings) -> None:

@@ -65,6 +65,9 @@ from pipeline.schema import (
     pipeline_lock,
     pipeline_runs,
     quarantine_crypto_market,
+    ref_sector_members,
+    sector_history,
+    sector_ranking,
     snapshots,
     staging_coin_history,
     staging_crypto_market,
@@ -164,6 +167,10 @@ __all__ = [
     "budget_month_start",
     "budget_plan",
     "budget_usage",
+    # sectors (CoinGecko's categories: gold sector_ranking / sector_history, the tracked sectors' members)
+    "ref_sector_members",
+    "sector_history",
+    "sector_ranking",
 ]
 
 #: The names above that open a connection or run a pipeline: only ``dashboard/data.py`` (reads) and

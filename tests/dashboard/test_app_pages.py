@@ -206,6 +206,7 @@ EXPECTED_FILTERED = {  # what each page shows with ?category=large_cap
     "coin": lambda at: len(at.selectbox(key="coin_id").options) == LARGE_CAPS,
     "pipeline": lambda at: len(at.dataframe[0].value) == 1,  # the run log is not filtered
     "alerts": lambda at: not at.exception,  # rules and their history are not filtered by category
+    "sectors": lambda at: not at.exception,  # sectors are not coins; a sector's coins table is filtered
 }
 
 
