@@ -80,10 +80,10 @@ def test_every_page_draws_its_charts_without_errors(name, dashboard_url, page, s
 
 
 def test_the_category_in_the_url_narrows_every_page_and_survives_navigation(dashboard_url, page, screenshots):
-    visit(page, dashboard_url, "", 2)
+    visit(page, dashboard_url, "overview", 2)  # the landing page is the Coins table
     assert metric_value(page, "Coins") == "250"
 
-    visit(page, dashboard_url, "", 2, "?category=large_cap,mid_cap")
+    visit(page, dashboard_url, "overview", 2, "?category=large_cap,mid_cap")
     assert metric_value(page, "Coins") == "51"
     assert metric_value(page, "Market cap (selection)") == "$874.50B"
     chosen = page.locator('[data-testid="stSidebar"] [data-testid="stMultiSelect"]').inner_text()
@@ -105,7 +105,7 @@ def test_the_category_in_the_url_narrows_every_page_and_survives_navigation(dash
 
 
 def test_refresh_button_completes_and_shows_new_figures(dashboard_url, page, screenshots, fake_api):
-    visit(page, dashboard_url, "", 2)
+    visit(page, dashboard_url, "overview", 2)
     before = metric_value(page, "Market cap (top 250 coins)")  # the sample's /global is 5.5 h too old
     assert before == "$933.32B"
     page.locator('[data-testid="stSidebar"]').get_by_role("button", name=re.compile("Refresh data")).click()

@@ -61,7 +61,7 @@ def no_global_dashboard(tmp_path_factory):
 
 
 def test_overview_without_global_explains_its_top_n_figures(no_global_dashboard, page, screenshots):
-    visit(page, no_global_dashboard, "", 1)  # the market map at least
+    visit(page, no_global_dashboard, "overview", 1)  # the market map at least
     assert page.locator(EXCEPTION).count() == 0
     main = page.locator('[data-testid="stMain"]').inner_text()
     assert "Figures are for the top 100 coins, not the whole market" in main
