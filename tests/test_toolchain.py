@@ -1,4 +1,4 @@
-"""The toolchain CI enforces: ruff's lint rules and formatter pass on the whole tree."""
+"""The toolchain CI enforces: ruff's lint rules and formatter on the whole tree, mypy --strict on pipeline/."""
 
 import subprocess
 import sys
@@ -25,3 +25,8 @@ def test_ruff_format_leaves_nothing_to_change():
 def test_pre_commit_runs_the_same_tools():
     config = (REPO_ROOT / ".pre-commit-config.yaml").read_text()
     assert "ruff check" in config and "ruff format --check" in config
+
+
+def test_mypy_strict_passes_on_the_pipeline_package():
+    result = run_tool("mypy", "--no-incremental")  # files and strictness: [tool.mypy] in pyproject.toml
+    assert result.returncode == 0, result.stdout + result.stderr
