@@ -11,7 +11,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from dashboard import analytics, compare_charts, data, frames, ranges, state, ui
+from dashboard import analytics, compare_charts, data, ranges, state, ui
 from dashboard import formatting as fmt
 
 COINS_KEY = state.page_key("compare", "coins")
@@ -52,9 +52,13 @@ ui.page_header(
 directory = data.load_coin_directory(view.database_url, view.version)
 mart = data.load_mart(view.database_url, view.version)
 known = set(directory["id"])
-if view.categories:  # the sidebar filter: coins of the newest snapshot in those categories
-    allowed = set(frames.filter_by_category(mart, view.categories)["id"])
-    directory = directory[directory["id"].isin(allowed)]
+labels = {  # every coin's 'Name (SYM)', the id when the name is unknown (a coin only backfilled)
+    coin_id: fmt.coin_label(name, symbol, limit=fmt.DISPLAY_LIMIT) or coin_id
+    for coin_id, name, symbol in zip(directory["id"], directory["name"], directory["symbol"], strict=True)
+}
+# The sidebar's filters: market-cap categories of the newest snapshot (a coin that left it has none,
+# so it only shows with no category chosen) and "Only my watchlist".
+directory = view.filter_coins(directory.merge(mart[["id", "market_cap_category"]], on="id", how="left"))
 
 if not ui.nothing_to_show(directory):
     ranks = directory["market_cap_rank"] if "market_cap_rank" in directory.columns else pd.Series(dtype="float64")
@@ -62,11 +66,6 @@ if not ui.nothing_to_show(directory):
         ["_rank", "id"], na_position="last", kind="stable"
     )
     options = list(directory["id"])
-    by_id = directory.set_index("id")
-    labels = {
-        coin_id: fmt.coin_label(row["name"], row["symbol"], limit=fmt.DISPLAY_LIMIT) or coin_id
-        for coin_id, row in by_id.iterrows()
-    }
 
     if COINS_KEY not in st.session_state:  # first visit in this session: the link decides
         wanted = parse_ids(state.query_param("compare"))
@@ -79,7 +78,7 @@ if not ui.nothing_to_show(directory):
             st.info(f"Not a coin the pipeline has seen, left out: {shown}{more}.", icon="🔍")
         if filtered:
             st.info(
-                "Left out, not in the market-cap categories chosen in the sidebar: "
+                "Left out by the sidebar's filter (market-cap categories or watchlist): "
                 + ", ".join(fmt.escape_markdown(labels.get(c, c)) for c in filtered)
                 + ".",
                 icon="🔍",

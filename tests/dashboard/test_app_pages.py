@@ -204,6 +204,7 @@ EXPECTED_FILTERED = {  # what each page shows with ?category=large_cap
     "trends": lambda at: set(at.dataframe[0].value["market_cap_rank"]) <= set(range(1, 15)),
     "segments": lambda at: list(at.dataframe[0].value["segment"]) == ["Large cap (≥ $10B)"],
     "coin": lambda at: len(at.selectbox(key="coin_id").options) == LARGE_CAPS,
+    "compare": lambda at: len(at.multiselect(key="compare_coins").options) == LARGE_CAPS,
     "pipeline": lambda at: len(at.dataframe[0].value) == 1,  # the run log is not filtered
     "alerts": lambda at: not at.exception,  # rules and their history are not filtered by category
     "sectors": lambda at: not at.exception,  # sectors are not coins; a sector's coins table is filtered

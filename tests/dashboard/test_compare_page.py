@@ -170,3 +170,16 @@ def test_no_link_shows_the_three_largest_and_the_sample_says_history_is_short(
     text_shown = plain(page_text(at))
     assert "only 1 price point(s)" in text_shown
     assert any("pipeline backfill --ids bitcoin,ethereum,tether" in i.value for i in at.info)
+
+
+def test_the_sidebar_filter_narrows_the_picker(sample_warehouse, use_warehouse, open_app):
+    use_warehouse(sample_warehouse)
+    # dogecoin was a mid cap on 2022-10-16 ($7.9B): not offered under "Large cap", and said so.
+    at = open_app({"category": "large_cap"}, page="compare", page_query={"compare": "bitcoin,ethereum,dogecoin"})
+    assert_clean(at)
+    assert at.multiselect(key="compare_coins").value == ["bitcoin", "ethereum"]
+    assert "dogecoin" not in at.multiselect(key="compare_coins").options
+    assert any("Left out by the sidebar's filter" in i.value and "Dogecoin" in i.value for i in at.info), [
+        i.value for i in at.info
+    ]
+    assert len(chart_specs(at)) == 3
