@@ -596,16 +596,16 @@ ALERTS_SEEN_KEY = "alerts_seen_at"
 ALERTS_BADGE_WINDOW = timedelta(hours=24)
 
 
-def render_alert_badge(view: state.View, current_page: str) -> None:
-    """'🔔 N new alerts' in the sidebar of every page, linking to the Alerts page: alerts fired in the
-    last 24 h that this session has not seen on the Alerts page yet. Nothing when there are none."""
+def render_alert_badge(database_url: str, version: str, current_page: str) -> None:
+    """'🔔 N new alerts' at the top of the sidebar on every page, linking to the Alerts page: alerts fired
+    in the last 24 h that this session has not seen on the Alerts page yet. Nothing when there are none."""
     now = utcnow()
     if current_page == ALERTS_PAGE:
         st.session_state[ALERTS_SEEN_KEY] = now
     window_start = (now - ALERTS_BADGE_WINDOW).replace(second=0, microsecond=0)  # a cache key per minute
     since = max(window_start, st.session_state.get(ALERTS_SEEN_KEY, window_start))
     try:
-        count = data.count_new_alerts(view.database_url, view.version, since)
+        count = data.count_new_alerts(database_url, version, since)
     except data.DataUnavailable:  # e.g. a database the pipeline has not run on since alerts came
         return
     if count:
