@@ -44,6 +44,8 @@ def main() -> None:
         return
 
     status = data.probe(settings.database_url)
+    if status.ok:
+        ui.render_alert_badge(settings.database_url, status.version, current.url_path)
     categories = ui.render_category_filter()
     ui.render_watch_filter(settings)
     if status.ok and ui.render_refresh_button(settings):
@@ -63,7 +65,6 @@ def main() -> None:
     if not status.ok:
         ui.render_first_start(view)
         return
-    ui.render_alert_badge(view, current.url_path)
     ui.guarded(current.run)
 
 
