@@ -16,7 +16,9 @@ used outside any run (a test, a script) counts nothing.
 Cadences. :data:`CADENCES` is the one list of endpoint groups and how often each is fetched
 (markets and /global every run, categories hourly, category members and coin classes daily).
 A group's owner asks :func:`due` before fetching and calls :func:`record_fetch` after a
-successful fetch (ledger ``api_fetches``). Optional groups are also skipped when what is left
+successful fetch, :func:`record_failure` after a failed one (ledger ``api_fetches``: a failing
+endpoint is tried again after its cadence or an hour, whichever is shorter, not on every run;
+:data:`RETRY_AFTER_MINUTES`). Optional groups are also skipped when what is left
 of the month's allowance is needed by the month's remaining scheduled runs (markets + /global).
 
 The plan (:func:`plan`) is the README's arithmetic: calls per day and per 30-day month of each
@@ -344,10 +346,39 @@ def warning_line(settings: Settings, engine: Engine, now: datetime | None = None
 # ---- cadence -------------------------------------------------------------------------------------
 
 
+#: A failed fetch of an optional group is tried again after its cadence or this long, whichever
+#: is shorter: hourly categories on the next hour's run, daily members within the hour (not on
+#: every 15-minute run, and not a whole day without the data).
+RETRY_AFTER_MINUTES = 60.0
+
+#: Suffix of a group's failed-attempt row in ``api_fetches`` (``categories:failed``): the same
+#: ledger keeps the last success (``<group>``) and the last failed attempt of each group.
+FAILED_SUFFIX = ":failed"
+
+
 def last_fetch(engine: Engine, group: str) -> datetime | None:
+    """When ``group`` was last fetched successfully (None: never)."""
+    return _ledger(engine, group)
+
+
+def last_failure(engine: Engine, group: str) -> datetime | None:
+    """When a fetch of ``group`` last failed (None: never, as far as the ledger knows)."""
+    return _ledger(engine, group + FAILED_SUFFIX)
+
+
+def _ledger(engine: Engine, key: str) -> datetime | None:
     with engine.connect() as conn:
-        value = conn.execute(select(api_fetches.c.last_at).where(api_fetches.c.group_name == group)).scalar()
+        value: datetime | None = conn.execute(
+            select(api_fetches.c.last_at).where(api_fetches.c.group_name == key)
+        ).scalar()
     return value
+
+
+def _within(last: datetime, now: datetime, minutes: float, settings: Settings) -> bool:
+    """Is ``last`` less than ``minutes`` ago, less half a run interval (so that a fetch made a few
+    seconds into a run is due again on the run ``minutes`` later, not one interval after that)?"""
+    slack = min(settings.interval_minutes / 2, minutes / 2)
+    return now - last < timedelta(minutes=minutes - slack)
 
 
 def why_not_due(
@@ -356,8 +387,9 @@ def why_not_due(
     """None when ``group`` should be fetched now, else why not (one line).
 
     Due when never fetched, or the last successful fetch is its cadence old, less half a run
-    interval: a group fetched a few seconds into a run is due again on the run one cadence later,
-    not one interval after that. An optional group is not due while the month's allowance is
+    interval (see :func:`_within`). A failed attempt newer than the last success holds the group
+    back for its cadence or :data:`RETRY_AFTER_MINUTES`, whichever is shorter (a failing endpoint
+    is not asked again on every run). An optional group is not due while the month's allowance is
     needed by the snapshots of the month's remaining runs (``calls``: what this fetch costs,
     default :data:`CALLS_PER_FETCH`). Database errors are raised (the owner decides).
     """
@@ -365,12 +397,14 @@ def why_not_due(
     if minutes <= 0:
         return "turned off (cadence 0)"
     last = last_fetch(engine, group)
-    if last is not None:
-        slack = min(settings.interval_minutes / 2, minutes / 2)
-        if now - last < timedelta(minutes=minutes - slack):
-            return f"fetched {last:%Y-%m-%d %H:%M} UTC, due every {minutes:g} min"
+    if last is not None and _within(last, now, minutes, settings):
+        return f"fetched {last:%Y-%m-%d %H:%M} UTC, due every {minutes:g} min"
     if group in MANDATORY:
         return None
+    failed = last_failure(engine, group)
+    retry = min(minutes, RETRY_AFTER_MINUTES)
+    if failed is not None and (last is None or failed > last) and _within(failed, now, retry, settings):
+        return f"last attempt failed {failed:%Y-%m-%d %H:%M} UTC, tried again after {retry:g} min"
     cost = calls_per_fetch(group, settings) if calls is None else calls
     used = month_used(engine, now)
     reserve = mandatory_calls_left(settings, now)
@@ -392,15 +426,25 @@ def due(engine: Engine, group: str, now: datetime, settings: Settings, *, calls:
 def record_fetch(engine: Engine, group: str, at: datetime) -> None:
     """``group`` was fetched successfully at ``at``. A database error is a warning: the group is
     then due again on the next run (a few extra calls, never a failed run)."""
+    _record(engine, group, at)
+
+
+def record_failure(engine: Engine, group: str, at: datetime) -> None:
+    """A fetch of ``group`` started at ``at`` failed: :func:`why_not_due` holds it back for the
+    retry delay. A database error is a warning (the group is then tried again on the next run)."""
+    _record(engine, group + FAILED_SUFFIX, at)
+
+
+def _record(engine: Engine, key: str, at: datetime) -> None:
     t = api_fetches
     try:
         with engine.begin() as conn:
-            if conn.execute(update(t).where(t.c.group_name == group).values(last_at=at)).rowcount == 0:
-                conn.execute(insert(t).values(group_name=group, last_at=at))
+            if conn.execute(update(t).where(t.c.group_name == key).values(last_at=at)).rowcount == 0:
+                conn.execute(insert(t).values(group_name=key, last_at=at))
     except SQLAlchemyError as exc:
         log.warning(
             "could not record the fetch of %s: %s",
-            group,
+            key,
             str(getattr(exc, "orig", None) or exc).strip().splitlines()[0],
         )
 

@@ -1,6 +1,6 @@
 """The sector step of a run: CoinGecko's categories, fetch -> bronze -> silver when due.
 
-Two cadences (the extra calls are budgeted; pipeline.budget should take the due-ness over):
+Two cadences, both kept by pipeline.budget (the one owner of cadences, ledger ``api_fetches``):
 
 - ``/coins/categories`` (every category's market cap, volume, 24h change; ONE call) at most every
   ``PIPELINE_SECTORS_EVERY_MINUTES`` (default 60; 0 turns sectors off) -> ``staging_sector_snapshot``;
@@ -8,9 +8,12 @@ Two cadences (the extra calls are budgeted; pipeline.budget should take the due-
   (``PIPELINE_TRACKED_SECTORS``; 1 + N calls) at most every ``PIPELINE_SECTOR_MEMBERS_EVERY_MINUTES``
   (default 1440) -> ``ref_sector_members``. A tracked id missing from the list is not asked for.
 
-With the defaults and five tracked sectors that is 24 + 6 = 30 calls a day. Due-ness comes from
-the last successful fetch in the database (the newest API snapshot, the newest membership), so a
-failed attempt is tried again on the next run. Every body is kept in bronze in a run folder of
+With the defaults and five tracked sectors that is 24 + 6 = 30 calls a day. The members are
+asked for only in a run that fetches the snapshot. A failed attempt is recorded too
+(``budget.record_failure``) and tried again after the group's cadence or an hour, whichever is
+shorter (``budget.RETRY_AFTER_MINUTES``): a failing /coins/categories is asked again on the next
+hour's run, not on every 15-minute run; failing members within the hour, not a day later. The
+optional groups also give way when the month's allowance is needed by the snapshots. Every body is kept in bronze in a run folder of
 its own (``<run id>-sectors``, manifest source ``sectors``) and :func:`replay_from_bronze`
 rebuilds both tables from it. A failure (network, rate limit, a body of the wrong shape, the
 database) never fails or holds the pipeline run: the previous sector data stays, the run notes a
@@ -22,12 +25,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select
+from sqlalchemy import Connection, Engine, delete, insert
 
-from pipeline import bronze
+from pipeline import bronze, budget
 from pipeline.config import Settings
 from pipeline.db import utcnow
 from pipeline.providers.coingecko import (
@@ -69,37 +72,6 @@ class SectorsResult:
         """Lines for the run log's notes (a failed step, or a part of it, never fails the run)."""
         failed = [f"sectors not refreshed ({self.reason}); the previous sector data is kept"]
         return (failed if self.status == "failed" else []) + self.notes
-
-
-# ---- due-ness ---------------------------------------------------------------------------
-
-
-def is_due(last: datetime | None, now: datetime, every_minutes: float) -> bool:
-    """Due when never fetched, or the last success is ``every_minutes`` old; never when 0 (off)."""
-    if every_minutes <= 0:
-        return False
-    return last is None or now - last >= timedelta(minutes=every_minutes)
-
-
-def last_snapshot(conn: Connection) -> datetime | None:
-    """When /coins/categories was last fetched successfully (None: never)."""
-    last: datetime | None = conn.execute(select(func.max(staging_sector_snapshot.c.snapshot_at))).scalar()
-    return last
-
-
-def last_members(conn: Connection, sectors: Iterable[str]) -> datetime | None:
-    """When the tracked sectors' members were last all fetched (None: a sector never was)."""
-    table = ref_sector_members
-    wanted = set(sectors)
-    rows = conn.execute(
-        select(table.c.category_id, func.max(table.c.seen_at))
-        .where(table.c.category_id.in_(wanted))
-        .group_by(table.c.category_id)
-    ).all()
-    if not wanted or len(rows) < len(wanted):
-        return None
-    oldest: datetime = min(when for _, when in rows)
-    return oldest
 
 
 # ---- database ----------------------------------------------------------------------------
@@ -192,8 +164,9 @@ def refresh_if_due(
 ) -> SectorsResult:
     """The sector step of a run; never raises an ``Exception``.
 
-    Skipped when off (``PIPELINE_SECTORS_EVERY_MINUTES=0``), when not due, and on the refresh
-    button (``interactive``). ``force`` fetches the snapshot and the members whatever the cadence.
+    Skipped when off (``PIPELINE_SECTORS_EVERY_MINUTES=0``), when not due (pipeline.budget: the
+    cadence, a recent failed attempt, the month's allowance), and on the refresh button
+    (``interactive``). ``force`` fetches the snapshot and the members whatever the cadence.
     ``run_id``: the pipeline run's id; its bronze run is ``<run_id>-sectors`` (gold then takes the
     share of the market from the /global of the same run).
     """
@@ -204,16 +177,23 @@ def refresh_if_due(
     if settings.sectors_every_minutes <= 0 and not force:
         return SectorsResult("skipped", reason="turned off (PIPELINE_SECTORS_EVERY_MINUTES=0)")
     parent_run_id, run_id = run_id, None
+    attempted, members_due = False, False
+    fetched: _Fetched | None = None
     try:
-        with engine.connect() as conn:
-            last = last_snapshot(conn)
-            members_last = last_members(conn, settings.tracked_sectors)
-        if not force and not is_due(last, now, settings.sectors_every_minutes):
-            assert last is not None
-            return SectorsResult("skipped", reason=f"fetched {last:%Y-%m-%d %H:%M} UTC")
+        # the cadences and the month's API budget decide (pipeline.budget, ledger api_fetches)
+        if not force and (not_due := budget.why_not_due(engine, budget.CATEGORIES, now, settings)) is not None:
+            return SectorsResult("skipped", reason=not_due)
         members_due = bool(settings.tracked_sectors) and (
-            force or is_due(members_last, now, settings.sector_members_every_minutes)
+            force
+            or budget.due(
+                engine,
+                budget.CATEGORY_MEMBERS,
+                now,
+                settings,
+                calls=budget.calls_per_fetch(budget.CATEGORY_MEMBERS, settings),
+            )
         )
+        attempted = True
         fetched = _fetch(settings, now, members_due=members_due, run_id=parent_run_id)
         run_id = fetched.run_id
         rows = sector_rows(fetched.categories, snapshot_at=now, run_id=run_id, source="api")
@@ -222,6 +202,11 @@ def refresh_if_due(
             store_snapshot(conn, rows, now)
             if members is not None and fetched.members is not None:
                 store_members(conn, fetched.members, members)
+        budget.record_fetch(engine, budget.CATEGORIES, now)
+        if members is not None:
+            budget.record_fetch(engine, budget.CATEGORY_MEMBERS, now)
+        elif members_due:  # the members call failed (a note): retried after the back-off
+            budget.record_failure(engine, budget.CATEGORY_MEMBERS, now)
         result = SectorsResult(
             "refreshed", len(rows.rows), len(rows.quarantine), bronze_run_id=run_id, notes=fetched.notes
         )
@@ -237,6 +222,10 @@ def refresh_if_due(
         return result
     except Exception as exc:  # noqa: BLE001 - a sector failure never fails the run
         reason = _reason(exc)
+        if attempted:  # calls were spent (or the store failed): not again on every run
+            budget.record_failure(engine, budget.CATEGORIES, now)
+            if fetched is not None and fetched.members is not None:
+                budget.record_failure(engine, budget.CATEGORY_MEMBERS, now)
         log.warning("sectors not refreshed, the previous sector data is kept: %s", reason)
         say("sectors", f"sectors not refreshed ({reason}); the previous sector data is kept")
         return SectorsResult("failed", bronze_run_id=run_id, reason=reason)

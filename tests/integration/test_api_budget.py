@@ -148,6 +148,36 @@ def test_due_follows_the_cadence_with_half_an_interval_of_slack(settings):
     assert budget.why_not_due(engine, budget.CATEGORIES, now + timedelta(days=9), settings) == "turned off (cadence 0)"
 
 
+def test_a_failed_attempt_holds_a_group_back_for_its_cadence_or_an_hour(settings):
+    engine = prepare_database(settings)
+    settings = settings.with_overrides(sectors_every_minutes=60)
+    now = datetime(2026, 3, 10, 12, 0)
+    budget.record_failure(engine, budget.CATEGORIES, now)
+    assert budget.last_fetch(engine, budget.CATEGORIES) is None
+    assert budget.last_failure(engine, budget.CATEGORIES) == now
+    reason = budget.why_not_due(engine, budget.CATEGORIES, now + timedelta(minutes=45), settings)
+    assert reason == "last attempt failed 2026-03-10 12:00 UTC, tried again after 60 min"
+    assert budget.due(engine, budget.CATEGORIES, now + timedelta(hours=1), settings)
+    # daily members: retried after an hour, not a day
+    budget.record_fetch(engine, budget.CATEGORY_MEMBERS, now - timedelta(days=1))
+    budget.record_failure(engine, budget.CATEGORY_MEMBERS, now)
+    assert not budget.due(engine, budget.CATEGORY_MEMBERS, now + timedelta(minutes=45), settings)
+    assert budget.due(engine, budget.CATEGORY_MEMBERS, now + timedelta(hours=1), settings)
+    # a failure older than the last success no longer counts; the success's cadence does
+    budget.record_fetch(engine, budget.CATEGORY_MEMBERS, now + timedelta(hours=1))
+    assert not budget.due(engine, budget.CATEGORY_MEMBERS, now + timedelta(hours=2), settings)
+    # a cadence shorter than the hour: the failure waits that cadence only
+    quick = settings.with_overrides(sectors_every_minutes=20, interval_minutes=5, monthly_calls=100_000)
+    assert not budget.due(engine, budget.CATEGORIES, now + timedelta(minutes=15), quick)
+    assert budget.due(engine, budget.CATEGORIES, now + timedelta(minutes=20), quick)
+    # the snapshot's groups are fetched on every run whatever failed before
+    budget.record_failure(engine, budget.MARKETS, now)
+    assert budget.due(engine, budget.MARKETS, now + timedelta(minutes=1), settings)
+    with engine.connect() as conn:
+        keys = set(conn.execute(select(api_fetches.c.group_name)).scalars())
+    assert keys == {"categories:failed", "category_members", "category_members:failed", "markets:failed"}
+
+
 def test_optional_groups_give_way_when_the_month_needs_the_rest_for_snapshots(settings):
     engine = prepare_database(settings)
     settings = settings.with_overrides(sectors_every_minutes=60)

@@ -6,12 +6,12 @@ the run and keeps the previous sector data; replay rebuilds the sectors from bro
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, text
 
-from pipeline import bronze, sectors
+from pipeline import bronze, budget, sectors
 from pipeline.db import make_engine
 from pipeline.flow import prepare_database, replay, run_pipeline
 from pipeline.gold import build_gold
@@ -148,8 +148,8 @@ def test_sectors_follow_their_cadences(settings, fake_coingecko):
     assert fake_coingecko.calls_to("categories") == 0 and fake_coingecko.calls_to("category") == 0
     assert len(sector_runs(settings)) == 1
     engine = prepare_database(settings)
-    with engine.connect() as conn:
-        first = sectors.last_snapshot(conn)
+    first = budget.last_fetch(engine, budget.CATEGORIES)
+    assert first is not None and budget.last_fetch(engine, budget.CATEGORY_MEMBERS) == first
     # An hour later the snapshot is due, the members (daily) are not.
     assert sectors.refresh_if_due(settings, engine, now=first + timedelta(minutes=60)).status == "refreshed"
     assert fake_coingecko.calls_to("categories") == 1 and fake_coingecko.calls_to("category") == 0
@@ -166,6 +166,93 @@ def test_sectors_follow_their_cadences(settings, fake_coingecko):
     off = settings.with_overrides(sectors_every_minutes=0)
     assert sectors.refresh_if_due(off, engine, now=first + timedelta(days=9)).status == "skipped"
     assert fake_coingecko.calls_to("categories") == 2
+
+
+T0 = datetime(2026, 3, 10, 12, 0)
+
+
+def sector_calls(fake) -> tuple[int, int, int]:
+    """(/coins/categories, /coins/categories/list, /coins/markets?category=) requests the fake saw."""
+    return fake.calls_to("categories"), fake.calls_to("categories_list"), fake.calls_to("category")
+
+
+def test_runs_every_15_minutes_make_exactly_the_budgeted_sector_calls(settings, fake_coingecko):
+    """The default cadences at the default interval: the sector step of runs at simulated times."""
+    defaults = type(settings).from_env({})
+    assert (
+        (settings.interval_minutes, settings.sectors_every_minutes, settings.sector_members_every_minutes)
+        == (
+            defaults.interval_minutes,
+            defaults.sectors_every_minutes,
+            defaults.sector_members_every_minutes,
+        )
+        == (15, 60, 1440)
+    )
+    engine = prepare_database(settings)
+    n = len(settings.tracked_sectors)
+
+    def run_at(minutes: float) -> str:
+        return sectors.refresh_if_due(settings, engine, now=T0 + timedelta(minutes=minutes)).status
+
+    # Four runs 15 minutes apart: one categories fetch, one member fetch (the list and each sector).
+    assert [run_at(m) for m in (0, 15, 30, 45)] == ["refreshed", "skipped", "skipped", "skipped"]
+    assert sector_calls(fake_coingecko) == (1, 1, n)
+    # 61 minutes after the first: the snapshot again, the (daily) members not.
+    assert run_at(61) == "refreshed"
+    assert sector_calls(fake_coingecko) == (2, 1, n)
+    # A whole day of 15-minute runs from a fresh ledger: the README's 24 + (1 + 5) calls, budget.plan's.
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM api_fetches"))
+    fake_coingecko.clear_requests()
+    day = [run_at(24 * 60 + m) for m in range(0, 24 * 60, 15)]
+    assert day.count("refreshed") == 24 and len(day) == 96
+    assert sector_calls(fake_coingecko) == (24, 1, n)
+    per_day = {g.group: g.per_day for g in budget.plan(settings).groups}
+    assert sum(sector_calls(fake_coingecko)) == per_day[budget.CATEGORIES] + per_day[budget.CATEGORY_MEMBERS] == 30
+    # The next day's first run fetches the members again, with the hour's snapshot.
+    assert run_at(48 * 60) == "refreshed" and sector_calls(fake_coingecko) == (25, 2, 2 * n)
+
+
+def test_a_failing_categories_call_is_tried_again_on_the_next_hour_not_on_every_run(settings, fake_coingecko):
+    engine = prepare_database(settings)
+    fake_coingecko.add_fault("500", endpoint="categories", times=50)
+    assert sectors.refresh_if_due(settings, engine, now=T0).status == "failed"
+    attempt = settings.max_retries + 1  # one attempt: the client's retries of the one call
+    assert sector_calls(fake_coingecko) == (attempt, 0, 0)
+    for minutes in (15, 30, 45):
+        skipped = sectors.refresh_if_due(settings, engine, now=T0 + timedelta(minutes=minutes))
+        assert skipped.status == "skipped" and skipped.reason.startswith("last attempt failed 2026-03-10 12:00 UTC")
+    assert sector_calls(fake_coingecko) == (attempt, 0, 0)
+    assert budget.last_fetch(engine, budget.CATEGORIES) is None
+    # The next hour's run tries again (still failing: held back another hour), then succeeds.
+    assert sectors.refresh_if_due(settings, engine, now=T0 + timedelta(minutes=60)).status == "failed"
+    assert sectors.refresh_if_due(settings, engine, now=T0 + timedelta(minutes=75)).status == "skipped"
+    assert sector_calls(fake_coingecko) == (2 * attempt, 0, 0)
+    fake_coingecko.clear_faults()
+    assert sectors.refresh_if_due(settings, engine, now=T0 + timedelta(minutes=120)).status == "refreshed"
+    assert sector_calls(fake_coingecko) == (2 * attempt + 1, 1, len(settings.tracked_sectors))
+    # A success after the failures: the normal cadence again.
+    assert sectors.refresh_if_due(settings, engine, now=T0 + timedelta(minutes=135)).reason.startswith("fetched")
+
+
+def test_failing_members_are_tried_again_within_the_hour_not_a_day_later(settings, fake_coingecko):
+    engine = prepare_database(settings)
+    n = len(settings.tracked_sectors)
+    fake_coingecko.add_fault("500", endpoint="category", times=50)
+    result = sectors.refresh_if_due(settings, engine, now=T0)
+    assert result.status == "refreshed" and any("sector members not refreshed" in w for w in result.warnings)
+    attempt = settings.max_retries + 1  # the first sector's call, retried; the others are not asked
+    assert sector_calls(fake_coingecko) == (1, 1, attempt) and count(settings, ref_sector_members) == 0
+    fake_coingecko.clear_faults()
+    assert sectors.refresh_if_due(settings, engine, now=T0 + timedelta(minutes=15)).status == "skipped"
+    assert sector_calls(fake_coingecko) == (1, 1, attempt)
+    # The next snapshot (an hour on) brings the members with it, a day earlier than their cadence.
+    assert sectors.refresh_if_due(settings, engine, now=T0 + timedelta(minutes=60)).members
+    assert sector_calls(fake_coingecko) == (2, 2, attempt + n)
+    assert {c for c, _ in rows(settings, ref_sector_members, "category_id", "coin_id")} == set(settings.tracked_sectors)
+    # Then daily again.
+    assert not sectors.refresh_if_due(settings, engine, now=T0 + timedelta(minutes=120)).members
+    assert sector_calls(fake_coingecko) == (3, 2, attempt + n)
 
 
 def test_the_refresh_button_skips_sectors(settings, fake_coingecko):
@@ -239,8 +326,7 @@ def test_malformed_category_rows_are_quarantined_with_their_reason(settings, fak
 def test_replay_rebuilds_the_sectors_from_bronze(settings, fake_coingecko):
     run_pipeline(settings, source="api")
     engine = prepare_database(settings)
-    with engine.connect() as conn:
-        first = sectors.last_snapshot(conn)
+    first = budget.last_fetch(engine, budget.CATEGORIES)
     sectors.refresh_if_due(settings, engine, now=first + timedelta(days=1))
     build_gold(engine)  # the second snapshot into gold, as the next run's publish would
     tables = (staging_sector_snapshot, ref_sector_members, sector_ranking, sector_history)

@@ -103,6 +103,23 @@ def test_the_plan_follows_the_settings():
     assert {g.group: g.per_day for g in budget.plan(slow).groups}["categories"] == 12
 
 
+def test_a_member_fetch_costs_the_list_and_one_call_per_tracked_sector():
+    assert len(DEFAULTS.tracked_sectors) == 5
+    assert budget.calls_per_fetch(budget.CATEGORY_MEMBERS, DEFAULTS) == 1 + 5  # the README's "1 + 5"
+    two = DEFAULTS.with_overrides(tracked_sectors=("meme-token", "stablecoins"))
+    assert budget.calls_per_fetch(budget.CATEGORY_MEMBERS, two) == 3
+    assert {g.group: g.per_day for g in budget.plan(two).groups}["category_members"] == 3
+    none = DEFAULTS.with_overrides(tracked_sectors=())
+    assert budget.calls_per_fetch(budget.CATEGORY_MEMBERS, none) == 1
+
+
+def test_the_sector_cadences_are_the_settings():
+    tuned = DEFAULTS.with_overrides(sectors_every_minutes=30, sector_members_every_minutes=720)
+    assert budget.cadence_minutes(budget.CATEGORIES, tuned) == 30
+    assert budget.cadence_minutes(budget.CATEGORY_MEMBERS, tuned) == 720
+    assert budget.RETRY_AFTER_MINUTES == 60  # a failed attempt: again after min(cadence, an hour)
+
+
 def test_calls_per_fetch_of_classes_is_the_categories_classes_asks_for():
     assert budget.calls_per_fetch(budget.CLASSES, DEFAULTS) == len(classes.CATEGORY_CLASSES)
     assert set(budget.CADENCES) == set(budget.CALLS_PER_FETCH) and budget.MANDATORY <= set(budget.CADENCES)

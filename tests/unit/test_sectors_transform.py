@@ -1,11 +1,11 @@
 """Sectors, the pure parts: the /coins/categories transform (NULL stays NULL, malformed rows quarantined
-with their reason), member rows, the contract, the cadence, the settings and the sector charts, on the
+with their reason), member rows, the contract, the settings and the sector charts, on the
 real recorded bodies."""
 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pandas as pd
 import pytest
@@ -14,7 +14,6 @@ from dashboard import sector_charts
 from pipeline.config import DEFAULT_TRACKED_SECTORS, Settings
 from pipeline.errors import ConfigError, SchemaDrift
 from pipeline.providers.coingecko.contract import check_categories, check_categories_list
-from pipeline.sectors import is_due
 from pipeline.silver.sectors import member_rows, sector_rows
 from tests.fakes.coingecko import load_fixture
 
@@ -110,14 +109,6 @@ def test_the_contract_takes_the_real_bodies_and_names_drift():
         check_categories(renamed)
     with pytest.raises(SchemaDrift, match="category_id"):
         check_categories_list([{"id": "x", "name": "X"}])
-
-
-def test_the_cadence():
-    now = datetime(2025, 1, 1, 12)
-    assert is_due(None, now, 60)
-    assert not is_due(now - timedelta(minutes=59), now, 60)
-    assert is_due(now - timedelta(minutes=60), now, 60)
-    assert not is_due(None, now, 0)  # off
 
 
 def test_the_sector_settings():
