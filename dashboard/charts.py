@@ -1017,13 +1017,25 @@ def create_coin_history_chart(
         **_scale(log),
         **_money_axis(_log_range(_single_value_range(history["market_cap"]), log)),
     )
-    fig.update_yaxes(title_text="Rank", row=4, col=1, autorange="reversed", tickprefix="#")
-    if ranks.notna().any() and ranks.max() - ranks.min() < 5:
-        fig.update_yaxes(dtick=1, row=4, col=1)  # whole ranks, not #1.5
+    fig.update_yaxes(title_text="Rank", row=4, col=1, tickprefix="#", **_rank_axis(ranks))
     fig.update_xaxes(**_single_time_range(times))
     fig.update_xaxes(title_text="Time (UTC)", row=4, col=1)
     fig.update_layout(bargap=0)
     return _layout(fig, title, height=760, legend=False)
+
+
+def _rank_axis(ranks: pd.Series) -> dict:
+    """A reversed rank axis (#1 on top) that never shows #0 or #1.5: an explicit range from the best
+    rank (never above #1) to the worst, a little padded."""
+    known = ranks.dropna()
+    if known.empty:
+        return {"autorange": "reversed"}
+    best, worst = float(known.min()), float(known.max())
+    pad = max(1.0, (worst - best) * 0.05)
+    axis: dict = {"range": [worst + pad, max(0.5, best - pad)], "autorange": False}
+    if worst - best < 6:
+        axis["dtick"] = 1  # whole ranks, not #1.5
+    return axis
 
 
 def _rank_text(rank) -> str:

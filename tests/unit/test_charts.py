@@ -437,7 +437,9 @@ def test_coin_history_chart_has_price_volume_market_cap_and_rank_panels():
     assert fig.layout.yaxis2.title.text == "Volume"
     assert fig.layout.yaxis3.title.text == "Market cap (USD)"
     assert fig.layout.yaxis3.exponentformat == "B"  # $360B, not $360G
-    assert fig.layout.yaxis4.title.text == "Rank" and fig.layout.yaxis4.autorange == "reversed"  # #1 on top
+    low, high = fig.layout.yaxis4.range
+    assert fig.layout.yaxis4.title.text == "Rank" and low > high  # reversed: #1 on top
+    assert high == 0.5 and fig.layout.yaxis4.dtick == 1  # never #0 nor #1.5
     assert fig.layout.xaxis4.title.text == "Time (UTC)"
     assert {t.xaxis for t in fig.data} == {"x", "x2", "x3", "x4"}
     assert fig.layout.xaxis.matches == fig.layout.xaxis2.matches == "x4"  # one shared time axis
@@ -459,7 +461,8 @@ def test_coin_history_chart_on_a_log_scale():
     )
     fig = charts.create_coin_history_chart(history, "Tiny", "tny", log=True, range_label="7d")
     assert fig.layout.yaxis.type == fig.layout.yaxis2.type == fig.layout.yaxis3.type == "log"
-    assert fig.layout.yaxis4.type != "log" and fig.layout.yaxis4.autorange == "reversed"
+    assert fig.layout.yaxis4.type != "log"
+    assert tuple(fig.layout.yaxis4.range) == pytest.approx((245.0 + 1.0, 236.0 - 1.0))  # reversed, padded
     assert fig.layout.yaxis.tickformat == ",.9~f"  # $0.000000533, never 5.33e-7
     assert "$0.000000533" in fig.data[0].customdata[0]
     assert title_of(fig).endswith("(7d)")
