@@ -507,7 +507,7 @@ def render_first_start(view: state.View) -> None:
     else:
         st.markdown(
             "There is **no market data yet** in this database. Load it now: the dashboard fetches the top "
-            f"{view.settings.top_n} coins from the CoinGecko API, or, when the API cannot be reached, loads "
+            f"{view.settings.button_top_n} coins from the CoinGecko API, or, when the API cannot be reached, loads "
             "the bundled offline sample (a real snapshot from 2022-10-16) so you can explore right away."
         )
     last_runs = _last_failed_run(view)

@@ -41,7 +41,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, case, func, select
 
 from pipeline import bronze, logs
-from pipeline.config import Settings
+from pipeline.config import DEFAULT_TOP_N, Settings
 from pipeline.db import utcnow
 from pipeline.errors import ConfigError, PipelineError, RateLimited, SourceError
 from pipeline.providers.coingecko import client_from_settings, fetch_market_chart
@@ -252,7 +252,7 @@ def run_backfill(
         try:
             run.stage("fetch")
             if coin_ids is None:
-                result.coins = tracked_coins(engine, top or settings.top_n)
+                result.coins = tracked_coins(engine, top or settings.top_n or DEFAULT_TOP_N)
                 if not result.coins:
                     raise PipelineError(
                         "no tracked coins yet: run `python -m pipeline run` first, "

@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from types import FrameType
 
 from pipeline import logs, maintenance
-from pipeline.config import Settings
-from pipeline.errors import Interrupted, PipelineError, RunLocked
+from pipeline.config import Settings, parse_top_n
+from pipeline.errors import ConfigError, Interrupted, PipelineError, RunLocked
 from pipeline.maintenance import Command
 
 log = logs.get_logger("pipeline.cli")
@@ -31,10 +31,13 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """Fetch the newest market data and rebuild silver and gold.
 
     Example: python -m pipeline run --source sample --top 100
+    Example: python -m pipeline run --top all   (the whole market: ~70 pages, ~3 minutes on the free plan)
     """
     from pipeline.flow import run_pipeline
 
-    result = run_pipeline(settings, trigger=args.trigger, source=args.source, top_n=args.top, progress=logs.progress)
+    if hasattr(args, "top"):  # --top given: it overrides PIPELINE_TOP_N (None: the whole market)
+        settings = settings.with_overrides(top_n=args.top)
+    result = run_pipeline(settings, trigger=args.trigger, source=args.source, progress=logs.progress)
     basis = "" if result.global_basis else " (dominance from tracked coins: /global unavailable)"
     logs.outcome(
         f"run {result.run_id} succeeded: {result.silver_rows} silver rows, {result.quarantined} quarantined, "
@@ -124,7 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="api",
         help="live CoinGecko API (default) or the bundled offline sample",
     )
-    run.add_argument("--top", type=int, default=None, metavar="N", help="coins to fetch (default PIPELINE_TOP_N, 250)")
+    run.add_argument(
+        "--top",
+        type=_top_n,
+        default=argparse.SUPPRESS,
+        metavar="N|all",
+        help="coins to fetch by market cap, or all: the whole market (default PIPELINE_TOP_N, 250)",
+    )
     run.add_argument("--trigger", choices=["cli", "schedule", "button"], default="cli", help=argparse.SUPPRESS)
 
     add("replay", cmd_replay, "rebuild silver and gold from bronze files, offline", writes=True)
@@ -149,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     maintenance.register(add)  # import, backfill, prune, verify, publish
     return parser
+
+
+def _top_n(raw: str) -> int | None:
+    """``--top``: a number of coins, or ``all`` (None)."""
+    try:
+        return parse_top_n(raw, "--top")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_logging_options(parser: argparse.ArgumentParser, *, default: object) -> None:

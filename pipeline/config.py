@@ -37,6 +37,13 @@ DEFAULT_TRACKED_SECTORS = (
 )
 
 
+#: Coins a snapshot fetches by default (PIPELINE_TOP_N), and all the refresh button ever fetches.
+DEFAULT_TOP_N = 250
+
+#: PIPELINE_TOP_N / --top value for the whole market (``Settings.top_n`` is then None).
+ALL_COINS = "all"
+
+
 def is_setting(name: str) -> bool:
     """Is this environment variable one of the pipeline's settings?"""
     return name in SETTING_NAMES or name.startswith(SETTING_PREFIXES)
@@ -52,6 +59,20 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def parse_top_n(raw: str, name: str = "PIPELINE_TOP_N") -> int | None:
+    """A top-N setting: a whole number of coins (at least 1), or ``all`` (None: the whole market)."""
+    text = raw.strip().lower()
+    if text == ALL_COINS:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number of coins or 'all', got {raw!r}") from None
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1 (or 'all'), got {value}")
     return value
 
 
@@ -98,7 +119,9 @@ class Settings:
     coingecko_base_url: str
     api_key: str | None = field(default=None, repr=False)
     api_plan: str = "demo"
-    top_n: int = 250
+    #: PIPELINE_TOP_N: coins per snapshot by market cap; None (``all``): the whole market, page after page
+    #: until a short page (scheduled and command-line runs; the refresh button fetches DEFAULT_TOP_N).
+    top_n: int | None = DEFAULT_TOP_N
     vs_currency: str = "usd"
     interval_minutes: int = 15
     refresh_cooldown_seconds: int = 60
@@ -108,6 +131,9 @@ class Settings:
     monthly_calls: int = 10_000
     request_timeout_seconds: float = 20.0
     fetch_deadline_seconds: float = 300.0
+    #: COINGECKO_SWEEP_DEADLINE_SECONDS: a whole-market sweep's fetch deadline (~70 calls at 25 a minute
+    #: take ~170 s; the rest is room for retries). A sweep cut by it is held as partial, never published.
+    sweep_deadline_seconds: float = 600.0
     max_retries: int = 5
     backoff_base_seconds: float = 2.0
     lock_ttl_seconds: float = 30.0
@@ -151,6 +177,11 @@ class Settings:
         return self.data_dir / "raw"
 
     @property
+    def button_top_n(self) -> int:
+        """Coins the refresh button fetches: ``top_n``, but never the whole market (a person is waiting)."""
+        return DEFAULT_TOP_N if self.top_n is None else self.top_n
+
+    @property
     def stale_record_after(self) -> timedelta:
         return timedelta(hours=self.stale_record_hours)
 
@@ -173,7 +204,7 @@ class Settings:
             "coingecko_base_url": self.coingecko_base_url,
             "api_key": "set" if self.api_key else "not set",
             "api_plan": self.api_plan,
-            "top_n": self.top_n,
+            "top_n": ALL_COINS if self.top_n is None else self.top_n,
             "vs_currency": self.vs_currency,
             "interval_minutes": self.interval_minutes,
         }
@@ -196,7 +227,7 @@ class Settings:
             coingecko_base_url=(env.get("COINGECKO_BASE_URL") or default_base).rstrip("/"),
             api_key=api_key,
             api_plan=plan,
-            top_n=_int(env, "PIPELINE_TOP_N", 250),
+            top_n=parse_top_n(env["PIPELINE_TOP_N"]) if (env.get("PIPELINE_TOP_N") or "").strip() else DEFAULT_TOP_N,
             vs_currency=(env.get("VS_CURRENCY") or "usd").strip().lower(),
             interval_minutes=_int(env, "PIPELINE_INTERVAL_MINUTES", 15),
             refresh_cooldown_seconds=_int(env, "PIPELINE_REFRESH_COOLDOWN_SECONDS", 60, minimum=0),
@@ -204,6 +235,7 @@ class Settings:
             monthly_calls=_int(env, "COINGECKO_MONTHLY_CALLS", 10_000),
             request_timeout_seconds=_float(env, "COINGECKO_TIMEOUT_SECONDS", 20.0),
             fetch_deadline_seconds=_float(env, "COINGECKO_DEADLINE_SECONDS", 300.0),
+            sweep_deadline_seconds=_float(env, "COINGECKO_SWEEP_DEADLINE_SECONDS", 600.0),
             max_retries=_int(env, "COINGECKO_MAX_RETRIES", 5, minimum=0),
             backoff_base_seconds=_float(env, "COINGECKO_BACKOFF_SECONDS", 2.0),
             lock_ttl_seconds=_float(env, "PIPELINE_LOCK_TTL_SECONDS", 30.0),

@@ -82,17 +82,26 @@ def run_pipeline(
 ) -> RunResult:
     """Fetch (live API or bundled sample), keep bronze, load silver, publish gold.
 
-    Raises RunLocked before anything is written when another run holds the lock.
+    ``top_n``: coins to fetch (default ``settings.top_n``; None there: the whole market). The
+    refresh button (``trigger="button"``) never sweeps the whole market: a person is waiting, so
+    it fetches ``settings.button_top_n``. Raises RunLocked before anything is written when another
+    run holds the lock.
     """
-    top_n = top_n or settings.top_n
+    wanted = top_n or settings.top_n
     with run_context(settings, trigger=trigger, origin=source, engine=engine) as run:
         engine, run_id = run.engine, run.run_id
         result = run.track(RunResult(run_id=run_id, source=source))
         classes_changed = False
         run.stage("fetch")
+        if wanted is None and trigger == "button":
+            wanted = settings.button_top_n
+            progress(
+                "fetch",
+                f"the refresh button fetches the top {wanted}; the whole market is swept by scheduled and CLI runs",
+            )
         if source == "api":
             bronze_runs = [
-                _fetch_api(settings, engine, run_id, top_n, progress, result, interactive=trigger == "button")
+                _fetch_api(settings, engine, run_id, wanted, progress, result, interactive=trigger == "button")
             ]
             refreshed = classes.refresh_if_due(settings, engine, interactive=trigger == "button", progress=progress)
             result.warnings += refreshed.warnings
@@ -104,7 +113,7 @@ def run_pipeline(
             if (budget_note := budget.warning_line(settings, engine)) is not None:  # past 80 % of the month's calls
                 result.warnings.append(budget_note)
         elif source == "sample":
-            bronze_runs = _fetch_sample(settings, run_id, top_n, progress)
+            bronze_runs = _fetch_sample(settings, run_id, wanted, progress)
         else:
             raise ValueError(f"unknown source {source!r}")
         result.bronze_runs = [r.run_id for r in bronze_runs]
@@ -134,12 +143,13 @@ def run_pipeline(
                     "run_id": r.run_id,
                     "vs_currency": r.vs_currency,
                     # the bundled sample is what it is: only the API is asked for a number of coins
-                    "requested": top_n if source == "api" else min(top_n, r.markets_record_count),
+                    "requested": wanted if source == "api" or wanted is None else min(wanted, r.markets_record_count),
+                    "partial": partial_sweep(r),
                 }
                 for r in bronze_runs
             ],
         )
-        _record_snapshots(engine, bronze_runs, requested=top_n, held=held)
+        _record_snapshots(engine, bronze_runs, requested=wanted, held=held)
         if held:
             reasons = [reason for when in sorted(held) for reason in held[when]]
             progress("gold", "held, gold unchanged: " + "; ".join(reasons))
@@ -176,6 +186,12 @@ def _record_snapshots(
     held = held or {}
     with engine.begin() as conn:
         known = snapshot_ledger.statuses(conn, [r.snapshot_at for r in runs])
+        # A whole-market sweep cut short that the ledger does not know (a replay into an empty database)
+        # is held too; one it knows keeps its status (a forced publish stays published).
+        held = {
+            **{r.snapshot_at: [why] for r in runs if r.snapshot_at not in known and (why := partial_sweep(r))},
+            **held,
+        }
         snapshot_ledger.record(
             conn,
             [
@@ -201,6 +217,16 @@ def _record_snapshots(
                 if r.snapshot_at not in known or known[r.snapshot_at] == snapshot_ledger.PUBLISHED
             ],
         )
+
+
+#: Bronze manifest field of a whole-market sweep cut short: why, as the held snapshot's reason.
+PARTIAL_SWEEP = "partial_sweep"
+
+
+def partial_sweep(run: bronze.BronzeRun) -> str | None:
+    """Why this bronze run is a partial whole-market sweep (None: it is not)."""
+    reason = run.manifest.get(PARTIAL_SWEEP)
+    return reason if isinstance(reason, str) and reason else None
 
 
 def _manifest_time(value: str | None) -> datetime | None:
@@ -233,12 +259,15 @@ def _fetch_api(
     settings: Settings,
     engine: Engine,
     run_id: str,
-    top_n: int,
+    top_n: int | None,
     progress: Progress,
     result: RunResult,
     *,
     interactive: bool = False,
 ) -> bronze.BronzeRun:
+    """One snapshot from the provider into bronze (``top_n=None``: the whole market, a progress
+    line per page). A sweep cut short keeps its pages and says why in the manifest
+    (:data:`PARTIAL_SWEEP`): the gate then holds the snapshot."""
     started = utcnow()
     provider = get_provider(settings.provider)
     writer = bronze.BronzeWriter(
@@ -253,10 +282,17 @@ def _fetch_api(
     request = SnapshotRequest(vs_currency=settings.vs_currency, top_n=top_n, interactive=interactive)
     fetched_at = None
     last_updated: list[object] = []
+    partial: str | None = None
+    if top_n is None:
+        progress("fetch", "sweeping the whole market: every page of 250 coins until a short one")
     try:
         records = 0
         for item in provider.fetch_snapshot(settings, request, writer.add):
-            if isinstance(item, Unavailable):
+            if isinstance(item, Unavailable) and item.role == COINS:
+                partial = item.message
+                result.warnings.append(partial)
+                progress("fetch", f"{partial}; the snapshot will be held, not published")
+            elif isinstance(item, Unavailable):
                 warning = f"{item.message}; dominance uses the tracked coins instead"
                 result.warnings.append(warning)
                 result.global_basis = False
@@ -266,7 +302,7 @@ def _fetch_api(
                 coins = provider.coin_records(item.json())
                 records += len(coins)
                 last_updated.extend(last_updated_values(coins))
-                progress("fetch", f"{item.endpoint} page {item.page or 1}: {records} coins so far")
+                progress("fetch", f"{item.endpoint} page {item.page or 1}: {len(coins)} coins ({records:,} so far)")
             else:
                 progress("fetch", "global market totals fetched")
     except BaseException as exc:
@@ -286,12 +322,16 @@ def _fetch_api(
     writer.finish(
         snapshot_at=unused_snapshot_time(engine, found.at),
         complete=True,
-        extra={"fetched_at": _iso_time(fetched_at), "data_time_basis": found.basis},
+        extra={
+            "fetched_at": _iso_time(fetched_at),
+            "data_time_basis": found.basis,
+            **({PARTIAL_SWEEP: partial} if partial else {}),
+        },
     )
     return bronze.find_run(settings.raw_dir, run_id)
 
 
-def _fetch_sample(settings: Settings, run_id: str, top_n: int, progress: Progress) -> list[bronze.BronzeRun]:
+def _fetch_sample(settings: Settings, run_id: str, top_n: int | None, progress: Progress) -> list[bronze.BronzeRun]:
     snapshots = sample_snapshots()
     runs = []
     for number, snap in enumerate(snapshots, start=1):

@@ -119,8 +119,10 @@ def gate(
     """Run the plausibility gate on snapshots just loaded into silver, oldest first.
 
     ``entries``: one dict per snapshot with snapshot_at, run_id, requested (coins asked for,
-    None if unknown) and vs_currency (default ``vs_currency``). Each is judged against the newest published snapshot before it (or an
-    earlier one of these that passed); a snapshot the ledger already holds stays held with its
+    None if unknown or the whole market), vs_currency (default ``vs_currency``) and, for a
+    whole-market sweep cut short, partial (why: always a reason to hold, first in the list).
+    Each is judged against the newest published snapshot before it (or an earlier one of these
+    that passed); a snapshot the ledger already holds stays held with its
     reasons, one it already published stays published. Returns the held ones: time -> reasons.
     """
     held: dict[datetime, list[str]] = {}
@@ -153,6 +155,8 @@ def gate(
                 stablecoins=stablecoins,
                 thresholds=thresholds,
             )
+            if entry.get("partial"):
+                reasons = [entry["partial"], *reasons]
             if reasons:
                 held[when] = reasons
             else:

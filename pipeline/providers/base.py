@@ -79,7 +79,9 @@ class Body:
 class Unavailable:
     """An optional part of a snapshot that could not be fetched; the run goes on without it.
 
-    ``message`` is one line for the run log (e.g. ``/global unavailable (HTTP 503)``).
+    ``message`` is one line for the run log (e.g. ``/global unavailable (HTTP 503)``). For the
+    :data:`COINS` role it ends a whole-market sweep cut short (``partial sweep: 41 of ~68 pages
+    ...``): the pages so far are kept and loaded, and the snapshot is held, never published as complete.
     """
 
     role: str
@@ -91,7 +93,8 @@ class SnapshotRequest:
     """What one snapshot asks a provider for."""
 
     vs_currency: str
-    top_n: int
+    #: Coins by market cap; None: the whole market (every page until a short one).
+    top_n: int | None
     #: A person is waiting (the dashboard's refresh button): use the short budget.
     interactive: bool = False
 
@@ -110,7 +113,8 @@ class Provider(Protocol):
 
     def fetch_snapshot(self, settings: Settings, request: SnapshotRequest, keep: Keep) -> Iterator[Body | Unavailable]:
         """Fetch one snapshot: every answer goes to ``keep`` first; yields the good coins
-        bodies (in page order), then the totals body or an :class:`Unavailable` for it.
+        bodies (in page order), then the totals body or an :class:`Unavailable` for it
+        (and, for a whole-market request cut short, an :class:`Unavailable` for the coins).
         Raises a :class:`pipeline.errors.SourceError` when the coins cannot be had."""
         ...
 

@@ -821,3 +821,66 @@ def _make_handler(fake: FakeCoinGecko) -> type[BaseHTTPRequestHandler]:
             pass
 
     return Handler
+
+
+# ---- the whole market -------------------------------------------------------
+
+#: Market-cap step between neighbouring synthetic coins (0.999: the 17,000th coin is worth ~$5).
+WHOLE_MARKET_DECAY = 0.999
+#: Money fields of a /coins/markets record, scaled with the price (percentages, supplies and dates are kept).
+_MONEY_FIELDS = (
+    "current_price",
+    "market_cap",
+    "fully_diluted_valuation",
+    "total_volume",
+    "high_24h",
+    "low_24h",
+    "price_change_24h",
+    "market_cap_change_24h",
+    "ath",
+    "atl",
+)
+
+
+def whole_market(coins: int, base: list[dict] | None = None) -> list[dict]:
+    """A /coins/markets list of ``coins`` coins for whole-market sweeps (``set_markets(whole_market(1630))``
+    serves 6 full pages of 250 and a short seventh).
+
+    The recorded bodies hold 250 coins; the real market ~17,000. Beyond the real records (``base``,
+    default the 2022-10-16 body, served first and unchanged) every coin is a deterministic variation
+    of one of them: record ``p % 250`` copied, its id, symbol and name suffixed with the copy number
+    (``bitcoin-m3``, ``BTC3``, ``Bitcoin M3``), its rank ``p + 1``, and every money field scaled
+    so its market cap is the previous coin's times WHOLE_MARKET_DECAY. Market cap = price x
+    circulating supply and ranks follow market cap, as in a real body, down to micro-caps of a few
+    dollars; percentages, supplies, dates, NULLs and the sparkline's shape stay the real record's.
+    No randomness: the same ``coins`` gives the same list. See PROVENANCE.md of the fixtures.
+    """
+    real = sorted(
+        base if base is not None else _shared_fixture(DEFAULT_MARKETS),
+        key=lambda r: (r.get("market_cap_rank") is None, r.get("market_cap_rank") or 0),
+    )
+    out = [dict(r) for r in real[:coins]]
+    cap = next((r["market_cap"] for r in reversed(real) if r.get("market_cap")), 1.0e8)
+    for position in range(len(out), coins):
+        template = real[position % len(real)]
+        copy = position // len(real)
+        cap *= WHOLE_MARKET_DECAY
+        factor = cap / template["market_cap"] if template.get("market_cap") else cap / 1.0e8
+        record = dict(template)
+        for key in _MONEY_FIELDS:
+            value = template.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                record[key] = value * factor
+        if record.get("market_cap") is not None:
+            record["market_cap"] = cap
+        sparkline = template.get("sparkline_in_7d")
+        if isinstance(sparkline, dict) and isinstance(sparkline.get("price"), list):
+            record["sparkline_in_7d"] = {
+                "price": [p * factor if isinstance(p, (int, float)) else p for p in sparkline["price"]]
+            }
+        record["id"] = f"{template['id']}-m{copy}"
+        record["symbol"] = f"{template.get('symbol') or ''}{copy}"
+        record["name"] = f"{template.get('name') or ''} M{copy}"
+        record["market_cap_rank"] = position + 1
+        out.append(record)
+    return out

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from pipeline.config import Settings
-from pipeline.errors import SchemaDrift
-from pipeline.providers.base import Keep, Record
+from pipeline.errors import SchemaDrift, SourceError
+from pipeline.providers.base import COINS, Keep, Record, Unavailable
 from pipeline.providers.coingecko.client import ApiResponse, CoinGeckoClient
 from pipeline.providers.coingecko.contract import (
     check_categories,
@@ -33,6 +33,7 @@ from pipeline.providers.coingecko.settings import (
     MARKETS_PATH,
     MAX_PER_PAGE,
     PRICE_CHANGE_PERIODS,
+    markets_pages,
 )
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "CoinGeckoClient",
     "client_from_settings",
     "fetch_markets",
+    "sweep_markets",
     "fetch_global",
     "fetch_market_chart",
     "fetch_category_markets",
@@ -50,7 +52,7 @@ __all__ = [
 
 
 def client_from_settings(
-    settings: Settings, on_response: Keep | None = None, *, interactive: bool = False
+    settings: Settings, on_response: Keep | None = None, *, interactive: bool = False, sweep: bool = False
 ) -> CoinGeckoClient:
     """A client for one run.
 
@@ -58,10 +60,14 @@ def client_from_settings(
         interactive: a person is waiting (the dashboard's refresh button): use the short
             budget (COINGECKO_INTERACTIVE_DEADLINE_SECONDS / _MAX_RETRIES) instead of the
             scheduler's and the CLI's (COINGECKO_DEADLINE_SECONDS / COINGECKO_MAX_RETRIES).
+        sweep: the whole market, ~70 paced pages: COINGECKO_SWEEP_DEADLINE_SECONDS instead
+            of COINGECKO_DEADLINE_SECONDS (``interactive`` wins: a person never waits for a sweep).
     """
     if interactive:
         deadline = min(settings.interactive_deadline_seconds, settings.fetch_deadline_seconds)
         retries = min(settings.interactive_max_retries, settings.max_retries)
+    elif sweep:
+        deadline, retries = settings.sweep_deadline_seconds, settings.max_retries
     else:
         deadline, retries = settings.fetch_deadline_seconds, settings.max_retries
     return CoinGeckoClient(
@@ -125,6 +131,63 @@ def fetch_markets(
         if not _more_coins_after(client, vs_currency, position):
             listable = position
     check_markets_run(pages, top_n=top_n, listable=listable, min_coverage=min_coverage)
+
+
+def sweep_markets(client: CoinGeckoClient, *, vs_currency: str) -> Iterator[ApiResponse | Unavailable]:
+    """The whole market: /coins/markets by market cap, 250 a page, until a short (or empty) page.
+
+    About 17,000 coins, ~70 pages, paced by the client (COINGECKO_CALLS_PER_MINUTE) within its
+    deadline (COINGECKO_SWEEP_DEADLINE_SECONDS).
+
+    Yields:
+        Each page's response, checked against the contract; then, when the sweep is cut short
+        after the first page (the deadline, a 429 asking to wait past it, a page failing after its
+        retries, a short page with coins listed after it), one ``Unavailable(COINS, "partial
+        sweep: 41 of ~68 pages ...")`` and nothing more: the pages so far stay in bronze and the
+        snapshot is held, never published as the whole market.
+    Raises:
+        SchemaDrift: a page of the wrong shape (after its body reached bronze).
+        SourceError: the first page cannot be had (there is nothing to keep).
+    """
+    coins = 0
+    page = 0
+    while True:
+        page += 1
+        try:
+            response = client.get("markets", MARKETS_PATH, _markets_params(vs_currency, MAX_PER_PAGE, page), page=page)
+            records = check_markets_page(response.json(), page=page)
+        except SchemaDrift:
+            raise
+        except SourceError as exc:
+            if page == 1:
+                raise
+            yield Unavailable(COINS, partial_sweep(page - 1, coins, str(exc)))
+            return
+        coins += len(records)
+        yield response
+        if len(records) == MAX_PER_PAGE:
+            continue
+        # A short page ends the list, unless the API lists a coin after it (the page came back partial).
+        if records:
+            try:
+                more = _more_coins_after(client, vs_currency, coins)
+            except SourceError as exc:
+                yield Unavailable(
+                    COINS, partial_sweep(page, coins, f"could not tell whether page {page} ends the list: {exc}")
+                )
+                return
+            if more:
+                yield Unavailable(
+                    COINS,
+                    partial_sweep(page, coins, f"page {page} held {len(records)} coins, yet more are listed after it"),
+                )
+        return
+
+
+def partial_sweep(pages: int, coins: int, why: str) -> str:
+    """The held snapshot's reason: ``partial sweep: 41 of ~68 pages (10,250 coins); <why>``."""
+    expected = max(markets_pages(None), pages + 1)
+    return f"partial sweep: {pages} of ~{expected} pages ({coins:,} coins); {why}"
 
 
 def _more_coins_after(client: CoinGeckoClient, vs_currency: str, position: int) -> bool:

@@ -15,16 +15,20 @@ if TYPE_CHECKING:
 
 
 class CoinGecko:
-    """The public CoinGecko API v3: /coins/markets pages, then /global."""
+    """The public CoinGecko API v3: /coins/markets pages (the top N, or every page: the whole market), then /global."""
 
     name = "coingecko"
     endpoints: Mapping[str, str] = MappingProxyType({COINS: "markets", TOTALS: "global", HISTORY: "market_chart"})
 
     def fetch_snapshot(self, settings: Settings, request: SnapshotRequest, keep: Keep) -> Iterator[Body | Unavailable]:
-        from pipeline.providers.coingecko import client_from_settings, fetch_global, fetch_markets
+        from pipeline.providers.coingecko import client_from_settings, fetch_global, fetch_markets, sweep_markets
 
-        client = client_from_settings(settings, on_response=keep, interactive=request.interactive)
-        yield from fetch_markets(client, vs_currency=request.vs_currency, top_n=request.top_n)
+        sweep = request.top_n is None
+        client = client_from_settings(settings, on_response=keep, interactive=request.interactive, sweep=sweep)
+        if request.top_n is None:
+            yield from sweep_markets(client, vs_currency=request.vs_currency)
+        else:
+            yield from fetch_markets(client, vs_currency=request.vs_currency, top_n=request.top_n)
         try:
             yield fetch_global(client)
         except SourceError as exc:

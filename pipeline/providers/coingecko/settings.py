@@ -10,6 +10,17 @@ CATEGORIES_LIST_PATH = "/coins/categories/list"
 #: The API's largest page for /coins/markets.
 MAX_PER_PAGE = 250
 
+#: About how many coins /coins/markets lists in all (CoinGecko: ~17,000 active coins in 2025). Used only
+#: to estimate a whole-market sweep ("41 of ~68 pages", the API budget's plan); the sweep itself stops at
+#: the first page shorter than MAX_PER_PAGE, however many coins that is.
+WHOLE_MARKET_COINS_ESTIMATE = 17_000
+
+
+def markets_pages(top_n: int | None) -> int:
+    """Pages of /coins/markets one snapshot takes (``top_n=None``: the whole market, estimated)."""
+    return -(-(WHOLE_MARKET_COINS_ESTIMATE if top_n is None else top_n) // MAX_PER_PAGE)
+
+
 #: Periods requested for price_change_percentage_<period>_in_currency.
 PRICE_CHANGE_PERIODS = "1h,24h,7d,30d"
 
