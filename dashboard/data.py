@@ -19,8 +19,9 @@ from datetime import datetime
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import DateTime, Double, Engine, Integer, and_, func, inspect, or_, select
+from sqlalchemy import ColumnElement, DateTime, Double, Engine, Integer, and_, func, inspect, or_, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.compiler import compiles
 
 from dashboard import ranges
 from pipeline import api
@@ -410,7 +411,8 @@ def clear_caches() -> None:
 # -- history ranges ----------------------------------------------------------------
 # The range buttons (dashboard.ranges): each loader finds the newest point first (an index lookup),
 # reads only the window ``WHERE time >= :since`` in SQL, and thins it to at most ranges.MAX_POINTS
-# rows in pandas (ranges.resample), so a year of 15-minute snapshots stays fast to query and to draw.
+# rows (ranges.resample; for market_history the same buckets are already applied in SQL), so a year
+# of 15-minute snapshots stays fast to query and to draw.
 
 
 @dataclass(frozen=True)
@@ -425,14 +427,55 @@ class HistoryWindow:
 
 
 def _market_bounds_statement():
+    """Two index lookups (one min() and one max() per SELECT: SQLite scans for both in one)."""
     h = market_history
-    return select(func.min(h.c.snapshot_at).label("first"), func.max(h.c.snapshot_at).label("last"))
+    return select(
+        select(func.min(h.c.snapshot_at)).scalar_subquery().label("first"),
+        select(func.max(h.c.snapshot_at)).scalar_subquery().label("last"),
+    )
 
 
-def _market_window_statement(since: datetime | None):
+def _market_count_statement(since: datetime | None):
+    h = market_history
+    statement = select(func.count().label("n")).select_from(h)
+    return statement if since is None else statement.where(h.c.snapshot_at >= since)
+
+
+class _TimeBucket(ColumnElement):
+    """``floor(epoch seconds of a UTC time / seconds)``: the number of the equal time bucket a point
+    falls in, counted from the Unix epoch like ``ranges.resample`` counts them (SQLite and PostgreSQL)."""
+
+    inherit_cache = True
+    type = Integer()
+
+    def __init__(self, column, seconds: int):
+        self.column, self.seconds = column, int(seconds)
+
+
+@compiles(_TimeBucket, "sqlite")
+def _time_bucket_sqlite(element, compiler, **kw):
+    return f"(CAST(strftime('%s', {compiler.process(element.column, **kw)}) AS INTEGER) / {element.seconds})"
+
+
+@compiles(_TimeBucket, "postgresql")
+def _time_bucket_postgresql(element, compiler, **kw):
+    return f"FLOOR(EXTRACT(EPOCH FROM {compiler.process(element.column, **kw)}) / {element.seconds})"
+
+
+def _market_window_statement(since: datetime | None, bucket_seconds: int | None = None):
+    """The window's rows, oldest first; with ``bucket_seconds`` only the newest row of each equal time
+    bucket (the rows ``ranges.resample`` keeps), so a year of 15-minute points never crosses the
+    driver whole: ~1,500 rows instead of 35,000."""
     h = market_history
     statement = select(h).order_by(h.c.snapshot_at)
-    return statement if since is None else statement.where(h.c.snapshot_at >= since)
+    if since is not None:
+        statement = statement.where(h.c.snapshot_at >= since)
+    if bucket_seconds:
+        newest = select(func.max(h.c.snapshot_at)).group_by(_TimeBucket(h.c.snapshot_at, bucket_seconds))
+        if since is not None:
+            newest = newest.where(h.c.snapshot_at >= since)
+        statement = statement.where(h.c.snapshot_at.in_(newest))
+    return statement
 
 
 def _coin_bounds_statements(coin_id: str):
@@ -503,8 +546,11 @@ def load_market_history_range(database_url: str, version: str, range_key: str) -
     """``market_history`` over one range (counted back from the newest snapshot), at most MAX_POINTS rows."""
     first, last = _bounds(database_url, _market_bounds_statement())
     since = ranges.window_start(range_key, last)
-    frame = _frame(database_url, _market_window_statement(since))
-    return HistoryWindow(ranges.resample(frame, "snapshot_at"), first, last, since, len(frame))
+    counted = _frame(database_url, _market_count_statement(since), numbers=False)
+    points = int(counted["n"].iloc[0]) if not counted.empty else 0
+    width = ranges.bucket_width(since or first, last) if points > ranges.MAX_POINTS and last else None
+    frame = _frame(database_url, _market_window_statement(since, int(width.total_seconds()) if width else None))
+    return HistoryWindow(ranges.resample(frame, "snapshot_at"), first, last, since, points)
 
 
 @st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=64)
@@ -567,7 +613,8 @@ RANGE_LOADERS = (load_market_history_range, load_coin_history_range, load_coin_d
 DASHBOARD_QUERIES.update(
     {
         "market_history_bounds": (_market_bounds_statement(), {}),
-        "market_history_window": (_market_window_statement(None), {}),
+        "market_history_count": (_market_count_statement(None), {}),
+        "market_history_window": (_market_window_statement(None, 6 * 3600), {}),  # "all": a year in 6-hour buckets
         "coin_bounds_silver": (_coin_bounds_statements("bitcoin")[0], {}),
         "coin_bounds_backfill": (_coin_bounds_statements("bitcoin")[1], {}),
         "coin_window_silver": (_coin_window_statements("bitcoin", None)[0], {}),

@@ -218,3 +218,17 @@ def test_a_range_longer_than_the_data_says_what_it_covers(fresh_warehouse, use_w
     at = open_app(page_query={"range": "90d"})
     assert_clean(at)
     assert "History starts 2022-09-05: showing 41 days." in captions(at)
+
+
+def test_the_sql_buckets_keep_exactly_the_rows_the_pure_resample_keeps(history_warehouse):
+    """Long ranges are thinned in SQL (newest row per time bucket) so 35,000 rows never cross the
+    driver; the rows kept are the ones ``ranges.resample`` keeps from the whole window."""
+    from dashboard import data, ranges
+
+    url = history_warehouse.database_url
+    window = data.load_market_history_range.__wrapped__(url, "v", "all")
+    everything = data._frame(url, data._market_window_statement(None))
+    assert window.points == len(everything) > ranges.MAX_POINTS
+    expected = ranges.resample(everything, "snapshot_at")
+    assert list(window.frame["snapshot_at"]) == list(expected["snapshot_at"])
+    assert len(window.frame) <= ranges.MAX_POINTS
