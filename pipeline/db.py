@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 
-from pipeline import schema
+from pipeline import arrow_load, schema
 from pipeline.config import Settings
 from pipeline.errors import DatabaseError, DatabaseUnavailable, PipelineError, SchemaNotReady
 from pipeline.schema import SCHEMA_VERSION, metadata
@@ -439,23 +439,43 @@ def _driver_connection(conn: Connection) -> Any:
     return driver
 
 
+#: What the bulk functions take: tuples in ``columns`` order, or a pyarrow Table (or RecordBatch)
+#: holding those columns (any order, types cast to the table's; see pipeline.arrow_load).
+Rows = Sequence[tuple[Any, ...]] | Any
+
+
+def _row_count(rows: Rows) -> int:
+    if arrow_load.is_arrow(rows):
+        table: Any = rows  # pyarrow is untyped
+        return int(table.num_rows)
+    return len(rows)
+
+
+def _last_per_key(rows: Sequence[tuple[object, ...]], positions: Sequence[int]) -> list[tuple[object, ...]]:
+    unique = {tuple(row[i] for i in positions): row for row in rows}
+    return list(unique.values())
+
+
 def upsert_rows(
     conn: Connection,
     table: Table,
-    rows: Sequence[tuple[object, ...]],
+    rows: Rows,
     columns: Sequence[str],
     key: Sequence[str],
     *,
     only_if_newer: str | None = None,
 ) -> int:
-    """Insert or update ``rows`` (tuples in ``columns`` order) keyed on ``key``.
+    """Insert or update ``rows`` (tuples in ``columns`` order, or a pyarrow Table) keyed on ``key``.
 
-    Callers de-duplicate on the key first: PostgreSQL refuses an ``ON CONFLICT DO
-    UPDATE`` batch that touches one key twice. ``only_if_newer`` names a column
-    that must not go backwards (an older replay never overwrites newer data).
+    Tuples: callers de-duplicate on the key first (PostgreSQL refuses an ``ON CONFLICT DO
+    UPDATE`` batch that touches one key twice). An Arrow table is de-duplicated here, the
+    last row of a key winning. ``only_if_newer`` names a column that must not go backwards
+    (an older replay never overwrites newer data).
     """
-    if not rows:
+    if not _row_count(rows):
         return 0
+    if arrow_load.is_arrow(rows):
+        rows = arrow_load.dedupe_last(arrow_load.conform(rows, table, columns), key)
     conflict = _conflict_clause(columns, key, table.name, only_if_newer)
     cols = ", ".join(columns)
     if is_postgres(conn):
@@ -468,42 +488,79 @@ def upsert_rows(
             cur.execute(f"TRUNCATE {temp}")
             copy_rows(cur, temp, columns, rows, text_positions=text_positions(table, columns))
             cur.execute(f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {temp} {conflict}")
-        return len(rows)
+        return _row_count(rows)
     marks = ", ".join("?" for _ in columns)
     # SQLite would store a NUL, but the same bronze must give the same silver on both databases.
-    _driver_connection(conn).executemany(
-        f"INSERT INTO {table.name} ({cols}) VALUES ({marks}) {conflict}",
-        without_nul(rows, text_positions(table, columns)),
+    tuples = (
+        arrow_load.sqlite_rows(rows) if arrow_load.is_arrow(rows) else without_nul(rows, text_positions(table, columns))
     )
-    return len(rows)
+    _driver_connection(conn).executemany(f"INSERT INTO {table.name} ({cols}) VALUES ({marks}) {conflict}", tuples)
+    return _row_count(rows)
 
 
 def copy_or_upsert(
     conn: Connection,
     table: Table,
-    rows: Sequence[tuple[object, ...]],
+    rows: Rows,
     columns: Sequence[str],
     key: Sequence[str],
     *,
     time_column: str,
-    time_range: tuple[object, object],
+    time_range: tuple[object, object] | None = None,
 ) -> int:
     """Like ``upsert_rows``, but on PostgreSQL a batch whose time range holds no rows yet
     (the common case: new snapshots, or a replay into an empty database) is COPied straight
-    into the table, skipping the temporary table and the ON CONFLICT pass."""
-    if not rows:
+    into the table, skipping the temporary table and the ON CONFLICT pass.
+
+    ``time_range``: the batch's (min, max) of ``time_column``; read from the rows when None.
+    Rows are expected unique on ``key``; a batch that is not (the straight COPY hits the
+    primary key) is rolled back to a savepoint and upserted, its last row per key winning.
+    """
+    if not _row_count(rows):
         return 0
-    if is_postgres(conn):
-        low, high = time_range
-        taken = conn.exec_driver_sql(
-            f"SELECT 1 FROM {table.name} WHERE {time_column} BETWEEN %(low)s AND %(high)s LIMIT 1",
-            {"low": low, "high": high},
-        ).first()
-        if taken is None:
-            with _driver_connection(conn).cursor() as cur:
-                copy_rows(cur, table.name, columns, rows, text_positions=text_positions(table, columns))
-            return len(rows)
-    return upsert_rows(conn, table, rows, columns, key)
+    if not is_postgres(conn):
+        return upsert_rows(conn, table, rows, columns, key)
+    if arrow_load.is_arrow(rows):
+        rows = arrow_load.conform(rows, table, columns)
+    if time_range is None:
+        time_range = _time_range(rows, columns, time_column)
+    low, high = time_range
+    taken = conn.exec_driver_sql(
+        f"SELECT 1 FROM {table.name} WHERE {time_column} BETWEEN %(low)s AND %(high)s LIMIT 1",
+        {"low": low, "high": high},
+    ).first()
+    if taken is not None:
+        return upsert_rows(conn, table, rows, columns, key)
+    with _driver_connection(conn).cursor() as cur:
+        cur.execute("SAVEPOINT copy_or_upsert")
+        try:
+            copy_rows(cur, table.name, columns, rows, text_positions=text_positions(table, columns))
+        except DRIVER_ERRORS as exc:
+            if _sqlstate(exc) != UNIQUE_VIOLATION:
+                raise
+            cur.execute("ROLLBACK TO SAVEPOINT copy_or_upsert")
+            if not arrow_load.is_arrow(rows):
+                rows = _last_per_key(rows, [list(columns).index(name) for name in key])
+            return upsert_rows(conn, table, rows, columns, key)
+        cur.execute("RELEASE SAVEPOINT copy_or_upsert")
+    return _row_count(rows)
+
+
+#: PostgreSQL's SQLSTATE for a duplicate key.
+UNIQUE_VIOLATION = "23505"
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a psycopg 3 (``sqlstate``) or psycopg2 (``pgcode``) error."""
+    code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    return code if isinstance(code, str) else None
+
+
+def _time_range(rows: Rows, columns: Sequence[str], time_column: str) -> tuple[object, object]:
+    if arrow_load.is_arrow(rows):
+        return arrow_load.time_range(rows, time_column)
+    times = [row[list(columns).index(time_column)] for row in rows]
+    return min(times), max(times)  # datetimes (or their text), never mixed
 
 
 def ensure_month_partitions(conn: Connection, table_name: str, months: Sequence[str]) -> None:
@@ -570,15 +627,26 @@ def copy_rows(
     cursor: Any,  # psycopg 3 or psycopg2: no common typed base
     table_name: str,
     columns: Sequence[str],
-    rows: Iterable[tuple[object, ...]],
+    rows: Iterable[tuple[object, ...]] | Any,
     *,
     text_positions: Sequence[int] | None = None,
 ) -> None:
-    """COPY tuples into a table: psycopg 3 ``copy`` + ``write_row``, or psycopg2 CSV.
+    """COPY rows into a table in the cursor's transaction.
 
-    No NUL ever reaches the server (it refuses the whole COPY for one): NUL is
-    stripped from str values, at ``text_positions`` only when given.
+    A pyarrow Table: binary COPY built from its buffers (pipeline.arrow_load; cast to the
+    schema table's types when ``table_name`` is one, ``tmp_<name>`` included). Tuples: psycopg 3
+    ``copy`` + ``write_row``, or psycopg2 CSV. No NUL ever reaches the server (it refuses the
+    whole COPY for one): NUL is stripped from text, at ``text_positions`` only when given.
     """
+    if arrow_load.is_arrow(rows):
+        known = metadata.tables.get(table_name.removeprefix("tmp_"))
+        data = arrow_load.conform(rows, known, columns)
+        if hasattr(cursor, "copy"):  # psycopg 3
+            arrow_load.copy_arrow(cursor, table_name, data)
+        else:
+            data = arrow_load.copy_order(data)
+            cursor.copy_expert(arrow_load.copy_statement(table_name, data), arrow_load.CopyReader(data))
+        return
     rows = without_nul(rows, text_positions)
     cols = ", ".join(columns)
     if hasattr(cursor, "copy"):  # psycopg 3

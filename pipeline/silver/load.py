@@ -4,10 +4,13 @@ so loading the same bronze twice leaves the same rows."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
+import pyarrow as pa
 from sqlalchemy import Connection, Engine, delete, func, select
 
-from pipeline.db import copy_or_upsert, upsert_rows
+from pipeline.arrow_load import dedupe_last, is_arrow
+from pipeline.db import Rows, copy_or_upsert, upsert_rows
 from pipeline.db import ensure_month_partitions as _ensure_month_partitions
 from pipeline.schema import (
     PROVIDER_DEFAULT,
@@ -66,27 +69,22 @@ def ensure_month_partitions(conn: Connection, months: list[str]) -> None:
     _ensure_month_partitions(conn, staging_crypto_market.name, months)
 
 
-SNAPSHOT_POSITION = SILVER_COLUMNS.index("snapshot_at")
-
-
-def load_market_rows(conn: Connection, rows: list[Row]) -> int:
-    """Silver rows in SILVER_COLUMNS order, already unique on (id, snapshot_at)."""
-    if not rows:
-        return 0
-    times = [row[SNAPSHOT_POSITION] for row in rows]
+def load_market_rows(conn: Connection, rows: Rows) -> int:
+    """Silver rows (a pyarrow Table with the SILVER_COLUMNS, or tuples in their order), unique
+    on (id, snapshot_at). A new time range is COPied straight in; an overlap is upserted."""
     return copy_or_upsert(
-        conn,
-        staging_crypto_market,
-        rows,
-        SILVER_COLUMNS,
-        key=["id", "snapshot_at"],
-        time_column="snapshot_at",
-        time_range=(min(times), max(times)),
+        conn, staging_crypto_market, rows, SILVER_COLUMNS, key=["id", "snapshot_at"], time_column="snapshot_at"
     )
 
 
-def load_sparklines(conn: Connection, sparklines: list[Row]) -> None:
+def load_sparklines(conn: Connection, sparklines: Rows) -> None:
     """Keep only the newest sparkline per coin: replaying an older run never replaces a newer one."""
+    if is_arrow(sparklines):
+        # Sorted by time, the last row per coin is its newest (the upsert keeps a key's last row).
+        table: Any = sparklines  # pyarrow is untyped
+        ordered = table.select(SPARKLINE_COLUMNS).sort_by([("snapshot_at", "ascending")])
+        upsert_rows(conn, staging_sparkline, ordered, SPARKLINE_COLUMNS, key=["id"], only_if_newer="snapshot_at")
+        return
     newest: dict[str, Row] = {}
     for row in sparklines:
         if row[0] not in newest or row[1] >= newest[row[0]][1]:
@@ -98,21 +96,21 @@ def load_sparklines(conn: Connection, sparklines: list[Row]) -> None:
     )
 
 
-def replace_quarantine(conn: Connection, run_ids: list[str], rows: list[Row]) -> int:
+def replace_quarantine(conn: Connection, run_ids: list[str], rows: Rows) -> int:
     """Replace the quarantine of these runs (so a replay does not add twice)."""
     if run_ids:
         conn.execute(delete(quarantine_crypto_market).where(quarantine_crypto_market.c.run_id.in_(run_ids)))
     return upsert_rows(conn, quarantine_crypto_market, rows, QUARANTINE_COLUMNS, key=["run_id", "record_index"])
 
 
-def load_global_rows(conn: Connection, rows: list[Row]) -> int:
+def load_global_rows(conn: Connection, rows: Rows) -> int:
     return upsert_rows(conn, staging_global_market, rows, GLOBAL_COLUMNS, key=["snapshot_at"])
 
 
 GLOBAL_DOMINANCE_COLUMNS = [c.name for c in staging_global_dominance.columns]
 
 
-def load_global_dominance(conn: Connection, snapshot_times: list[datetime], rows: list[Row]) -> int:
+def load_global_dominance(conn: Connection, snapshot_times: list[datetime], rows: Rows) -> int:
     """Replace CoinGecko's per-symbol dominance of these snapshots (a replay writes the same rows)."""
     times = sorted(set(snapshot_times))
     for start in range(0, len(times), 500):
@@ -124,9 +122,17 @@ def load_global_dominance(conn: Connection, snapshot_times: list[datetime], rows
     return upsert_rows(conn, staging_global_dominance, rows, GLOBAL_DOMINANCE_COLUMNS, key=["snapshot_at", "symbol"])
 
 
-def load_coin_history(conn: Connection, rows: list[Row], provider: str = PROVIDER_DEFAULT) -> int:
+def load_coin_history(conn: Connection, rows: Rows, provider: str = PROVIDER_DEFAULT) -> int:
     """(id, ts, run_id, price, market_cap, total_volume) rows from one provider's history bodies
     (market_chart backfills); keyed by (provider, id, ts), so another provider's points stay."""
+    if is_arrow(rows):
+        table: Any = rows  # pyarrow is untyped
+        unique_rows = dedupe_last(table.select(HISTORY_COLUMNS), ["id", "ts"])
+        with_provider = unique_rows.append_column("provider", pa.array([provider] * unique_rows.num_rows, pa.string()))
+        upsert_rows(
+            conn, staging_coin_history, with_provider, [*HISTORY_COLUMNS, "provider"], key=["provider", "id", "ts"]
+        )
+        return int(unique_rows.num_rows)
     unique = {(r[0], r[1]): (*r, provider) for r in rows}
     upsert_rows(
         conn,
