@@ -81,11 +81,11 @@ def _timed(label: str, rows: int, work: Callable[[], None], results: dict[str, f
     try:
         work()
     except Exception as exc:  # noqa: BLE001 - a path that cannot run is reported, not fatal
-        print(f"{label:<66} failed: {str(exc).splitlines()[0][:120]}")
+        print(f"{label:<72} failed: {str(exc).splitlines()[0][:120]}")
         return
     seconds = time.perf_counter() - began
     results[label] = max(results.get(label, 0.0), rows / seconds)
-    print(f"{label:<66} {rows / seconds:>10,.0f} rows/s  ({seconds:.2f} s)", flush=True)
+    print(f"{label:<72} {rows / seconds:>10,.0f} rows/s  ({seconds:.2f} s)", flush=True)
 
 
 def postgres_paths(data: Any, admin_url: str, results: dict[str, float], rounds: int, tuples: bool) -> None:
@@ -235,15 +235,16 @@ def main(argv: list[str] | None = None) -> None:
     began = time.perf_counter()
     data = synthetic(args.rows)
     print(f"{args.rows:,} rows x {data.num_columns} columns built in {time.perf_counter() - began:.1f} s")
-    results: dict[str, float] = []
+    results: dict[str, float] = {}
     if "postgres" not in args.skip:
-        postgres_paths(data, args.pg, results)
+        postgres_paths(data, args.pg, results, args.rounds, not args.no_tuples)
     if "sqlite" not in args.skip:
-        sqlite_paths(data, results)
+        sqlite_paths(data, results, args.rounds)
     print()
-    print(f"{'path':<58} {'rows/s':>10}")
-    for label, rate in results:
-        print(f"{label:<66} {rate:>10,.0f}")
+    print(f"best of {args.rounds} rounds, {args.rows:,} rows")
+    print(f"{'path':<72} {'rows/s':>10}")
+    for label, rate in results.items():
+        print(f"{label:<72} {rate:>10,.0f}")
 
 
 if __name__ == "__main__":
