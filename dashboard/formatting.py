@@ -218,6 +218,14 @@ def shorten(value, limit: int = DISPLAY_LIMIT) -> str:
     return text
 
 
+def format_symbol(value, limit: int = SYMBOL_LIMIT) -> str:
+    """A ticker as every page shows it: 'doge' -> 'DOGE' (CoinGecko sends them lower case), cut to
+    ``limit``; the em dash when missing."""
+    if is_missing(value):
+        return MISSING
+    return shorten(str(value).upper(), limit)
+
+
 def coin_label(name, symbol, limit: int | None = None) -> str:
     """'Bitcoin (BTC)' as plain text (escape it for the place it is shown).
 
@@ -228,7 +236,7 @@ def coin_label(name, symbol, limit: int | None = None) -> str:
     symbol = "" if is_missing(symbol) else str(symbol).upper()
     if limit is not None:
         if symbol:
-            symbol = shorten(symbol, min(SYMBOL_LIMIT, limit))
+            symbol = format_symbol(symbol, min(SYMBOL_LIMIT, limit))
         if name and symbol:
             room = limit - len(symbol) - 3
             if room < 1:

@@ -6,28 +6,58 @@ before they reach a label, like coin names in ``dashboard.charts``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 import plotly.graph_objects as go
 
 from dashboard import formatting as fmt
-from dashboard.charts import GAIN, LOSS, _empty, _layout, _money_axis
+from dashboard.charts import GAIN, LOSS, _empty, _layout, _money_axis, _single_time_range
 from dashboard.frames import break_gaps
 
 NAME_LENGTH = 40
+ONE_SNAPSHOT = "Only one snapshot so far: the share over time appears after the next run"
 
 
-def sector_label(category_id: str) -> str:
-    """A readable label from a category id when no name is at hand: 'meme-token' -> 'Meme token'."""
+def note_single_snapshot(fig: go.Figure, times: pd.Series, message: str) -> go.Figure:
+    """With fewer than two distinct times a line chart is lone dots on a millisecond-wide axis: give the
+    axis a day around the point (``charts._single_time_range``) and say in the chart why there is no line."""
+    if pd.Series(times).dropna().nunique() >= 2:
+        return fig
+    fig.update_xaxes(**_single_time_range(times))
+    fig.add_annotation(
+        text=message,
+        showarrow=False,
+        xref="paper",
+        yref="paper",
+        x=0.5,
+        y=0.98,
+        yanchor="top",
+        bgcolor="rgba(127,127,127,0.12)",
+    )
+    return fig
+
+
+def sector_label(category_id: str, names: Mapping[str, str] | None = None) -> str:
+    """The one label of a sector on every page: CoinGecko's name for it ('meme-token' -> 'Meme', from
+    ``sector_names``), else a readable form of the id ('meme-token' -> 'Meme token'). Plain text, cut."""
+    name = (names or {}).get(category_id)
+    if isinstance(name, str) and name.strip():
+        return fmt.shorten(name)
     text = str(category_id).replace("-", " ").strip()
-    return (text[:1].upper() + text[1:]) or str(category_id)
+    return fmt.shorten((text[:1].upper() + text[1:]) or str(category_id))
+
+
+def sector_names(ranking: pd.DataFrame) -> dict[str, str]:
+    """category id -> CoinGecko's name, from a frame with ``category_id`` and ``name`` (the sector ranking)."""
+    if ranking.empty or "name" not in ranking.columns:
+        return {}
+    return {c: n for c, n in zip(ranking["category_id"], ranking["name"]) if isinstance(n, str) and n.strip()}
 
 
 def _names(frame: pd.DataFrame) -> list[str]:
-    names = frame["name"] if "name" in frame.columns else pd.Series([None] * len(frame), index=frame.index)
-    return [
-        fmt.escape_plotly(fmt.shorten(n if isinstance(n, str) and n else sector_label(c), NAME_LENGTH))
-        for n, c in zip(names, frame["category_id"])
-    ]
+    names = sector_names(frame) if "name" in frame.columns else {}
+    return [fmt.escape_plotly(fmt.shorten(sector_label(c, names), NAME_LENGTH)) for c in frame["category_id"]]
 
 
 def top_sectors(ranking: pd.DataFrame, n: int = 15) -> pd.DataFrame:
@@ -100,6 +130,7 @@ def create_sector_share_chart(
             )
         )
     fig.update_yaxes(ticksuffix="%", rangemode="tozero")
+    note_single_snapshot(fig, pd.to_datetime(points["snapshot_at"]), ONE_SNAPSHOT)
     return _layout(fig, title, "Time (UTC)", "Share of the whole market (%)")
 
 

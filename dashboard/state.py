@@ -31,6 +31,9 @@ WATCH_ONLY_PARAM = "watch_only"
 #: The sector filter (``?sector=meme-token``): only the coins CoinGecko files under that tracked sector.
 SECTOR_PARAM = "sector"
 SECTOR_KEY = "filter_sector"
+#: The sector select's "All sectors" option. Not None: a select whose value is None shows
+#: "Choose an option" instead of the option's label.
+ALL_SECTORS = ""
 GLOBAL_PARAMS = (CATEGORY_PARAM, WATCH_PARAM, WATCHLIST_PARAM, WATCH_ONLY_PARAM, SECTOR_PARAM)
 WATCH_KEY = "watch_ids"
 WATCH_NAME_KEY = "watch_name"
@@ -224,10 +227,10 @@ def init_sector_filter(tracked: tuple[str, ...]) -> str | None:
     if SECTOR_KEY in st.session_state:
         return None
     wanted = query_param(SECTOR_PARAM)
-    st.session_state[SECTOR_KEY] = wanted if wanted in tracked else None
+    st.session_state[SECTOR_KEY] = wanted if wanted in tracked else ALL_SECTORS
     return wanted if wanted and wanted not in tracked else None
 
 
 def selected_sector() -> str | None:
     """The tracked sector chosen in the sidebar (None: every coin)."""
-    return st.session_state.get(SECTOR_KEY)
+    return st.session_state.get(SECTOR_KEY) or None

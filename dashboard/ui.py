@@ -17,7 +17,7 @@ import streamlit as st
 from dashboard import data, health, ranges, refresh, state
 from dashboard import formatting as fmt
 from dashboard.refresh import Decision, ExternalRun, Job
-from dashboard.sector_charts import sector_label
+from dashboard.sector_charts import sector_label, sector_names
 from pipeline.api import MARKET_CAP_CATEGORIES, ConfigError, Settings, mask_url, utcnow
 
 COINGECKO_URL = "https://www.coingecko.com/en/api"
@@ -27,6 +27,9 @@ CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 TABLE_TEXT_LIMIT = 200
 #: Tighter limits for columns of external text that have a natural length.
 COLUMN_TEXT_LIMITS = {"name": fmt.DISPLAY_LIMIT, "symbol": fmt.SYMBOL_LIMIT, "record_id": fmt.DISPLAY_LIMIT}
+#: What every table on screen draws for a NULL cell (Streamlit's default is the text "None"); pass it
+#: as ``placeholder=`` to every ``st.dataframe``/``st.data_editor`` (tests/dashboard/test_display_polish.py).
+MISSING_CELL = fmt.MISSING
 #: Error messages can echo input (a URL, a value from the API): shown cut to this length.
 ERROR_TEXT_LIMIT = 300
 #: Unknown ``?category=`` values named in the sidebar warning, and the length each is cut to.
@@ -49,11 +52,17 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
 
 
 def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame as drawn on screen: text cells cut (``formatting.shorten``), ±Infinity as empty cells (never
-    "Infinity"), NULLs and everything else as they are."""
+    """The frame as drawn on screen: text cells cut (``formatting.shorten``), symbols upper case
+    (``formatting.format_symbol``), ±Infinity as empty cells (never "Infinity"); NULLs stay NULL, which
+    every table draws as the em dash (``MISSING_CELL``)."""
     shown = frame
     for column in frame.columns:
         values = frame[column]
+        if column == "symbol":
+            if shown is frame:
+                shown = frame.copy()
+            shown[column] = values.map(lambda v: fmt.format_symbol(v) if isinstance(v, str) else v)
+            continue
         if pd.api.types.is_float_dtype(values.dtype):
             infinite = values.isin([math.inf, -math.inf])
             if infinite.any():
@@ -87,7 +96,13 @@ def render_table(
     columns = list(column_config) if column_config else list(frame.columns)
     shown = frame[[c for c in columns if c in frame.columns]]
     st.dataframe(
-        display_frame(shown), hide_index=True, column_config=column_config, height=height, width="stretch", key=key
+        display_frame(shown),
+        hide_index=True,
+        column_config=column_config,
+        height=height,
+        width="stretch",
+        key=key,
+        placeholder=MISSING_CELL,
     )
     rows = f"{len(shown):,} row" + ("" if len(shown) == 1 else "s")
     st.download_button(
@@ -273,20 +288,36 @@ def render_category_filter() -> list[str]:
 def render_sector_filter() -> str | None:
     """The sector filter beside the market-cap one: the tracked sectors (PIPELINE_TRACKED_SECTORS)."""
     try:
-        tracked = Settings.from_env().tracked_sectors
+        settings = Settings.from_env()
     except ConfigError:
-        tracked = ()
+        settings = None
+    tracked = settings.tracked_sectors if settings else ()
+    names = _sector_names(settings)
     unknown = state.init_sector_filter(tracked)
     st.sidebar.selectbox(
         "Sector",
-        [None, *tracked],
+        [state.ALL_SECTORS, *tracked],
         key=state.SECTOR_KEY,
-        format_func=lambda s: "All sectors" if s is None else sector_label(s),
+        format_func=lambda s: "All sectors" if s == state.ALL_SECTORS else sector_label(s, names),
         help="Only the coins CoinGecko files under this sector (tracked sectors); kept in the link (?sector=...).",
     )
     if unknown:
         st.sidebar.warning(f"Ignored an unknown sector in the link: `{fmt.escape_markdown(unknown[:60])}`")
     return state.selected_sector()
+
+
+def _sector_names(settings: Settings | None) -> dict[str, str]:
+    """CoinGecko's names of the sectors (the newest ranking), so the sidebar says "Meme" like the Sectors
+    page; {} before the first sector fetch or when the database cannot be read (labels from the ids then)."""
+    if settings is None:
+        return {}
+    status = data.probe(settings.database_url)
+    if not status.ok:
+        return {}
+    try:
+        return sector_names(data.load_sector_ranking(settings.database_url, status.version))
+    except data.DataUnavailable:
+        return {}
 
 
 def render_watch_filter(settings: Settings) -> None:

@@ -22,7 +22,7 @@ ui.page_header(
 
 
 def coin_label(coins: pd.DataFrame):
-    names = {row.id: f"{row.name} ({str(row.symbol).upper()})" for row in coins.itertuples()}
+    names = {row.id: fmt.coin_label(row.name, row.symbol) for row in coins.itertuples()}
     return lambda coin_id: fmt.shorten(names.get(coin_id, coin_id), 60)
 
 

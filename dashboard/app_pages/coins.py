@@ -101,6 +101,7 @@ if not ui.nothing_to_show(coins):
             key=f"coins_editor_{st.session_state.get(EDITOR_GENERATION, 0)}",
             on_change=_apply_stars,
             row_height=35,
+            placeholder=ui.MISSING_CELL,
         )
         snapshot_at = all_coins["snapshot_at"].max() if "snapshot_at" in all_coins.columns else None
         rows = f"{len(found):,} coin" + ("" if len(found) == 1 else "s")

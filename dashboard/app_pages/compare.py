@@ -106,6 +106,7 @@ if not ui.nothing_to_show(directory):
             key=COINS_KEY,
             format_func=lambda coin_id: labels.get(coin_id, coin_id),
             max_selections=MAX_COINS,
+            placeholder=f"Pick {MIN_COINS} to {MAX_COINS} coins",
             help=f"{MIN_COINS} to {MAX_COINS} coins, from every coin the pipeline has seen. Type to search.",
         )
     with chosen_range:

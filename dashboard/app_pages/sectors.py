@@ -36,7 +36,8 @@ st.caption(
 
 st.subheader("Ranking")
 ui.render_chart(sector_charts.create_sector_ranking_chart(sector_charts.top_sectors(ranking)), "sectors_ranking")
-table = ranking.assign(sector=[fmt.shorten(n or c) for n, c in zip(ranking["name"], ranking["category_id"])])
+names = sector_charts.sector_names(ranking)
+table = ranking.assign(sector=[sector_charts.sector_label(c, names) for c in ranking["category_id"]])
 ui.render_table(
     table,
     "sector_ranking",
@@ -69,7 +70,6 @@ st.subheader("A sector's coins")
 if not tracked:
     st.info("No tracked sector has members yet (PIPELINE_TRACKED_SECTORS, fetched daily).", icon="🧭")
     st.stop()
-names = dict(zip(ranking["category_id"], ranking["name"]))
 if FOCUS_KEY not in st.session_state:
     wanted = state.query_param("focus") or state.selected_sector()
     st.session_state[FOCUS_KEY] = wanted if wanted in tracked else tracked[0]
@@ -77,7 +77,7 @@ focus = st.selectbox(
     "Sector",
     tracked,
     key=FOCUS_KEY,
-    format_func=lambda c: fmt.shorten(names.get(c) or sector_charts.sector_label(c)),
+    format_func=lambda c: sector_charts.sector_label(c, names),
 )
 state.set_query_param("focus", focus)
 members = data.load_sector_member_ids(view.database_url, view.version, focus)

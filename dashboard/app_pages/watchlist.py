@@ -85,7 +85,14 @@ elif not ui.nothing_to_show(shown, reason=None if view.categories else "None of 
     )
     table = coins_table.table_frame(shown, watched).reset_index(drop=True)
     table = table[[c for c in COLUMNS if c in table.columns]]
-    st.dataframe(coins_table.styled(table), column_config=COLUMNS, hide_index=True, width="stretch", key="watch_table")
+    st.dataframe(
+        coins_table.styled(table),
+        column_config=COLUMNS,
+        hide_index=True,
+        width="stretch",
+        key="watch_table",
+        placeholder=ui.MISSING_CELL,
+    )
     ui.render_chart(watchlist_charts.create_watchlist_performance_chart(shown), key="watchlist_performance")
 
 st.subheader("Save or load by name")

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from dashboard import state
 from pipeline.flow import run_pipeline
 from tests.conftest import make_settings
 from tests.dashboard.helpers import Warehouse, chart_specs
@@ -62,7 +63,7 @@ def test_the_sector_filter_restricts_coin_pages_and_stays_in_the_url(sector_ware
     shown = set(at.dataframe[0].value["name"])
     assert shown and shown <= {"Dogecoin", "Shiba Inu"}
     assert at.query_params["sector"] == "meme-token"
-    at.sidebar.selectbox(key="filter_sector").set_value(None).run()
+    at.sidebar.selectbox(key="filter_sector").set_value(state.ALL_SECTORS).run()
     assert len(at.dataframe[0].value) > len(shown) and "sector" not in at.query_params
 
 
