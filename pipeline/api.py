@@ -59,8 +59,13 @@ from pipeline.schema import (
     alert_events,
     alert_rules,
     api_calls,
+    coin_history_daily,
+    coin_history_hourly,
+    coins_seen,
     crypto_analytics_mart,
     market_history,
+    market_history_daily,
+    market_history_hourly,
     market_segment_analysis,
     pipeline_lock,
     pipeline_runs,
@@ -171,6 +176,12 @@ __all__ = [
     "ref_sector_members",
     "sector_history",
     "sector_ranking",
+    # rollups (pipeline.rollups: history at hourly and daily grain, every coin ever seen)
+    "coin_history_daily",
+    "coin_history_hourly",
+    "coins_seen",
+    "market_history_daily",
+    "market_history_hourly",
 ]
 
 #: The names above that open a connection or run a pipeline: only ``dashboard/data.py`` (reads) and

@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, case, func, select
 
-from pipeline import bronze, logs
+from pipeline import bronze, logs, rollups
 from pipeline.config import DEFAULT_TOP_N, Settings
 from pipeline.db import utcnow
 from pipeline.errors import ConfigError, PipelineError, RateLimited, SourceError
@@ -305,6 +305,7 @@ def run_backfill(
                     continue
                 with engine.begin() as conn:
                     loaded = load_coin_history(conn, chart.rows)
+                    rollups.after_backfill(conn, [coin_id])
                 result.bodies += 1
                 result.fetched.append(coin_id)
                 result.points += loaded

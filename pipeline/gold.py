@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, exists, func, select, text
 
+from pipeline import rollups
 from pipeline.gold_catalog import GOLD_SQL_DIR, GoldModel, build_order, load_catalog
 from pipeline.schema import market_history, snapshots
 
@@ -52,7 +53,8 @@ def build_gold(engine: Engine, sql_dir: Path = GOLD_SQL_DIR, *, since: datetime 
 
     ``since``: the oldest snapshot this run added. Tables declared ``incremental`` in their
     YAML then only rebuild their rows from that time on (a run adds one history point instead
-    of re-aggregating all of silver); ``None`` rebuilds everything (replay, prune).
+    of re-aggregating all of silver); ``None`` rebuilds everything (replay, prune). The rollups
+    (pipeline.rollups) are brought up to date in the same transaction.
     Returns rows written per table, in build order.
     """
     models = load_catalog(sql_dir)
@@ -61,7 +63,9 @@ def build_gold(engine: Engine, sql_dir: Path = GOLD_SQL_DIR, *, since: datetime 
             behind = oldest_unpublished_snapshot(conn)
             if behind is not None and behind < since:
                 since = behind
-        return rebuild(conn, models, since)
+        counts = rebuild(conn, models, since)
+        rollups.refresh(conn, since)  # same transaction: readers see gold and its rollups together
+        return counts
 
 
 def rebuild(conn: Connection, models: dict[str, GoldModel], since: datetime | None) -> dict[str, int]:

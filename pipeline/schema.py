@@ -390,6 +390,19 @@ schema_version = Table(
     Column("applied_at", DateTime, nullable=False),
 )
 
+# -- watchlists (the dashboard's saved lists; no accounts: a list is known by its name) ----------
+
+#: One row per named list. ``coin_ids`` is a JSON array of CoinGecko ids (TEXT, in the user's order):
+#: a list is saved, loaded and deleted whole, so one row keeps each save atomic. Written by
+#: pipeline.watchlists only.
+watchlists = Table(
+    "watchlists",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("coin_ids", Text, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
 # -- alerts (rules the user creates on the Alerts page, evaluated after every successful run) ---------
 # Written by pipeline.alerts (rules, state, events) and pipeline.webhooks (delivery attempts) only.
 
@@ -570,3 +583,88 @@ api_fetches = Table(
     Column("group_name", String(32), primary_key=True),
     Column("last_at", DateTime, nullable=False),
 )
+
+# -- rollups (pipeline.rollups: maintained in the gold transaction of every run, kept by prune) --------
+# History at hourly and daily grain, so a chart of a year reads ~365 rows instead of 35,000
+# snapshots, and retention can drop raw snapshots while the rollups keep the history for ever.
+# A bucket is named by its start (UTC); open_at/close_at are the first and last point in it.
+
+
+def _coin_rollup(name: str, *extra: Column[str]) -> Table:
+    table = Table(
+        name,
+        metadata,
+        Column("id", Text, nullable=False),
+        Column("bucket", DateTime, nullable=False),
+        #: current_price of the first and last published snapshot in the bucket, and its extremes.
+        Column("open", Double),
+        Column("high", Double),
+        Column("low", Double),
+        Column("close", Double),
+        #: As of the last snapshot in the bucket (close_at).
+        Column("market_cap", Double),
+        Column("total_volume", Double),
+        Column("market_cap_rank", Integer),
+        #: Snapshots in the bucket (a backfilled day counts its one point).
+        Column("points", Integer, nullable=False),
+        Column("open_at", DateTime, nullable=False),
+        Column("close_at", DateTime, nullable=False),
+        *extra,
+        PrimaryKeyConstraint("id", "bucket", name=f"pk_{name}"),
+    )
+    #: The per-run delete of the buckets a run touched (bucket >= :start).
+    Index(f"ix_{name}_bucket", table.c.bucket)
+    return table
+
+
+coin_history_hourly = _coin_rollup("coin_history_hourly")
+#: origin 'snapshot' (from coin_history_hourly) or 'backfill' (a staging_coin_history day with no snapshot).
+coin_history_daily = _coin_rollup("coin_history_daily", Column("origin", String(16), nullable=False))
+
+
+def _market_rollup(name: str) -> Table:
+    """The last market_history row of each bucket (its columns, snapshot_at = close_at), plus the
+    total market cap's open/high/low over the bucket."""
+    return Table(
+        name,
+        metadata,
+        Column("bucket", DateTime, primary_key=True),
+        Column("snapshot_at", DateTime, nullable=False),
+        Column("source", String(16), nullable=False),
+        Column("coin_count", Integer, nullable=False),
+        Column("total_market_cap", Double),
+        Column("total_volume", Double),
+        Column("btc_dominance_pct", Double),
+        Column("eth_dominance_pct", Double),
+        Column("stablecoin_dominance_pct", Double),
+        Column("others_dominance_pct", Double),
+        Column("dominance_basis", String(32), nullable=False),
+        Column("market_cap_change_percentage_24h", Double),
+        Column("basis_note", Text),
+        Column("market_cap_open", Double),
+        Column("market_cap_high", Double),
+        Column("market_cap_low", Double),
+        Column("points", Integer, nullable=False),
+        Column("open_at", DateTime, nullable=False),
+    )
+
+
+market_history_hourly = _market_rollup("market_history_hourly")
+market_history_daily = _market_rollup("market_history_daily")
+
+#: Every coin ever published or backfilled, for the Coin page's picker (one row per coin instead of
+#: a DISTINCT over millions of snapshots). name/symbol/rank are those of the newest snapshot
+#: (named_at; NULL for a coin only backfilled). Never shrinks: prune keeps it.
+coins_seen = Table(
+    "coins_seen",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text),
+    Column("symbol", Text),
+    Column("market_cap_rank", Integer),
+    Column("named_at", DateTime),
+    Column("first_seen", DateTime, nullable=False),
+    Column("last_seen", DateTime, nullable=False),
+)
+
+ROLLUP_TABLES = [coin_history_hourly, coin_history_daily, market_history_hourly, market_history_daily, coins_seen]

@@ -68,6 +68,54 @@ CREATE TABLE api_fetches (
 	PRIMARY KEY (group_name)
 );
 
+CREATE TABLE coin_history_daily (
+	id TEXT NOT NULL,
+	bucket TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+	open DOUBLE PRECISION,
+	high DOUBLE PRECISION,
+	low DOUBLE PRECISION,
+	close DOUBLE PRECISION,
+	market_cap DOUBLE PRECISION,
+	total_volume DOUBLE PRECISION,
+	market_cap_rank INTEGER,
+	points INTEGER NOT NULL,
+	open_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+	close_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+	origin VARCHAR(16) NOT NULL,
+	CONSTRAINT pk_coin_history_daily PRIMARY KEY (id, bucket)
+);
+
+CREATE INDEX ix_coin_history_daily_bucket ON coin_history_daily (bucket);
+
+CREATE TABLE coin_history_hourly (
+	id TEXT NOT NULL,
+	bucket TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+	open DOUBLE PRECISION,
+	high DOUBLE PRECISION,
+	low DOUBLE PRECISION,
+	close DOUBLE PRECISION,
+	market_cap DOUBLE PRECISION,
+	total_volume DOUBLE PRECISION,
+	market_cap_rank INTEGER,
+	points INTEGER NOT NULL,
+	open_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+	close_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+	CONSTRAINT pk_coin_history_hourly PRIMARY KEY (id, bucket)
+);
+
+CREATE INDEX ix_coin_history_hourly_bucket ON coin_history_hourly (bucket);
+
+CREATE TABLE coins_seen (
+	id TEXT NOT NULL,
+	name TEXT,
+	symbol TEXT,
+	market_cap_rank INTEGER,
+	named_at TIMESTAMP WITHOUT TIME ZONE,
+	first_seen TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+	last_seen TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+	PRIMARY KEY (id)
+);
+
 CREATE TABLE crypto_analytics_mart (
 	id TEXT NOT NULL,
 	symbol TEXT,
@@ -129,6 +177,50 @@ CREATE TABLE market_history (
 	market_cap_change_percentage_24h DOUBLE PRECISION,
 	basis_note TEXT,
 	PRIMARY KEY (snapshot_at)
+);
+
+CREATE TABLE market_history_daily (
+	bucket TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+	snapshot_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+	source VARCHAR(16) NOT NULL,
+	coin_count INTEGER NOT NULL,
+	total_market_cap DOUBLE PRECISION,
+	total_volume DOUBLE PRECISION,
+	btc_dominance_pct DOUBLE PRECISION,
+	eth_dominance_pct DOUBLE PRECISION,
+	stablecoin_dominance_pct DOUBLE PRECISION,
+	others_dominance_pct DOUBLE PRECISION,
+	dominance_basis VARCHAR(32) NOT NULL,
+	market_cap_change_percentage_24h DOUBLE PRECISION,
+	basis_note TEXT,
+	market_cap_open DOUBLE PRECISION,
+	market_cap_high DOUBLE PRECISION,
+	market_cap_low DOUBLE PRECISION,
+	points INTEGER NOT NULL,
+	open_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+	PRIMARY KEY (bucket)
+);
+
+CREATE TABLE market_history_hourly (
+	bucket TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+	snapshot_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+	source VARCHAR(16) NOT NULL,
+	coin_count INTEGER NOT NULL,
+	total_market_cap DOUBLE PRECISION,
+	total_volume DOUBLE PRECISION,
+	btc_dominance_pct DOUBLE PRECISION,
+	eth_dominance_pct DOUBLE PRECISION,
+	stablecoin_dominance_pct DOUBLE PRECISION,
+	others_dominance_pct DOUBLE PRECISION,
+	dominance_basis VARCHAR(32) NOT NULL,
+	market_cap_change_percentage_24h DOUBLE PRECISION,
+	basis_note TEXT,
+	market_cap_open DOUBLE PRECISION,
+	market_cap_high DOUBLE PRECISION,
+	market_cap_low DOUBLE PRECISION,
+	points INTEGER NOT NULL,
+	open_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+	PRIMARY KEY (bucket)
 );
 
 CREATE TABLE market_segment_analysis (

@@ -68,6 +68,54 @@ CREATE TABLE api_fetches (
 	PRIMARY KEY (group_name)
 );
 
+CREATE TABLE coin_history_daily (
+	id TEXT NOT NULL,
+	bucket DATETIME NOT NULL,
+	open DOUBLE,
+	high DOUBLE,
+	low DOUBLE,
+	close DOUBLE,
+	market_cap DOUBLE,
+	total_volume DOUBLE,
+	market_cap_rank INTEGER,
+	points INTEGER NOT NULL,
+	open_at DATETIME NOT NULL,
+	close_at DATETIME NOT NULL,
+	origin VARCHAR(16) NOT NULL,
+	CONSTRAINT pk_coin_history_daily PRIMARY KEY (id, bucket)
+);
+
+CREATE INDEX ix_coin_history_daily_bucket ON coin_history_daily (bucket);
+
+CREATE TABLE coin_history_hourly (
+	id TEXT NOT NULL,
+	bucket DATETIME NOT NULL,
+	open DOUBLE,
+	high DOUBLE,
+	low DOUBLE,
+	close DOUBLE,
+	market_cap DOUBLE,
+	total_volume DOUBLE,
+	market_cap_rank INTEGER,
+	points INTEGER NOT NULL,
+	open_at DATETIME NOT NULL,
+	close_at DATETIME NOT NULL,
+	CONSTRAINT pk_coin_history_hourly PRIMARY KEY (id, bucket)
+);
+
+CREATE INDEX ix_coin_history_hourly_bucket ON coin_history_hourly (bucket);
+
+CREATE TABLE coins_seen (
+	id TEXT NOT NULL,
+	name TEXT,
+	symbol TEXT,
+	market_cap_rank INTEGER,
+	named_at DATETIME,
+	first_seen DATETIME NOT NULL,
+	last_seen DATETIME NOT NULL,
+	PRIMARY KEY (id)
+);
+
 CREATE TABLE crypto_analytics_mart (
 	id TEXT NOT NULL,
 	symbol TEXT,
@@ -129,6 +177,50 @@ CREATE TABLE market_history (
 	market_cap_change_percentage_24h DOUBLE,
 	basis_note TEXT,
 	PRIMARY KEY (snapshot_at)
+);
+
+CREATE TABLE market_history_daily (
+	bucket DATETIME NOT NULL,
+	snapshot_at DATETIME NOT NULL,
+	source VARCHAR(16) NOT NULL,
+	coin_count INTEGER NOT NULL,
+	total_market_cap DOUBLE,
+	total_volume DOUBLE,
+	btc_dominance_pct DOUBLE,
+	eth_dominance_pct DOUBLE,
+	stablecoin_dominance_pct DOUBLE,
+	others_dominance_pct DOUBLE,
+	dominance_basis VARCHAR(32) NOT NULL,
+	market_cap_change_percentage_24h DOUBLE,
+	basis_note TEXT,
+	market_cap_open DOUBLE,
+	market_cap_high DOUBLE,
+	market_cap_low DOUBLE,
+	points INTEGER NOT NULL,
+	open_at DATETIME NOT NULL,
+	PRIMARY KEY (bucket)
+);
+
+CREATE TABLE market_history_hourly (
+	bucket DATETIME NOT NULL,
+	snapshot_at DATETIME NOT NULL,
+	source VARCHAR(16) NOT NULL,
+	coin_count INTEGER NOT NULL,
+	total_market_cap DOUBLE,
+	total_volume DOUBLE,
+	btc_dominance_pct DOUBLE,
+	eth_dominance_pct DOUBLE,
+	stablecoin_dominance_pct DOUBLE,
+	others_dominance_pct DOUBLE,
+	dominance_basis VARCHAR(32) NOT NULL,
+	market_cap_change_percentage_24h DOUBLE,
+	basis_note TEXT,
+	market_cap_open DOUBLE,
+	market_cap_high DOUBLE,
+	market_cap_low DOUBLE,
+	points INTEGER NOT NULL,
+	open_at DATETIME NOT NULL,
+	PRIMARY KEY (bucket)
 );
 
 CREATE TABLE market_segment_analysis (
