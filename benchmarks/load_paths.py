@@ -135,9 +135,25 @@ def postgres_paths(data: Any, admin_url: str, results: dict[str, float], rounds:
                         cur.adbc_ingest(target, data, mode="append")
                     conn.commit()
 
+            def adbc_staged(target: str = target) -> None:
+                """The only way ADBC fits one transaction: ingest (own connection, committed) into
+                an UNLOGGED staging table, then INSERT ... SELECT in the caller's transaction."""
+                import adbc_driver_postgresql.dbapi as adbc_pg
+
+                with adbc_pg.connect(url) as conn:
+                    with conn.cursor() as cur:
+                        cur.execute(f"CREATE UNLOGGED TABLE IF NOT EXISTS staged (LIKE {TABLE})")
+                        cur.execute("TRUNCATE staged")
+                        cur.adbc_ingest("staged", data, mode="append")
+                    conn.commit()
+                with psycopg.connect(url) as conn:
+                    conn.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM staged")
+                    conn.execute("TRUNCATE staged")
+
             paths = [
                 ("psycopg binary COPY from Arrow buffers", arrow_binary),
                 ("ADBC adbc_ingest (own connection)", adbc),
+                ("ADBC into UNLOGGED staging + INSERT SELECT (one transaction)", adbc_staged),
             ]
             if tuples:
                 paths += [
@@ -204,9 +220,17 @@ def sqlite_paths(data: Any, results: dict[str, float], rounds: int) -> None:
                     cur.adbc_ingest(TABLE, data, mode="append")
                 conn.commit()
 
+        def in_key_order() -> Any:
+            conformed_table = arrow_load.conform(data, staging_crypto_market, SILVER_COLUMNS)
+            return conformed_table.sort_by([("id", "ascending"), ("snapshot_at", "ascending")])
+
         conformed = lambda: arrow_load.sqlite_rows(arrow_load.conform(data, staging_crypto_market, SILVER_COLUMNS))  # noqa: E731
         paths: list[tuple[str, Callable[[Path], None]]] = [
             ("executemany upsert, column-built tuples", lambda p: executemany(p, upsert, conformed)),
+            (
+                "executemany upsert, column-built tuples in key order",
+                lambda p: executemany(p, upsert, lambda: arrow_load.sqlite_rows(in_key_order())),
+            ),
             (
                 "executemany plain INSERT, column-built tuples",
                 lambda p: executemany(p, f"INSERT INTO {TABLE} ({cols}) VALUES ({marks})", conformed),

@@ -2,8 +2,10 @@
 
 This is the only pipeline module that knows which database is in use:
 SQLite gets WAL (the dashboard keeps reading while a run writes) and one
-``executemany`` per batch; PostgreSQL gets COPY into a temporary table and one
-``INSERT ... ON CONFLICT`` from it.
+``executemany`` per batch; PostgreSQL gets COPY (binary, built from the buffers
+when the rows come as a pyarrow Table: pipeline.arrow_load) straight into the
+table for a new time range, else into a temporary table and one
+``INSERT ... ON CONFLICT`` from it. Either way in the caller's transaction.
 """
 
 from __future__ import annotations
@@ -491,9 +493,14 @@ def upsert_rows(
         return _row_count(rows)
     marks = ", ".join("?" for _ in columns)
     # SQLite would store a NUL, but the same bronze must give the same silver on both databases.
-    tuples = (
-        arrow_load.sqlite_rows(rows) if arrow_load.is_arrow(rows) else without_nul(rows, text_positions(table, columns))
-    )
+    tuples: Iterable[tuple[object, ...]]
+    if arrow_load.is_arrow(rows):
+        # In key order the primary key's B-tree (and indexes that start with it) is written
+        # page after page instead of all over: measured ~1.5-4x faster on silver's three indexes.
+        data: Any = rows  # pyarrow is untyped
+        tuples = arrow_load.sqlite_rows(data.sort_by([(name, "ascending") for name in key]))
+    else:
+        tuples = without_nul(rows, text_positions(table, columns))
     _driver_connection(conn).executemany(f"INSERT INTO {table.name} ({cols}) VALUES ({marks}) {conflict}", tuples)
     return _row_count(rows)
 
