@@ -169,6 +169,25 @@ def _single_time_range(times: pd.Series) -> dict:
     return {"range": [moment - pd.Timedelta(hours=12), moment + pd.Timedelta(hours=12)], "tickformat": "%Y-%m-%d %H:%M"}
 
 
+def note_single_snapshot(fig: go.Figure, times: pd.Series, message: str) -> go.Figure:
+    """With fewer than two distinct times a line chart is lone dots on a millisecond-wide axis: give the
+    axis a day around the point (``_single_time_range``) and say in the chart why there is no line yet."""
+    if pd.Series(times).dropna().nunique() >= 2:
+        return fig
+    fig.update_xaxes(**_single_time_range(times))
+    fig.add_annotation(
+        text=message,
+        showarrow=False,
+        xref="paper",
+        yref="paper",
+        x=0.5,
+        y=0.98,
+        yanchor="top",
+        bgcolor="rgba(127,127,127,0.12)",
+    )
+    return fig
+
+
 def _single_value_range(values: pd.Series) -> dict:
     """With one distinct value, a ±5% band around it (Plotly would zoom to the 12th digit)."""
     distinct = pd.Series(values).dropna().unique()
@@ -386,7 +405,7 @@ def create_market_over_time_chart(
             **_scale(log),
             **_money_axis({**axis, **_log_range(_single_value_range(values), log)}),
         )
-    fig.update_xaxes(**_single_time_range(all_times))
+    note_single_snapshot(fig, all_times, "Only one snapshot so far: the market over time appears after the next run")
     fig.update_xaxes(title_text="Snapshot time (UTC)", row=2, col=1)
     if drawn == {"top_n"}:
         title = f"{title} ({top_label})"
@@ -547,7 +566,11 @@ def create_dominance_history_chart(history: pd.DataFrame, title: str = "Dominanc
                 )
             )
     fig.update_yaxes(ticksuffix="%", rangemode="tozero")
-    fig.update_xaxes(**_single_time_range(pd.to_datetime(history["snapshot_at"])))
+    note_single_snapshot(
+        fig,
+        pd.to_datetime(history["snapshot_at"]),
+        "Only one snapshot so far: the dominance over time appears after the next run",
+    )
     fig.update_layout(hovermode="x unified")
     if drawn == {"top_n"}:
         y_title = f"Share of the {top_label}' market cap (%)"
@@ -1018,7 +1041,7 @@ def create_coin_history_chart(
         **_money_axis(_log_range(_single_value_range(history["market_cap"]), log)),
     )
     fig.update_yaxes(title_text="Rank", row=4, col=1, tickprefix="#", **_rank_axis(ranks))
-    fig.update_xaxes(**_single_time_range(times))
+    note_single_snapshot(fig, times, "Only one point for this coin so far: its history appears after the next run")
     fig.update_xaxes(title_text="Time (UTC)", row=4, col=1)
     fig.update_layout(bargap=0)
     return _layout(fig, title, height=760, legend=False)

@@ -12,30 +12,11 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from dashboard import formatting as fmt
-from dashboard.charts import GAIN, LOSS, _empty, _layout, _money_axis, _single_time_range
+from dashboard.charts import GAIN, LOSS, _empty, _layout, _money_axis, note_single_snapshot
 from dashboard.frames import break_gaps
 
 NAME_LENGTH = 40
 ONE_SNAPSHOT = "Only one snapshot so far: the share over time appears after the next run"
-
-
-def note_single_snapshot(fig: go.Figure, times: pd.Series, message: str) -> go.Figure:
-    """With fewer than two distinct times a line chart is lone dots on a millisecond-wide axis: give the
-    axis a day around the point (``charts._single_time_range``) and say in the chart why there is no line."""
-    if pd.Series(times).dropna().nunique() >= 2:
-        return fig
-    fig.update_xaxes(**_single_time_range(times))
-    fig.add_annotation(
-        text=message,
-        showarrow=False,
-        xref="paper",
-        yref="paper",
-        x=0.5,
-        y=0.98,
-        yanchor="top",
-        bgcolor="rgba(127,127,127,0.12)",
-    )
-    return fig
 
 
 def sector_label(category_id: str, names: Mapping[str, str] | None = None) -> str:

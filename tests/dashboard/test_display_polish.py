@@ -160,3 +160,20 @@ def test_symbols_are_upper_case_on_screen_and_raw_in_the_csv():
     assert shown["symbol"].iloc[0] == "DOGE" and fmt.is_missing(shown["symbol"].iloc[1])
     assert list(frame["symbol"][:1]) == ["doge"]  # the data (and the CSV) keep CoinGecko's value
     assert b"doge" in ui.csv_bytes(frame)
+
+
+@pytest.mark.parametrize("page", ["overview", "dominance", "coin"])
+def test_time_series_charts_with_one_snapshot_say_so(page, sample_warehouse, use_warehouse, open_app):
+    """The sample is one snapshot: the market, dominance and coin charts over time say why there is no line
+    yet, on an axis a day wide (never lone dots on a millisecond axis)."""
+    use_warehouse(sample_warehouse)
+    at = open_app(page=page)
+    assert_clean(at)
+    noted = [
+        spec
+        for spec in chart_specs(at)
+        if any(a["text"].startswith("Only one ") for a in spec["layout"].get("annotations", []))
+    ]
+    assert len(noted) == 1
+    start, end = (pd.Timestamp(t) for t in noted[0]["layout"]["xaxis"]["range"])
+    assert end - start == pd.Timedelta(hours=24)
