@@ -19,7 +19,20 @@ from datetime import datetime
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import ColumnElement, DateTime, Double, Engine, Integer, and_, func, inspect, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Double,
+    Engine,
+    Integer,
+    String,
+    and_,
+    func,
+    inspect,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.compiler import compiles
 
@@ -29,9 +42,14 @@ from pipeline.api import (
     DRIVER_ERRORS,
     LOCK_NAME,
     DatabaseUnavailable,
+    coin_history_daily,
+    coin_history_hourly,
+    coins_seen,
     crypto_analytics_mart,
     make_engine,
     market_history,
+    market_history_daily,
+    market_history_hourly,
     market_segment_analysis,
     mask_url,
     pipeline_lock,
@@ -503,8 +521,86 @@ def _coin_window_statements(coin_id: str, since: datetime | None):
     return snaps, backfill
 
 
+def _capped_count_statement(rows):
+    """How many rows ``rows`` selects, counting no further than MAX_POINTS + 1: enough to pick the
+    grain (ranges.pick_grain), and bounded however long the history."""
+    return select(func.count().label("n")).select_from(rows.limit(ranges.MAX_POINTS + 1).subquery())
+
+
+def _coin_raw_count_statement(coin_id: str, since: datetime | None):
+    s = staging_crypto_market
+    rows = select(s.c.snapshot_at).where(s.c.id == coin_id)
+    return _capped_count_statement(rows if since is None else rows.where(s.c.snapshot_at >= since))
+
+
+def _rollup_bounds_statement(table, *key):
+    """The first and last point a rollup holds (two index lookups on its key)."""
+    first = select(table.c.open_at).where(*key).order_by(table.c.bucket).limit(1).scalar_subquery()
+    close = table.c.close_at if "close_at" in table.c else table.c.snapshot_at  # the market's: its last snapshot
+    last = select(close).where(*key).order_by(table.c.bucket.desc()).limit(1).scalar_subquery()
+    return select(first.label("first"), last.label("last"))
+
+
+def _coin_rollup_bounds_statement(coin_id: str):
+    return _rollup_bounds_statement(coin_history_daily, coin_history_daily.c.id == coin_id)
+
+
+def _rollup_start(since: datetime | None, grain: str) -> datetime | None:
+    """The first bucket a window starting at ``since`` reaches into."""
+    if since is None:
+        return None
+    moment = pd.Timestamp(since)
+    return (moment.floor("h") if grain == "hourly" else moment.floor("D")).to_pydatetime()
+
+
+def _coin_rollup_statements(coin_id: str, grain: str, since: datetime | None):
+    """One coin's rollup rows over a window, shaped like the raw window (ts is the bucket's last
+    point): the hourly rows and the backfilled days (from the daily rollup), or the daily rows."""
+    table = coin_history_hourly if grain == "hourly" else coin_history_daily
+    start = _rollup_start(since, grain)
+
+    def rows(t, origin):
+        statement = select(
+            t.c.close_at.label("ts"),
+            t.c.close.label("price"),
+            t.c.market_cap,
+            t.c.total_volume,
+            t.c.market_cap_rank,
+            origin.label("origin"),
+            t.c.points,
+        ).where(t.c.id == coin_id)
+        return statement if start is None else statement.where(t.c.bucket >= start)
+
+    if grain == "daily":
+        return (rows(table, table.c.origin),)
+    d = coin_history_daily
+    backfill = rows(d, d.c.origin).where(d.c.origin == "backfill")
+    return rows(table, literal("snapshot", String())), backfill
+
+
+def _market_raw_count_statement(since: datetime | None):
+    h = market_history
+    rows = select(h.c.snapshot_at)
+    return _capped_count_statement(rows if since is None else rows.where(h.c.snapshot_at >= since))
+
+
+def _market_rollup_statement(grain: str, since: datetime | None):
+    """market_history's columns from the hourly or daily rollup (snapshot_at: each bucket's last point)."""
+    table = market_history_hourly if grain == "hourly" else market_history_daily
+    statement = select(*(table.c[c.name] for c in market_history.columns), table.c.points).order_by(table.c.bucket)
+    start = _rollup_start(since, grain)
+    return statement if start is None else statement.where(table.c.bucket >= start)
+
+
 def _coin_directory_statement():
-    """Every coin id ever seen in silver, with its newest name, symbol, rank and time.
+    """Every coin ever published or backfilled (the coins_seen rollup: one row per coin)."""
+    c = coins_seen
+    return select(c.c.id, c.c.name, c.c.symbol, c.c.market_cap_rank, c.c.last_seen).order_by(c.c.id)
+
+
+def _coin_directory_scan_statement():
+    """Every coin id ever seen in silver, with its newest name, symbol, rank and time: the fallback
+    for a database whose coins_seen is still empty (upgraded, no run since).
 
     A loose index scan (recursive CTE stepping through the (id, snapshot_at) key: one index probe
     per distinct coin) instead of a DISTINCT over millions of rows; the same SQL on SQLite and
@@ -541,37 +637,95 @@ def _bounds(database_url: str, statement) -> tuple[datetime | None, datetime | N
     return (None if pd.isna(first) else first.to_pydatetime(), None if pd.isna(last) else last.to_pydatetime())
 
 
+def _optional_bounds(database_url: str, statement) -> tuple[datetime | None, datetime | None]:
+    """Bounds from a table an older database may lack (backfill, rollups): none then."""
+    try:
+        return _bounds(database_url, statement)
+    except DataUnavailable:
+        return None, None
+
+
+def _span(values: list[datetime | None], pick) -> datetime | None:
+    present = [v for v in values if v is not None]
+    return pick(present) if present else None
+
+
+def _grain(database_url: str, count_statement, since, first, last, raw_first) -> str:
+    """ranges.pick_grain for a window: raw covers it when raw data reaches back to the window's start
+    or to the oldest point any grain holds (nothing older was pruned into the rollups only)."""
+    if last is None:
+        return "raw"
+    counted = _frame(database_url, count_statement, numbers=False)
+    raw_points = int(counted["n"].iloc[0]) if not counted.empty else 0
+    reach = since if since is not None and first is not None and since > first else first
+    covers = raw_first is not None and reach is not None and raw_first <= reach
+    return ranges.pick_grain(last - (since or first or last), raw_points, raw_covers=covers)
+
+
+def _rollup_frame(database_url: str, statements, since: datetime | None) -> tuple[pd.DataFrame, int]:
+    """Rollup rows of a window (empty: the rollup lacks them, e.g. an upgraded database before its
+    first run), oldest first, and how many raw points they stand for."""
+    frames = []
+    for statement in statements:
+        try:
+            frames.append(_frame(database_url, statement))
+        except DataUnavailable:
+            return pd.DataFrame(), 0
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame(), 0
+    rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    time_column = "ts" if "ts" in rows.columns else "snapshot_at"
+    rows[time_column] = pd.to_datetime(rows[time_column])
+    if since is not None:
+        rows = rows[rows[time_column] >= pd.Timestamp(since)]
+    rows = rows.sort_values(time_column, kind="stable").reset_index(drop=True)
+    return rows.drop(columns="points"), int(rows["points"].sum())
+
+
 @st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=32)
 def load_market_history_range(database_url: str, version: str, range_key: str) -> HistoryWindow:
-    """``market_history`` over one range (counted back from the newest snapshot), at most MAX_POINTS rows."""
-    first, last = _bounds(database_url, _market_bounds_statement())
+    """``market_history`` over one range (counted back from the newest snapshot), at most MAX_POINTS rows:
+    raw points when the range holds at most that many, else the hourly or daily rollup
+    (``ranges.pick_grain``), whose rows are each bucket's last point."""
+    raw_first, raw_last = _bounds(database_url, _market_bounds_statement())
+    kept_first, kept_last = _optional_bounds(database_url, _rollup_bounds_statement(market_history_daily))
+    first, last = _span([raw_first, kept_first], min), _span([raw_last, kept_last], max)
     since = ranges.window_start(range_key, last)
+    grain = _grain(database_url, _market_raw_count_statement(since), since, first, last, raw_first)
+    if grain != "raw":
+        frame, points = _rollup_frame(database_url, (_market_rollup_statement(grain, since),), since)
+        if not frame.empty:
+            return HistoryWindow(ranges.resample(frame, "snapshot_at"), first, last, since, points)
     counted = _frame(database_url, _market_count_statement(since), numbers=False)
     points = int(counted["n"].iloc[0]) if not counted.empty else 0
-    width = ranges.bucket_width(since or first, last) if points > ranges.MAX_POINTS and last else None
+    width = ranges.bucket_width(since or raw_first, raw_last) if points > ranges.MAX_POINTS and raw_last else None
     frame = _frame(database_url, _market_window_statement(since, int(width.total_seconds()) if width else None))
     return HistoryWindow(ranges.resample(frame, "snapshot_at"), first, last, since, points)
 
 
 @st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=64)
 def load_coin_history_range(database_url: str, version: str, coin_id: str, range_key: str) -> HistoryWindow:
-    """One coin's price, market cap, volume and rank over a range: silver snapshots plus backfilled days.
+    """One coin's price, market cap, volume and rank over a range: silver snapshots plus backfilled days
+    when the range holds at most MAX_POINTS snapshots, else the hourly or daily rollup
+    (``ranges.pick_grain``; each bucket's last point, backfilled days where no snapshot was taken).
 
     The range counts back from the coin's own newest point (a coin that left the top N shows its
     last days in it). Where a snapshot and a backfilled point share a time, the snapshot wins.
     Columns: ts, price, market_cap, total_volume, market_cap_rank (snapshots only), origin.
     """
     snap_bounds, fill_bounds = _coin_bounds_statements(coin_id)
-    firsts, lasts = [], []
-    for statement in (snap_bounds, fill_bounds):
-        try:
-            first, last = _bounds(database_url, statement)
-        except DataUnavailable:  # an older database without the backfill table
-            first = last = None
-        firsts += [first] if first else []
-        lasts += [last] if last else []
-    first, last = (min(firsts) if firsts else None), (max(lasts) if lasts else None)
+    bounds = [_bounds(database_url, snap_bounds), _optional_bounds(database_url, fill_bounds)]
+    raw_first = _span([b[0] for b in bounds], min)
+    kept = _optional_bounds(database_url, _coin_rollup_bounds_statement(coin_id))
+    first = _span([raw_first, kept[0]], min)
+    last = _span([*(b[1] for b in bounds), kept[1]], max)
     since = ranges.window_start(range_key, last)
+    grain = _grain(database_url, _coin_raw_count_statement(coin_id, since), since, first, last, raw_first)
+    if grain != "raw":
+        frame, points = _rollup_frame(database_url, _coin_rollup_statements(coin_id, grain, since), since)
+        if not frame.empty:
+            return HistoryWindow(ranges.resample(frame, "ts"), first, last, since, points)
     snaps_statement, fill_statement = _coin_window_statements(coin_id, since)
     snaps = _frame(database_url, snaps_statement)
     snaps["origin"] = "snapshot"
@@ -595,8 +749,15 @@ def load_coin_history_range(database_url: str, version: str, coin_id: str, range
 @st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=8)
 def load_coin_directory(database_url: str, version: str) -> pd.DataFrame:
     """Every coin ever seen (silver snapshots or backfilled history), for the Coin page's picker:
-    id, name, symbol, market_cap_rank (as last seen) and last_seen, newest name first."""
-    seen = _frame(database_url, _coin_directory_statement())
+    id, name, symbol, market_cap_rank (as last seen) and last_seen. One small table (coins_seen,
+    kept by every run); a database that has not filled it yet is read the slow way."""
+    try:
+        seen = _frame(database_url, _coin_directory_statement())
+    except DataUnavailable:
+        seen = pd.DataFrame()
+    if not seen.empty:
+        return seen
+    seen = _frame(database_url, _coin_directory_scan_statement())
     try:
         backfilled = _frame(database_url, _backfill_ids_statement())
     except DataUnavailable:
@@ -609,16 +770,40 @@ def load_coin_directory(database_url: str, version: str) -> pd.DataFrame:
 
 RANGE_LOADERS = (load_market_history_range, load_coin_history_range, load_coin_directory)
 
-#: For ``python -m benchmarks.bench``: the range queries, windows at their worst case ("all": every row).
+
+def _newest(statement, column, rows: int = ranges.MAX_POINTS):
+    """A window's worst case for the benchmark: the newest ``rows`` rows (more are never read)."""
+    return statement.order_by(None).order_by(column.desc()).limit(rows)
+
+
+#: For ``python -m benchmarks.bench``: the range queries at their worst case. A raw window is read
+#: only when it holds at most MAX_POINTS rows and an hourly one spans at most MAX_POINTS hours, so
+#: each is timed on its newest MAX_POINTS rows; the daily rollup whole (every day ever kept).
 DASHBOARD_QUERIES.update(
     {
         "market_history_bounds": (_market_bounds_statement(), {}),
-        "market_history_count": (_market_count_statement(None), {}),
-        "market_history_window": (_market_window_statement(None, 6 * 3600), {}),  # "all": a year in 6-hour buckets
+        "market_history_rollup_bounds": (_rollup_bounds_statement(market_history_daily), {}),
+        "market_history_raw_count": (_market_raw_count_statement(None), {}),
+        "market_history_raw_window": (_newest(_market_window_statement(None), market_history.c.snapshot_at), {}),
+        "market_history_hourly": (
+            _newest(_market_rollup_statement("hourly", None), market_history_hourly.c.bucket),
+            {},
+        ),
+        "market_history_daily": (_market_rollup_statement("daily", None), {}),
         "coin_bounds_silver": (_coin_bounds_statements("bitcoin")[0], {}),
         "coin_bounds_backfill": (_coin_bounds_statements("bitcoin")[1], {}),
-        "coin_window_silver": (_coin_window_statements("bitcoin", None)[0], {}),
+        "coin_bounds_rollup": (_coin_rollup_bounds_statement("bitcoin"), {}),
+        "coin_raw_count": (_coin_raw_count_statement("bitcoin", None), {}),
+        "coin_window_silver": (
+            _newest(_coin_window_statements("bitcoin", None)[0], staging_crypto_market.c.snapshot_at),
+            {},
+        ),
         "coin_window_backfill": (_coin_window_statements("bitcoin", None)[1], {}),
+        "coin_window_hourly": (
+            _newest(_coin_rollup_statements("bitcoin", "hourly", None)[0], coin_history_hourly.c.bucket),
+            {},
+        ),
+        "coin_window_daily": (_coin_rollup_statements("bitcoin", "daily", None)[0], {}),
         "coin_directory": (_coin_directory_statement(), {}),
     }
 )

@@ -166,3 +166,25 @@ def window_caption(range_key: str, first, last, points: int, shown: int, what: s
     if points > shown:
         parts.append(f"{points:,} points thinned to {shown:,} (the newest of each equal time step).")
     return " ".join(parts)
+
+
+#: The grains a history is kept at: raw snapshots, and the rollups (pipeline.rollups) with their widths.
+GRAIN_WIDTHS = {"hourly": timedelta(hours=1), "daily": timedelta(days=1)}
+
+
+def pick_grain(
+    span: timedelta | None, raw_points: int, *, raw_covers: bool = True, max_points: int = MAX_POINTS
+) -> str:
+    """Which table a history window is read from: "raw" snapshots when the window holds at most
+    ``max_points`` of them (``raw_points``: counted up to max_points + 1 is enough) and raw data still
+    reaches back to the window's start (``raw_covers``; retention may have pruned it); else the finest
+    rollup whose buckets over ``span`` number at most ``max_points``: "hourly" up to ~83 days, "daily"
+    beyond (a daily series longer than ``max_points`` days is thinned by ``resample``).
+
+    The cost of a chart then follows the range shown, not the history kept.
+    """
+    if raw_covers and raw_points <= max_points:
+        return "raw"
+    if span is not None and span <= GRAIN_WIDTHS["hourly"] * max_points:
+        return "hourly"
+    return "daily"

@@ -16,7 +16,11 @@
   removed when older than the cutoff, else kept and listed in the report. Date
   folders left empty are removed too;
 * rebuilds gold when silver that gold reads lost rows, so ``market_history``
-  drops the pruned snapshots. The mart and the segments keep the same snapshot.
+  drops the pruned snapshots. The mart and the segments keep the same snapshot;
+* never touches the rollups (pipeline.rollups: coin and market history at hourly and
+  daily grain, coins_seen): raw snapshots go after N days, the history stays for ever
+  (the rebuild keeps every bucket older than the raw rows left, and a bucket whose first
+  snapshots were pruned as it was), so the charts' long ranges still reach back.
 
 ``dry_run=True`` only counts what would go, changes nothing and takes no lock.
 """
@@ -142,6 +146,7 @@ class PruneReport:
             out += [f"  kept {d.line()}" for d in kept_damaged[:20]]
             if len(kept_damaged) > 20:
                 out.append(f"  ... and {len(kept_damaged) - 20} more")
+        out.append("rollups kept: hourly and daily history and the coins seen are never pruned")
         if self.gold_rows is not None:
             out.append("gold rebuilt: " + ", ".join(f"{k} {v}" for k, v in self.gold_rows.items()))
         elif not self.dry_run:

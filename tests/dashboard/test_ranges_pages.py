@@ -14,6 +14,7 @@ import pytest
 import streamlit as st
 from sqlalchemy import insert, select, text
 
+from pipeline import rollups
 from pipeline.backfill import run_backfill
 from pipeline.db import make_engine
 from pipeline.flow import run_pipeline
@@ -49,6 +50,7 @@ def _build(database_url: str, data_dir) -> Warehouse:
             for i in range(1, steps + 1)
         ]
         conn.execute(insert(market_history), rows)
+        rollups.refresh(conn, None)  # what a run does after gold: the dense points reach the rollups
     return Warehouse(database_url, data_dir)
 
 
@@ -220,15 +222,23 @@ def test_a_range_longer_than_the_data_says_what_it_covers(fresh_warehouse, use_w
     assert "History starts 2022-09-05: showing 41 days." in captions(at)
 
 
-def test_the_sql_buckets_keep_exactly_the_rows_the_pure_resample_keeps(history_warehouse):
-    """Long ranges are thinned in SQL (newest row per time bucket) so 35,000 rows never cross the
-    driver; the rows kept are the ones ``ranges.resample`` keeps from the whole window."""
+def test_long_ranges_read_a_rollup_whose_rows_are_each_buckets_newest_point(history_warehouse):
+    """A range holding more than MAX_POINTS snapshots is read from the hourly or daily rollup
+    (ranges.pick_grain), so 35,000 rows never cross the driver: each row is the newest market_history
+    point of its bucket, and the window still says how many raw points it stands for."""
     from dashboard import data, ranges
 
     url = history_warehouse.database_url
-    window = data.load_market_history_range.__wrapped__(url, "v", "all")
     everything = data._frame(url, data._market_window_statement(None))
-    assert window.points == len(everything) > ranges.MAX_POINTS
-    expected = ranges.resample(everything, "snapshot_at")
-    assert list(window.frame["snapshot_at"]) == list(expected["snapshot_at"])
-    assert len(window.frame) <= ranges.MAX_POINTS
+    times = pd.to_datetime(everything["snapshot_at"])
+    for key, freq in (("30d", "h"), ("all", "D")):
+        window = data.load_market_history_range.__wrapped__(url, "v", key)
+        inside = everything if window.since is None else everything[times >= pd.Timestamp(window.since)]
+        assert window.points == len(inside) > ranges.MAX_POINTS
+        buckets = pd.to_datetime(inside["snapshot_at"]).dt.floor(freq)
+        newest = inside[~buckets.duplicated(keep="last").to_numpy()]
+        assert list(window.frame["snapshot_at"]) == list(newest["snapshot_at"]), key
+        assert list(window.frame.columns) == list(everything.columns)
+        assert len(window.frame) <= ranges.MAX_POINTS
+    short = data.load_market_history_range.__wrapped__(url, "v", "7d")  # 673 points: raw snapshots
+    assert short.points == len(short.frame) == 7 * 96 + 1

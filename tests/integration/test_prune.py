@@ -301,3 +301,39 @@ def test_prune_removes_old_damaged_runs_and_keeps_and_lists_recent_ones(settings
     assert not old.exists() and not wrong_shape.exists() and recent.exists()
     assert not (settings.raw_dir / "2020-01-02").exists() and not (settings.raw_dir / "2020-01-03").exists()
     assert len(read(settings, "SELECT * FROM crypto_analytics_mart")) == 250
+
+
+def test_prune_keeps_the_rollups_and_the_coin_chart_still_reaches_back(settings, fake_coingecko):
+    """Raw snapshots older than the cutoff go; the hourly and daily rollups and coins_seen stay as they
+    were, so the Coin page's "max" still shows 2020's backfilled days and 2022's snapshot, and the
+    market's "all" still starts at the 2022 sample (from the daily rollup)."""
+    from dashboard import data
+
+    h = build_history(settings, fake_coingecko)
+    rollup_tables = {
+        "coin_history_hourly": "id, bucket",
+        "coin_history_daily": "id, bucket",
+        "market_history_hourly": "bucket",
+        "market_history_daily": "bucket",
+        "coins_seen": "id",
+    }
+    before = {t: read(settings, f"SELECT * FROM {t} ORDER BY {o}") for t, o in rollup_tables.items()}
+    daily = before["coin_history_daily"].query("id == 'bitcoin'")
+    assert (daily.origin == "backfill").sum() >= 90 and (daily.origin == "snapshot").sum() >= 2
+
+    report = prune(settings, keep_days=30, now=h["gold"].snapshot_at + timedelta(days=400))
+
+    assert report.rows["staging_crypto_market"] > 0 and report.rows["staging_coin_history"] == 92
+    assert "rollups kept: hourly and daily history and the coins seen are never pruned" in report.lines()
+    for table, order in rollup_tables.items():
+        pd.testing.assert_frame_equal(read(settings, f"SELECT * FROM {table} ORDER BY {order}"), before[table])
+    url = settings.database_url
+    coin = data.load_coin_history_range.__wrapped__(url, "after-prune", "bitcoin", "all").frame
+    years = set(pd.to_datetime(coin["ts"]).dt.year)
+    assert {2020, 2022, h["gold"].snapshot_at.year} <= years
+    assert pd.Timestamp(h["sample"].snapshot_at) in set(pd.to_datetime(coin["ts"]))
+    market = data.load_market_history_range.__wrapped__(url, "after-prune", "all")
+    assert market.first == h["sample"].snapshot_at and market.last == h["gold"].snapshot_at
+    assert pd.Timestamp(h["sample"].snapshot_at) in set(market.frame["snapshot_at"])
+    seen = data.load_coin_directory.__wrapped__(url, "after-prune")
+    assert len(seen) == len(before["coins_seen"]) and "bitcoin" in set(seen["id"])
