@@ -98,7 +98,7 @@ def decode(stream: bytes, kinds: list[str]) -> list[tuple[object, ...]]:
 
 def test_copy_stream_holds_every_value_in_postgres_binary_format():
     data = arrow_load.copy_order(arrow_load.conform(sample(), TABLE, COLUMNS))
-    assert data.column_names == ["at", "day", "price", "rank", "flag", "name", "code"]  # text last
+    assert data.column_names == ["at", "day", "price", "rank", "flag", "name", "code"]  # 4/8 bytes, bool, text
     stream = b"".join(bytes(chunk) for chunk in arrow_load.copy_chunks(data, chunk_rows=2))  # two chunks
     micros = int((T - datetime(2000, 1, 1)).total_seconds()) * 1_000_000 + T.microsecond
     days = (T.date() - datetime(2000, 1, 1).date()).days
@@ -107,11 +107,18 @@ def test_copy_stream_holds_every_value_in_postgres_binary_format():
         (None, None, None, None, None, None, "y"),
         (micros, days, None, 2**20, False, "ü", None),
     ]
+    no_nulls = data.slice(0, 1)  # the block without any NULL takes the uncompacted path
+    assert decode(b"".join(bytes(c) for c in arrow_load.copy_chunks(no_nulls)), _KINDS) == [
+        (micros, days, 1e-12, 1, True, "ab", "x")
+    ]
+
+
+_KINDS = ["timestamp", "date", "float8", "int4", "bool", "text", "text"]
 
 
 def test_copy_stream_needs_text_last_and_takes_a_table_of_text_only():
     data = arrow_load.conform(sample(), TABLE, COLUMNS)
-    with pytest.raises(ValueError, match="fixed-width columns first"):
+    with pytest.raises(ValueError, match="copy_order"):
         list(arrow_load.copy_chunks(data))
     text_only = arrow_load.conform(sample(), TABLE, ["name"])
     stream = b"".join(bytes(chunk) for chunk in arrow_load.copy_chunks(text_only))
