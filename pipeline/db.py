@@ -637,16 +637,18 @@ def copy_rows(
     rows: Iterable[tuple[object, ...]] | Any,
     *,
     text_positions: Sequence[int] | None = None,
+    like: Table | None = None,
 ) -> None:
     """COPY rows into a table in the cursor's transaction.
 
-    A pyarrow Table: binary COPY built from its buffers (pipeline.arrow_load; cast to the
-    schema table's types when ``table_name`` is one, ``tmp_<name>`` included). Tuples: psycopg 3
+    A pyarrow Table: binary COPY built from its buffers (pipeline.arrow_load), its columns
+    cast to the types of ``like`` (default: the schema table named ``table_name``, a
+    ``tmp_`` prefix removed; none: the Arrow types as they are). Tuples: psycopg 3
     ``copy`` + ``write_row``, or psycopg2 CSV. No NUL ever reaches the server (it refuses the
     whole COPY for one): NUL is stripped from text, at ``text_positions`` only when given.
     """
     if arrow_load.is_arrow(rows):
-        known = metadata.tables.get(table_name.removeprefix("tmp_"))
+        known = like if like is not None else metadata.tables.get(table_name.removeprefix("tmp_"))
         data = arrow_load.conform(rows, known, columns)
         if hasattr(cursor, "copy"):  # psycopg 3
             arrow_load.copy_arrow(cursor, table_name, data)

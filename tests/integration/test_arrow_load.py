@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select, text
 
 from pipeline.arrow_load import arrow_schema
-from pipeline.db import copy_or_upsert, ensure_month_partitions, ensure_schema, make_engine, upsert_rows
+from pipeline.db import copy_or_upsert, copy_rows, ensure_month_partitions, ensure_schema, make_engine, upsert_rows
 from pipeline.schema import staging_coin_history, staging_crypto_market, staging_sparkline
 from pipeline.silver import load
 from pipeline.silver.transform import SILVER_COLUMNS
@@ -226,3 +226,20 @@ def test_upsert_rows_only_if_newer_from_arrow(engine):
         )
     with engine.connect() as conn:
         assert conn.execute(text("SELECT run_id FROM staging_sparkline")).scalar() == "new"
+
+
+def test_copy_rows_into_a_table_outside_the_schema_casts_like_a_schema_table(engine):
+    """The benchmark's ceiling: a bare table with silver's columns; Arrow's int64 rank still
+    arrives as PostgreSQL's integer because ``like`` names the types."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("COPY is PostgreSQL's")
+    table = as_arrow(odd_rows())
+    table = table.set_column(
+        SILVER_COLUMNS.index("market_cap_rank"), "market_cap_rank", table.column("market_cap_rank").cast(pa.int64())
+    )
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE bare (LIKE staging_crypto_market)")
+        with conn.connection.driver_connection.cursor() as cur:
+            copy_rows(cur, "bare", SILVER_COLUMNS, table, like=staging_crypto_market)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*), sum(market_cap_rank) FROM bare").one() == (5, 28)
