@@ -30,3 +30,9 @@ def test_pre_commit_runs_the_same_tools():
 def test_mypy_strict_passes_on_the_pipeline_package():
     result = run_tool("mypy", "--no-incremental")  # files and strictness: [tool.mypy] in pyproject.toml
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_test_modules_have_unique_names():
+    """pytest imports test modules by basename (the test folders are not packages): a repeated name stops the run."""
+    names = [path.name for path in (REPO_ROOT / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
