@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from dashboard import formatting as fmt
-from dashboard.charts import COIN_PALETTE, _empty, _layout
+from dashboard.charts import COIN_PALETTE, _empty, _layout, note_single_snapshot
 
 #: Diverging, centred on 0: -1 red, 0 light grey, +1 blue (colour-blind safe pair).
 CORRELATION_SCALE = [[0.0, "#b2182b"], [0.25, "#ef8a62"], [0.5, "#f7f7f7"], [0.75, "#67a9cf"], [1.0, "#2166ac"]]
@@ -63,6 +63,8 @@ def create_performance_chart(
             )
         )
     fig.add_hline(y=100, line={"color": "#9ca3af", "dash": "dot", "width": 1})
+    priced = pd.Series(performance.index[performance.notna().any(axis=1)])
+    note_single_snapshot(fig, priced, "Only one price in this range so far: the lines appear with the next one")
     return _layout(fig, title, "Time (UTC)" if freq == "h" else "Date (UTC)", "Indexed price (start = 100)")
 
 
