@@ -150,8 +150,15 @@ def postgres_paths(data: Any, admin_url: str, results: dict[str, float], rounds:
                     conn.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM staged")
                     conn.execute("TRUNCATE staged")
 
+            def arrow_binary_sorted(target: str = target) -> None:
+                conformed = arrow_load.conform(data, staging_crypto_market, SILVER_COLUMNS)
+                ordered = conformed.sort_by([("id", "ascending"), ("snapshot_at", "ascending")])
+                with psycopg.connect(url) as conn, conn.cursor() as cur:
+                    arrow_load.copy_arrow(cur, target, ordered)
+
             paths = [
                 ("psycopg binary COPY from Arrow buffers", arrow_binary),
+                ("psycopg binary COPY from Arrow buffers, rows in key order", arrow_binary_sorted),
                 ("ADBC adbc_ingest (own connection)", adbc),
                 ("ADBC into UNLOGGED staging + INSERT SELECT (one transaction)", adbc_staged),
             ]
