@@ -15,8 +15,13 @@ latest as (
     where status = 'published'
 ),
 
-markets as (
-    select m.*
+markets as (  -- symbol_position 1: the highest-market-cap coin of its symbol, the one /global's symbol means
+    select
+        m.*,
+        case when m.symbol is not null then row_number() over (
+            partition by lower(m.symbol)
+            order by case when m.market_cap is null then 1 else 0 end, m.market_cap desc, m.market_cap_rank, m.id
+        ) end as symbol_position
     from staging_crypto_market as m
     inner join latest as l on m.snapshot_at = l.snapshot_at
 ),
@@ -46,22 +51,6 @@ coingecko_dominance as (
     from staging_global_dominance as d
     inner join latest as l on d.snapshot_at = l.snapshot_at
     where d.dominance_pct is not null
-),
-
-symbol_leaders as (  -- the highest-market-cap coin of each symbol: the one /global's symbol means
-    select id, symbol
-    from (
-        select
-            id,
-            lower(symbol) as symbol,
-            row_number() over (
-                partition by lower(symbol)
-                order by case when market_cap is null then 1 else 0 end, market_cap desc, market_cap_rank, id
-            ) as position
-        from markets
-        where symbol is not null
-    ) as ranked
-    where position = 1
 ),
 
 derivatives as (
@@ -133,8 +122,8 @@ final as (
     cross join tracked as t
     cross join basis_note as n
     left join global_market as g on 1 = 1
-    left join symbol_leaders as sl on sl.id = m.id
-    left join coingecko_dominance as cd on cd.symbol = sl.symbol
+    -- no self-join of the snapshot (a nested loop over 17,000 x 17,000 rows when the planner misjudges a fresh partition)
+    left join coingecko_dominance as cd on m.symbol_position = 1 and cd.symbol = lower(m.symbol)
     left join sparklines as s on s.id = m.id and s.snapshot_at = m.snapshot_at
 )
 
