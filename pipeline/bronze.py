@@ -47,6 +47,25 @@ MANIFEST = "manifest.json"
 #: 3: the manifest records its ``provider``, entries their ``key`` (older manifests read as CoinGecko's).
 MANIFEST_VERSION = 3
 
+#: Providers whose coin records are their bodies as sent, so a body's Parquet copy holds the records.
+RECORDS_AS_SENT = frozenset({DEFAULT_PROVIDER})
+
+
+def _has_json_bool(body: bytes) -> bool:
+    """Whether a JSON body holds a true/false value (after ``:``, ``,`` or ``[``; a coin called
+    "true-usd" is not one). bytes.find is memchr-fast; a regex over every byte was 2 ms a body."""
+    for word in (b"true", b"false"):
+        at = body.find(word)
+        while at >= 0:
+            i = at - 1
+            while i >= 0 and body[i] in b" \t\r\n":
+                i -= 1
+            if i >= 0 and body[i] in b":,[":
+                return True
+            at = body.find(word, at + 1)
+    return False
+
+
 #: A manifest entry, as written and read back (JSON).
 Entry = dict[str, Any]
 
@@ -305,6 +324,57 @@ class BronzeRun:
         for entry in self.role_entries(COINS):
             records.extend(provider.coin_records(loads(self._read(entry))))
         return records
+
+    def markets_parquet(self, keys: list[str]) -> list[Any] | None:
+        """The run's coin records from the bronze Parquet copies (one pyarrow Table per page, only
+        ``keys``' columns), each checked against the manifest's sha256; None when a copy cannot
+        stand for its body, and the caller reads the JSON instead.
+
+        It cannot when it is missing or changed, was written without a hash, holds the JSON-text
+        fallback, or has another row count; when the provider maps its bodies (only records kept
+        as sent are in the copy); and where pyarrow's typing lost what silver's rules read: a
+        ``true``/``false`` in the body (a bool among floats is written as 1.0/0.0), or one of
+        ``keys`` named in the body but not a column (pyarrow took the columns from the first record).
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self.provider not in RECORDS_AS_SENT:
+            return None
+        tables = []
+        for entry in self.role_entries(COINS):
+            name, digest = entry.get("parquet"), entry.get("parquet_sha256")
+            if not name or not digest:
+                return None
+            try:
+                data = (self.folder / name).read_bytes()
+            except OSError:
+                return None
+            if hashlib.sha256(data).hexdigest() != digest:
+                log.warning(
+                    "bronze Parquet copy changed since it was written (sha256 mismatch): %s", self.folder / name
+                )
+                return None
+            try:  # read for the checks below only: the records' text comes from markets_records (verified)
+                body = (self.folder / entry["file"]).read_bytes()
+            except OSError:
+                return None
+            if _has_json_bool(body):
+                return None
+            try:
+                handle = pq.ParquetFile(pa.BufferReader(data))
+                present = set(handle.schema_arrow.names)
+                if "record_json" in present:
+                    return None
+                if any(key not in present and f'"{key}"'.encode() in body for key in keys):
+                    return None
+                table = handle.read(columns=[key for key in keys if key in present], use_threads=False)
+            except (pa.ArrowException, OSError):
+                return None
+            if table.num_rows != entry.get("records"):
+                return None
+            tables.append(table)
+        return tables
 
     def global_body(self) -> Json:
         """The run's market-wide figures in the silver contract's shape (/global's), or None."""

@@ -384,7 +384,6 @@ class _BatchOptions(TypedDict):
     """``prepare_batch``'s keyword arguments for one batch."""
 
     with_sparklines: bool
-    datetime_text: bool
     global_max_age_minutes: float
     stale_after: timedelta | None
 
@@ -408,11 +407,9 @@ def _load_silver(
     on two idle cores (PIPELINE_REPLAY_WORKERS).
     """
     batches = _plan_batches(runs, batch_records)
-    datetime_text = engine.dialect.name == "sqlite"
     options = [
         _BatchOptions(
             with_sparklines=number == len(batches) - 1,
-            datetime_text=datetime_text,
             global_max_age_minutes=global_max_age_minutes,
             stale_after=stale_after,
         )

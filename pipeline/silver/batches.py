@@ -1,16 +1,17 @@
 """Bronze runs → load-ready silver batches, and loading them.
 
-``prepare_batch`` does the CPU work (parse, validate, type, derive, convert to
-tuples) and touches no database, so a replay can run it in a worker process
-while the main process loads the previous batch.
+``prepare_batch`` does the CPU work (read the bronze Parquet copies, validate, type,
+derive, all column-wise in Arrow) and touches no database, so a replay can run it in a
+worker process while the main process loads the previous batch. The batch crosses the
+process boundary as Arrow tables (pickled as their buffers), not as Python rows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-import pandas as pd
 from sqlalchemy import Connection
 
 from pipeline.bronze import BronzeRun
@@ -19,13 +20,14 @@ from pipeline.providers.base import TOTALS
 from pipeline.silver import load
 from pipeline.silver.transform import (
     GLOBAL_COLUMNS,
-    SILVER_COLUMNS,
+    RAW_KEYS,
     STALE_RECORD_AFTER,
     Row,
     Snapshot,
-    frame_to_tuples,
     global_dominance_rows,
+    limit_columns,
     limit_records,
+    parquet_records,
     transform_global,
     transform_snapshots,
 )
@@ -33,11 +35,12 @@ from pipeline.silver.transform import (
 
 @dataclass
 class PreparedBatch:
-    """Everything one batch writes to silver, as plain tuples."""
+    """Everything one batch writes to silver: the rows and the quarantine as Arrow tables
+    (``staging_crypto_market``'s and ``quarantine_crypto_market``'s columns), the rest small."""
 
-    rows: list[Row]
+    rows: Any  # pyarrow.Table
     months: list[str]
-    quarantine: list[Row]
+    quarantine: Any  # pyarrow.Table
     quarantine_run_ids: list[str]
     sparklines: list[Row]
     globals: list[Row]
@@ -55,16 +58,36 @@ def _fetched_at(run: BronzeRun) -> datetime | None:
         return None
 
 
-def _coins_times(rows: pd.DataFrame) -> dict[datetime, datetime]:
+def _coins_times(rows: Any) -> dict[datetime, datetime]:
     """Snapshot time -> the newest ``last_updated`` of its coins (when the coins' data is from)."""
-    if rows.empty or "last_updated" not in rows.columns:
+    if not rows.num_rows:
         return {}
-    newest = rows.groupby("snapshot_at")["last_updated"].max()
+    newest = rows.group_by("snapshot_at").aggregate([("last_updated", "max")])
     return {
-        pd.Timestamp(str(k)).to_pydatetime(): pd.Timestamp(v).to_pydatetime()
-        for k, v in newest.items()
-        if not pd.isna(v)
+        k: v
+        for k, v in zip(newest.column("snapshot_at").to_pylist(), newest.column("last_updated_max").to_pylist())
+        if v is not None
     }
+
+
+def _snapshot(run: BronzeRun) -> Snapshot:
+    """The run's records: the bronze Parquet copy's columns when it can stand for the body, else the JSON."""
+    tables = run.markets_parquet(RAW_KEYS)
+    columns = parquet_records(tables) if tables else None
+    limited = limit_columns(columns, run.top_n) if columns is not None else None
+    if limited is None:
+        records = limit_records(run.markets_records(), run.top_n)
+        return Snapshot(run.run_id, run.snapshot_at, run.source, records, markets_fetched_at(run), run.provider)
+    return Snapshot(
+        run.run_id,
+        run.snapshot_at,
+        run.source,
+        [],
+        markets_fetched_at(run),
+        run.provider,
+        table=limited[0],
+        load_records=lambda: limit_records(run.markets_records(), run.top_n),
+    )
 
 
 def markets_fetched_at(run: BronzeRun) -> datetime | None:
@@ -83,11 +106,10 @@ def prepare_batch(
     runs: list[BronzeRun],
     *,
     with_sparklines: bool = False,
-    datetime_text: bool = False,
     global_max_age_minutes: float = 30.0,
     stale_after: timedelta | None = STALE_RECORD_AFTER,
 ) -> PreparedBatch:
-    """Read the runs' bronze files and turn them into silver tuples (no database).
+    """Read the runs' bronze files (Parquet copies where they stand for the body) into silver Arrow tables (no database).
 
     A /global is kept with ``usable`` False when it was updated more than
     ``global_max_age_minutes`` away from its snapshot's coins (see ``transform_global``).
@@ -95,21 +117,12 @@ def prepare_batch(
     snapshots = []
     bodies = []
     for run in runs:
-        snapshots.append(
-            Snapshot(
-                run.run_id,
-                run.snapshot_at,
-                run.source,
-                limit_records(run.markets_records(), run.top_n),
-                markets_fetched_at(run),
-                run.provider,
-            )
-        )
+        snapshots.append(_snapshot(run))
         body = run.global_body()
         if body is not None:
             bodies.append((run, body))
     batch = transform_snapshots(snapshots, with_sparklines=with_sparklines, stale_after=stale_after)
-    coins_times = _coins_times(batch.rows)
+    coins_times = _coins_times(batch.table)
     globals_ = []
     dominance: list[Row] = []
     for run, body in bodies:
@@ -128,15 +141,11 @@ def prepare_batch(
             continue
         globals_.append(tuple(row.get(c) for c in GLOBAL_COLUMNS))
         dominance.extend(global_dominance_rows(row))
-    rows = frame_to_tuples(batch.rows, SILVER_COLUMNS, datetime_text=datetime_text)
     months = sorted({f"{s.snapshot_at:%Y-%m}" for s in snapshots})
-    quarantine = [
-        (q.run_id, q.record_index, q.snapshot_at, q.record_id, q.reason, q.raw_record) for q in batch.quarantined
-    ]
     return PreparedBatch(
-        rows=rows,
+        rows=batch.table,
         months=months,
-        quarantine=quarantine,
+        quarantine=batch.quarantine_table(),
         quarantine_run_ids=[r.run_id for r in runs],
         sparklines=batch.sparklines,
         globals=globals_,
@@ -148,7 +157,7 @@ def prepare_batch(
 def load_batch(conn: Connection, batch: PreparedBatch) -> int:
     """Upsert one prepared batch in the caller's transaction; returns silver rows written."""
     load.ensure_month_partitions(conn, batch.months)
-    written = load.load_market_rows(conn, batch.rows)
+    written = load.load_market_rows(conn, batch.rows)  # Arrow straight to the loader: no Python rows
     load.load_sparklines(conn, batch.sparklines)
     load.replace_quarantine(conn, batch.quarantine_run_ids, batch.quarantine)
     load.load_global_rows(conn, batch.globals)

@@ -6,23 +6,30 @@ and ``pipeline.db.ensure_schema`` adds a new one to an existing database by itse
 column needs no hand-written migration). Gold shows a derived column only where its SQL names it
 (``sql/gold/crypto_analytics_mart.sql`` copies these three explicitly).
 
-A formula is a small pure function of the typed silver frame (float columns, NaN for NULL) and
-uses only pandas arithmetic, so a NULL input gives NULL. :meth:`Derived.compute` then keeps the
-result finite and within the magnitude limit: a division by zero, an overflow or an implausible
-result (inconsistent inputs, e.g. a price far below its 24h low) is NULL, never ±Infinity or NaN.
+A formula is a small pure function of silver's numeric columns (``columns[name]``: a numpy float64
+array, or a pandas Series, NaN for NULL) using only element-wise arithmetic, so a whole column is
+computed at once and a NULL input gives NULL. :meth:`Derived.compute` then keeps the result finite
+and within the magnitude limit: a division by zero, an overflow or an implausible result
+(inconsistent inputs, e.g. a price far below its 24h low) is NULL, never ±Infinity or NaN.
 
-This module imports nothing of the pipeline and pandas only for type checking:
+This module imports nothing of the pipeline, and numpy only when a column is computed:
 ``pipeline.schema`` imports it, and anything it imported would load with the schema.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import numpy as np
+    import numpy.typing as npt
+
+    FloatArray = npt.NDArray[np.float64]
+
+#: Numeric silver columns by name: numpy float64 arrays (or pandas Series), NaN for NULL.
+Columns = Mapping[str, Any]
 
 #: A change of ±1,000,000 %: the bound of every percent field (``transform.NUMERIC_LIMITS`` uses it too).
 PERCENT_LIMIT = 1e6
@@ -35,41 +42,51 @@ class Derived:
     """One derived silver column (a nullable double precision column of ``staging_crypto_market``)."""
 
     name: str
-    #: The raw result for every row of the frame (NaN where an input is NULL); no limits applied.
-    formula: Callable[[pd.DataFrame], pd.Series]
+    #: The raw result for every row (NaN where an input is NULL); no limits applied.
+    formula: Callable[[Columns], Any]
     #: Beyond this magnitude the result is NULL.
     limit: float
     #: One line: what the number means (docstrings, reviews, the gold YAML when a mart shows it).
     description: str
 
-    def compute(self, frame: pd.DataFrame) -> pd.Series:
+    def compute(self, columns: Columns) -> FloatArray:
         """The column: the formula's result where finite and within ``limit``, else NULL (NaN).
 
-        ``abs() <= limit`` is False for NaN and ±Infinity, so one comparison does both; pandas
-        arithmetic itself never warns on a division by zero or an overflow.
+        ``abs() <= limit`` is False for NaN and ±Infinity, so one comparison does both; a division
+        by zero or an overflow gives ±Infinity or NaN silently, never a warning.
         """
-        result = self.formula(frame)
-        return result.where(result.abs() <= self.limit)
+        import numpy as np
+
+        with np.errstate(all="ignore"):
+            result = np.asarray(self.formula(columns), dtype=np.float64)
+            return np.where(np.abs(result) <= self.limit, result, np.nan)
 
 
-def _price_volatility_24h(frame: pd.DataFrame) -> pd.Series:
+def compute_all(columns: Columns) -> dict[str, FloatArray]:
+    """Every declared derived column from silver's numeric columns, in declaration order."""
+    return {column.name: column.compute(columns) for column in DERIVED}
+
+
+def _price_volatility_24h(frame: Columns) -> Any:
     return (frame["high_24h"] - frame["low_24h"]) / frame["current_price"] * 100.0
 
 
-def _volume_to_mcap_ratio(frame: pd.DataFrame) -> pd.Series:
+def _volume_to_mcap_ratio(frame: Columns) -> Any:
     return frame["total_volume"] / frame["market_cap"]
 
 
-def _distance_from_ath_pct(frame: pd.DataFrame) -> pd.Series:
+def _distance_from_ath_pct(frame: Columns) -> Any:
     """CoinGecko's own ath_change_percentage when the record has it; only when it is absent,
     (current_price - ath) / ath * 100. The API computes it from its own ATH price at its own
     update time: recomputing it from the rounded, possibly older current_price disagrees with
     coingecko.com (BTC on 2024-12-19: -5.42 % from the API, -5.21 % recomputed)."""
+    import numpy as np
+
     recomputed = (frame["current_price"] - frame["ath"]) / frame["ath"] * 100.0
-    if "ath_change_percentage" not in frame.columns:
+    if "ath_change_percentage" not in frame:
         return recomputed
-    from_api = frame["ath_change_percentage"]
-    return from_api.where(from_api.notna(), recomputed)
+    from_api = np.asarray(frame["ath_change_percentage"], dtype=np.float64)
+    return np.where(np.isnan(from_api), recomputed, from_api)
 
 
 #: Every derived column, in ``staging_crypto_market``'s column order. Add one here (and a unit test).

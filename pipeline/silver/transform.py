@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,6 +46,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.categories import (
     LIQUIDITY_BANDS,
@@ -157,7 +160,13 @@ class Nulled:
 
 @dataclass
 class Snapshot:
-    """The /coins/markets records of one bronze run, with where they came from."""
+    """The /coins/markets records of one bronze run, with where they came from.
+
+    ``records`` is the parsed JSON body (a live run, an imported file, a test). A replay gives
+    ``table`` instead: the columns of the run's bronze Parquet copy (:func:`parquet_records`),
+    and ``load_records`` reads the JSON body only if a row needs its raw text (a quarantine
+    reason, a note, a sparkline).
+    """
 
     run_id: str
     snapshot_at: datetime
@@ -168,6 +177,29 @@ class Snapshot:
     fetched_at: datetime | None = None
     #: Whose records these are (``source`` is why the run was made).
     provider: str = PROVIDER_DEFAULT
+    #: The records as Arrow columns (every record an object), when read from a Parquet copy.
+    table: dict[str, Any] | None = None
+    load_records: Callable[[], list[Any]] | None = None
+
+    def columns(self) -> tuple[dict[str, Any], npt.NDArray[np.int64]]:
+        """(the objects' silver keys as columns, their positions in the records): the body as Arrow, once."""
+        if self.table is not None:
+            return self.table, np.arange(len(self.table["id"]), dtype=np.int64)
+        positions = np.fromiter((i for i, rec in enumerate(self.records) if isinstance(rec, dict)), dtype=np.int64)
+        objects = self.records if len(positions) == len(self.records) else [self.records[i] for i in positions]
+        return records_table(objects), positions
+
+    def rejected(self) -> list[int]:
+        """Positions of the records that are not JSON objects."""
+        if self.table is not None:
+            return []
+        return [i for i, rec in enumerate(self.records) if not isinstance(rec, dict)]
+
+    def raw_records(self) -> list[Any]:
+        """The parsed JSON records (read from bronze when only the Parquet columns were given)."""
+        if self.table is not None and self.load_records is not None:
+            return self.load_records()
+        return self.records
 
 
 #: A record whose last_updated is this much older than its snapshot is flagged stale_record
@@ -179,7 +211,8 @@ STALE_RECORD_AFTER = timedelta(hours=6)
 class MarketsBatch:
     """Silver rows of one or more snapshots, plus what was kept out of them and why."""
 
-    rows: pd.DataFrame
+    #: The silver rows as an Arrow table in ``staging_crypto_market``'s column order (:func:`silver_schema`).
+    table: Any
     quarantined: list[Quarantined] = field(default_factory=list)
     duplicates_dropped: int = 0
     #: (id, snapshot_at, run_id, sparkline JSON) for kept rows, when asked for.
@@ -191,16 +224,30 @@ class MarketsBatch:
     def nulled_values(self) -> int:
         return len(self.nulled)
 
+    @property
+    def rows(self) -> pd.DataFrame:
+        """The silver rows as pandas (float NaN, Int64 rank, nullable boolean stale flag, text as objects)."""
+        frame: pd.DataFrame = self.table.to_pandas(
+            types_mapper={pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}.get
+        )
+        for name in self.table.column_names:
+            if _is_text_type(self.table.schema.field(name).type):
+                frame[name] = pd.Series(self.table.column(name).to_numpy(zero_copy_only=False), dtype=object)
+        return frame
 
-def _column(records: list[Record], keys: list[str]) -> list[Any]:
-    """One field of every record; with several keys, the first non-null wins."""
-    if len(keys) == 1:
-        key = keys[0]
-        return [rec.get(key) for rec in records]
-    values = [rec.get(keys[0]) for rec in records]
-    for key in keys[1:]:
-        values = [v if v is not None else rec.get(key) for v, rec in zip(values, records)]
-    return values
+    def quarantine_table(self) -> Any:
+        """The quarantined records as Arrow: ``quarantine_crypto_market``'s row (reasons and raw record kept)."""
+        q = self.quarantined
+        return pa.table(
+            {
+                "run_id": pa.array([x.run_id for x in q], type=pa.string()),
+                "record_index": pa.array([x.record_index for x in q], type=pa.int64()),
+                "snapshot_at": pa.array([x.snapshot_at for x in q], type=pa.timestamp("us")),
+                "record_id": pa.array([x.record_id for x in q], type=pa.string()),
+                "reason": pa.array([x.reason for x in q], type=pa.string()),
+                "raw_record": pa.array([x.raw_record for x in q], type=pa.string()),
+            }
+        )
 
 
 def _number(value: object) -> tuple[float, str]:
@@ -229,37 +276,6 @@ def _number(value: object) -> tuple[float, str]:
             return number, "ok"
         return math.nan, "overflow"  # "1e400": a finite-looking number too big for a float
     return math.nan, "bad"
-
-
-def _parse_numbers(raw: list[Any]) -> tuple[FloatArray, BoolArray, BoolArray, BoolArray]:
-    """Floats from API values; numbers sent as strings are accepted.
-
-    Returns (values, bad, nonfinite, overflow) as numpy arrays: ``values`` is
-    NaN wherever the value is missing or unusable; ``bad`` marks a present value
-    that is not a number at all (text such as "n/a", a bool, a list);
-    ``nonfinite`` a NaN/±Infinity (number or text); ``overflow`` a number too
-    big for a float. The common case, a column of plain JSON numbers and nulls,
-    stays in C.
-    """
-    n = len(raw)
-    series = pd.Series(raw, dtype=None if raw else "float64")
-    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-        values = series.to_numpy(dtype="float64", na_value=np.nan).copy()
-        nonfinite = np.isinf(values)
-        for i in _positions(np.isnan(values)):
-            if raw[i] is not None:  # a NaN that was sent, not a null
-                nonfinite[i] = True
-        values[nonfinite] = np.nan
-        return values, np.zeros(n, dtype=bool), nonfinite, np.zeros(n, dtype=bool)
-    numbers: list[float] = []
-    kinds: list[str] = []
-    for value in raw:
-        number, kind = _number(value)
-        numbers.append(number)
-        kinds.append(kind)
-    values = np.array(numbers, dtype=np.float64)
-    kinds_arr = np.array(kinds, dtype=object)
-    return values, kinds_arr == "bad", kinds_arr == "nonfinite", kinds_arr == "overflow"
 
 
 def _positions(mask: BoolArray) -> list[int]:
@@ -309,28 +325,6 @@ def _record_id(value: object) -> str | None:
     return _cut(_storable(value), ID_MAX_LENGTH)
 
 
-def _clean_texts(raw: list[Any]) -> tuple[list[str | None], list[int]]:
-    """symbol/name/image values: NULs stripped, lone surrogates replaced, NULL stays NULL.
-
-    Returns (values, positions whose non-text value was NULLed). The whole column
-    is checked at once: clean text (the common case) costs one join and one scan.
-    """
-    values: list[str | None] = []
-    dropped: list[int] = []
-    for i, value in enumerate(raw):
-        if value is None or isinstance(value, str):
-            values.append(value)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            values.append(str(value))
-        else:  # NaN, a bool, a list, an object: not text
-            values.append(None)
-            dropped.append(i)
-    joined = "".join(v for v in values if v is not None)
-    if "\x00" in joined or _SURROGATES.search(joined):
-        values = [v if v is None else _SURROGATES.sub("\ufffd", v.replace("\x00", "")) for v in values]
-    return values, dropped
-
-
 def _id_problem(value: str | None) -> str | None:
     """Why a coin id cannot be used (None when it can)."""
     if value is None:
@@ -342,18 +336,6 @@ def _id_problem(value: str | None) -> str | None:
     if _SURROGATES.search(value):
         return "id contains a lone surrogate (not UTF-8)"
     return None
-
-
-def _parse_dates(raw: pd.Series) -> tuple[pd.Series, BoolArray]:
-    """ISO 8601 text -> naive UTC timestamps; (dates, unusable) where ``unusable`` marks a
-    present value that is not an ISO date between DATE_RANGE's ends (it becomes NULL)."""
-    objects = raw.astype(object)
-    is_text = np.fromiter((isinstance(v, str) for v in objects), dtype=bool, count=len(objects))
-    parsed = pd.to_datetime(objects.where(is_text, None), errors="coerce", utc=True, format="ISO8601")
-    parsed = parsed.dt.tz_localize(None).astype("datetime64[us]")
-    parsed = parsed.where((parsed >= DATE_RANGE[0]) & (parsed < DATE_RANGE[1]))
-    unusable = (objects.notna() & parsed.isna()).to_numpy()
-    return parsed, unusable
 
 
 def _sparkline(value: object) -> str | None:
@@ -403,6 +385,350 @@ def transform_markets(
     return transform_snapshots([Snapshot(run_id, snapshot_at, source, records)], with_sparklines=with_sparklines)
 
 
+# ---- a body's records as Arrow columns, once ------------------------------------------
+
+#: Silver's numeric fields, in the order their checks run (and reasons are written).
+NUMERIC_FIELDS = ["market_cap_rank", *MARKET_NUMERIC_COLUMNS]
+#: The API keys silver reads; a bronze Parquet copy is read for these columns only.
+RAW_KEYS: list[str] = list(
+    dict.fromkeys(["id", *TEXT_FIELDS, *(k for n in NUMERIC_FIELDS for k in SOURCE_KEYS.get(n, [n])), *DATE_FIELDS])
+)
+#: What Python's str.strip() strips (str.isspace), so Arrow trims ids and numbers exactly as it did.
+_PY_WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+#: A number Arrow's cast parses exactly as float() does; any other text goes through float() itself.
+_PLAIN_NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+#: CoinGecko's timestamps; Arrow's cast reads these as pandas' ISO 8601 parser does, the rest goes to pandas.
+_PLAIN_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z$"
+_NUMERIC_TYPES = ("int", "uint", "float", "double", "halffloat", "null")
+
+#: One field of a group of records: an Arrow array, or the Python values when Arrow cannot type them (mixed).
+Column = Any
+
+
+def _is_text_type(kind: Any) -> bool:
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+
+def _normalised(table: Any, keys: list[str]) -> dict[str, Column]:
+    """``keys`` of an Arrow table of records: numbers as float64, absent or all-null text as string."""
+    n = table.num_rows
+    columns: dict[str, Column] = {}
+    for key in keys:
+        column = table.column(key).combine_chunks() if key in table.column_names else pa.nulls(n)
+        kind = column.type
+        if key in RAW_NUMERIC_KEYS and (
+            pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)
+        ):
+            column = column.cast(pa.float64(), safe=False)
+        elif key not in RAW_NUMERIC_KEYS and pa.types.is_null(kind):
+            column = column.cast(pa.string())
+        columns[key] = column
+    return columns
+
+
+RAW_NUMERIC_KEYS = frozenset(k for n in NUMERIC_FIELDS for k in SOURCE_KEYS.get(n, [n]))
+
+
+#: What pyarrow may raise when it cannot type a column of Python values.
+_UNTYPABLE = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, UnicodeError, TypeError)
+
+
+def records_table(records: list[Record]) -> dict[str, Column]:
+    """JSON objects -> one column per silver key, typed by Arrow once (a struct array: keys of every record).
+
+    A column Arrow cannot type as one kind (text beside numbers, an integer beyond 64 bits, a
+    lone surrogate) keeps its Python values. pyarrow reads a bool among floats as 1.0 or 0.0, so a
+    float column holding a bool keeps its Python values too (a bool is no number: quarantine).
+    """
+    try:
+        table = pa.Table.from_struct_array(pa.array(records)) if records else None
+    except _UNTYPABLE:
+        table = None
+    columns: dict[str, Column] = {}
+    for key in RAW_KEYS:
+        if table is not None and key not in table.column_names:
+            columns.update(_normalised(table, [key]))  # absent from every record: NULL
+            continue
+        if table is not None:
+            column = table.column(key)
+            if not (pa.types.is_floating(column.type) and any(isinstance(rec.get(key), bool) for rec in records)):
+                columns.update(_normalised(table.select([key]), [key]))
+                continue
+        values = [rec.get(key) for rec in records]
+        try:
+            columns.update(_normalised(pa.table({key: pa.array(values)}), [key]))
+            if pa.types.is_floating(columns[key].type) and any(isinstance(v, bool) for v in values):
+                columns[key] = values
+        except _UNTYPABLE:
+            columns[key] = values
+    return columns
+
+
+def parquet_records(tables: list[Any]) -> dict[str, Column] | None:
+    """The pages of a bronze Parquet copy as one group of silver columns, or None when the copy
+    cannot stand for the records (its JSON-text fallback form, or pages typed differently)."""
+    if any("record_json" in t.column_names for t in tables):
+        return None
+    try:
+        table = pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
+    n = table.num_rows
+    return {key: table.column(key).combine_chunks() if key in table.column_names else pa.nulls(n) for key in RAW_KEYS}
+
+
+def limit_columns(columns: dict[str, Column], top_n: int | None) -> tuple[dict[str, Column], Any] | None:
+    """:func:`limit_records` column-wise: (columns, kept positions); None when the ids are not all text."""
+    ids = columns["id"]
+    n = len(ids)
+    if top_n is None:
+        return columns, np.arange(n)
+    if isinstance(ids, list) or not _is_text_type(ids.type):
+        return None
+    valid = _filled(pc.greater(pc.utf8_length(pc.utf8_trim(ids, characters=_PY_WHITESPACE)), 0))
+    codes = _codes(ids)
+    first = np.full(codes.max() + 1 if n else 0, n, dtype=np.int64)
+    positions = np.flatnonzero(valid)
+    np.minimum.at(first, codes[positions], positions)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    kept = np.flatnonzero(~valid | (rank[codes] < top_n))
+    if len(kept) == n:
+        return columns, kept
+    take = pa.array(kept)
+    return {k: ([v[i] for i in kept] if isinstance(v, list) else v.take(take)) for k, v in columns.items()}, kept
+
+
+def _filled(mask: Any) -> BoolArray:
+    """An Arrow boolean array as numpy, NULL as False."""
+    return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _codes(values: Any) -> npt.NDArray[np.int64]:
+    """Dense integer codes of an Arrow array's values (equal values, equal codes; NULL gets one too)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    encoded = pc.dictionary_encode(values, null_encoding="encode")
+    return np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _present(column: Column) -> BoolArray:
+    if isinstance(column, list):
+        return np.fromiter((v is not None for v in column), dtype=bool, count=len(column))
+    return ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _values(column: Column) -> list[Any]:
+    return column if isinstance(column, list) else column.to_pylist()
+
+
+def _coalesced(columns: dict[str, Column], keys: list[str]) -> Column:
+    """The first non-null of several keys, value by value."""
+    first = columns[keys[0]]
+    rest = [columns[k] for k in keys[1:]]
+    if all(not isinstance(c, list) and c.type == first.type for c in [first, *rest]) and not isinstance(first, list):
+        return pc.coalesce(first, *rest)
+    values = list(_values(first))
+    for column in rest:
+        values = [v if v is not None else w for v, w in zip(values, _values(column))]
+    return values
+
+
+# ---- each kind of field, column-wise ---------------------------------------------------
+
+
+def _parse_numbers(column: Column) -> tuple[FloatArray, BoolArray, BoolArray, BoolArray]:
+    """Floats from API values; numbers sent as strings are accepted.
+
+    Returns (values, bad, nonfinite, overflow) as numpy arrays: ``values`` is NaN wherever the
+    value is missing or unusable; ``bad`` marks a present value that is not a number at all (text
+    such as "n/a", a bool, a list); ``nonfinite`` a NaN/±Infinity (number or text); ``overflow`` a
+    number too big for a float. Float columns stay in C; text is parsed by Arrow where its form is
+    plain and by ``float()`` only for the rest (e.g. "1_000", "n/a").
+    """
+    n = len(column)
+    none = np.zeros(n, dtype=bool)
+    if isinstance(column, list):
+        return _parse_values(column)
+    if pa.types.is_floating(column.type):
+        values = np.array(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+        nonfinite = _present(column) & ~np.isfinite(values)
+        values[nonfinite] = np.nan
+        return values, none, nonfinite, none.copy()
+    if not _is_text_type(column.type):  # bools, lists, objects: never a number
+        return np.full(n, np.nan), _present(column), none, none.copy()
+    text = pc.utf8_trim(column, characters=_PY_WHITESPACE)
+    nonfinite = _filled(
+        pc.is_in(pc.utf8_lower(pc.utf8_ltrim(text, characters="+-")), value_set=pa.array(["nan", "inf", "infinity"]))
+    )
+    plain = _filled(pc.match_substring_regex(text, _PLAIN_NUMBER))
+    values = np.array(pc.if_else(plain, text, None).cast(pa.float64()).to_numpy(zero_copy_only=False))
+    overflow = plain & np.isinf(values)
+    values[overflow] = np.nan
+    other = np.flatnonzero(_present(column) & ~plain & ~nonfinite)
+    bad = none.copy()
+    if len(other):
+        more = _parse_values(column.take(pa.array(other)).to_pylist())
+        values[other], bad[other], overflow[other] = more[0], more[1], more[3]
+        nonfinite[other] |= more[2]
+    return values, bad, nonfinite, overflow
+
+
+def _parse_values(raw: list[Any]) -> tuple[FloatArray, BoolArray, BoolArray, BoolArray]:
+    """:func:`_number` for each value: the mixed columns Arrow cannot type, and odd text."""
+    parsed = [_number(value) for value in raw]
+    values = np.array([p[0] for p in parsed], dtype=np.float64)
+    kinds = np.array([p[1] for p in parsed], dtype=object)
+    return values, kinds == "bad", kinds == "nonfinite", kinds == "overflow"
+
+
+def _clean_texts(raw: list[Any]) -> tuple[list[str | None], list[int]]:
+    """symbol/name/image values that are not all text: NULs stripped, lone surrogates replaced,
+    finite numbers as their text, anything else NULL (its position returned)."""
+    values: list[str | None] = []
+    dropped: list[int] = []
+    for i, value in enumerate(raw):
+        if value is None or isinstance(value, str):
+            values.append(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            values.append(str(value))
+        else:  # NaN, a bool, a list, an object: not text
+            values.append(None)
+            dropped.append(i)
+    values = [v if v is None else _SURROGATES.sub("\ufffd", v.replace("\x00", "")) for v in values]
+    return values, dropped
+
+
+def _texts(column: Column) -> tuple[Any, list[int]]:
+    """(clean text as an Arrow string array, positions whose non-text value became NULL)."""
+    if not isinstance(column, list) and _is_text_type(column.type):
+        return pc.replace_substring(column, "\x00", ""), []
+    values, dropped = _clean_texts(_values(column))
+    return pa.array(values, type=pa.string()), dropped
+
+
+def _ids(column: Column) -> tuple[Any, dict[int, str]]:
+    """(ids stripped, NULL when blank; {position: why the id cannot be used})."""
+    if not isinstance(column, list) and _is_text_type(column.type):
+        stripped = pc.utf8_trim(column, characters=_PY_WHITESPACE)
+        lengths = pc.utf8_length(stripped)
+        ids = pc.if_else(pc.equal(lengths, 0), None, stripped)
+        problems: dict[int, str] = {int(i): "missing id" for i in _positions(~_present(ids))}
+        for i in _positions(_filled(pc.match_substring(ids, "\x00"))):
+            problems[int(i)] = "id contains a NUL byte"
+        for i in _positions(_filled(pc.greater(lengths, ID_MAX_LENGTH))):
+            problems.setdefault(int(i), _id_problem(ids[int(i)].as_py()) or "")
+        return ids, problems
+    raw = _values(column)
+    values = [v.strip() if isinstance(v, str) and v.strip() else None for v in raw]
+    problems = {}
+    for i, value in enumerate(values):
+        problem = _id_problem(value)
+        if problem:
+            problems[i] = problem
+    return pa.array([None if i in problems else v for i, v in enumerate(values)], type=pa.string()), problems
+
+
+def _parse_dates(column: Column) -> tuple[npt.NDArray[np.datetime64], BoolArray]:
+    """ISO 8601 text -> naive UTC timestamps; (dates, unusable) where ``unusable`` marks a
+    present value that is not an ISO date between DATE_RANGE's ends (it becomes NULL)."""
+    n = len(column)
+    dates = np.full(n, np.datetime64("NaT"), dtype="datetime64[us]")
+    if not isinstance(column, list) and _is_text_type(column.type):
+        plain = _filled(pc.match_substring_regex(column, _PLAIN_TIME))
+        rest = np.flatnonzero(_present(column) & ~plain)
+        try:
+            cast = pc.if_else(plain, column, None).cast(pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us"))
+            dates = np.array(cast.to_numpy(zero_copy_only=False), dtype="datetime64[us]")
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. 2023-02-30: pandas judges the column
+            rest = np.flatnonzero(_present(column))
+        if len(rest):
+            dates[rest] = _pandas_dates(column.take(pa.array(rest)).to_pylist())
+    else:
+        dates = _pandas_dates(_values(column))
+    in_range = (dates >= np.datetime64(DATE_RANGE[0])) & (dates < np.datetime64(DATE_RANGE[1]))
+    dates[~in_range] = np.datetime64("NaT")
+    if isinstance(column, list):
+        present = pd.Series(column, dtype=object).notna().to_numpy()  # a NaN was never a value here
+    else:
+        present = _present(column)
+        if pa.types.is_floating(column.type):
+            present &= ~np.isnan(np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64))
+    return dates, present & np.isnat(dates)
+
+
+def _pandas_dates(raw: list[Any]) -> npt.NDArray[np.datetime64]:
+    objects = pd.Series(raw, dtype=object)
+    is_text = np.fromiter((isinstance(v, str) for v in objects), dtype=bool, count=len(objects))
+    parsed = pd.to_datetime(objects.where(is_text, None), errors="coerce", utc=True, format="ISO8601")
+    return np.array(parsed.dt.tz_localize(None).astype("datetime64[us]").to_numpy(), dtype="datetime64[us]")
+
+
+# ---- the transform ---------------------------------------------------------------------
+
+
+@dataclass
+class _Group:
+    """Records of one or more snapshots whose columns have the same Arrow types, processed together."""
+
+    columns: dict[str, list[Column]] = field(default_factory=dict)
+    objs: list[npt.NDArray[np.int64]] = field(default_factory=list)
+
+    def add(self, columns: dict[str, Column], objs: npt.NDArray[np.int64]) -> None:
+        for key, column in columns.items():
+            self.columns.setdefault(key, []).append(column)
+        self.objs.append(objs)
+
+    def column(self, key: str) -> Column:
+        """One key's values over the group's records, numbers as float64 (Arrow) or as sent (mixed)."""
+        parts = self.columns[key]
+        if isinstance(parts[0], list):
+            return [v for part in parts for v in part]
+        return _normalised(pa.table({key: pa.concat_arrays(parts) if len(parts) > 1 else parts[0]}), [key])[key]
+
+
+def _signature(columns: dict[str, Column]) -> tuple[str, ...]:
+    return tuple("mixed" if isinstance(c, list) else str(c.type) for c in columns.values())
+
+
+class _Origin:
+    """Where each record came from: object number -> (snapshot, index in its records), and the raw record
+    (read only for the rows that need their text: a quarantine, a note, a sparkline)."""
+
+    def __init__(self, snapshots: list[Snapshot]) -> None:
+        self.snapshots = snapshots
+        self.starts: list[int] = []
+        self.indexes: list[npt.NDArray[np.int64]] = []
+        self._records: dict[int, list[Any]] = {}
+
+    def add(self, start: int, indexes: npt.NDArray[np.int64]) -> None:
+        self.starts.append(start)
+        self.indexes.append(indexes)
+
+    def locate(self, obj: int) -> tuple[int, int]:
+        snap = int(np.searchsorted(self.starts, obj, side="right")) - 1
+        return snap, int(self.indexes[snap][obj - self.starts[snap]])
+
+    def record(self, obj: int) -> Record:
+        snap, index = self.locate(obj)
+        if snap not in self._records:
+            self._records[snap] = self.snapshots[snap].raw_records()
+        value: Record = self._records[snap][index]
+        return value
+
+    def raw(self, obj: int, keys: list[str]) -> Any:
+        record = self.record(obj)
+        for key in keys:
+            value = record.get(key)
+            if value is not None:
+                return value
+        return None
+
+
 def transform_snapshots(
     snapshots: list[Snapshot],
     *,
@@ -410,7 +736,7 @@ def transform_snapshots(
     stale_after: timedelta | None = STALE_RECORD_AFTER,
     future_skew: timedelta = FUTURE_SKEW,
 ) -> MarketsBatch:
-    """Validate, type and derive the records of several snapshots in one pass.
+    """Validate, type and derive the records of several snapshots in one pass, column by column.
 
     A record that fails validation (an unusable id, a negative or absurd price/
     volume/cap, a number that is not a number) is quarantined with every reason
@@ -424,152 +750,268 @@ def transform_snapshots(
     (NULL when it has no ``last_updated``; ``stale_after=None`` leaves the column NULL). Sparklines are 168
     floats a row and only the newest is ever shown, so they are encoded only
     when asked for.
+
+    Snapshots whose columns share Arrow types are checked as one table; Python touches only the
+    rows that need text written about them (quarantine reasons, notes) and columns Arrow cannot type.
     """
     quarantined: list[Quarantined] = []
-    objects: list[Record] = []
-    origin: list[tuple[int, int]] = []  # (snapshot number, index within its snapshot)
-    for number, snap in enumerate(snapshots):
-        for index, rec in enumerate(snap.records):
-            if isinstance(rec, dict):
-                objects.append(rec)
-                origin.append((number, index))
-            else:
-                quarantined.append(
-                    Quarantined(
-                        snap.run_id, snap.snapshot_at, index, None, "record is not a JSON object", raw_record_text(rec)
-                    )
+    origin = _Origin(snapshots)
+    groups: dict[tuple[str, ...], _Group] = {}
+    total = 0
+    for snap in snapshots:
+        columns, indexes = snap.columns()
+        for index in snap.rejected():
+            quarantined.append(
+                Quarantined(
+                    snap.run_id,
+                    snap.snapshot_at,
+                    index,
+                    None,
+                    "record is not a JSON object",
+                    raw_record_text(snap.records[index]),
                 )
+            )
+        origin.add(total, indexes)
+        count = len(indexes)
+        if count:
+            groups.setdefault(_signature(columns), _Group()).add(columns, np.arange(total, total + count))
+        total += count
+    snap_of = np.repeat(np.arange(len(snapshots)), [len(i) for i in origin.indexes]) if snapshots else np.zeros(0, int)
 
-    n = len(objects)
-    frame = pd.DataFrame(index=pd.RangeIndex(n))
-    reasons: list[list[str]] = [[] for _ in range(n)]
+    reasons: dict[int, list[str]] = {}
     notes: list[tuple[int, str, str]] = []  # (object number, field, reason) of values set to NULL
+    parts = []
+    for group in groups.values():
+        objs = np.concatenate(group.objs)
+        table, bad, found = _check(group, objs, origin)
+        parts.append(table)
+        for obj, why in bad:
+            reasons.setdefault(obj, []).append(why)
+        notes.extend(found)
+    typed = _empty_typed() if not parts else pa.concat_tables(parts)
+    if len(parts) > 1:
+        typed = typed.take(pc.sort_indices(typed, [("_obj", "ascending")]))
+    objs = np.asarray(typed.column("_obj").to_numpy(), dtype=np.int64)
 
-    raw_ids = _column(objects, ["id"])
-    ids = [v.strip() if isinstance(v, str) and v.strip() else None for v in raw_ids]
-    joined = "".join(v for v in ids if v is not None)
-    suspicious = "\x00" in joined or bool(_SURROGATES.search(joined))
-    for i, value in enumerate(ids):
-        if value is None or suspicious or len(value) > ID_MAX_LENGTH:
-            problem = _id_problem(value)
-            if problem:
-                reasons[i].append(problem)
-    frame["id"] = pd.Series(ids, dtype=object)
-
-    for name in TEXT_FIELDS:
-        raw = _column(objects, [name])
-        texts, dropped = _clean_texts(raw)
-        for i in dropped:
-            notes.append((i, name, f"not text {name}: {_shown(raw[i])}"))
-        frame[name] = pd.Series(texts, dtype=object)
-
-    for name in ["market_cap_rank", *MARKET_NUMERIC_COLUMNS]:
-        raw = _column(objects, SOURCE_KEYS.get(name, [name]))
-        values, bad, nonfinite, overflow = _parse_numbers(raw)
-        low, high = NUMERIC_LIMITS[name]
-        below, above = values < low, values > high  # NaN compares False
-        for i in _positions(bad):
-            reasons[i].append(f"non-numeric {name}: {_shown(raw[i])}")
-        if name in REQUIRED_NUMERIC:
-            for i in _positions(above):
-                reasons[i].append(f"absurd {name}: {float(values[i])!r}")
-            for i in _positions(overflow):
-                reasons[i].append(f"absurd {name}: {_shown(raw[i])}")
-            for i in _positions(below):
-                reasons[i].append(f"negative {name}: {float(values[i])!r}")
-        else:
-            for i in _positions(below | above | overflow):
-                notes.append((i, name, f"out of range {name}: {_shown(raw[i])} (plausible: {low:g} to {high:g})"))
-        for i in _positions(nonfinite):
-            notes.append((i, name, f"non-finite {name}: {_shown(raw[i])}"))
-        values[below | above] = np.nan
-        series = pd.Series(values, index=frame.index)
-        frame[name] = series.round().astype("Int64") if name == "market_cap_rank" else series
-
-    for name in DATE_FIELDS:
-        raw = _column(objects, [name])
-        dates, unusable = _parse_dates(pd.Series(raw, dtype=object))
-        for i in _positions(unusable):
-            notes.append((i, name, f"not a date {name}: {_shown(raw[i])}"))
-        frame[name] = dates
-
-    snap_numbers = np.fromiter((o[0] for o in origin), dtype=np.int64, count=n)
-    frame["_snap"] = snap_numbers
-    frame["_obj"] = np.arange(n, dtype=np.int64)
-    bad_rows = np.fromiter((bool(r) for r in reasons), dtype=bool, count=n)
-    for i in _positions(bad_rows):
-        snap = snapshots[origin[i][0]]
+    for obj in sorted(reasons):
+        snap_no, index = origin.locate(obj)
+        snap = snapshots[snap_no]
         quarantined.append(
             Quarantined(
                 snap.run_id,
                 snap.snapshot_at,
-                origin[i][1],
-                _record_id(raw_ids[i]),
-                "; ".join(reasons[i]),
-                raw_record_text(objects[i]),
+                index,
+                _record_id(origin.raw(obj, ["id"])),
+                "; ".join(reasons[obj]),
+                raw_record_text(origin.record(obj)),
             )
         )
-    frame = frame.loc[~bad_rows]
+    good = ~np.isin(objs, np.fromiter(reasons, dtype=np.int64, count=len(reasons)))
+    ids_by_obj: dict[int, str | None] = {}
+    note_objs = {obj for obj, _, _ in notes}
+    if note_objs:
+        positions = np.flatnonzero(np.isin(objs, np.fromiter(note_objs, dtype=np.int64)))
+        ids_by_obj = {int(objs[i]): typed.column("id")[int(i)].as_py() for i in positions}
+    typed = typed.filter(pa.array(good))
+    objs = objs[good]
+    snaps = snap_of[objs]
 
-    before = len(frame)
-    # A timestamp from the future (after the fetch plus a small skew) must not win a duplicate:
-    # it ranks like a missing one, so the record from the earlier page is kept.
-    # Without a fetch time (an imported body) nothing is judged from the future here: the
-    # snapshot's own time is a median, and half the records are later than it.
+    # De-duplicate: per snapshot and id, the freshest trusted last_updated, then the earliest record.
+    # A timestamp from the future (after the fetch plus a small skew) ranks like a missing one.
+    before = len(objs)
     trusted_until = np.array(
         [s.fetched_at + future_skew if s.fetched_at is not None else np.datetime64("NaT") for s in snapshots],
         dtype="datetime64[us]",
     )
-    ranked = frame["last_updated"].to_numpy(dtype="datetime64[us]")
-    limit = trusted_until[frame["_snap"].to_numpy()]
-    frame["_rank_time"] = np.where(np.isnat(limit) | (ranked <= limit), ranked, np.datetime64("NaT"))
-    frame = (
-        frame.sort_values(["_snap", "_rank_time", "_obj"], ascending=[True, False, True], na_position="last")
-        .drop_duplicates(["_snap", "id"], keep="first")
-        .sort_values("_obj")
-        .drop(columns="_rank_time")
-        .reset_index(drop=True)
-    )
-    duplicates = before - len(frame)
+    ranked = np.asarray(typed.column("last_updated").to_numpy(zero_copy_only=False), dtype="datetime64[us]")
+    limit = trusted_until[snaps] if len(snapshots) else np.zeros(0, dtype="datetime64[us]")
+    usable = ~np.isnat(ranked) & (np.isnat(limit) | (ranked <= limit))
+    newest_first = np.where(usable, -ranked.astype(np.int64), np.iinfo(np.int64).max)
+    codes = _codes(typed.column("id")) if before else np.zeros(0, dtype=np.int64)
+    order = np.lexsort((objs, newest_first, codes, snaps))
+    pairs = snaps[order] * (int(codes.max()) + 1 if before else 1) + codes[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = pairs[1:] != pairs[:-1]
+    kept = np.sort(order[first])
+    duplicates = before - len(kept)
+    if duplicates:
+        typed = typed.take(pa.array(kept))
+        objs, snaps = objs[kept], snaps[kept]
 
-    snap_index = frame["_snap"].to_numpy()
-    frame["snapshot_at"] = pd.Series(np.array([s.snapshot_at for s in snapshots], dtype="datetime64[us]")[snap_index])
-    frame["run_id"] = pd.Series(np.array([s.run_id for s in snapshots], dtype=object)[snap_index], dtype=object)
-    frame["source"] = pd.Series(np.array([s.source for s in snapshots], dtype=object)[snap_index], dtype=object)
-    frame["provider"] = pd.Series(np.array([s.provider for s in snapshots], dtype=object)[snap_index], dtype=object)
-    fetched = np.array(
-        [s.fetched_at if s.fetched_at is not None else np.datetime64("NaT") for s in snapshots], dtype="datetime64[us]"
-    )
-    frame["fetched_at"] = pd.Series(fetched[snap_index], dtype="datetime64[us]")
-    frame["stale_record"] = stale_flags(frame["last_updated"], frame["snapshot_at"], stale_after)
-    frame = add_derived_columns(frame)
+    table = _silver_table(typed, snaps, snapshots, stale_after)
 
     nulled = []
     if notes:
-        kept = set(frame["_obj"].tolist())
+        kept_objs = set(objs.tolist())
         for obj, name, reason in notes:
-            if obj in kept:
-                snap = snapshots[origin[obj][0]]
-                nulled.append(Nulled(snap.run_id, snap.snapshot_at, origin[obj][1], ids[obj], name, reason))
+            if obj in kept_objs:
+                snap_no, index = origin.locate(obj)
+                snap = snapshots[snap_no]
+                nulled.append(Nulled(snap.run_id, snap.snapshot_at, index, ids_by_obj.get(obj), name, reason))
         nulled.sort(key=lambda x: (x.snapshot_at, x.run_id, x.record_index))
 
     sparklines = []
     if with_sparklines:
-        for obj, coin_id, snap_at, run in zip(frame["_obj"], frame["id"], frame["snapshot_at"], frame["run_id"]):
-            encoded = _sparkline(objects[obj].get("sparkline_in_7d"))
+        for obj, snap_no, coin_id in zip(objs.tolist(), snaps.tolist(), table.column("id").to_pylist()):
+            encoded = _sparkline(origin.record(obj).get("sparkline_in_7d"))
             if encoded is not None:
-                sparklines.append((coin_id, snap_at.to_pydatetime(), run, encoded))
+                snap = snapshots[snap_no]
+                sparklines.append((coin_id, snap.snapshot_at, snap.run_id, encoded))
     quarantined.sort(key=lambda q: (q.snapshot_at, q.run_id, q.record_index))
-    for column in SILVER_COLUMNS:  # columns not derived here yet stay NULL
-        if column not in frame.columns:
-            frame[column] = None
     return MarketsBatch(
-        rows=frame[SILVER_COLUMNS],
-        quarantined=quarantined,
-        duplicates_dropped=duplicates,
-        sparklines=sparklines,
-        nulled=nulled,
+        table=table, quarantined=quarantined, duplicates_dropped=duplicates, sparklines=sparklines, nulled=nulled
     )
+
+
+def _check(
+    group: _Group, objs: npt.NDArray[np.int64], origin: _Origin
+) -> tuple[Any, list[tuple[int, str]], list[tuple[int, str, str]]]:
+    """Validate and type one group: (typed table, [(object, reason)], [(object, field, note)])."""
+    bad: list[tuple[int, str]] = []
+    notes: list[tuple[int, str, str]] = []
+    out: dict[str, Any] = {"_obj": pa.array(objs)}
+
+    ids, problems = _ids(group.column("id"))
+    bad.extend((int(objs[i]), why) for i, why in sorted(problems.items()))
+    out["id"] = ids
+    for name in TEXT_FIELDS:
+        texts, dropped = _texts(group.column(name))
+        for i in dropped:
+            obj = int(objs[i])
+            notes.append((obj, name, f"not text {name}: {_shown(origin.raw(obj, [name]))}"))
+        out[name] = texts
+
+    for name in NUMERIC_FIELDS:
+        keys = SOURCE_KEYS.get(name, [name])
+        column = _coalesced({k: group.column(k) for k in keys}, keys) if len(keys) > 1 else group.column(keys[0])
+        values, nonnumeric, nonfinite, overflow = _parse_numbers(column)
+        low, high = NUMERIC_LIMITS[name]
+        with np.errstate(invalid="ignore"):
+            below, above = values < low, values > high  # NaN compares False
+        for i in _positions(nonnumeric):
+            obj = int(objs[i])
+            bad.append((obj, f"non-numeric {name}: {_shown(origin.raw(obj, keys))}"))
+        if name in REQUIRED_NUMERIC:
+            for i in _positions(above):
+                bad.append((int(objs[i]), f"absurd {name}: {float(values[i])!r}"))
+            for i in _positions(overflow):
+                obj = int(objs[i])
+                bad.append((obj, f"absurd {name}: {_shown(origin.raw(obj, keys))}"))
+            for i in _positions(below):
+                bad.append((int(objs[i]), f"negative {name}: {float(values[i])!r}"))
+        else:
+            for i in _positions(below | above | overflow):
+                obj = int(objs[i])
+                shown = _shown(origin.raw(obj, keys))
+                notes.append((obj, name, f"out of range {name}: {shown} (plausible: {low:g} to {high:g})"))
+        for i in _positions(nonfinite):
+            obj = int(objs[i])
+            notes.append((obj, name, f"non-finite {name}: {_shown(origin.raw(obj, keys))}"))
+        values[below | above] = np.nan
+        out[name] = pa.array(values)  # NaN for NULL until the silver table is built
+
+    for name in DATE_FIELDS:
+        dates, unusable = _parse_dates(group.column(name))
+        for i in _positions(unusable):
+            obj = int(objs[i])
+            notes.append((obj, name, f"not a date {name}: {_shown(origin.raw(obj, [name]))}"))
+        out[name] = pa.array(dates, type=pa.timestamp("us"))
+    return pa.table(out), bad, notes
+
+
+def _empty_typed() -> Any:
+    fields = [("_obj", pa.int64()), ("id", pa.string())]
+    fields += [(n, pa.string()) for n in TEXT_FIELDS] + [(n, pa.float64()) for n in NUMERIC_FIELDS]
+    fields += [(n, pa.timestamp("us")) for n in DATE_FIELDS]
+    return pa.schema(fields).empty_table()
+
+
+#: Arrow types of silver's columns (``staging_crypto_market``), in its order.
+SILVER_TYPES: dict[str, Any] = {}
+
+
+def _silver_type(name: str) -> Any:
+    if name in ("snapshot_at", "fetched_at", *DATE_FIELDS):
+        return pa.timestamp("us")
+    if name == "market_cap_rank":
+        return pa.int64()
+    if name == "stale_record":
+        return pa.bool_()
+    if name in NUMERIC_FIELDS or name in DERIVED_LIMITS:
+        return pa.float64()
+    return pa.string()
+
+
+def silver_schema() -> Any:
+    """The Arrow schema of silver rows: ``staging_crypto_market``'s columns, in order."""
+    return pa.schema([(name, _silver_type(name)) for name in SILVER_COLUMNS])
+
+
+def _nullable(values: FloatArray) -> Any:
+    """float64 Arrow array with NULL where numpy holds NaN."""
+    return pa.array(values, mask=np.isnan(values), type=pa.float64())
+
+
+def _silver_table(
+    typed: Any, snaps: npt.NDArray[np.int64], snapshots: list[Snapshot], stale_after: timedelta | None
+) -> Any:
+    """The kept rows in silver's column order: snapshot columns, numbers with NULL for NaN, derived
+    columns, categories and stale flags."""
+    take = pa.array(snaps, type=pa.int64())
+
+    def per_snapshot(values: list[Any], kind: Any) -> Any:
+        return pa.array(values, type=kind).take(take)
+
+    columns: dict[str, Any] = {
+        "snapshot_at": per_snapshot([s.snapshot_at for s in snapshots], pa.timestamp("us")),
+        "run_id": per_snapshot([s.run_id for s in snapshots], pa.string()),
+        "source": per_snapshot([s.source for s in snapshots], pa.string()),
+        "provider": per_snapshot([s.provider for s in snapshots], pa.string()),
+        "fetched_at": per_snapshot([s.fetched_at for s in snapshots], pa.timestamp("us")),
+    }
+    for name in ["id", *TEXT_FIELDS, *DATE_FIELDS]:
+        columns[name] = typed.column(name)
+    numbers = {name: np.asarray(typed.column(name).to_numpy(), dtype=np.float64) for name in NUMERIC_FIELDS}
+    for name in MARKET_NUMERIC_COLUMNS:
+        columns[name] = _nullable(numbers[name])
+    rank = np.round(numbers["market_cap_rank"])
+    columns["market_cap_rank"] = pa.array(np.nan_to_num(rank).astype(np.int64), mask=np.isnan(rank), type=pa.int64())
+    derived_values = derived.compute_all(numbers)
+    for name, values in derived_values.items():
+        columns[name] = _nullable(values)
+    for name, source, bands in (
+        ("market_cap_category", numbers["market_cap"], MARKET_CAP_BANDS),
+        ("liquidity_category", derived_values["volume_to_mcap_ratio"], LIQUIDITY_BANDS),
+        ("price_trend_category", numbers["price_change_percentage_24h"], PRICE_TREND_BANDS),
+    ):
+        columns[name] = pa.array(classify_series(pd.Series(source), bands).to_numpy(), type=pa.string())
+    columns["stale_record"] = _stale_flags(columns["last_updated"], columns["snapshot_at"], stale_after)
+    n = typed.num_rows
+    return pa.table(
+        [columns[name] if name in columns else pa.nulls(n, _silver_type(name)) for name in SILVER_COLUMNS],
+        schema=silver_schema(),
+    )
+
+
+def _stale(
+    updated: npt.NDArray[np.datetime64], taken: npt.NDArray[np.datetime64], stale_after: timedelta
+) -> tuple[BoolArray, BoolArray]:
+    """(stale, known): stale where ``updated`` is more than ``stale_after`` before ``taken``."""
+    known = ~np.isnat(updated) & ~np.isnat(taken)
+    return updated < taken - np.timedelta64(stale_after), known
+
+
+def _stale_flags(last_updated: Any, snapshot_at: Any, stale_after: timedelta | None) -> Any:
+    """:func:`stale_flags` for Arrow columns."""
+    n = len(last_updated)
+    if stale_after is None or not n:
+        return pa.nulls(n, pa.bool_())
+    stale, known = _stale(
+        np.asarray(last_updated.to_numpy(zero_copy_only=False), dtype="datetime64[us]"),
+        np.asarray(snapshot_at.to_numpy(zero_copy_only=False), dtype="datetime64[us]"),
+        stale_after,
+    )
+    return pa.array(stale, mask=~known, type=pa.bool_())
 
 
 def stale_flags(last_updated: pd.Series, snapshot_at: pd.Series, stale_after: timedelta | None) -> pd.Series:
@@ -578,25 +1020,22 @@ def stale_flags(last_updated: pd.Series, snapshot_at: pd.Series, stale_after: ti
     flags = pd.Series(pd.NA, index=last_updated.index, dtype="boolean")
     if stale_after is None or not len(last_updated):
         return flags
-    known = last_updated.notna() & snapshot_at.notna()
-    flags[known] = (last_updated[known] < snapshot_at[known] - pd.Timedelta(stale_after)).to_numpy()
+    stale, known = _stale(
+        last_updated.to_numpy(dtype="datetime64[us]"), snapshot_at.to_numpy(dtype="datetime64[us]"), stale_after
+    )
+    flags[known] = stale[known]
     return flags
 
 
 def add_derived_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``frame`` with the silver derived columns and the three categories.
-
-    Each derived column is declared once in :data:`pipeline.silver.derived.DERIVED` (name,
-    formula, limit, meaning) and is finite or NULL: NULL when an input is NULL, the division
-    is by zero, or the result overflows or is beyond its ``DERIVED_LIMITS`` magnitude (never
-    ±Infinity, never NaN stored). ``distance_from_ath_pct`` prefers CoinGecko's own
-    ``ath_change_percentage`` (its formula says why). The API's other change fields
-    (price_change_percentage_*, market_cap_change_percentage_24h, atl_change_percentage) are
-    kept as received, never recomputed.
-    """
+    """A copy of a silver frame with the derived columns (:data:`derived.DERIVED`) and the three
+    categories recomputed: the same code as the transform's, for a pandas frame."""
     frame = frame.copy()
-    for column in derived.DERIVED:
-        frame[column.name] = column.compute(frame)
+    numbers = {
+        str(c): frame[c].to_numpy(dtype="float64", na_value=np.nan) for c in frame.columns if c in NUMERIC_FIELDS
+    }
+    for name, values in derived.compute_all(numbers).items():
+        frame[name] = pd.Series(values, index=frame.index)
     frame["market_cap_category"] = classify_series(frame["market_cap"], MARKET_CAP_BANDS)
     frame["liquidity_category"] = classify_series(frame["volume_to_mcap_ratio"], LIQUIDITY_BANDS)
     frame["price_trend_category"] = classify_series(frame["price_change_percentage_24h"], PRICE_TREND_BANDS)
