@@ -136,24 +136,22 @@ def _refresh_coins(conn: Connection, since: datetime | None) -> dict[str, int]:
     if day_start is not None:
         conn.execute(_sql("DELETE FROM coin_history_daily WHERE bucket >= :start"), {"start": day_start})
         day = bucket_sql(dialect, "daily", "bucket")
+        # Joins back to the tables by their keys (not to a CTE: SQLite would index it by id only).
         counts["coin_history_daily"] = _rowcount(
             conn.execute(
                 _sql(
                     f"""
                     INSERT INTO coin_history_daily ({COIN_COLUMNS}, origin)
-                    WITH hours AS (
-                        SELECT h.*, {day} AS day FROM coin_history_hourly AS h WHERE h.bucket >= :start
-                    ),
-                    days AS (
-                        SELECT id, day, min(bucket) AS first_hour, max(bucket) AS last_hour,
+                    WITH days AS (
+                        SELECT id, {day} AS day, min(bucket) AS first_hour, max(bucket) AS last_hour,
                                max(high) AS high, min(low) AS low, sum(points) AS points
-                        FROM hours GROUP BY id, day
+                        FROM coin_history_hourly WHERE bucket >= :start GROUP BY id, {day}
                     )
                     SELECT d.id, d.day, o.open, d.high, d.low, c.close, c.market_cap, c.total_volume,
                            c.market_cap_rank, d.points, o.open_at, c.close_at, 'snapshot'
                     FROM days AS d
-                    INNER JOIN hours AS o ON o.id = d.id AND o.bucket = d.first_hour
-                    INNER JOIN hours AS c ON c.id = d.id AND c.bucket = d.last_hour
+                    INNER JOIN coin_history_hourly AS o ON o.id = d.id AND o.bucket = d.first_hour
+                    INNER JOIN coin_history_hourly AS c ON c.id = d.id AND c.bucket = d.last_hour
                     """
                 ),
                 {"start": day_start},
@@ -246,18 +244,15 @@ def _market_grain(
     sql = f"""
         INSERT INTO {table} (bucket, {MARKET_LAST_COLUMNS}, market_cap_open, market_cap_high, market_cap_low,
                              points, open_at)
-        WITH rows_in AS (
-            SELECT m.*, {bucket} AS grain_bucket FROM {source} AS m WHERE m.{time} >= :start
-        ),
-        buckets AS (
-            SELECT grain_bucket, min({time}) AS first_at, max({time}) AS last_at,
+        WITH buckets AS (
+            SELECT {bucket} AS grain_bucket, min({time}) AS first_at, max({time}) AS last_at,
                    {high} AS high, {low} AS low, {points} AS points
-            FROM rows_in GROUP BY grain_bucket
+            FROM {source} WHERE {time} >= :start GROUP BY {bucket}
         )
         SELECT b.grain_bucket, {last}, {open_cap}, b.high, b.low, b.points, {open_at}
         FROM buckets AS b
-        INNER JOIN rows_in AS o ON o.{time} = b.first_at
-        INNER JOIN rows_in AS c ON c.{time} = b.last_at
+        INNER JOIN {source} AS o ON o.{time} = b.first_at
+        INNER JOIN {source} AS c ON c.{time} = b.last_at
     """
     return _rowcount(conn.execute(_sql(sql), {"start": start}))
 
