@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -345,10 +346,35 @@ def _sparkline(value: object) -> str | None:
     if not isinstance(prices, list) or not prices:
         return None
     low, high = NUMERIC_LIMITS["current_price"]
+    if set(map(type, prices)) <= {float, int}:
+        # The common case, checked in one numpy pass: every point a plain number within the limits
+        # (NaN fails the comparison and takes the slow path, as does an int too large for a float).
+        try:
+            points = np.array(prices, dtype=np.float64)
+        except OverflowError:
+            points = np.array([np.nan])
+        if bool(points.min() >= low) and bool(points.max() <= high):
+            return _json_list(prices)
     clean = [
         p if isinstance(p, (int, float)) and not isinstance(p, bool) and _within(p, low, high) else None for p in prices
     ]
-    return json.dumps(clean, separators=(",", ":"))
+    return _json_list(clean)
+
+
+def _json_list(values: list[Any]) -> str:
+    """``json.dumps(values, separators=(",", ":"))``, byte for byte; orjson (about 30x faster) when it agrees.
+
+    orjson writes a float as Python's repr does (which json.dumps uses) except below 1e-4 and from 1e16
+    (``1e-7`` for ``1e-07``, ``0.00005`` for ``5e-05``, ``1e+16`` alike but kept out for safety): such a
+    list, and anything orjson refuses (an int beyond 64 bits), goes through json.dumps.
+    """
+    try:
+        out = orjson.dumps(values)
+    except orjson.JSONEncodeError:
+        out = b"e"
+    if b"e" in out or b".0000" in out:
+        return json.dumps(values, separators=(",", ":"))
+    return out.decode()
 
 
 def _within(value: float, low: float, high: float) -> bool:
