@@ -741,10 +741,13 @@ class _Origin:
 
     def record(self, obj: int) -> Record:
         snap, index = self.locate(obj)
+        value: Record = self.records_of(snap)[index]
+        return value
+
+    def records_of(self, snap: int) -> list[Any]:
         if snap not in self._records:
             self._records[snap] = self.snapshots[snap].raw_records()
-        value: Record = self._records[snap][index]
-        return value
+        return self._records[snap]
 
     def raw(self, obj: int, keys: list[str]) -> Any:
         record = self.record(obj)
@@ -878,8 +881,10 @@ def transform_snapshots(
 
     sparklines = []
     if with_sparklines:
-        for obj, snap_no, coin_id in zip(objs.tolist(), snaps.tolist(), table.column("id").to_pylist()):
-            encoded = _sparkline(origin.record(obj).get("sparkline_in_7d"))
+        # Object numbers run on across snapshots, so one flat array gives each its index (no per-row search).
+        positions = np.concatenate(origin.indexes)[objs].tolist() if len(objs) else []
+        for index, snap_no, coin_id in zip(positions, snaps.tolist(), table.column("id").to_pylist()):
+            encoded = _sparkline(origin.records_of(snap_no)[index].get("sparkline_in_7d"))
             if encoded is not None:
                 snap = snapshots[snap_no]
                 sparklines.append((coin_id, snap.snapshot_at, snap.run_id, encoded))
