@@ -156,7 +156,10 @@ def child_replay(database_url: str, data_dir: str, profile: str | None = None) -
                 "bronze_runs": len(result.bronze_runs),
                 "gold_rows": result.gold_rows,
                 "rss_before_mb": rss_before,
-                "main_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child's would include
+                # the benchmark process's own peak at the fork (the same figure for every replay).
+                "main_peak_rss_mb": _rss_mb("VmHWM"),
+                "main_ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 "workers_max_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
                 "stages": stages,
             }
@@ -231,7 +234,7 @@ def run_child_replay(database_url: str, data_dir: Path, profile: Path | None = N
     measured["tree_peak_rss_sampled_mb"] = peak_rss
     measured["tree_peak_pss_sampled_mb"] = peak_pss
     # The headline: the larger of the sampled process-tree sum and the main process's own exact peak.
-    measured["peak_rss_mb"] = max(peak_rss, measured["main_peak_rss_mb"])
+    measured["peak_rss_mb"] = max(peak_rss, measured["main_peak_rss_mb"] or 0.0)
     return measured
 
 
