@@ -127,7 +127,13 @@ def test_prune_keeps_the_gold_snapshot_and_removes_everything_older(settings, fa
     history_before = gold_before["market_history"]
     kept = history_before[pd.to_datetime(history_before.snapshot_at) == pd.Timestamp(gold_at)].reset_index(drop=True)
     pd.testing.assert_frame_equal(gold_after["market_history"], kept)
-    assert report.gold_rows == {"crypto_analytics_mart": 250, "market_segment_analysis": 4, "market_history": 1}
+    sectors_off = {"sector_ranking": 0, "sector_history": 0}  # the tests' settings fetch no sectors
+    assert report.gold_rows == {
+        "crypto_analytics_mart": 250,
+        "market_segment_analysis": 4,
+        "market_history": 1,
+        **sectors_off,
+    }
 
     text_report = "\n".join(report.lines())
     assert f"silver rows removed: {sum(expected.values())}" in text_report
