@@ -356,7 +356,7 @@ def _basis_masks(points: pd.DataFrame, history: pd.DataFrame):
 
 
 def create_market_over_time_chart(
-    history: pd.DataFrame, log: bool = False, title: str = "Total market cap and 24h volume over time"
+    history: pd.DataFrame, log: bool = False, title: str = "Market cap and 24h volume over time"
 ) -> go.Figure:
     """Two panels on one time axis: the total market cap (top) and the 24h volume (below), from
     ``market_history``. Whole-market points (/global) are solid, top-N points dotted (never one line

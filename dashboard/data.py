@@ -683,6 +683,19 @@ def _rollup_frame(database_url: str, statements, since: datetime | None) -> tupl
     return rows.drop(columns="points"), int(rows["points"].sum())
 
 
+def _market_points(database_url: str, since: datetime | None) -> int:
+    counted = _frame(database_url, _market_count_statement(since), numbers=False)
+    return int(counted["n"].iloc[0]) if not counted.empty else 0
+
+
+def _market_points_before(database_url: str, bucket_start: datetime | None, since: datetime | None) -> int:
+    """Raw points of the window's first rollup bucket that fall before the window (the bucket's count
+    includes them); 0 when the raw rows are gone (pruned: the rollup's count is all there is)."""
+    if bucket_start is None or since is None or bucket_start >= since:
+        return 0
+    return _market_points(database_url, bucket_start) - _market_points(database_url, since)
+
+
 @st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=32)
 def load_market_history_range(database_url: str, version: str, range_key: str) -> HistoryWindow:
     """``market_history`` over one range (counted back from the newest snapshot), at most MAX_POINTS rows:
@@ -696,9 +709,9 @@ def load_market_history_range(database_url: str, version: str, range_key: str) -
     if grain != "raw":
         frame, points = _rollup_frame(database_url, (_market_rollup_statement(grain, since),), since)
         if not frame.empty:
+            points -= _market_points_before(database_url, _rollup_start(since, grain), since)
             return HistoryWindow(ranges.resample(frame, "snapshot_at"), first, last, since, points)
-    counted = _frame(database_url, _market_count_statement(since), numbers=False)
-    points = int(counted["n"].iloc[0]) if not counted.empty else 0
+    points = _market_points(database_url, since)
     width = ranges.bucket_width(since or raw_first, raw_last) if points > ranges.MAX_POINTS and raw_last else None
     frame = _frame(database_url, _market_window_statement(since, int(width.total_seconds()) if width else None))
     return HistoryWindow(ranges.resample(frame, "snapshot_at"), first, last, since, points)

@@ -159,7 +159,7 @@ if not ui.nothing_to_show(coins):
     window = data.load_market_history_range(view.database_url, view.version, range_key)
     ui.render_chart(
         charts.create_market_over_time_chart(
-            window.frame, log=log, title=f"Total market cap and 24h volume, {ranges.range_title(range_key)}"
+            window.frame, log=log, title=f"Market cap and 24h volume, {ranges.range_title(range_key)}"
         ),
         key="overview_market_history",
     )

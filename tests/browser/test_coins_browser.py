@@ -117,7 +117,8 @@ def test_star_two_coins_see_them_on_the_watchlist_save_and_reload_by_link(coins_
     settle(page)
     page.wait_for_function("() => window.location.search.includes('watchlist=')", timeout=TIMEOUT_MS)
     assert f"watchlist={LIST_NAME}" in unquote(page.url.replace("+", " "))
-    assert "This list is saved as" in main.inner_text()
+    # The rerun after saving redraws the page: wait for the saved state rather than read it mid-draw.
+    main.get_by_text("This list is saved as").first.wait_for(timeout=TIMEOUT_MS)
     full_screenshot(page, screenshots / "watchlist.png")
     assert page.locator(EXCEPTION).count() == 0
 

@@ -73,7 +73,7 @@ def figure(page, part: str, timeout: int = TIMEOUT_MS) -> dict:
 def test_range_buttons_and_log_switch_redraw_the_chart_and_update_the_url(ranges_dashboard, page, screenshots):
     visit(page, ranges_dashboard, "overview", 2)  # map and market over time (the stale 2024 coins have no movers)
     assert page.locator(EXCEPTION).count() == 0
-    before = figure(page, "Total market cap and 24h volume, last 30 days")
+    before = figure(page, "Market cap and 24h volume, last 30 days")
     # 2,880 15-minute points: more than MAX_POINTS, so the hourly rollup's ~720 rows are drawn
     assert before["yaxis"] == "linear" and 700 < before["points"] <= 721
 

@@ -135,7 +135,7 @@ def test_the_sectors_page_ranks_real_sectors_shows_a_sectors_coins_and_filters_t
 
     # The sidebar's Sector filter: in the URL, and the Coins page lists only that sector's coins.
     sidebar = page.locator('[data-testid="stSidebar"]')
-    choose(page, sidebar, "Sector", "Meme token")
+    choose(page, sidebar, "Sector", "Meme")  # one label per sector: CoinGecko's name
     page.wait_for_url(re.compile(r"sector=meme-token"), timeout=TIMEOUT_MS)
     sidebar.get_by_role("link", name=re.compile("Coins")).first.click()
     settle(page)

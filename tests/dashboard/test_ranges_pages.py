@@ -102,7 +102,7 @@ def test_overview_market_over_time_follows_the_range_buttons_and_the_log_switch(
     assert_clean(at)
     assert at.segmented_control(key="overview_range").value == "30d"  # the default, not in the URL
     assert "range" not in at.query_params
-    spec = chart(at, "Total market cap and 24h volume, last 30 days")
+    spec = chart(at, "Market cap and 24h volume, last 30 days")
     names = [t["name"] for t in spec["data"]]
     assert names[0].startswith("Market cap") and any(n.startswith("24h volume") for n in names)
     times = times_of(spec["data"][0])
