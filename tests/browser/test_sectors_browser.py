@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from pipeline.config import Settings
 from pipeline.flow import run_pipeline
@@ -85,10 +86,21 @@ def grid_names(tab, grid: int) -> set[str]:
 
 
 def choose(tab, scope, label: str, option: str) -> None:
-    """Open the selectbox labelled ``label`` inside ``scope`` and click ``option``."""
+    """Open the selectbox labelled ``label`` inside ``scope`` and click ``option``.
+
+    A rerun that lands just after the click redraws the box closed, so open it again until the option shows."""
+    settle(tab)
     box = scope.locator('[data-testid="stSelectbox"]').filter(has_text=label).first
-    box.get_by_role("combobox").click()
-    tab.get_by_role("option", name=option, exact=True).click()
+    wanted = tab.get_by_role("option", name=option, exact=True)
+    for _ in range(5):
+        box.get_by_role("combobox").click()
+        try:
+            wanted.wait_for(state="visible", timeout=3_000)
+            break
+        except PlaywrightTimeoutError:
+            tab.keyboard.press("Escape")
+            settle(tab)
+    wanted.click()
     settle(tab)
 
 
