@@ -1094,6 +1094,25 @@ def _compare_points_statements(coin_ids: tuple[str, ...], since: datetime | None
     return snaps, backfill
 
 
+def _compare_rollup_statements(coin_ids: tuple[str, ...], grain: str, since: datetime | None):
+    """The chosen coins' last price per hour or day (the Compare page's step) from the rollups: the
+    hourly rows plus the backfilled days, or the daily rows. Bounded by the range, not the history."""
+    start = _rollup_start(since, grain)
+
+    def rows(t, origin):
+        statement = select(
+            t.c.id, t.c.close_at.label("ts"), t.c.close.label("price"), origin.label("origin"), t.c.points
+        )
+        statement = statement.where(_any_of(t.c.id, coin_ids))
+        return statement if start is None else statement.where(t.c.bucket >= start)
+
+    d = coin_history_daily
+    if grain == "daily":
+        return (rows(d, d.c.origin),)
+    h = coin_history_hourly
+    return rows(h, literal("snapshot", String())), rows(d, d.c.origin).where(d.c.origin == "backfill")
+
+
 @dataclass(frozen=True)
 class ComparePoints:
     """The chosen coins' prices over one range: rows id, ts, price, origin ('snapshot' | 'backfill')."""
@@ -1103,7 +1122,7 @@ class ComparePoints:
     last: datetime | None  # the newest point of any of the coins
 
 
-def _newest(database_url: str, statement) -> datetime | None:
+def _newest_time(database_url: str, statement) -> datetime | None:
     try:
         frame = _frame(database_url, statement)
     except DataUnavailable:  # an older database without the backfill table
@@ -1114,17 +1133,25 @@ def _newest(database_url: str, statement) -> datetime | None:
 
 @st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=32)
 def load_compare_points(database_url: str, version: str, coin_ids: tuple[str, ...], range_key: str) -> ComparePoints:
-    """Every price point of ``coin_ids`` in the range, snapshots and backfill together, oldest first.
+    """The price points of ``coin_ids`` in the range, snapshots and backfill together, oldest first.
 
-    Where a snapshot and a backfilled point of one coin share a time, the snapshot wins (as on the
-    Coin page); of two providers' backfilled points at one time, one is kept.
+    The page compares one price per hour or day (``ranges.compare_grain``): the last one in it, which
+    is what the hourly and daily rollups keep, so they are read (a few hundred rows per coin whatever
+    the history's length). A database without rollup rows for these coins (upgraded, no run since)
+    gives every raw point instead. Where a snapshot and a backfilled point of one coin share a time,
+    the snapshot wins (as on the Coin page); of two providers' backfilled points at one time, one is kept.
     """
     columns = ["id", "ts", "price", "origin"]
     if not coin_ids:
         return ComparePoints(pd.DataFrame(columns=columns), None, None)
-    newest = [_newest(database_url, statement) for statement in _compare_last_statements(coin_ids)]
+    newest = [_newest_time(database_url, statement) for statement in _compare_last_statements(coin_ids)]
     last = max((t for t in newest if t is not None), default=None)
     since = ranges.window_start(range_key, last)
+    rolled, _ = _rollup_frame(
+        database_url, _compare_rollup_statements(coin_ids, ranges.compare_grain(range_key), since), since
+    )
+    if not rolled.empty:
+        return ComparePoints(_snapshot_first(rolled)[columns].reset_index(drop=True), since, last)
     snaps_statement, fill_statement = _compare_points_statements(coin_ids, since)
     snaps = _frame(database_url, snaps_statement).assign(origin="snapshot")
     try:
@@ -1136,9 +1163,13 @@ def load_compare_points(database_url: str, version: str, coin_ids: tuple[str, ..
         return ComparePoints(pd.DataFrame(columns=columns), since, last)
     points = pd.concat(frames, ignore_index=True)
     points["ts"] = pd.to_datetime(points["ts"])
+    return ComparePoints(_snapshot_first(points)[columns].reset_index(drop=True), since, last)
+
+
+def _snapshot_first(points: pd.DataFrame) -> pd.DataFrame:
+    """Points sorted by coin and time, one per (coin, time): a snapshot over a backfilled point."""
     points = points.sort_values(["id", "ts", "origin"], ascending=[True, True, False], kind="stable")
-    points = points.drop_duplicates(["id", "ts"], keep="first")  # 'snapshot' sorts before 'backfill'
-    return ComparePoints(points[columns].reset_index(drop=True), since, last)
+    return points.drop_duplicates(["id", "ts"], keep="first")  # 'snapshot' sorts before 'backfill'
 
 
 COMPARE_LOADERS = (load_compare_points,)
@@ -1160,7 +1191,15 @@ DASHBOARD_QUERIES.update(
     {
         "compare_last_silver": (_compare_last_statements(_COMPARE_SAMPLE_IDS)[0], {}),
         "compare_last_backfill": (_compare_last_statements(_COMPARE_SAMPLE_IDS)[1], {}),
-        "compare_points_silver": (_compare_points_statements(_COMPARE_SAMPLE_IDS, None)[0], {}),
-        "compare_points_backfill": (_compare_points_statements(_COMPARE_SAMPLE_IDS, None)[1], {}),
+        # 7d hour by hour (the longest hourly range: 168 hours a coin), and "max" day by day.
+        "compare_points_hourly": (
+            _newest(
+                _compare_rollup_statements(_COMPARE_SAMPLE_IDS, "hourly", None)[0],
+                coin_history_hourly.c.bucket,
+                rows=len(_COMPARE_SAMPLE_IDS) * 7 * 24,
+            ),
+            {},
+        ),
+        "compare_points_daily": (_compare_rollup_statements(_COMPARE_SAMPLE_IDS, "daily", None)[0], {}),
     }
 )

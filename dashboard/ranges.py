@@ -171,6 +171,15 @@ def window_caption(range_key: str, first, last, points: int, shown: int, what: s
 #: The grains a history is kept at: raw snapshots, and the rollups (pipeline.rollups) with their widths.
 GRAIN_WIDTHS = {"hourly": timedelta(hours=1), "daily": timedelta(days=1)}
 
+#: Short ranges are compared hour by hour (a day of 15-minute snapshots is 24 hourly returns), longer
+#: ones day by day: the Compare page's step, and the rollup its prices are read from.
+COMPARE_HOURLY_RANGES = ("24h", "7d")
+
+
+def compare_grain(range_key: str) -> str:
+    """The Compare page's step for a range: "hourly" for 24h and 7d, else "daily"."""
+    return "hourly" if range_key in COMPARE_HOURLY_RANGES else "daily"
+
 
 def pick_grain(
     span: timedelta | None, raw_points: int, *, raw_covers: bool = True, max_points: int = MAX_POINTS

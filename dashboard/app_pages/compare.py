@@ -20,8 +20,6 @@ MIN_COINS, MAX_COINS = 2, 10
 DEFAULT_COINS = 3  # with no coins in the link: the largest three
 DEFAULT_RANGE = "90d"  # long enough for a 30-day rolling volatility
 BENCHMARK = "bitcoin"
-#: Short ranges are compared hour by hour (a day of 15-minute snapshots is 24 hourly returns).
-HOURLY_RANGES = ("24h", "7d")
 #: A coin whose data starts this much after the range start is named in the coverage notes.
 LATE_START = pd.Timedelta(days=2)
 RANGE_KEYS = ranges.range_keys("max")  # the shared range list (dashboard.ranges), "all" named "max" as on Coin
@@ -128,7 +126,7 @@ if not ui.nothing_to_show(directory):
         loaded = tuple(sorted({*ids, BENCHMARK}))
         result = data.load_compare_points(view.database_url, view.version, loaded, range_key)
         points = result.frame
-        freq = "h" if range_key in HOURLY_RANGES else "D"
+        freq = "h" if ranges.compare_grain(range_key) == "hourly" else "D"
         step = "hour" if freq == "h" else "day"
         stepwise = "hourly" if freq == "h" else "daily"
         grid = analytics.price_grid(points, freq)
@@ -257,5 +255,5 @@ if not ui.nothing_to_show(directory):
                 "Standard deviation of daily log returns over the last 30 days (at least "
                 f"{analytics.VOLATILITY_MIN_RETURNS} of them), annualised by √365 because crypto trades every day "
                 "(stocks use √252 trading days)."
-                + (" Choose 30d or longer to see it." if range_key in HOURLY_RANGES else "")
+                + (" Choose 30d or longer to see it." if ranges.compare_grain(range_key) == "hourly" else "")
             )
