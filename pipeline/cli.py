@@ -50,11 +50,20 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     """Rebuild silver and gold from every bronze file on disk, without the network.
 
-    Example: python -m pipeline replay
+    Example: python -m pipeline replay --engine dask --scheduler tcp://127.0.0.1:8786
     """
+    from pipeline import engines
     from pipeline.flow import replay
 
-    result = replay(settings, trigger="cli", progress=logs.progress)
+    workers = args.workers if args.workers is not None else (settings.replay_workers if args.engine == "local" else 2)
+    chosen = engines.plan(
+        args.engine,
+        workers=workers,
+        scheduler=args.scheduler,
+        worker_memory=settings.dask_worker_memory,
+        timeout=engines.CONNECT_TIMEOUT_SECONDS,
+    )
+    result = replay(settings, trigger="cli", progress=logs.progress, plan=chosen)
     logs.outcome(
         f"replay {result.run_id} succeeded: {len(result.bronze_runs)} bronze runs, {result.silver_rows} silver rows, "
         f"{result.quarantined} quarantined",
@@ -136,7 +145,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--trigger", choices=["cli", "schedule", "button"], default="cli", help=argparse.SUPPRESS)
 
-    add("replay", cmd_replay, "rebuild silver and gold from bronze files, offline", writes=True)
+    replay = add("replay", cmd_replay, "rebuild silver and gold from bronze files, offline", writes=True)
+    replay.add_argument(
+        "--engine",
+        choices=["local", "dask"],
+        default="local",
+        help="where batch transforms run: local processes (default) or a Dask cluster",
+    )
+    replay.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="tcp://HOST:8786",
+        help="the Dask scheduler (default DASK_SCHEDULER_ADDRESS; neither: a LocalCluster started for the replay)",
+    )
+    replay.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="local processes (default PIPELINE_REPLAY_WORKERS) or LocalCluster workers (default 2)",
+    )
 
     schedule = add("schedule", cmd_schedule, "the sidecar: run now, then every interval")
     schedule.add_argument("--source", choices=["api", "sample"], default="api")

@@ -138,6 +138,11 @@ class Settings:
     backoff_base_seconds: float = 2.0
     lock_ttl_seconds: float = 30.0
     replay_workers: int = 1
+    #: PIPELINE_REPLAY_BATCH_RECORDS: records per replay batch (a partition: the unit a worker transforms).
+    replay_batch_records: int = 10_000
+    #: PIPELINE_DASK_WORKER_MEMORY: each worker's memory limit in a LocalCluster (``replay --engine dask``
+    #: without ``--scheduler``); Dask pauses a worker at 80 % and restarts it at 95 % of it.
+    dask_worker_memory: str = "1GiB"
     backoff_cap_minutes: float = 60.0
     failure_banner_runs: int = 3
     max_response_bytes: int = 20 * 1024 * 1024
@@ -240,6 +245,8 @@ class Settings:
             backoff_base_seconds=_float(env, "COINGECKO_BACKOFF_SECONDS", 2.0),
             lock_ttl_seconds=_float(env, "PIPELINE_LOCK_TTL_SECONDS", 30.0),
             replay_workers=_int(env, "PIPELINE_REPLAY_WORKERS", 1, minimum=0),
+            replay_batch_records=_int(env, "PIPELINE_REPLAY_BATCH_RECORDS", 10_000),
+            dask_worker_memory=(env.get("PIPELINE_DASK_WORKER_MEMORY") or "1GiB").strip(),
             backoff_cap_minutes=_float(env, "PIPELINE_BACKOFF_CAP_MINUTES", 60.0),
             failure_banner_runs=_int(env, "PIPELINE_FAILURE_BANNER_RUNS", 3),
             max_response_bytes=_int(env, "COINGECKO_MAX_RESPONSE_BYTES", 20 * 1024 * 1024),

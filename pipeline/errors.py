@@ -82,6 +82,12 @@ class BronzeError(PipelineError):
     """Raw files on disk are missing or do not match their manifest."""
 
 
+class ClusterUnavailable(PipelineError):
+    """The Dask scheduler given for a distributed replay cannot be reached, or has no workers."""
+
+    exit_code = 8
+
+
 class Interrupted(KeyboardInterrupt):
     """SIGTERM or SIGINT arrived while a command was writing.
 

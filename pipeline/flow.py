@@ -8,17 +8,15 @@ transaction.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypedDict
 
 from sqlalchemy import Engine
 
-from pipeline import alerts, bronze, budget, classes, logs, sectors
+from pipeline import alerts, bronze, budget, classes, engines, logs, sectors
 from pipeline import snapshots as snapshot_ledger
 from pipeline.config import Settings
 from pipeline.db import prepare_database as prepare_database  # re-exported: the scheduler imports it from here
@@ -398,13 +396,15 @@ def _load_silver(
     batch_records: int = 10_000,
     global_max_age_minutes: float = 30.0,
     stale_after: timedelta | None = STALE_RECORD_AFTER,
+    plan: engines.EnginePlan | None = None,
 ) -> None:
     """Transform and upsert bronze runs in bounded batches: memory stays flat as history grows.
 
     With many batches, ``workers`` processes prepare the next batches while this one
     loads (CPU-bound parsing overlaps database writes). Each process holds ~250 MB at
     10k-record batches: one worker keeps a replay under 500 MB; two are ~30 % faster
-    on two idle cores (PIPELINE_REPLAY_WORKERS).
+    on two idle cores (PIPELINE_REPLAY_WORKERS). ``plan`` sends the transforms to a Dask
+    cluster instead (``pipeline.engines``); loading stays here, in batch order, either way.
     """
     batches = _plan_batches(runs, batch_records)
     options = [
@@ -415,8 +415,9 @@ def _load_silver(
         )
         for number in range(len(batches))
     ]
-    if len(batches) <= 3 or (os.cpu_count() or 1) < 2:
-        workers = 0  # a short run is not worth starting a process
+    chosen = plan or engines.EnginePlan("local", workers=workers)
+    if chosen.engine == "local" and (len(batches) <= 3 or (os.cpu_count() or 1) < 2):
+        chosen = engines.EnginePlan("local", workers=0)  # a short run is not worth starting a process
 
     def apply(prepared: PreparedBatch) -> None:
         with engine.begin() as conn:
@@ -425,16 +426,15 @@ def _load_silver(
         result.duplicates_dropped += prepared.duplicates_dropped
         progress("silver", f"{result.silver_rows} rows loaded, {result.quarantined} quarantined")
 
-    if not workers:
-        for batch, opts in zip(batches, options):
-            apply(prepare_batch(batch, **opts))
-        return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with engines.batch_executor(chosen) as (pool, slots):
+        if pool is None:
+            for batch, opts in zip(batches, options):
+                apply(prepare_batch(batch, **opts))
+            return
         pending = []
         for batch, opts in zip(batches, options):
             pending.append(pool.submit(prepare_batch, batch, **opts))
-            if len(pending) > workers:  # at most workers+1 batches in memory
+            if len(pending) > slots:  # at most slots+1 batches in memory
                 apply(pending.pop(0).result())
         for future in pending:
             apply(future.result())
@@ -452,11 +452,18 @@ def _reload_backfills(engine: Engine, backfills: list[bronze.BronzeRun], progres
 
 
 def replay(
-    settings: Settings, *, trigger: str = "cli", progress: Progress = _quiet, engine: Engine | None = None
+    settings: Settings,
+    *,
+    trigger: str = "cli",
+    progress: Progress = _quiet,
+    engine: Engine | None = None,
+    plan: engines.EnginePlan | None = None,
 ) -> RunResult:
     """Rebuild silver and gold from every complete bronze run on disk; no network.
 
     Silver upserts are keyed by (coin, snapshot), so replaying twice gives the same tables.
+    ``plan``: where the batch transforms run (``pipeline.engines``; default: PIPELINE_REPLAY_WORKERS
+    local processes); the result is the same wherever they run.
     """
     with run_context(settings, trigger=trigger, origin="replay", engine=engine) as run:
         engine = run.engine
@@ -481,14 +488,18 @@ def replay(
         result.bronze_runs = [r.run_id for r in runs]
         progress("bronze", f"replaying {len(runs)} bronze run(s)")
         run.stage("silver")
+        if plan is not None:
+            progress("silver", f"transforming on {plan.describe()}")
         _load_silver(
             engine,
             runs,
             result,
             progress,
             workers=settings.replay_workers,
+            batch_records=settings.replay_batch_records,
             global_max_age_minutes=settings.global_max_age_minutes,
             stale_after=settings.stale_record_after,
+            plan=plan,
         )
         _record_snapshots(engine, runs, requested=None)
         _reload_backfills(engine, backfills, progress)

@@ -403,12 +403,6 @@ def import_bodies(
         run.bronze_runs = [r.run_id for r in runs]
 
         ctx.stage("silver")
-        # the /global age limit where this tree has one (PIPELINE_GLOBAL_MAX_AGE_MINUTES)
-        extra = (
-            {"global_max_age_minutes": settings.global_max_age_minutes}
-            if hasattr(settings, "global_max_age_minutes")
-            else {}
-        )
         _load_silver(
             engine,
             runs,
@@ -417,7 +411,7 @@ def import_bodies(
             workers=settings.replay_workers,
             batch_records=batch_records,
             stale_after=settings.stale_record_after,
-            **extra,
+            global_max_age_minutes=settings.global_max_age_minutes,
         )
         # The plausibility gate, as for every run: a body that is not what it claims stays in
         # silver, held out of gold; the others are published.

@@ -1,0 +1,176 @@
+"""``replay --engine dask``: the batch transforms run on Dask workers (a LocalCluster, or a scheduler and
+two worker processes on loopback), the database load and gold stay in the replaying process, and the
+result is identical to the single-process replay (silver, quarantine, gold and rollups, row for row) on
+SQLite and PostgreSQL, also when a worker is killed mid-replay. An unreachable scheduler is one line and
+exit code 8 within the connect deadline."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pandas as pd
+import pytest
+from sqlalchemy import text
+
+from benchmarks.benchgen import generate_bronze
+from pipeline import engines
+from pipeline.db import make_engine
+from pipeline.flow import replay
+from tests.conftest import ADMIN_URL, REPO_ROOT, _admin_connect, make_settings
+from tests.fakes.dask_cluster import loopback_cluster
+
+#: Tables a replay writes, with the columns that name the moment of the replay itself (left out).
+COMPARED = {
+    "staging_crypto_market": (),
+    "staging_global_market": (),
+    "staging_global_dominance": (),
+    "quarantine_crypto_market": (),
+    "snapshots": ("decided_at",),
+    "crypto_analytics_mart": (),
+    "market_segment_analysis": (),
+    "market_history": (),
+    "coin_history_hourly": (),
+    "coin_history_daily": (),
+    "market_history_hourly": (),
+    "market_history_daily": (),
+    "coins_seen": (),
+}
+COINS, SNAPSHOTS, BATCH = 120, 60, 600  # 7,200 records in 12 batches of 5 snapshots
+
+
+@pytest.fixture(scope="module")
+def bronze(tmp_path_factory):
+    """Generated bronze runs (with the generator's malformed records, so quarantine is compared too)."""
+    data_dir = tmp_path_factory.mktemp("dask_bronze")
+    records = generate_bronze(
+        data_dir / "raw", COINS, SNAPSHOTS, write_parquet=True, writer_process=False, bad_rate=0.005
+    )
+    assert records == COINS * SNAPSHOTS
+    return data_dir
+
+
+@pytest.fixture
+def second_database_url(database_url, tmp_path):
+    """Another empty database of the same kind, for the replay to compare with."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'second.db'}"
+        return
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with _admin_connect() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    make_engine.cache_clear()
+    with _admin_connect() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def settings_for(database_url, data_dir):
+    return make_settings(database_url, data_dir, replay_batch_records=BATCH)
+
+
+def contents(database_url) -> dict[str, str]:
+    """A hash of every compared table's rows, in a fixed order."""
+    engine = make_engine(settings_for(database_url, ".").database_url)
+    hashes = {}
+    with engine.connect() as conn:
+        for table, volatile in COMPARED.items():
+            frame = pd.read_sql(text(f"SELECT * FROM {table}"), conn).drop(columns=list(volatile))
+            frame = frame.astype(str).sort_values(list(frame.columns)).reset_index(drop=True)
+            hashes[table] = hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest() + f" ({len(frame)} rows)"
+    return hashes
+
+
+def local_replay(database_url, data_dir):
+    result = replay(settings_for(database_url, data_dir), plan=engines.EnginePlan("local", workers=0))
+    return result, contents(database_url)
+
+
+def test_a_local_cluster_replay_equals_the_single_process_replay(bronze, database_url, second_database_url):
+    single, expected = local_replay(database_url, bronze)
+    assert single.quarantined > 0 and single.silver_rows > 0
+
+    plan = engines.plan("dask", workers=2, scheduler=None, worker_memory="1GiB", timeout=30)
+    result = replay(settings_for(second_database_url, bronze), plan=plan)
+    assert (result.silver_rows, result.quarantined, result.bronze_runs) == (
+        single.silver_rows,
+        single.quarantined,
+        single.bronze_runs,
+    )
+    assert contents(second_database_url) == expected
+
+
+def test_a_worker_killed_mid_replay_has_its_batches_rerun_and_the_result_is_identical(
+    bronze, database_url, second_database_url, tmp_path
+):
+    from distributed import Client
+
+    _, expected = local_replay(database_url, bronze)
+    with loopback_cluster(2, logs=tmp_path / "cluster.log") as cluster:
+        plan = engines.plan("dask", workers=2, scheduler=cluster.address, worker_memory="1GiB", timeout=30)
+        outcome: dict[str, object] = {}
+
+        def run() -> None:
+            try:
+                outcome["result"] = replay(settings_for(second_database_url, bronze), plan=plan)
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                outcome["error"] = exc
+
+        with Client(cluster.address, timeout="20s") as watcher:
+            pids = watcher.run(lambda: __import__("os").getpid())
+            thread = threading.Thread(target=run)
+            thread.start()
+            killed = None
+            deadline = time.monotonic() + 120
+            while killed is None and thread.is_alive() and time.monotonic() < deadline:
+                busy = [address for address, tasks in watcher.processing().items() if tasks]
+                if busy:
+                    killed = busy[0]
+                    cluster.kill_worker(pids[killed])
+                time.sleep(0.01)
+            thread.join(timeout=300)
+            assert killed is not None, "no worker was ever seen busy: the replay did not use the cluster"
+            assert killed not in watcher.scheduler_info()["workers"]  # it is gone for good (no nanny)
+    assert "error" not in outcome, outcome.get("error")
+    assert contents(second_database_url) == expected
+
+
+def test_an_unreachable_scheduler_is_one_line_with_its_exit_code_within_the_deadline(bronze, tmp_path):
+    env = {
+        "DATA_DIR": str(bronze),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'w.db'}",
+        "PYTHONPATH": str(REPO_ROOT),
+        "PATH": "/usr/bin:/bin",
+    }
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "replay", "--engine", "dask", "--scheduler", "tcp://127.0.0.1:9"],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    elapsed = time.monotonic() - started
+    assert done.returncode == engines.ClusterUnavailable.exit_code == 8, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "tcp://127.0.0.1:9" in errors[0] and "unreachable" in errors[0], done.stderr
+    assert "Traceback" not in done.stderr
+    assert elapsed < engines.CONNECT_TIMEOUT_SECONDS + 20
+
+
+@pytest.mark.parametrize(
+    ("engine", "scheduler", "message"),
+    [
+        ("local", "tcp://127.0.0.1:8786", "--scheduler needs --engine dask"),
+        ("dask", "127.0.0.1:8786", "must look like tcp://"),
+        ("spark", None, "--engine must be one of"),
+    ],
+)
+def test_engine_choices_are_checked_before_any_work(engine, scheduler, message):
+    with pytest.raises(engines.ConfigError, match=message):
+        engines.plan(engine, workers=2, scheduler=scheduler, worker_memory="1GiB", timeout=1)
