@@ -37,6 +37,8 @@ SCHEMA_SHA256 = "1f91e091f16b2dd50ab8860e02bb391d22df553d91c145eacedb1b6eff9c3f0
 
 EXPECTED_SERVICES = {"postgres", "pipeline", "dashboard"}
 APP_SERVICES = ("pipeline", "dashboard")
+#: The `scale` profile (issue 13): object storage, a bucket maker, a Dask scheduler and its workers.
+SCALE_SERVICES = ("minio", "buckets", "dask-scheduler", "dask-worker")
 
 
 # --------------------------------------------------------------------------
@@ -443,7 +445,28 @@ def test_no_obsolete_top_level_version(compose):
 
 
 def test_exactly_the_three_services(services):
-    assert set(services) == EXPECTED_SERVICES
+    """Without a profile: the three services; the scale profile's services start only with it."""
+    assert {name for name, service in services.items() if not service.get("profiles")} == EXPECTED_SERVICES
+    assert {name for name, service in services.items() if service.get("profiles")} == set(SCALE_SERVICES)
+
+
+def test_the_scale_profile_adds_object_storage_a_scheduler_and_two_workers_from_the_app_image(services):
+    for name in SCALE_SERVICES:
+        assert services[name]["profiles"] == ["scale"], name
+    assert services["minio"]["image"].startswith("minio/minio:RELEASE.")  # pinned, not :latest
+    assert services["dask-scheduler"]["image"] == services["pipeline"]["image"] == services["dask-worker"]["image"]
+    assert services["dask-scheduler"]["command"][:2] == ["dask", "scheduler"]
+    worker = services["dask-worker"]
+    assert worker["command"][:3] == ["dask", "worker", "tcp://dask-scheduler:8786"]
+    assert worker["deploy"]["replicas"] == 2
+    assert "--memory-limit" in worker["command"] and "--nthreads" in worker["command"]  # bounded per worker
+    # Workers read bronze from the object store themselves: they get the app's settings.
+    assert env_dict(worker) == env_dict(services["pipeline"])
+    for name in ("minio", "dask-scheduler", "dask-worker"):
+        assert services[name]["healthcheck"]["test"], name
+    assert worker["depends_on"]["buckets"] == {"condition": "service_completed_successfully"}
+    assert worker["depends_on"]["dask-scheduler"] == {"condition": "service_healthy"}
+    assert "objects" in load_compose(COMPOSE_FILE)["volumes"]
 
 
 def test_postgres_is_the_official_image_with_a_healthcheck(services):
@@ -468,6 +491,9 @@ def test_every_dependency_is_defined_healthchecked_and_waited_for(services):
             seen += 1
             assert target in services, f"{name} depends on undefined {target}"
             healthcheck = services[target].get("healthcheck") or {}
+            if (spec or {}).get("condition") == "service_completed_successfully":
+                assert "restart" not in services[target], f"{target} is a one-shot job: it must not restart"
+                continue
             test = healthcheck.get("test")
             assert test and not healthcheck.get("disable"), f"{target} has no healthcheck"
             assert (test[0] if isinstance(test, list) else test) != "NONE"
@@ -602,6 +628,9 @@ def test_app_services_share_image_environment_and_restart_policy(services, inter
     assert pipeline.get("build") == dashboard.get("build") is not None
     assert pipeline.get("image") == dashboard.get("image")
     for name, service in services.items():
+        if name == "buckets":  # a one-shot job (creates the buckets and exits)
+            assert "restart" not in service
+            continue
         assert service.get("restart") == "unless-stopped", name
     expected = {
         "DATABASE_URL",
