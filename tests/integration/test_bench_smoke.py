@@ -124,3 +124,29 @@ def test_bench_small_run(tmp_path: Path):
             (results["work"]["postgres_database_prefix"] + "%",),
         ).fetchall()
     assert left == []
+
+
+SCALE_LINE = re.compile(
+    r"^scale_records=(\d+) local_s=\d+\.\d dask_s=\d+\.\d transform_s_per_partition=\d+\.\d+ "
+    r"load_s_per_partition=\d+\.\d+ worker_peak_mb=(\d+)$"
+)
+
+
+def test_scale_benchmark_small_run(tmp_path: Path):
+    """benchmarks.scale: local vs LocalCluster replay on the same bronze, per-partition costs, a year estimate."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.scale", "--records", "6000", "--coins", "100", "--batch-records", "1000"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    match = SCALE_LINE.match(lines[-1])
+    assert match, lines[-1]
+    assert int(match.group(1)) == 6000 and 20 < int(match.group(2)) < 1024  # each worker under its 1 GiB limit
+    assert "one partition (1,000 records)" in proc.stdout
+    assert any(line.strip().startswith("32 workers:") for line in lines)
