@@ -35,11 +35,12 @@ class LoopbackCluster:
         os.kill(pid, signal.SIGKILL)
 
 
-def _env() -> dict[str, str]:
-    """The repository on the workers' path (they unpickle pipeline functions) and no stray settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "COINGECKO_", "DASK_"))}
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The repository on the workers' path (they unpickle pipeline functions), no stray settings, and
+    ``extra`` (e.g. the AWS_* variables a worker needs to read bronze from an object store)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "COINGECKO_", "DASK_", "AWS_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
-    return env
+    return {**env, **(extra or {})}
 
 
 def _wait_for_workers(address: str, count: int, deadline: float) -> None:
@@ -51,9 +52,10 @@ def _wait_for_workers(address: str, count: int, deadline: float) -> None:
 
 @contextmanager
 def loopback_cluster(
-    workers: int = 2, *, memory_limit: str = "1GiB", logs: Path | None = None
+    workers: int = 2, *, memory_limit: str = "1GiB", logs: Path | None = None, env: dict[str, str] | None = None
 ) -> Iterator[LoopbackCluster]:
-    """A scheduler and ``workers`` single-threaded workers on 127.0.0.1; everything stopped afterwards."""
+    """A scheduler and ``workers`` single-threaded workers on 127.0.0.1 (``env``: more variables for
+    them, e.g. the AWS_* a worker reads bronze from an object store with); everything stopped afterwards."""
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     out = open(logs, "ab") if logs else subprocess.DEVNULL  # noqa: SIM115 - closed below
@@ -85,7 +87,7 @@ def loopback_cluster(
                     "--memory-limit",
                     memory_limit,
                 ],
-                env=_env(),
+                env=_env(env),
                 cwd=REPO_ROOT,
                 stdout=out,
                 stderr=out,
