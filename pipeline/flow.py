@@ -18,7 +18,7 @@ from typing import TypedDict
 
 from sqlalchemy import Engine
 
-from pipeline import alerts, bronze, budget, classes, logs, sectors
+from pipeline import alerts, bronze, budget, classes, lake, logs, sectors
 from pipeline import snapshots as snapshot_ledger
 from pipeline.config import Settings
 from pipeline.db import prepare_database as prepare_database  # re-exported: the scheduler imports it from here
@@ -58,6 +58,8 @@ class RunResult:
     gold_rows: dict[str, int] = field(default_factory=dict)
     global_basis: bool = True
     warnings: list[str] = field(default_factory=list)
+    #: Where silver's batches also go while the run loads them (LAKE_URL; pipeline.lake.writing sets it).
+    lake: lake.LakeSink | None = field(default=None, repr=False)
 
     def counts(self) -> dict[str, object]:
         return {
@@ -122,15 +124,16 @@ def run_pipeline(
         progress("bronze", f"kept {result.bronze_records} raw records in {len(bronze_runs)} bronze run(s)")
 
         run.stage("silver")
-        _load_silver(
-            engine,
-            bronze_runs,
-            result,
-            progress,
-            workers=settings.replay_workers,
-            global_max_age_minutes=settings.global_max_age_minutes,
-            stale_after=settings.stale_record_after,
-        )
+        with lake.writing(settings, result, rebuild=False):  # the run's silver rows: one lake commit after silver
+            _load_silver(
+                engine,
+                bronze_runs,
+                result,
+                progress,
+                workers=settings.replay_workers,
+                global_max_age_minutes=settings.global_max_age_minutes,
+                stale_after=settings.stale_record_after,
+            )
         result.snapshot_at = bronze_runs[-1].snapshot_at
         # What the run log reports is what silver holds for this run, not what was sent.
         result.silver_rows = count_run_rows(engine, {r.run_id: r.snapshot_at for r in bronze_runs})
@@ -421,6 +424,8 @@ def _load_silver(
     def apply(prepared: PreparedBatch) -> None:
         with engine.begin() as conn:
             result.silver_rows += load_batch(conn, prepared)
+        if result.lake is not None:
+            result.lake.add(prepared.rows)
         result.quarantined += len(prepared.quarantine)
         result.duplicates_dropped += prepared.duplicates_dropped
         progress("silver", f"{result.silver_rows} rows loaded, {result.quarantined} quarantined")
@@ -481,15 +486,16 @@ def replay(
         result.bronze_runs = [r.run_id for r in runs]
         progress("bronze", f"replaying {len(runs)} bronze run(s)")
         run.stage("silver")
-        _load_silver(
-            engine,
-            runs,
-            result,
-            progress,
-            workers=settings.replay_workers,
-            global_max_age_minutes=settings.global_max_age_minutes,
-            stale_after=settings.stale_record_after,
-        )
+        with lake.writing(settings, result, rebuild=True):  # the lake table is rebuilt from the replayed rows
+            _load_silver(
+                engine,
+                runs,
+                result,
+                progress,
+                workers=settings.replay_workers,
+                global_max_age_minutes=settings.global_max_age_minutes,
+                stale_after=settings.stale_record_after,
+            )
         _record_snapshots(engine, runs, requested=None)
         _reload_backfills(engine, backfills, progress)
         sector_snapshots, sector_notes = sectors.replay_from_bronze(engine, found)
