@@ -5,6 +5,12 @@ CoinGecko) into SQLite and PostgreSQL; the table is read back with deltalake and
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -188,6 +194,99 @@ def test_replay_over_a_bigger_lake_drops_what_silver_no_longer_has(lake_settings
     write_deltalake(str(lake_dir), stray, mode="append")
     replay(lake_settings)
     assert rows_of(lake_frame(lake_dir)) == rows_of(silver_frame(lake_settings))
+
+
+def test_the_readme_reading_snippets_run(lake_settings, lake_dir):
+    """README's "Reading the lake" snippets (pandas through deltalake, pyarrow's dataset), run as written."""
+    run_pipeline(lake_settings, source="sample")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Reading the lake") :]
+    start = section.index("```python\n") + len("```python\n")
+    code = section[start : section.index("```", start)]
+    assert '"data/lake"' in code
+    scope: dict[str, object] = {}
+    exec(code.replace('"data/lake"', repr(str(lake_dir))), scope)  # noqa: S102 - the README's own code
+    silver = silver_frame(lake_settings)
+    day = silver[silver.snapshot_at.dt.date == dt.date(2022, 10, 16)]
+    assert len(scope["prices"]) == len(day) > 0
+    assert scope["bitcoin"].num_rows == (silver.id == "bitcoin").sum() > 0
+
+
+# -- on object storage: moto's S3 API on loopback ---------------------------------------------
+
+SECRET = "lake-test-secret-key"
+
+
+@pytest.fixture
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 API over HTTP (moto's server) with a bucket ``lake``."""
+    import boto3
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        client = boto3.client(
+            "s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key=SECRET, region_name="us-east-1"
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.create_bucket(Bucket="lake")
+                break
+            except Exception:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _s3_settings(settings: Settings, url: str, endpoint: str) -> Settings:
+    """The lake settings as the environment gives them (LAKE_URL and the standard AWS_* variables)."""
+    env = Settings.from_env(
+        {
+            "LAKE_URL": url,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": SECRET,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": endpoint,  # http: AWS_ALLOW_HTTP is implied
+        }
+    )
+    return settings.with_overrides(lake_url=env.lake_url, lake_storage_options=env.lake_storage_options)
+
+
+def test_a_lake_on_s3(settings, s3_endpoint, caplog):
+    caplog.set_level(logging.DEBUG)
+    s3 = _s3_settings(settings, "s3://lake/silver", s3_endpoint)
+    first = run_pipeline(s3, source="api")
+    second = run_pipeline(s3, source="api")
+    options = dict(s3.lake_storage_options)
+    table = DeltaTable("s3://lake/silver", storage_options=options)
+    assert table.version() == 1
+    assert all(uri.startswith(f"s3://lake/silver/{PARTITION}=") for uri in table.file_uris())
+    assert rows_of(table.to_pandas()) == rows_of(silver_frame(s3)) and first.silver_rows + second.silver_rows == 500
+    replay(s3)
+    assert rows_of(DeltaTable("s3://lake/silver", storage_options=options).to_pandas()) == rows_of(silver_frame(s3))
+    assert SECRET not in caplog.text
+
+
+def test_a_missing_bucket_fails_the_run_in_one_line_without_the_secret(settings, s3_endpoint, caplog):
+    caplog.set_level(logging.DEBUG)
+    s3 = _s3_settings(settings, "s3://no-such-bucket/silver", s3_endpoint)
+    with pytest.raises(Exception, match="no-such-bucket"):
+        run_pipeline(s3, source="api")
+    run = _runs(s3).iloc[-1]
+    assert run.status == "failed" and "\n" not in run.error_message and "no-such-bucket" in run.error_message
+    assert SECRET not in run.error_message and SECRET not in caplog.text
 
 
 # -- the sink on its own (no database) ---------------------------------------------------------
