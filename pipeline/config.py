@@ -222,7 +222,7 @@ class Settings:
             "top_n": ALL_COINS if self.top_n is None else self.top_n,
             "vs_currency": self.vs_currency,
             "interval_minutes": self.interval_minutes,
-            "lake_url": self.lake_url or "not set",
+            "lake_url": mask_url(self.lake_url) if self.lake_url else "not set",
         }
 
     @classmethod

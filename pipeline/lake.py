@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import logs
-from pipeline.config import Settings
+from pipeline.config import Settings, mask_url
 from pipeline.errors import PipelineError
 from pipeline.silver.transform import SILVER_COLUMNS, silver_schema
 
@@ -152,7 +152,7 @@ class LakeSink:
         except TableNotFoundError:
             return None
         except Exception as exc:
-            raise LakeError(f"lake table {self.url} could not be read: {_one_line(exc)}") from exc
+            raise LakeError(f"lake table {mask_url(self.url)} could not be read: {_one_line(exc)}") from exc
 
     def _write(self, table: Any, *, mode: str, **options: Any) -> None:
         from deltalake import write_deltalake
@@ -167,7 +167,7 @@ class LakeSink:
                 **options,
             )
         except Exception as exc:
-            raise LakeError(f"lake write to {self.url} failed: {_one_line(exc)}") from exc
+            raise LakeError(f"lake write to {mask_url(self.url)} failed: {_one_line(exc)}") from exc
         self.commits += 1
 
 
@@ -195,4 +195,4 @@ def writing(settings: Settings, result: Carrier, *, rebuild: bool) -> Iterator[L
     finally:
         result.lake = None
     sink.commit()
-    log.info("lake: %s silver rows in %s commit(s) to %s", sink.rows, sink.commits, settings.lake_url)
+    log.info("lake: %s silver rows in %s commit(s) to %s", sink.rows, sink.commits, mask_url(settings.lake_url))
