@@ -85,6 +85,7 @@ class LakeSink:
 
     ``rebuild`` (a replay): each batch is written as it comes (the first replaces the table).
     Otherwise (a live run): the batches are kept until :meth:`commit` writes them in one commit.
+    deltalake is imported where it is used: a run without LAKE_URL never loads delta-rs.
     """
 
     def __init__(self, url: str, options: dict[str, str] | None, *, rebuild: bool):
