@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -158,6 +159,8 @@ class LakeSink:
     def _write(self, table: Any, *, mode: str, **options: Any) -> None:
         from deltalake import write_deltalake
 
+        if "://" not in self.url and Path(self.url).is_file():  # delta-rs would say "Path does not exist"
+            raise LakeError(f"lake write to {self.url} failed: it is a file, not a folder")
         try:
             write_deltalake(
                 self.url,
