@@ -124,7 +124,8 @@ def run_pipeline(
         progress("bronze", f"kept {result.bronze_records} raw records in {len(bronze_runs)} bronze run(s)")
 
         run.stage("silver")
-        with lake.writing(settings, result, rebuild=False):  # the run's silver rows: one lake commit after silver
+        # LAKE_URL: the run's silver rows go to the lake table in one commit once silver has them
+        with lake.writing(settings, result, rebuild=False, progress=progress):
             _load_silver(
                 engine,
                 bronze_runs,
@@ -486,7 +487,8 @@ def replay(
         result.bronze_runs = [r.run_id for r in runs]
         progress("bronze", f"replaying {len(runs)} bronze run(s)")
         run.stage("silver")
-        with lake.writing(settings, result, rebuild=True):  # the lake table is rebuilt from the replayed rows
+        # LAKE_URL: the lake table is rebuilt from the replayed silver rows
+        with lake.writing(settings, result, rebuild=True, progress=progress):
             _load_silver(
                 engine,
                 runs,

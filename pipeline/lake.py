@@ -17,7 +17,7 @@ floats as float64, NULL stays NULL) plus ``snapshot_date`` (date32), the partiti
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
@@ -182,10 +182,11 @@ class Carrier(Protocol):
 
 
 @contextmanager
-def writing(settings: Settings, result: Carrier, *, rebuild: bool) -> Iterator[LakeSink | None]:
-    """Around a run's silver load: ``result.lake`` collects the batches, the lake commit follows a clean exit.
-
-    Without LAKE_URL this does nothing (``result.lake`` stays None)."""
+def writing(
+    settings: Settings, result: Carrier, *, rebuild: bool, progress: Callable[[str, str], None] | None = None
+) -> Iterator[LakeSink | None]:
+    """Around a run's silver load: ``result.lake`` collects the batches, the lake commit follows a clean exit
+    (and a ``progress`` line says what it wrote). Without LAKE_URL this does nothing (``result.lake`` stays None)."""
     if settings.lake_url is None:
         yield None
         return
@@ -199,4 +200,8 @@ def writing(settings: Settings, result: Carrier, *, rebuild: bool) -> Iterator[L
     finally:
         result.lake = None
     sink.commit()
-    log.info("lake: %s silver rows in %s commit(s) to %s", sink.rows, sink.commits, mask_url(settings.lake_url))
+    line = f"lake: {sink.rows} rows in {sink.commits} commit(s) to {mask_url(settings.lake_url)}"
+    if progress is not None:
+        progress("silver", line)
+    else:
+        log.info("%s", line)
