@@ -24,8 +24,18 @@ API_KEY_HEADERS = {"demo": "x-cg-demo-api-key", "pro": "x-cg-pro-api-key"}
 
 #: Every environment variable ``Settings.from_env`` reads is one of these or starts with one of
 #: these prefixes (tests clear exactly these, so no developer setting leaks into a test).
-SETTING_NAMES = ("DATABASE_URL", "DATA_DIR", "VS_CURRENCY")
-SETTING_PREFIXES = ("COINGECKO_", "PIPELINE_", "ALERTS_")
+SETTING_NAMES = ("DATABASE_URL", "DATA_DIR", "VS_CURRENCY", "LAKE_URL")
+SETTING_PREFIXES = ("COINGECKO_", "PIPELINE_", "ALERTS_", "AWS_")
+
+#: The standard AWS variables an ``s3://`` LAKE_URL is opened with (delta-rs storage option names).
+LAKE_AWS_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ALLOW_HTTP",
+)
 
 #: Sectors whose coins are fetched by default (ids as in /coins/categories/list).
 DEFAULT_TRACKED_SECTORS = (
@@ -175,6 +185,11 @@ class Settings:
     sectors_every_minutes: float = 60.0
     sector_members_every_minutes: float = 1440.0
     tracked_sectors: tuple[str, ...] = DEFAULT_TRACKED_SECTORS
+    #: LAKE_URL: the Delta Lake table every run appends its silver rows to (pipeline.lake): a local
+    #: folder or ``s3://bucket/prefix``; None: no lake.
+    lake_url: str | None = None
+    #: How an ``s3://`` lake is opened (from the AWS_* variables). Kept out of repr: it holds the secret key.
+    lake_storage_options: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @property
     def raw_dir(self) -> Path:
@@ -212,6 +227,7 @@ class Settings:
             "top_n": ALL_COINS if self.top_n is None else self.top_n,
             "vs_currency": self.vs_currency,
             "interval_minutes": self.interval_minutes,
+            "lake_url": mask_url(self.lake_url) if self.lake_url else "not set",
         }
 
     @classmethod
@@ -226,6 +242,7 @@ class Settings:
         database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'warehouse.db'}"
         if not re.match(r"^(sqlite|postgres(ql)?)(\+\w+)?://", database_url):
             raise ConfigError("DATABASE_URL must start with sqlite:/// or postgresql://")
+        lake_url = (env.get("LAKE_URL") or "").strip().rstrip("/") or None
         return cls(
             database_url=normalize_database_url(database_url),
             data_dir=data_dir,
@@ -265,7 +282,22 @@ class Settings:
             sectors_every_minutes=_float(env, "PIPELINE_SECTORS_EVERY_MINUTES", 60.0),
             sector_members_every_minutes=_float(env, "PIPELINE_SECTOR_MEMBERS_EVERY_MINUTES", 1440.0),
             tracked_sectors=_sector_ids(env),
+            lake_url=lake_url,
+            lake_storage_options=_lake_storage_options(env, lake_url),
         )
+
+
+def _lake_storage_options(env: Mapping[str, str], lake_url: str | None) -> tuple[tuple[str, str], ...]:
+    """delta-rs storage options of an ``s3://`` LAKE_URL, from the standard AWS_* variables (AWS_DEFAULT_REGION
+    stands in for AWS_REGION). An ``http://`` AWS_ENDPOINT_URL (MinIO, moto) needs AWS_ALLOW_HTTP: implied unless set."""
+    if lake_url is None or not lake_url.startswith(("s3://", "s3a://")):
+        return ()
+    options = {name: value for name in LAKE_AWS_VARIABLES if (value := (env.get(name) or "").strip())}
+    if "AWS_REGION" not in options and (region := (env.get("AWS_DEFAULT_REGION") or "").strip()):
+        options["AWS_REGION"] = region
+    if options.get("AWS_ENDPOINT_URL", "").startswith("http://"):
+        options.setdefault("AWS_ALLOW_HTTP", "true")
+    return tuple(sorted(options.items()))
 
 
 def _sector_ids(env: Mapping[str, str]) -> tuple[str, ...]:

@@ -16,7 +16,7 @@ from typing import TypedDict
 
 from sqlalchemy import Engine
 
-from pipeline import alerts, bronze, budget, classes, engines, logs, sectors
+from pipeline import alerts, bronze, budget, classes, engines, lake, logs, sectors
 from pipeline import snapshots as snapshot_ledger
 from pipeline.config import Settings
 from pipeline.db import prepare_database as prepare_database  # re-exported: the scheduler imports it from here
@@ -56,6 +56,8 @@ class RunResult:
     gold_rows: dict[str, int] = field(default_factory=dict)
     global_basis: bool = True
     warnings: list[str] = field(default_factory=list)
+    #: Where silver's batches also go while the run loads them (LAKE_URL; pipeline.lake.writing sets it).
+    lake: lake.LakeSink | None = field(default=None, repr=False)
 
     def counts(self) -> dict[str, object]:
         return {
@@ -120,15 +122,17 @@ def run_pipeline(
         progress("bronze", f"kept {result.bronze_records} raw records in {len(bronze_runs)} bronze run(s)")
 
         run.stage("silver")
-        _load_silver(
-            engine,
-            bronze_runs,
-            result,
-            progress,
-            workers=settings.replay_workers,
-            global_max_age_minutes=settings.global_max_age_minutes,
-            stale_after=settings.stale_record_after,
-        )
+        # LAKE_URL: the run's silver rows go to the lake table in one commit once silver has them
+        with lake.writing(settings, result, rebuild=False, progress=progress):
+            _load_silver(
+                engine,
+                bronze_runs,
+                result,
+                progress,
+                workers=settings.replay_workers,
+                global_max_age_minutes=settings.global_max_age_minutes,
+                stale_after=settings.stale_record_after,
+            )
         result.snapshot_at = bronze_runs[-1].snapshot_at
         # What the run log reports is what silver holds for this run, not what was sent.
         result.silver_rows = count_run_rows(engine, {r.run_id: r.snapshot_at for r in bronze_runs})
@@ -422,6 +426,8 @@ def _load_silver(
     def apply(prepared: PreparedBatch) -> None:
         with engine.begin() as conn:
             result.silver_rows += load_batch(conn, prepared)
+        if result.lake is not None:
+            result.lake.add(prepared.rows)
         result.quarantined += len(prepared.quarantine)
         result.duplicates_dropped += prepared.duplicates_dropped
         progress("silver", f"{result.silver_rows} rows loaded, {result.quarantined} quarantined")
@@ -490,17 +496,19 @@ def replay(
         run.stage("silver")
         if plan is not None:
             progress("silver", f"transforming on {plan.describe()}")
-        _load_silver(
-            engine,
-            runs,
-            result,
-            progress,
-            workers=settings.replay_workers,
-            batch_records=settings.replay_batch_records,
-            global_max_age_minutes=settings.global_max_age_minutes,
-            stale_after=settings.stale_record_after,
-            plan=plan,
-        )
+        # LAKE_URL: the lake table is rebuilt from the replayed silver rows
+        with lake.writing(settings, result, rebuild=True, progress=progress):
+            _load_silver(
+                engine,
+                runs,
+                result,
+                progress,
+                workers=settings.replay_workers,
+                batch_records=settings.replay_batch_records,
+                global_max_age_minutes=settings.global_max_age_minutes,
+                stale_after=settings.stale_record_after,
+                plan=plan,
+            )
         _record_snapshots(engine, runs, requested=None)
         _reload_backfills(engine, backfills, progress)
         sector_snapshots, sector_notes = sectors.replay_from_bronze(engine, found)
