@@ -41,6 +41,8 @@ from pipeline.errors import ConfigError, ObjectStoreUnavailable
 CONNECT_TIMEOUT_SECONDS = 5.0
 #: Seconds a request may take (honoured by the AWS SDK on some platforms only).
 REQUEST_TIMEOUT_SECONDS = 30.0
+#: Objects from this size may go up as a multipart upload (pyarrow's part size is larger): checked after.
+SINGLE_PUT_BYTES = 5 * 1024 * 1024
 #: Tries per request (the first and one retry): an unreachable store fails within seconds.
 MAX_ATTEMPTS = 2
 
@@ -233,6 +235,9 @@ class ObjectStore(Store):
                 connect_timeout=CONNECT_TIMEOUT_SECONDS,
                 request_timeout=REQUEST_TIMEOUT_SECONDS,
                 retry_strategy=fs.AwsStandardS3RetryStrategy(max_attempts=MAX_ATTEMPTS),
+                # Open output streams lazily: an object smaller than a part is then sent on close as one
+                # PutObject (eager opening starts a multipart upload for every object, three requests).
+                allow_delayed_open=True,
             )
         return self._fs
 
@@ -283,12 +288,16 @@ class ObjectStore(Store):
         if self._info(path).type != fs.FileType.NotFound:
             raise FileExistsError(f"already in the object store: {self.location(path)}")
         try:
-            # All the data goes in one write and is sent when the stream closes: one PutObject (or a
-            # multipart upload that becomes visible only when completed), never a partial object.
+            # All the data goes in one write and is sent when the stream closes: one PutObject below the
+            # part size, else a multipart upload, which becomes visible only when completed.
             with self._filesystem().open_output_stream(str(path), compression=None) as stream:
                 stream.write(data)
         except OSError as exc:
             raise self._failed(exc, f"writing {self.location(path)}") from None
+        if len(data) >= SINGLE_PUT_BYTES and self.size(path) != len(data):
+            # A multipart upload completed without a failed part: never leave it under its final name.
+            self._filesystem().delete_file(str(path))
+            raise ObjectStoreUnavailable(f"object store {self.url}: {self.location(path)} was stored incomplete")
 
     def make_folder(self, path: PurePath) -> None:
         if self._listing(path):

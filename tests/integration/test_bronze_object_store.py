@@ -316,3 +316,19 @@ def test_the_default_stays_the_local_raw_folder(tmp_path):
     local = Settings.from_env({"DATA_DIR": str(tmp_path), "BRONZE_URL": str(tmp_path / "elsewhere")})
     assert local.bronze.location() == str(tmp_path / "elsewhere")
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_the_object_store_writes_each_object_once_and_whole(fake_s3, bucket):
+    store = Settings.from_env(fake_s3.env(f"s3://{bucket}/{PREFIX}")).bronze
+    small, big = store.root / "d" / "small.json", store.root / "d" / "big.bin"
+    store.write_once(small, b"[1, 2]")
+    data = os.urandom(12 * 1024 * 1024)  # past the part size: a multipart upload, visible only when whole
+    store.write_once(big, data)
+    with pytest.raises(FileExistsError):
+        store.write_once(small, b"[3]")  # bronze never overwrites
+    assert store.read_bytes(small) == b"[1, 2]" and store.read_bytes(big) == data
+    assert store.size(big) == len(data) and [p.name for p in store.files(store.root / "d")] == ["big.bin", "small.json"]
+    with pytest.raises(FileNotFoundError):
+        store.read_bytes(store.root / "d" / "missing.json")
+    store.remove_tree(store.root / "d")
+    assert fake_s3.keys(bucket, PREFIX) == []
