@@ -15,8 +15,8 @@ object store (``BRONZE_URL=s3://bucket/prefix``), with the same layout. Function
 here take either a store or a local folder (a Path means that folder). Every file
 is written atomically (:mod:`pipeline.atomic` locally, one PUT per object on an
 object store): a full disk or a killed process leaves whole files or none, never
-a truncated one under its final name. Damage that happens anyway (old runs, a disk fault, a hand edit)
-never blocks the other runs: :func:`scan_runs` returns the readable runs and,
+a truncated one under its final name. Damage that happens anyway (old runs, a
+disk fault, a hand edit) never blocks the other runs: :func:`scan_runs` returns the readable runs and,
 apart, the damaged ones with a one-line reason; :func:`check_run` compares a
 run's files with its manifest.
 """
@@ -242,8 +242,8 @@ class BronzeWriter:
         error: str | None = None,
         extra: dict[str, Any] | None = None,
     ) -> PurePath:
-        """Write the manifest, once (last: it is the run's commit). Only complete runs are replayed. ``extra``: more top-level
-        fields (e.g. ``fetched_at`` and ``data_time_basis`` beside the data's ``snapshot_at``)."""
+        """Write the manifest, once and last: it is the run's commit. Only complete runs are replayed. ``extra``: more
+        top-level fields (e.g. ``fetched_at`` and ``data_time_basis`` beside the data's ``snapshot_at``)."""
         manifest = {
             "manifest_version": MANIFEST_VERSION,
             "run_id": self.run_id,

@@ -76,6 +76,8 @@ class BronzeFolder:
     age_basis: str  # "snapshot" | "started" | "folder" (no manifest) | "damaged" (unreadable manifest)
     at: datetime
     bytes: int
+    #: Where the folder is, as a person reads it (an ``s3://`` URL on an object store); "" means ``folder``.
+    location: str = ""
 
 
 @dataclass
@@ -132,7 +134,7 @@ class PruneReport:
             basis = {"folder": "no manifest, started", "damaged": "damaged manifest, started"}.get(
                 item.age_basis, item.age_basis
             )
-            out.append(f"  {item.folder} ({basis} {item.at:%Y-%m-%d %H:%M:%S})")
+            out.append(f"  {item.location or item.folder} ({basis} {item.at:%Y-%m-%d %H:%M:%S})")
         if len(self.folders) > 20:
             out.append(f"  ... and {len(self.folders) - 20} more")
         if self.damaged:
@@ -230,7 +232,9 @@ def scan_bronze(
         basis, at = _run_time(run)
         if at is None or at >= cutoff or run.run_id in keep_runs or run.folder.name in keep_runs:
             continue
-        found.append(BronzeFolder(run.folder, run.run_id, basis, at, store.tree_bytes(run.folder)))
+        found.append(
+            BronzeFolder(run.folder, run.run_id, basis, at, store.tree_bytes(run.folder), store.location(run.folder))
+        )
     for problem in problems:
         folder = problem.folder
         if not _DATE_FOLDER.match(folder.parent.name):
@@ -240,7 +244,12 @@ def scan_bronze(
             continue
         found.append(
             BronzeFolder(
-                folder, problem.name, "folder" if problem.incomplete else "damaged", at, store.tree_bytes(folder)
+                folder,
+                problem.name,
+                "folder" if problem.incomplete else "damaged",
+                at,
+                store.tree_bytes(folder),
+                store.location(folder),
             )
         )
     damaged = [p for p in problems if not p.incomplete]

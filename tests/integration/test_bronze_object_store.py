@@ -179,9 +179,13 @@ def test_verify_reports_healthy_then_flags_a_tampered_object(s3_settings, fake_s
     assert not report.healthy and [d.run_id for d in report.damaged] == [result.run_id]
     line = report.damaged[0].line()
     assert "markets_p001.json: sha256 mismatch" in line and f"s3://{bucket}/" in line
-    # Replay skips the damaged run and says so; with no other run there is nothing to replay.
     quick = verify(s3_settings.bronze, deep=False)
     assert [d.run_id for d in quick.damaged] == [result.run_id]
+    # The command: exit 1 (BronzeError) naming the damaged run's s3:// folder, and no key in its output.
+    env = {**fake_s3.env(f"s3://{bucket}/{PREFIX}"), "DATA_DIR": str(s3_settings.data_dir)}
+    done, _took = run_cli(["verify", "--run", result.run_id], env)
+    assert done.returncode == 1 and f"s3://{bucket}/{PREFIX}/" in done.stdout and "sha256 mismatch" in done.stdout
+    assert SECRET_KEY not in done.stdout + done.stderr
 
 
 def test_prune_removes_old_run_folders_from_the_object_store(s3_settings, fake_s3, bucket):
@@ -198,6 +202,8 @@ def test_prune_removes_old_run_folders_from_the_object_store(s3_settings, fake_s
 
     report = prune(s3_settings, keep_days=30, now=newest.snapshot_at + timedelta(days=400))
     assert report.gold_runs == [newest.run_id]
+    listed = [line for line in report.lines() if older.run_id in line]
+    assert listed and all(line.startswith(f"  s3://{bucket}/{PREFIX}/") for line in listed), report.lines()
     left = fake_s3.keys(bucket, PREFIX)
     assert {k.split("/")[3] for k in left} == {newest.run_id}
     assert f"{PREFIX}/{newest.snapshot_at:%Y-%m-%d}/{newest.run_id}/manifest.json" in left
