@@ -338,3 +338,30 @@ def test_the_object_store_writes_each_object_once_and_whole(fake_s3, bucket):
         store.read_bytes(store.root / "d" / "missing.json")
     store.remove_tree(store.root / "d")
     assert fake_s3.keys(bucket, PREFIX) == []
+
+
+def test_backfill_import_and_classes_keep_their_bronze_in_the_object_store(s3_settings, bucket, fake_coingecko):
+    from pipeline import classes
+    from pipeline.backfill import run_backfill
+    from pipeline.importer import import_bodies
+    from tests.integration.test_backfill import BODIES, COINS, NOW_2020
+    from tests.integration.test_import import MARKETS_2023
+
+    for coin_id, body in BODIES.items():
+        fake_coingecko.set_market_chart(coin_id, body)
+    settings = s3_settings.with_overrides(classes_refresh_hours=24)
+    live = run_pipeline(settings, source="api")
+    backfill = run_backfill(settings, days=91, coin_ids=COINS, now=NOW_2020)
+    imported = import_bodies(settings, [MARKETS_2023])
+
+    runs, damaged = bronze.scan_runs(settings.bronze, include_incomplete=True)
+    assert not damaged and {r.source for r in runs} == {"api", classes.BRONZE_SOURCE, "backfill", "import"}
+    assert all(r.location.startswith(f"s3://{bucket}/{PREFIX}/") for r in runs)
+    assert backfill.bronze_folder.startswith(f"s3://{bucket}/{PREFIX}/") and backfill.points > 0
+    assert not (settings.data_dir / "raw").exists()
+    points = int(read(settings, "SELECT COUNT(*) AS n FROM staging_coin_history").n[0])
+
+    replayed = replay(settings)
+    assert set(replayed.bronze_runs) == {live.run_id, *imported.run.bronze_runs}
+    assert int(read(settings, "SELECT COUNT(*) AS n FROM staging_coin_history").n[0]) == points
+    assert verify(settings.bronze).healthy
