@@ -275,13 +275,13 @@ def run_backfill(
                     continue
                 if writer is None:
                     writer = bronze.BronzeWriter(
-                        settings.raw_dir,
+                        settings.bronze,
                         run_id,
                         source="backfill",
                         started_at=utcnow(),
                         vs_currency=settings.vs_currency,
                     )
-                    result.bronze_folder = str(writer.folder)
+                    result.bronze_folder = writer.store.location(writer.folder)
                     run.stage("silver")
 
                 def keep(response: ApiResponse, _add: Callable[[ApiResponse], None] = writer.add) -> None:
@@ -327,6 +327,6 @@ def run_backfill(
         except BackfillIncomplete:
             raise
         except BaseException as exc:  # the bronze run says it is incomplete; run_context records the failure
-            if writer is not None and not (writer.folder / bronze.MANIFEST).exists():
+            if writer is not None and not writer.finished:
                 writer.finish(snapshot_at=oldest_point, complete=False, error=failure_message(exc))
             raise

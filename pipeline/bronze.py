@@ -10,10 +10,13 @@ its manifest names (``coingecko`` for runs kept before manifests named one).
 The manifest is written last: a run without one, or marked incomplete, is never
 replayed.
 
-Every file is written atomically (:mod:`pipeline.atomic`): a full disk or a
-killed process leaves whole files or none, never a truncated one under its
-final name. Damage that happens anyway (old runs, a disk fault, a hand edit)
-never blocks the other runs: :func:`scan_runs` returns the readable runs and,
+Bronze lives in a :class:`pipeline.storage.Store`: the local ``DATA_DIR/raw`` or an
+object store (``BRONZE_URL=s3://bucket/prefix``), with the same layout. Functions
+here take either a store or a local folder (a Path means that folder). Every file
+is written atomically (:mod:`pipeline.atomic` locally, one PUT per object on an
+object store): a full disk or a killed process leaves whole files or none, never
+a truncated one under its final name. Damage that happens anyway (old runs, a
+disk fault, a hand edit) never blocks the other runs: :func:`scan_runs` returns the readable runs and,
 apart, the damaged ones with a one-line reason; :func:`check_run` compares a
 run's files with its manifest.
 """
@@ -23,22 +26,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import shutil
-import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import orjson
 
-from pipeline.atomic import atomic_write_bytes, is_temp_name
 from pipeline.errors import BronzeError, ConfigError
 from pipeline.providers.base import COINS, DEFAULT_PROVIDER, HISTORY, TOTALS, Body, Json, Provider, Record
 from pipeline.providers.registry import get_provider
+from pipeline.storage import LocalStore, Store
 
 log = logging.getLogger(__name__)
 
@@ -93,18 +93,27 @@ def _file_stem(response: Body) -> str:
     return stem
 
 
-def _write_once(path: Path, data: bytes | memoryview) -> None:
+#: Where bronze is: a store, or a local folder (what every caller passed before object stores).
+Root = Store | Path | str
+
+
+def as_store(raw: Root) -> Store:
+    """``raw`` as a store (a path is a local folder)."""
+    return raw if isinstance(raw, Store) else LocalStore(Path(raw))
+
+
+def _write_once(store: Store, path: PurePath, data: bytes | memoryview, what: str = "file") -> None:
     """Create a read-only file that did not exist, atomically; bronze never overwrites.
 
     FileExistsError when the name is taken; any other OSError (a full disk) becomes
     a BronzeError naming the file, and nothing is left under ``path``.
     """
     try:
-        atomic_write_bytes(path, data, overwrite=False, mode=0o444)
+        store.write_once(path, data)
     except FileExistsError:
         raise
     except OSError as exc:
-        raise BronzeError(f"could not write bronze file {path}: {exc.strerror or exc}") from exc
+        raise BronzeError(f"could not write bronze {what} {store.location(path)}: {exc.strerror or exc}") from exc
 
 
 def _parquet_table(payload: Json) -> Any:  # a pyarrow.Table (pyarrow is untyped)
@@ -136,7 +145,7 @@ class BronzeWriter:
 
     def __init__(
         self,
-        raw_dir: Path,
+        raw_dir: Root,
         run_id: str,
         *,
         source: str,
@@ -154,19 +163,22 @@ class BronzeWriter:
         self.provider = provider
         self.started_at = started_at
         self.vs_currency = vs_currency
-        self.folder = Path(raw_dir) / started_at.strftime("%Y-%m-%d") / run_id
+        self.store = as_store(raw_dir)
+        self.store.check()
+        self.folder = self.store.root / started_at.strftime("%Y-%m-%d") / run_id
         try:
-            self.folder.mkdir(parents=True, exist_ok=False)
+            self.store.make_folder(self.folder)
         except FileExistsError:
             raise
         except OSError as exc:
-            raise BronzeError(f"could not create bronze folder {self.folder}: {exc.strerror or exc}") from exc
+            location = self.store.location(self.folder)
+            raise BronzeError(f"could not create bronze folder {location}: {exc.strerror or exc}") from exc
         self.entries: list[Entry] = []
         self._write_parquet = write_parquet
 
     def add(self, response: Body) -> None:
         stem = _file_stem(response)
-        _write_once(self.folder / f"{stem}.json", response.body)
+        _write_once(self.store, self.folder / f"{stem}.json", response.body)
         entry: Entry = {
             "file": f"{stem}.json",
             "parquet": None,
@@ -199,7 +211,7 @@ class BronzeWriter:
         self.entries.append(entry)
         if entry["used"] and self._write_parquet:
             name, data = self._parquet_copy(stem, payload)
-            _write_once(self.folder / name, data)
+            _write_once(self.store, self.folder / name, data)
             entry.update(parquet=name, parquet_bytes=len(data), parquet_sha256=hashlib.sha256(data).hexdigest())
 
     @staticmethod
@@ -229,9 +241,9 @@ class BronzeWriter:
         complete: bool,
         error: str | None = None,
         extra: dict[str, Any] | None = None,
-    ) -> Path:
-        """Write the manifest, once. Only complete runs are replayed. ``extra``: more top-level
-        fields (e.g. ``fetched_at`` and ``data_time_basis`` beside the data's ``snapshot_at``)."""
+    ) -> PurePath:
+        """Write the manifest, once and last: it is the run's commit. Only complete runs are replayed. ``extra``: more
+        top-level fields (e.g. ``fetched_at`` and ``data_time_basis`` beside the data's ``snapshot_at``)."""
         manifest = {
             "manifest_version": MANIFEST_VERSION,
             "run_id": self.run_id,
@@ -247,21 +259,43 @@ class BronzeWriter:
             "entries": self.entries,
         }
         path = self.folder / MANIFEST
-        try:
-            atomic_write_bytes(path, json.dumps(manifest, indent=2).encode(), overwrite=False, mode=0o444)
-        except FileExistsError:
-            raise
-        except OSError as exc:
-            raise BronzeError(f"could not write bronze manifest {path}: {exc.strerror or exc}") from exc
+        _write_once(self.store, path, json.dumps(manifest, indent=2).encode(), "manifest")
         return path
+
+    @property
+    def finished(self) -> bool:
+        """Whether the manifest is written (by this writer or, after a crash, found in the store)."""
+        return self.store.is_file(self.folder / MANIFEST)
+
+    def read_back(self) -> BronzeRun:
+        """The finished run, its manifest read back from the store."""
+        manifest: dict[str, Any] = json.loads(self.store.read_bytes(self.folder / MANIFEST))
+        return BronzeRun(self.folder, manifest, self.store)
 
 
 @dataclass(frozen=True)
 class BronzeRun:
-    """A run's folder and manifest, read back for replay."""
+    """A run's folder and manifest, read back for replay.
 
-    folder: Path
+    ``store`` is where the folder is (None: ``folder`` is a local path). It pickles as its
+    location, never as a connection: a replay worker reads the run's files from the store itself.
+    """
+
+    folder: PurePath
     manifest: dict[str, Any]
+    store: Store | None = field(default=None, compare=False)
+
+    @property
+    def files(self) -> Store:
+        return self.store if self.store is not None else LocalStore(Path(self.folder))
+
+    @property
+    def location(self) -> str:
+        """The run folder as a person reads it (an ``s3://`` URL on an object store)."""
+        return self.files.location(self.folder)
+
+    def with_manifest(self, manifest: dict[str, Any]) -> BronzeRun:
+        return replace(self, manifest=manifest)
 
     @property
     def run_id(self) -> str:
@@ -294,13 +328,14 @@ class BronzeRun:
         return get_provider(self.provider)
 
     def _read(self, entry: Entry) -> bytes:
-        path: Path = self.folder / entry["file"]
+        path = self.folder / entry["file"]
         try:
-            body = path.read_bytes()
+            body = self.files.read_bytes(path)
         except FileNotFoundError:
-            raise BronzeError(f"bronze file missing: {path}") from None
+            raise BronzeError(f"bronze file missing: {self.files.location(path)}") from None
         if hashlib.sha256(body).hexdigest() != entry["sha256"]:
-            raise BronzeError(f"bronze file changed since it was written (sha256 mismatch): {path}")
+            location = self.files.location(path)
+            raise BronzeError(f"bronze file changed since it was written (sha256 mismatch): {location}")
         return body
 
     def used_entries(self, endpoint: str | None) -> list[Entry]:
@@ -347,16 +382,17 @@ class BronzeRun:
             if not name or not digest:
                 return None
             try:
-                data = (self.folder / name).read_bytes()
+                data = self.files.read_bytes(self.folder / name)
             except OSError:
                 return None
             if hashlib.sha256(data).hexdigest() != digest:
                 log.warning(
-                    "bronze Parquet copy changed since it was written (sha256 mismatch): %s", self.folder / name
+                    "bronze Parquet copy changed since it was written (sha256 mismatch): %s",
+                    self.files.location(self.folder / name),
                 )
                 return None
             try:  # read for the checks below only: the records' text comes from markets_records (verified)
-                body = (self.folder / entry["file"]).read_bytes()
+                body = self.files.read_bytes(self.folder / entry["file"])
             except OSError:
                 return None
             if _has_json_bool(body):
@@ -411,19 +447,24 @@ class DamagedRun:
     finishing (killed, or the disk filled up). That is expected, not damage.
     """
 
-    folder: Path
+    folder: PurePath
     run_id: str | None
     reason: str
     incomplete: bool = False
+    store: Store | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:
         """The run id, else the folder's name (which is the run id for every folder BronzeWriter makes)."""
         return self.run_id or self.folder.name
 
+    @property
+    def location(self) -> str:
+        return str(self.folder) if self.store is None else self.store.location(self.folder)
+
     def line(self) -> str:
         kind = "incomplete" if self.incomplete else "damaged"
-        return f"{kind} bronze run {self.name} ({self.folder}): {self.reason}"
+        return f"{kind} bronze run {self.name} ({self.location}): {self.reason}"
 
 
 def _one_line(exc: BaseException | str, limit: int = 200) -> str:
@@ -488,7 +529,7 @@ def _entry_problem(entry: object, provider: Provider) -> str | None:
     return None
 
 
-def manifest_problem(manifest: object, folder: Path) -> str | None:
+def manifest_problem(manifest: object, folder: PurePath) -> str | None:
     """Why ``manifest`` (parsed JSON) cannot describe the run in ``folder``; None when it can."""
     if not isinstance(manifest, dict):
         kind = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(
@@ -498,8 +539,8 @@ def manifest_problem(manifest: object, folder: Path) -> str | None:
     run_id = manifest.get("run_id")
     if not isinstance(run_id, str) or not run_id:
         return "manifest.json has no run_id"
-    if run_id != Path(folder).name:
-        return f"manifest.json is for run {run_id!r}, not for its folder {Path(folder).name!r}"
+    if run_id != folder.name:
+        return f"manifest.json is for run {run_id!r}, not for its folder {folder.name!r}"
     if not isinstance(manifest.get("source"), str):
         return "manifest.json has no source"
     name = manifest.get("provider", DEFAULT_PROVIDER)
@@ -530,39 +571,52 @@ def manifest_problem(manifest: object, folder: Path) -> str | None:
     return None
 
 
-def _load_run(folder: Path) -> tuple[BronzeRun | None, DamagedRun | None]:
+def _load_run(store: Store, folder: PurePath) -> tuple[BronzeRun | None, DamagedRun | None]:
     """The run in ``folder``, or why there is none (exactly one of the two is set)."""
     path = folder / MANIFEST
     try:
-        data = path.read_bytes()
+        data = store.read_bytes(path)
     except FileNotFoundError:
-        files = [p for p in folder.iterdir() if not is_temp_name(p.name)] if folder.is_dir() else []
+        files = store.files(folder)
         return None, DamagedRun(
             folder,
             None,
             f"no {MANIFEST}: the run stopped before finishing ({len(files)} file(s) kept)",
             incomplete=True,
+            store=store,
         )
     except OSError as exc:
-        return None, DamagedRun(folder, None, f"{MANIFEST} unreadable: {_one_line(exc.strerror or exc)}")
+        return None, DamagedRun(folder, None, f"{MANIFEST} unreadable: {_one_line(exc.strerror or exc)}", store=store)
+    return _parse_run(store, folder, data)
+
+
+def _parse_run(store: Store, folder: PurePath, data: bytes) -> tuple[BronzeRun | None, DamagedRun | None]:
+    """The run whose manifest is ``data``, or why it cannot be replayed."""
     if not data.strip():
-        return None, DamagedRun(folder, None, f"{MANIFEST} is empty ({len(data)} bytes)")
+        return None, DamagedRun(folder, None, f"{MANIFEST} is empty ({len(data)} bytes)", store=store)
     try:
         manifest = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
-        return None, DamagedRun(folder, None, f"{MANIFEST} is not valid JSON ({_one_line(exc, 120)})")
+        return None, DamagedRun(folder, None, f"{MANIFEST} is not valid JSON ({_one_line(exc, 120)})", store=store)
     problem = manifest_problem(manifest, folder)
     if problem:
         run_id = manifest.get("run_id") if isinstance(manifest, dict) else None
-        return None, DamagedRun(folder, run_id if isinstance(run_id, str) and run_id else None, problem)
-    return BronzeRun(folder, manifest), None
+        return None, DamagedRun(folder, run_id if isinstance(run_id, str) and run_id else None, problem, store=store)
+    return BronzeRun(folder, manifest, store), None
 
 
 def _run_order(run: BronzeRun) -> tuple[str, str]:
     return run.manifest.get("snapshot_at") or "", run.run_id
 
 
-def scan_runs(raw_dir: Path, *, include_incomplete: bool = False) -> tuple[list[BronzeRun], list[DamagedRun]]:
+def run_folders(raw_dir: Root) -> list[PurePath]:
+    """Every ``<date>/<run id>`` folder under the bronze root, in path order."""
+    store = as_store(raw_dir)
+    store.check()
+    return sorted(folder for day in store.folders(store.root) for folder in store.folders(day))
+
+
+def scan_runs(raw_dir: Root, *, include_incomplete: bool = False) -> tuple[list[BronzeRun], list[DamagedRun]]:
     """Every run folder under ``raw_dir``: the readable runs and, apart, the ones that are not.
 
     Runs come oldest snapshot first (ties by run id); with ``include_incomplete``
@@ -572,13 +626,11 @@ def scan_runs(raw_dir: Path, *, include_incomplete: bool = False) -> tuple[list[
     by folder. Reads manifests only: :func:`check_run` checks a run's files. Never raises
     for what is on disk.
     """
-    raw_dir = Path(raw_dir)
+    store = as_store(raw_dir)
     runs: list[BronzeRun] = []
     damaged: list[DamagedRun] = []
-    if not raw_dir.is_dir():
-        return runs, damaged
-    for folder in sorted(p for p in raw_dir.glob("*/*") if p.is_dir()):
-        run, problem = _load_run(folder)
+    for folder in run_folders(store):
+        run, problem = _load_run(store, folder)
         if run is not None and (run.manifest["complete"] or include_incomplete):
             runs.append(run)
         elif problem is not None:
@@ -586,7 +638,7 @@ def scan_runs(raw_dir: Path, *, include_incomplete: bool = False) -> tuple[list[
     return sorted(runs, key=_run_order), damaged
 
 
-def list_runs(raw_dir: Path, *, include_incomplete: bool = False) -> list[BronzeRun]:
+def list_runs(raw_dir: Root, *, include_incomplete: bool = False) -> list[BronzeRun]:
     """Every readable bronze run on disk, oldest snapshot first (ties by run id).
 
     Damaged runs are left out (logged as a warning); :func:`scan_runs` returns them too.
@@ -598,44 +650,47 @@ def list_runs(raw_dir: Path, *, include_incomplete: bool = False) -> list[Bronze
     return runs
 
 
-def find_run(raw_dir: Path, run_id: str) -> BronzeRun:
-    """The run ``run_id`` (its folder ``<raw_dir>/<date>/<run_id>``); BronzeError when it is missing or damaged."""
-    raw_dir = Path(raw_dir)
-    if _plain_name(run_id) and raw_dir.is_dir():
-        for day in sorted(raw_dir.iterdir()):
+def find_run(raw_dir: Root, run_id: str) -> BronzeRun:
+    """The run ``run_id`` (its folder ``<raw_dir>/<date>/<run_id>``); BronzeError when it is missing or damaged.
+
+    Looks at the newest date folders first (most look-ups are of a run just written)."""
+    store = as_store(raw_dir)
+    if _plain_name(run_id):
+        for day in reversed(store.folders(store.root)):
             folder = day / run_id
-            if not folder.is_dir():
+            try:
+                data = store.read_bytes(folder / MANIFEST)
+            except FileNotFoundError:  # not this day's, or stopped before finishing
                 continue
-            run, problem = _load_run(folder)
+            except OSError as exc:
+                raise BronzeError(
+                    f"bronze run {run_id}: {MANIFEST} unreadable: {_one_line(exc.strerror or exc)}"
+                ) from exc
+            run, problem = _parse_run(store, folder, data)
             if run is not None:
                 return run
             if problem is not None and not problem.incomplete:
-                raise BronzeError(f"bronze run {run_id} is damaged ({folder}): {problem.reason}")
-    raise BronzeError(f"no bronze manifest for run {run_id} under {raw_dir}")
+                raise BronzeError(f"bronze run {run_id} is damaged ({store.location(folder)}): {problem.reason}")
+    raise BronzeError(f"no bronze manifest for run {run_id} under {store.location()}")
 
 
 # ---- checking a run's files against its manifest -------------------------------------
 
 
-def _sha256_file(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def _file_problem(path: Path, size: object, sha256: str) -> str | None:
+def _file_problem(store: Store, path: PurePath, size: object, sha256: str) -> str | None:
     """Why the file at ``path`` is not the one the manifest recorded; None when it is."""
     try:
-        info = path.stat()
+        found = store.size(path)
     except FileNotFoundError:
         return "missing"
+    except IsADirectoryError:
+        return "not a regular file"
     except OSError as exc:
         return f"unreadable ({_one_line(exc.strerror or exc)})"
-    if not stat.S_ISREG(info.st_mode):
-        return "not a regular file"
-    if _is_int(size) and info.st_size != size:
-        return f"{info.st_size} bytes, the manifest says {size} (truncated or changed)"
+    if _is_int(size) and found != size:
+        return f"{found} bytes, the manifest says {size} (truncated or changed)"
     try:
-        digest = _sha256_file(path)
+        digest = hashlib.sha256(store.read_bytes(path)).hexdigest()
     except OSError as exc:
         return f"unreadable ({_one_line(exc.strerror or exc)})"
     if digest != sha256:
@@ -643,17 +698,18 @@ def _file_problem(path: Path, size: object, sha256: str) -> str | None:
     return None
 
 
-def _parquet_problem(folder: Path, entry: Entry) -> str | None:
+def _parquet_problem(store: Store, folder: PurePath, entry: Entry) -> str | None:
     path = folder / entry["parquet"]
     if entry.get("parquet_sha256"):
-        return _file_problem(path, entry.get("parquet_bytes"), entry["parquet_sha256"])
+        return _file_problem(store, path, entry.get("parquet_bytes"), entry["parquet_sha256"])
     # A version-1 manifest recorded no hash: the copy must read and hold the body's records.
-    if not path.is_file():
+    if not store.is_file(path):
         return "missing"
     try:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        rows = pq.read_table(path).num_rows
+        rows = pq.read_table(pa.BufferReader(store.read_bytes(path))).num_rows
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many kinds for a garbled file
         return f"not a readable Parquet file ({_one_line(exc, 120)})"
     records = entry.get("records")
@@ -678,17 +734,17 @@ def check_run(run: BronzeRun, *, deep: bool = False, used_only: bool = False) ->
     for entry in run.manifest["entries"]:
         if used_only and not entry.get("used"):
             continue
-        problem = _file_problem(run.folder / entry["file"], entry.get("bytes"), entry["sha256"])
+        problem = _file_problem(run.files, run.folder / entry["file"], entry.get("bytes"), entry["sha256"])
         if problem:
             problems.append(f"{entry['file']}: {problem}")
         if deep and entry.get("parquet"):
-            problem = _parquet_problem(run.folder, entry)
+            problem = _parquet_problem(run.files, run.folder, entry)
             if problem:
                 problems.append(f"{entry['parquet']}: {problem}")
     return problems
 
 
-def healthy_runs(raw_dir: Path, *, include_incomplete: bool = False) -> tuple[list[BronzeRun], list[DamagedRun]]:
+def healthy_runs(raw_dir: Root, *, include_incomplete: bool = False) -> tuple[list[BronzeRun], list[DamagedRun]]:
     """:func:`scan_runs`, then :func:`check_run` (``used_only=True``) on each run: what replay can read safely.
 
     Returns the runs whose replayed bodies are intact (oldest first) and every other
@@ -702,14 +758,13 @@ def healthy_runs(raw_dir: Path, *, include_incomplete: bool = False) -> tuple[li
         problems = check_run(run, used_only=True)
         if problems:
             shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
-            damaged.append(DamagedRun(run.folder, run.run_id, shown))
+            damaged.append(DamagedRun(run.folder, run.run_id, shown, store=run.store))
         else:
             healthy.append(run)
     return healthy, sorted(damaged, key=lambda d: str(d.folder))
 
 
-def remove_folder(folder: Path) -> None:
-    """Retention only: bronze files are read-only, so make them writable first."""
-    for path in folder.rglob("*"):
-        os.chmod(path, 0o644)
-    shutil.rmtree(folder)
+def remove_folder(folder: PurePath, store: Store | None = None) -> None:
+    """Retention only: the run folder and every file in it (local bronze files are read-only: the store
+    makes them writable first)."""
+    (store or LocalStore(Path(folder))).remove_tree(folder)

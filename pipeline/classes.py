@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
+from pathlib import PurePath
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select
@@ -33,6 +33,7 @@ from pipeline.errors import SourceError
 from pipeline.providers.coingecko import client_from_settings, fetch_category_markets
 from pipeline.runs import new_run_id
 from pipeline.schema import ref_coin_classes, ref_stablecoins
+from pipeline.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +98,9 @@ def is_due(last_refreshed: datetime | None, now: datetime, refresh_hours: float)
     return last_refreshed is None or now - last_refreshed >= timedelta(hours=refresh_hours)
 
 
-def _attempt_time(folder: Path) -> datetime | None:
+def _attempt_time(store: Store, folder: PurePath) -> datetime | None:
     try:
-        manifest = json.loads((folder / bronze.MANIFEST).read_bytes())
+        manifest = json.loads(store.read_bytes(folder / bronze.MANIFEST))
         return datetime.fromisoformat(manifest["started_at"])
     except (OSError, ValueError, KeyError, TypeError):
         try:
@@ -108,16 +109,14 @@ def _attempt_time(folder: Path) -> datetime | None:
             return None
 
 
-def last_attempt(raw_dir: Path, now: datetime) -> datetime | None:
+def last_attempt(raw_dir: bronze.Root, now: datetime) -> datetime | None:
     """When the newest classes bronze run (finished or not) started, looking at today's and
     yesterday's bronze folders only (a cheap listing, whatever the history's size)."""
     newest = None
+    store = bronze.as_store(raw_dir)
     for day in (now, now - timedelta(days=1)):
-        folder = Path(raw_dir) / f"{day:%Y-%m-%d}"
-        if not folder.is_dir():
-            continue
-        for run in folder.iterdir():
-            if run.name.endswith(RUN_SUFFIX) and (when := _attempt_time(run)) is not None:
+        for run in store.folders(store.root / f"{day:%Y-%m-%d}"):
+            if run.name.endswith(RUN_SUFFIX) and (when := _attempt_time(store, run)) is not None:
                 newest = when if newest is None or when > newest else newest
     return newest
 
@@ -161,7 +160,7 @@ def stablecoin_ids(conn: Connection) -> set[str]:
 def _fetch(settings: Settings, now: datetime, *, interactive: bool) -> tuple[str, dict[str, list[Any]]]:
     """Every category's body, kept in a bronze run of its own; raises on any failure."""
     run_id = new_run_id(now) + RUN_SUFFIX
-    writer = bronze.BronzeWriter(settings.raw_dir, run_id, source=BRONZE_SOURCE, started_at=now, vs_currency="usd")
+    writer = bronze.BronzeWriter(settings.bronze, run_id, source=BRONZE_SOURCE, started_at=now, vs_currency="usd")
     client = client_from_settings(settings, on_response=writer.add, interactive=interactive)
     bodies: dict[str, list[Any]] = {}
     try:
@@ -208,7 +207,7 @@ def refresh_if_due(
             # the cadence (CLASSES, daily) and the month's API budget decide (pipeline.budget)
             if (not_due := budget.why_not_due(engine, budget.CLASSES, now, settings)) is not None:
                 return ClassesResult("skipped", reason=not_due)
-            attempt = last_attempt(settings.raw_dir, now)
+            attempt = last_attempt(settings.bronze, now)
             if attempt is not None and (last is None or attempt > last) and now - attempt < RETRY_AFTER:
                 return ClassesResult(
                     "skipped",

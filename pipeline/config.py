@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError
+from pipeline.storage import LocalStore, S3Options, Store, open_store, parse_s3_url
 
 PUBLIC_BASE_URL = "https://api.coingecko.com/api/v3"
 PRO_BASE_URL = "https://pro-api.coingecko.com/api/v3"
@@ -24,7 +25,7 @@ API_KEY_HEADERS = {"demo": "x-cg-demo-api-key", "pro": "x-cg-pro-api-key"}
 
 #: Every environment variable ``Settings.from_env`` reads is one of these or starts with one of
 #: these prefixes (tests clear exactly these, so no developer setting leaks into a test).
-SETTING_NAMES = ("DATABASE_URL", "DATA_DIR", "VS_CURRENCY", "LAKE_URL")
+SETTING_NAMES = ("DATABASE_URL", "DATA_DIR", "VS_CURRENCY", "LAKE_URL", "BRONZE_URL")
 SETTING_PREFIXES = ("COINGECKO_", "PIPELINE_", "ALERTS_", "AWS_")
 
 #: The standard AWS variables an ``s3://`` LAKE_URL is opened with (delta-rs storage option names).
@@ -190,11 +191,27 @@ class Settings:
     lake_url: str | None = None
     #: How an ``s3://`` lake is opened (from the AWS_* variables). Kept out of repr: it holds the secret key.
     lake_storage_options: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    #: BRONZE_URL: where bronze lives; None: the local ``DATA_DIR/raw`` (``raw_dir``), else ``s3://bucket/prefix``
+    #: on any S3-compatible store, reached with ``s3`` (the AWS_* settings; its keys are never printed).
+    bronze_url: str | None = None
+    s3: S3Options = field(default_factory=S3Options, repr=False)
 
     @property
     def raw_dir(self) -> Path:
-        """Bronze lives in data/raw/YYYY-MM-DD/<run id>/."""
+        """Local bronze lives in data/raw/YYYY-MM-DD/<run id>/ (BRONZE_URL unset)."""
         return self.data_dir / "raw"
+
+    @property
+    def bronze(self) -> Store:
+        """Where bronze lives: the local ``raw_dir`` or the object store in ``bronze_url``."""
+        if self.bronze_url is None:
+            return LocalStore(self.raw_dir)
+        return open_store(self.bronze_url, self.s3)
+
+    @property
+    def bronze_location(self) -> str:
+        """Where bronze lives, printable (no credentials)."""
+        return self.bronze.location()
 
     @property
     def button_top_n(self) -> int:
@@ -228,6 +245,9 @@ class Settings:
             "vs_currency": self.vs_currency,
             "interval_minutes": self.interval_minutes,
             "lake_url": mask_url(self.lake_url) if self.lake_url else "not set",
+            "bronze": self.bronze_location,
+            "aws_access_key_id": "set" if self.s3.access_key else "not set",
+            "aws_secret_access_key": "set" if self.s3.secret_key else "not set",
         }
 
     @classmethod
@@ -243,6 +263,7 @@ class Settings:
         if not re.match(r"^(sqlite|postgres(ql)?)(\+\w+)?://", database_url):
             raise ConfigError("DATABASE_URL must start with sqlite:/// or postgresql://")
         lake_url = (env.get("LAKE_URL") or "").strip().rstrip("/") or None
+        bronze_url = _bronze_url(env)
         return cls(
             database_url=normalize_database_url(database_url),
             data_dir=data_dir,
@@ -284,6 +305,8 @@ class Settings:
             tracked_sectors=_sector_ids(env),
             lake_url=lake_url,
             lake_storage_options=_lake_storage_options(env, lake_url),
+            bronze_url=bronze_url,
+            s3=_s3_options(env, bronze_url),
         )
 
 
@@ -298,6 +321,43 @@ def _lake_storage_options(env: Mapping[str, str], lake_url: str | None) -> tuple
     if options.get("AWS_ENDPOINT_URL", "").startswith("http://"):
         options.setdefault("AWS_ALLOW_HTTP", "true")
     return tuple(sorted(options.items()))
+
+
+def _bronze_url(env: Mapping[str, str]) -> str | None:
+    """BRONZE_URL: unset or empty for the local ``DATA_DIR/raw``; a folder, ``file://`` or ``s3://bucket/prefix``."""
+    raw = (env.get("BRONZE_URL") or "").strip()
+    if not raw:
+        return None
+    if raw.startswith("s3://"):
+        parse_s3_url(raw)  # ConfigError when malformed, before any work
+    else:
+        open_store(raw)
+    return raw
+
+
+def _s3_options(env: Mapping[str, str], bronze_url: str | None) -> S3Options:
+    """The AWS_* settings; an s3:// BRONZE_URL needs both keys (a ConfigError before any work)."""
+    options = S3Options(
+        endpoint_url=(env.get("AWS_ENDPOINT_URL") or "").strip() or None,
+        region=(env.get("AWS_DEFAULT_REGION") or "").strip() or None,
+        access_key=(env.get("AWS_ACCESS_KEY_ID") or "").strip() or None,
+        secret_key=(env.get("AWS_SECRET_ACCESS_KEY") or "").strip() or None,
+        session_token=(env.get("AWS_SESSION_TOKEN") or "").strip() or None,
+    )
+    if bronze_url is not None and bronze_url.startswith("s3://"):
+        missing = [
+            name
+            for name, value in (
+                ("AWS_ACCESS_KEY_ID", options.access_key),
+                ("AWS_SECRET_ACCESS_KEY", options.secret_key),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigError(f"BRONZE_URL is an object store ({bronze_url}): set {' and '.join(missing)}")
+        if options.endpoint_url and not re.match(r"^https?://[^/\s]+/?$", options.endpoint_url):
+            raise ConfigError("AWS_ENDPOINT_URL must be http(s)://host[:port]")
+    return options
 
 
 def _sector_ids(env: Mapping[str, str]) -> tuple[str, ...]:

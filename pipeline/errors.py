@@ -82,6 +82,14 @@ class BronzeError(PipelineError):
     """Raw files on disk are missing or do not match their manifest."""
 
 
+class ObjectStoreUnavailable(PipelineError):
+    """The object store in BRONZE_URL cannot be reached (within its connect deadline) or refused a request.
+
+    The message names the ``s3://`` location and the store's own reason, never a key."""
+
+    exit_code = 7
+
+
 class ClusterUnavailable(PipelineError):
     """The Dask scheduler given for a distributed replay cannot be reached, or has no workers."""
 

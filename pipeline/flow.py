@@ -251,7 +251,7 @@ def _distinct_snapshot_times(runs: list[bronze.BronzeRun]) -> list[bronze.Bronze
             while when in taken:
                 when += timedelta(microseconds=1)
             if when != run.snapshot_at:
-                run = bronze.BronzeRun(run.folder, {**run.manifest, "snapshot_at": when.isoformat()})
+                run = run.with_manifest({**run.manifest, "snapshot_at": when.isoformat()})
         taken.add(when)
         distinct.append(run)
     return distinct
@@ -273,7 +273,7 @@ def _fetch_api(
     started = utcnow()
     provider = get_provider(settings.provider)
     writer = bronze.BronzeWriter(
-        settings.raw_dir,
+        settings.bronze,
         run_id,
         source="api",
         provider=provider.name,
@@ -330,7 +330,7 @@ def _fetch_api(
             **({PARTIAL_SWEEP: partial} if partial else {}),
         },
     )
-    return bronze.find_run(settings.raw_dir, run_id)
+    return bronze.find_run(settings.bronze, run_id)
 
 
 def _fetch_sample(settings: Settings, run_id: str, top_n: int | None, progress: Progress) -> list[bronze.BronzeRun]:
@@ -339,7 +339,7 @@ def _fetch_sample(settings: Settings, run_id: str, top_n: int | None, progress: 
     for number, snap in enumerate(snapshots, start=1):
         bronze_id = run_id if len(snapshots) == 1 else f"{run_id}-s{number:02d}"
         writer = bronze.BronzeWriter(
-            settings.raw_dir,
+            settings.bronze,
             bronze_id,
             source="sample",
             provider=snap.provider,
@@ -355,7 +355,7 @@ def _fetch_sample(settings: Settings, run_id: str, top_n: int | None, progress: 
             complete=True,
             extra={"fetched_at": _iso_time(snap.snapshot_at), "data_time_basis": "recorded"},
         )
-        runs.append(bronze.find_run(settings.raw_dir, bronze_id))
+        runs.append(bronze.find_run(settings.bronze, bronze_id))
     progress(
         "fetch",
         f"loaded the offline sample ({len(runs)} snapshot(s), recorded {snapshots[-1].snapshot_at:%Y-%m-%d %H:%M} UTC)",
@@ -477,7 +477,7 @@ def replay(
         run.stage("bronze")
         # A damaged bronze run (bad manifest, changed or missing body) is skipped and reported,
         # never allowed to block the replay of the others.
-        found, damaged = bronze.healthy_runs(settings.raw_dir, include_incomplete=True)
+        found, damaged = bronze.healthy_runs(settings.bronze, include_incomplete=True)
         for item in damaged:
             if not item.incomplete:
                 result.warnings.append(f"skipped {item.line()}")
@@ -487,7 +487,7 @@ def replay(
         backfills = [r for r in found if r.source == "backfill"]
         if not runs:
             raise PipelineError(
-                f"no complete bronze runs under {settings.raw_dir}: nothing to replay "
+                f"no complete bronze runs under {settings.bronze_location}: nothing to replay "
                 f"(run `python -m pipeline run` first)"
             )
         runs = _distinct_snapshot_times(runs)

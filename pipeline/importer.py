@@ -23,7 +23,6 @@ bodies) and gold is built once at the end.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -229,7 +228,7 @@ def pair_globals(markets: list[Body], globals_: list[Body], *, at_given: bool) -
 def _imported_before(settings: Settings, engine: Engine) -> tuple[dict[str, datetime], set[datetime]]:
     """sha256 of every markets body earlier imports kept in bronze (-> its snapshot time), and the
     snapshot times of source import in the ledger."""
-    runs, _damaged = bronze.scan_runs(settings.raw_dir)
+    runs, _damaged = bronze.scan_runs(settings.bronze)
     bodies = {}
     for run in runs:
         if run.source == SOURCE:
@@ -260,7 +259,7 @@ def _write_bronze(
     settings: Settings, bronze_id: str, body: Body, started: datetime, vs_currency: str
 ) -> bronze.BronzeRun:
     writer = bronze.BronzeWriter(
-        settings.raw_dir, bronze_id, source=SOURCE, started_at=started, vs_currency=vs_currency, top_n=None
+        settings.bronze, bronze_id, source=SOURCE, started_at=started, vs_currency=vs_currency, top_n=None
     )
     origins = [str(body.path)]
     for part, endpoint, api_path in ((body, MARKETS, "/coins/markets"), (body.partner, GLOBAL, "/global")):
@@ -281,12 +280,7 @@ def _write_bronze(
             "imported_from": origins,
         },
     )
-    return bronze.BronzeRun(writer.folder, _read_manifest(writer.folder))
-
-
-def _read_manifest(folder: Path) -> dict[str, Any]:
-    manifest: dict[str, Any] = json.loads((folder / bronze.MANIFEST).read_bytes())
-    return manifest
+    return writer.read_back()
 
 
 def import_bodies(

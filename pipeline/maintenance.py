@@ -98,7 +98,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.errors import BronzeError
     from pipeline.verify import verify
 
-    report = verify(settings.raw_dir, deep=args.deep, run_id=args.run)
+    report = verify(settings.bronze, deep=args.deep, run_id=args.run)
     print("\n".join(report.lines()), flush=True)
     if not report.healthy:
         raise BronzeError(f"{len(report.damaged)} of {report.checked} bronze runs damaged (listed above)")

@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
+from pathlib import PurePath
 
 from sqlalchemy import ColumnElement, Engine, Table, and_, delete, func, select
 
@@ -71,11 +71,13 @@ _RUN_ID_TIME = re.compile(r"^(\d{8}T\d{6}Z)")
 class BronzeFolder:
     """One bronze run folder that is (or would be) removed."""
 
-    folder: Path
+    folder: PurePath
     run_id: str
     age_basis: str  # "snapshot" | "started" | "folder" (no manifest) | "damaged" (unreadable manifest)
     at: datetime
     bytes: int
+    #: Where the folder is, as a person reads it (an ``s3://`` URL on an object store); "" means ``folder``.
+    location: str = ""
 
 
 @dataclass
@@ -87,7 +89,7 @@ class PruneReport:
     gold_runs: list[str]
     rows: dict[str, int] = field(default_factory=dict)
     folders: list[BronzeFolder] = field(default_factory=list)
-    date_folders: list[Path] = field(default_factory=list)
+    date_folders: list[PurePath] = field(default_factory=list)
     gold_rows: dict[str, int] | None = None
     #: Damaged bronze runs found (unreadable or malformed manifest), removed or not.
     damaged: list[bronze.DamagedRun] = field(default_factory=list)
@@ -132,7 +134,7 @@ class PruneReport:
             basis = {"folder": "no manifest, started", "damaged": "damaged manifest, started"}.get(
                 item.age_basis, item.age_basis
             )
-            out.append(f"  {item.folder} ({basis} {item.at:%Y-%m-%d %H:%M:%S})")
+            out.append(f"  {item.location or item.folder} ({basis} {item.at:%Y-%m-%d %H:%M:%S})")
         if len(self.folders) > 20:
             out.append(f"  ... and {len(self.folders) - 20} more")
         if self.damaged:
@@ -161,10 +163,6 @@ def _size(size: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"
-
-
-def _folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def _gold_origin(engine: Engine) -> tuple[datetime | None, list[str]]:
@@ -208,7 +206,7 @@ def _run_time(run: bronze.BronzeRun) -> tuple[str, datetime | None]:
     return "started", _parse(manifest.get("started_at"))
 
 
-def _orphan_time(folder: Path) -> datetime | None:
+def _orphan_time(folder: PurePath) -> datetime | None:
     """A run folder without a manifest (its process was killed): when it started, from its name."""
     match = _RUN_ID_TIME.match(folder.name)
     if match:
@@ -219,7 +217,7 @@ def _orphan_time(folder: Path) -> datetime | None:
 
 
 def scan_bronze(
-    raw_dir: Path, cutoff: datetime, keep_runs: set[str]
+    raw_dir: bronze.Root, cutoff: datetime, keep_runs: set[str]
 ) -> tuple[list[BronzeFolder], list[bronze.DamagedRun]]:
     """Run folders older than ``cutoff`` that no kept run owns (oldest first), and every damaged run seen.
 
@@ -227,16 +225,16 @@ def scan_bronze(
     aged by its folder's name (the run id starts with when it started) and never
     stops the scan.
     """
-    raw_dir = Path(raw_dir)
-    if not raw_dir.is_dir():
-        return [], []
+    store = bronze.as_store(raw_dir)
     found: list[BronzeFolder] = []
-    runs, problems = bronze.scan_runs(raw_dir, include_incomplete=True)
+    runs, problems = bronze.scan_runs(store, include_incomplete=True)
     for run in runs:
         basis, at = _run_time(run)
         if at is None or at >= cutoff or run.run_id in keep_runs or run.folder.name in keep_runs:
             continue
-        found.append(BronzeFolder(run.folder, run.run_id, basis, at, _folder_bytes(run.folder)))
+        found.append(
+            BronzeFolder(run.folder, run.run_id, basis, at, store.tree_bytes(run.folder), store.location(run.folder))
+        )
     for problem in problems:
         folder = problem.folder
         if not _DATE_FOLDER.match(folder.parent.name):
@@ -245,26 +243,31 @@ def scan_bronze(
         if at is None or at >= cutoff or folder.name in keep_runs or problem.run_id in keep_runs:
             continue
         found.append(
-            BronzeFolder(folder, problem.name, "folder" if problem.incomplete else "damaged", at, _folder_bytes(folder))
+            BronzeFolder(
+                folder,
+                problem.name,
+                "folder" if problem.incomplete else "damaged",
+                at,
+                store.tree_bytes(folder),
+                store.location(folder),
+            )
         )
     damaged = [p for p in problems if not p.incomplete]
     return sorted(found, key=lambda f: (f.at, f.run_id)), damaged
 
 
-def bronze_to_remove(raw_dir: Path, cutoff: datetime, keep_runs: set[str]) -> list[BronzeFolder]:
+def bronze_to_remove(raw_dir: bronze.Root, cutoff: datetime, keep_runs: set[str]) -> list[BronzeFolder]:
     """Run folders older than ``cutoff`` that no kept run owns, oldest first."""
     return scan_bronze(raw_dir, cutoff, keep_runs)[0]
 
 
-def _empty_date_folders(raw_dir: Path, removed: list[Path]) -> list[Path]:
+def _empty_date_folders(raw_dir: bronze.Root, removed: list[PurePath]) -> list[PurePath]:
     """Date folders that hold nothing once ``removed`` are gone."""
-    raw_dir = Path(raw_dir)
-    if not raw_dir.is_dir():
-        return []
-    gone = {p.resolve() for p in removed}
+    store = bronze.as_store(raw_dir)
+    gone = set(removed)
     empty = []
-    for day in sorted(raw_dir.iterdir()):
-        if day.is_dir() and _DATE_FOLDER.match(day.name) and all(c.resolve() in gone for c in day.iterdir()):
+    for day in store.folders(store.root):
+        if _DATE_FOLDER.match(day.name) and not store.files(day) and all(c in gone for c in store.folders(day)):
             empty.append(day)
     return empty
 
@@ -331,21 +334,20 @@ def _prune(
 
     if run is not None:
         run.stage("bronze")
-    report.folders, report.damaged = scan_bronze(settings.raw_dir, cutoff, set(gold_runs))
+    store = settings.bronze
+    report.folders, report.damaged = scan_bronze(store, cutoff, set(gold_runs))
     for damaged in report.damaged:
         log.warning("prune: %s", damaged.line())
-    report.date_folders = _empty_date_folders(settings.raw_dir, [f.folder for f in report.folders])
+    report.date_folders = _empty_date_folders(store, [f.folder for f in report.folders])
     if not dry_run:
         for item in report.folders:
             try:
-                bronze.remove_folder(item.folder)
+                bronze.remove_folder(item.folder, store)
             except OSError as exc:
-                raise BronzeError(f"could not remove bronze folder {item.folder}: {exc}") from exc
+                raise BronzeError(f"could not remove bronze folder {store.location(item.folder)}: {exc}") from exc
         for day in report.date_folders:
-            try:
-                day.rmdir()
-            except OSError:  # something new appeared in it meanwhile: keep it
-                log.warning("kept date folder %s: not empty", day)
+            if not store.remove_empty_folder(day):  # something new appeared in it meanwhile: keep it
+                log.warning("kept date folder %s: not empty", store.location(day))
         if any(report.rows.get(name) for name in GOLD_INPUTS):
             if run is not None:
                 run.stage("gold")

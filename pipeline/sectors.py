@@ -115,7 +115,7 @@ def _fetch(settings: Settings, now: datetime, *, members_due: bool, run_id: str 
     """The categories body (and, when due, the list and the tracked sectors' members) into one bronze
     run; raises when /coins/categories fails. A members failure is a note: the snapshot still counts."""
     run_id = (run_id or new_run_id(now)) + RUN_SUFFIX
-    writer = bronze.BronzeWriter(settings.raw_dir, run_id, source=BRONZE_SOURCE, started_at=now, vs_currency="usd")
+    writer = bronze.BronzeWriter(settings.bronze, run_id, source=BRONZE_SOURCE, started_at=now, vs_currency="usd")
     client = client_from_settings(settings, on_response=writer.add)
     notes: list[str] = []
     members: dict[str, Any] | None = None

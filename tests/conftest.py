@@ -83,9 +83,13 @@ def fake_coingecko():
 
 
 def make_settings(
-    database_url: str, data_dir: Path, base_url: str = "http://127.0.0.1:9/api/v3", **overrides
+    database_url: str,
+    data_dir: Path,
+    base_url: str = "http://127.0.0.1:9/api/v3",
+    extra_env: dict[str, str] | None = None,
+    **overrides,
 ) -> Settings:
-    """Settings for tests: fast retries, no pacing, short timeouts."""
+    """Settings for tests: fast retries, no pacing, short timeouts (``extra_env``: more variables, e.g. BRONZE_URL)."""
     env = {
         "DATABASE_URL": database_url,
         "DATA_DIR": str(data_dir),
@@ -101,6 +105,7 @@ def make_settings(
         # Sectors off too (no /coins/categories calls, no sectors bronze run); tests/integration/test_sectors.py
         # turns them on.
         "PIPELINE_SECTORS_EVERY_MINUTES": "0",
+        **(extra_env or {}),
     }
     settings = Settings.from_env(env)
     return settings.with_overrides(**overrides) if overrides else settings
