@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,6 +51,20 @@ def postgres_available() -> str | None:
         return f"PostgreSQL at {ADMIN_URL} is not reachable: {str(exc).strip().splitlines()[0]}"
 
 
+@contextmanager
+def _fresh_postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database's URL; dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with _admin_connect() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        make_engine.cache_clear()
+        with _admin_connect() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def postgres_url():
     """A fresh, empty PostgreSQL database for one test."""
@@ -57,15 +73,18 @@ def postgres_url():
         if os.environ.get("CI"):
             pytest.fail(problem + " (CI must run the PostgreSQL tests)")
         pytest.skip(problem)
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    with _admin_connect() as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = ADMIN_URL.rsplit("/", 1)[0]
-    url = f"{base}/{name}"
-    yield url
-    make_engine.cache_clear()
-    with _admin_connect() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with _fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def second_database_url(database_url, tmp_path):
+    """Another empty database on the same engine as ``database_url`` (to compare two loads of the same data)."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'second.db'}"
+        return
+    with _fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 from operator import methodcaller
@@ -56,23 +55,6 @@ def s3_settings(database_url, tmp_path, fake_coingecko, fake_s3, bucket) -> Sett
     return make_settings(
         database_url, tmp_path / "data", fake_coingecko.base_url, extra_env=fake_s3.env(f"s3://{bucket}/{PREFIX}")
     )
-
-
-@pytest.fixture
-def other_database_url(database_url, tmp_path):
-    """A second, empty database on the same engine as ``database_url`` (for the local-copy replay)."""
-    if database_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'other.db'}"
-        return
-    from tests.conftest import ADMIN_URL, _admin_connect
-
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    with _admin_connect() as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    make_engine.cache_clear()
-    with _admin_connect() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def read(settings: Settings, sql: str) -> pd.DataFrame:
@@ -146,7 +128,7 @@ def test_live_run_writes_bronze_to_the_object_store(s3_settings, fake_s3, bucket
 
 
 def test_replay_from_the_object_store_matches_replay_from_a_local_copy(
-    s3_settings, fake_s3, bucket, other_database_url, tmp_path
+    s3_settings, fake_s3, bucket, second_database_url, tmp_path
 ):
     run_pipeline(s3_settings, source="sample")
     run_pipeline(s3_settings, source="api")
@@ -154,7 +136,7 @@ def test_replay_from_the_object_store_matches_replay_from_a_local_copy(
     run_pipeline(s3_settings, source="api")
 
     from_s3 = replay(s3_settings)
-    local = make_settings(other_database_url, tmp_path / "copy", s3_settings.coingecko_base_url)
+    local = make_settings(second_database_url, tmp_path / "copy", s3_settings.coingecko_base_url)
     assert copy_bucket_to(fake_s3, bucket, local.raw_dir) > 6
     from_local = replay(local)
 

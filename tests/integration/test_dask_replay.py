@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 
 import pandas as pd
 import pytest
@@ -21,7 +20,7 @@ from benchmarks.benchgen import generate_bronze
 from pipeline import engines
 from pipeline.db import make_engine
 from pipeline.flow import replay
-from tests.conftest import ADMIN_URL, REPO_ROOT, _admin_connect, make_settings
+from tests.conftest import REPO_ROOT, make_settings
 from tests.fakes.dask_cluster import loopback_cluster
 
 #: Tables a replay writes, with the columns that name the moment of the replay itself (left out).
@@ -52,21 +51,6 @@ def bronze(tmp_path_factory):
     )
     assert records == COINS * SNAPSHOTS
     return data_dir
-
-
-@pytest.fixture
-def second_database_url(database_url, tmp_path):
-    """Another empty database of the same kind, for the replay to compare with."""
-    if database_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'second.db'}"
-        return
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    with _admin_connect() as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    make_engine.cache_clear()
-    with _admin_connect() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def settings_for(database_url, data_dir):
