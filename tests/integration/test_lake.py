@@ -195,7 +195,7 @@ def test_replay_over_a_bigger_lake_drops_what_silver_no_longer_has(lake_settings
 
 
 def test_the_readme_reading_snippets_run(lake_settings, lake_dir):
-    """README's "Reading the lake" snippets (pandas through deltalake, pyarrow's dataset), run as written."""
+    """README's "Reading the lake" snippets (pandas through deltalake, pyarrow's dataset, Polars), run as written."""
     run_pipeline(lake_settings, source="sample")
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = readme[readme.index("### Reading the lake") :]
@@ -208,6 +208,10 @@ def test_the_readme_reading_snippets_run(lake_settings, lake_dir):
     day = silver[silver.snapshot_at.dt.date == dt.date(2022, 10, 16)]
     assert len(scope["prices"]) == len(day) > 0
     assert scope["bitcoin"].num_rows == (silver.id == "bitcoin").sum() > 0
+    averages = scope["averages"].to_pandas().set_index("id")["current_price"]  # Polars' own figures
+    expected = silver.groupby("id")["current_price"].mean()
+    assert len(averages) == len(expected) > 0
+    assert averages.sort_index().to_list() == pytest.approx(expected.sort_index().to_list(), nan_ok=True)
 
 
 # -- on object storage: moto's S3 API on loopback ---------------------------------------------
