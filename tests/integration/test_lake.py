@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +23,7 @@ from pipeline.lake import PARTITION, LakeSink, lake_rows, snapshots_predicate
 from pipeline.silver.transform import SILVER_COLUMNS, silver_schema
 from tests.conftest import make_settings
 from tests.fakes.coingecko import load_fixture
+from tests.fakes.s3_server import FakeS3
 
 MARKETS_2024 = "markets/markets_250_sparkline_pct1h-1y_2024-12-19_mrmendoza-dev-cryptotracker.json"
 
@@ -216,40 +213,15 @@ def test_the_readme_reading_snippets_run(lake_settings, lake_dir):
 
 # -- on object storage: moto's S3 API on loopback ---------------------------------------------
 
-SECRET = "lake-test-secret-key"
+SECRET = "lake-test-secret-key"  # the lake's own keys (moto takes any)
 
 
 @pytest.fixture
 def s3_endpoint() -> Iterator[str]:
-    """A real S3 API over HTTP (moto's server) with a bucket ``lake``."""
-    import boto3
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        client = boto3.client(
-            "s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key=SECRET, region_name="us-east-1"
-        )
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.create_bucket(Bucket="lake")
-                break
-            except Exception:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.1)
-        yield endpoint
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    """A real S3 API over HTTP (moto's server, tests/fakes/s3_server.py) with a bucket ``lake``."""
+    with FakeS3() as s3:
+        s3.fs.create_dir("lake")
+        yield s3.endpoint_url
 
 
 def _s3_settings(settings: Settings, url: str, endpoint: str) -> Settings:
