@@ -954,9 +954,25 @@ def load_alert_rules(database_url: str, version: str) -> pd.DataFrame:
     return _frame(database_url, _alert_rules_statement())
 
 
+def _newest_alert_statement():
+    e = api.alert_events
+    return select(func.max(e.c.event_id).label("newest"))
+
+
+def newest_alert_event(database_url: str) -> int:
+    """The newest fired alert's id (0: none), read fresh on every render: the history's cache key, so the
+    Alerts page lists every alert the sidebar badge has counted (the badge's own key moves every minute,
+    sooner than the data version probe)."""
+    frame = _frame(database_url, _newest_alert_statement(), numbers=False)
+    value = frame["newest"].iloc[0] if not frame.empty else None
+    return 0 if value is None or pd.isna(value) else int(value)
+
+
 @st.cache_data(ttl=RUNS_TTL, show_spinner=False, max_entries=8)
-def load_alert_events(database_url: str, version: str, limit: int = ALERT_EVENTS_LIMIT) -> pd.DataFrame:
-    """The alerts that fired, newest first."""
+def load_alert_events(
+    database_url: str, version: str, newest_event: int, limit: int = ALERT_EVENTS_LIMIT
+) -> pd.DataFrame:
+    """The alerts that fired, newest first (``newest_event``: ``newest_alert_event``, the cache key)."""
     return _frame(database_url, _alert_events_statement(limit), numbers=False)
 
 

@@ -128,7 +128,7 @@ def render_history(events: pd.DataFrame) -> None:
 coins = data.load_mart(view.database_url, view.version)[["id", "name", "symbol"]]
 try:
     rules = data.load_alert_rules(view.database_url, view.version)
-    events = data.load_alert_events(view.database_url, view.version)
+    events = data.load_alert_events(view.database_url, view.version, data.newest_alert_event(view.database_url))
 except data.DataUnavailable:  # the alert tables come with the next run, or the first rule saved
     rules = events = pd.DataFrame()
 
