@@ -59,7 +59,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     chosen = engines.plan(
         args.engine,
         workers=workers,
-        scheduler=args.scheduler,
+        scheduler=args.scheduler or (settings.dask_scheduler if args.engine == "dask" else None),
         worker_memory=settings.dask_worker_memory,
         timeout=engines.CONNECT_TIMEOUT_SECONDS,
     )

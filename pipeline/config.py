@@ -25,7 +25,7 @@ API_KEY_HEADERS = {"demo": "x-cg-demo-api-key", "pro": "x-cg-pro-api-key"}
 
 #: Every environment variable ``Settings.from_env`` reads is one of these or starts with one of
 #: these prefixes (tests clear exactly these, so no developer setting leaks into a test).
-SETTING_NAMES = ("DATABASE_URL", "DATA_DIR", "VS_CURRENCY", "LAKE_URL", "BRONZE_URL")
+SETTING_NAMES = ("DATABASE_URL", "DATA_DIR", "VS_CURRENCY", "LAKE_URL", "BRONZE_URL", "DASK_SCHEDULER_ADDRESS")
 SETTING_PREFIXES = ("COINGECKO_", "PIPELINE_", "ALERTS_", "AWS_")
 
 #: The standard AWS variables an ``s3://`` LAKE_URL is opened with (delta-rs storage option names).
@@ -154,6 +154,9 @@ class Settings:
     #: PIPELINE_DASK_WORKER_MEMORY: each worker's memory limit in a LocalCluster (``replay --engine dask``
     #: without ``--scheduler``); Dask pauses a worker at 80 % and restarts it at 95 % of it.
     dask_worker_memory: str = "1GiB"
+    #: DASK_SCHEDULER_ADDRESS (Dask's own variable): the scheduler ``replay --engine dask`` uses without
+    #: ``--scheduler``; None: a LocalCluster started for the replay.
+    dask_scheduler: str | None = None
     backoff_cap_minutes: float = 60.0
     failure_banner_runs: int = 3
     max_response_bytes: int = 20 * 1024 * 1024
@@ -285,6 +288,7 @@ class Settings:
             replay_workers=_int(env, "PIPELINE_REPLAY_WORKERS", 1, minimum=0),
             replay_batch_records=_int(env, "PIPELINE_REPLAY_BATCH_RECORDS", 10_000),
             dask_worker_memory=(env.get("PIPELINE_DASK_WORKER_MEMORY") or "1GiB").strip(),
+            dask_scheduler=(env.get("DASK_SCHEDULER_ADDRESS") or "").strip() or None,
             backoff_cap_minutes=_float(env, "PIPELINE_BACKOFF_CAP_MINUTES", 60.0),
             failure_banner_runs=_int(env, "PIPELINE_FAILURE_BANNER_RUNS", 3),
             max_response_bytes=_int(env, "COINGECKO_MAX_RESPONSE_BYTES", 20 * 1024 * 1024),

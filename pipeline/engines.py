@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing
-import os
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -28,8 +27,6 @@ from typing import Any
 from pipeline.errors import ClusterUnavailable, ConfigError
 
 ENGINES = ("local", "dask")
-#: Dask's own variable for the scheduler's address (``dask worker`` and ``Client()`` read it too).
-SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 #: How often Dask runs a batch again when its worker died or it failed (then the replay fails).
 TASK_RETRIES = 2
 #: How long a replay waits to reach a scheduler (and for its first worker) before it gives up.
@@ -57,15 +54,15 @@ class EnginePlan:
 
 
 def plan(engine: str, *, workers: int, scheduler: str | None, worker_memory: str, timeout: float) -> EnginePlan:
-    """Check the engine choice: a scheduler address only with ``dask``; ``dask`` takes its address from
-    ``scheduler`` or DASK_SCHEDULER_ADDRESS, else starts a LocalCluster."""
+    """Check the engine choice: a scheduler address only with ``dask``; ``dask`` without one starts a
+    LocalCluster (the CLI passes ``--scheduler``, else DASK_SCHEDULER_ADDRESS from the settings)."""
     if engine not in ENGINES:
         raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if engine == "local":
         if scheduler:
             raise ConfigError("--scheduler needs --engine dask")
         return EnginePlan("local", workers=workers)
-    address = scheduler or os.environ.get(SCHEDULER_ENV) or None
+    address = scheduler or None
     if address is not None and not address.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
         raise ConfigError(f"--scheduler must look like tcp://host:8786, got {address!r}")
     return EnginePlan(

@@ -131,16 +131,22 @@ def test_a_worker_killed_mid_replay_has_its_batches_rerun_and_the_result_is_iden
     assert contents(second_database_url) == expected
 
 
-def test_an_unreachable_scheduler_is_one_line_with_its_exit_code_within_the_deadline(bronze, tmp_path):
+@pytest.mark.parametrize("given_by", ["--scheduler", "DASK_SCHEDULER_ADDRESS"])
+def test_an_unreachable_scheduler_is_one_line_with_its_exit_code_within_the_deadline(bronze, tmp_path, given_by):
     env = {
         "DATA_DIR": str(bronze),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'w.db'}",
         "PYTHONPATH": str(REPO_ROOT),
         "PATH": "/usr/bin:/bin",
     }
+    command = [sys.executable, "-m", "pipeline", "replay", "--engine", "dask"]
+    if given_by == "--scheduler":
+        command += ["--scheduler", "tcp://127.0.0.1:9"]
+    else:
+        env["DASK_SCHEDULER_ADDRESS"] = "tcp://127.0.0.1:9"  # Dask's own variable, read through the settings
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline", "replay", "--engine", "dask", "--scheduler", "tcp://127.0.0.1:9"],
+        command,
         env=env,
         cwd=REPO_ROOT,
         capture_output=True,
