@@ -553,29 +553,36 @@ def _rollup_start(since: datetime | None, grain: str) -> datetime | None:
     return (moment.floor("h") if grain == "hourly" else moment.floor("D")).to_pydatetime()
 
 
-def _coin_rollup_statements(coin_id: str, grain: str, since: datetime | None):
-    """One coin's rollup rows over a window, shaped like the raw window (ts is the bucket's last
-    point): the hourly rows and the backfilled days (from the daily rollup), or the daily rows."""
-    table = coin_history_hourly if grain == "hourly" else coin_history_daily
+def _rollup_rows_statements(grain: str, since: datetime | None, which, columns):
+    """Coin rollup rows over a window, shaped like the raw window (ts is the bucket's last point): the
+    hourly rows and the backfilled days (from the daily rollup), or the daily rows. ``which(t)``: the
+    coins' filter on table ``t``; ``columns(t)``: what to select from it (origin and points follow)."""
     start = _rollup_start(since, grain)
 
     def rows(t, origin):
-        statement = select(
+        statement = select(*columns(t), origin.label("origin"), t.c.points).where(which(t))
+        return statement if start is None else statement.where(t.c.bucket >= start)
+
+    d = coin_history_daily
+    if grain == "daily":
+        return (rows(d, d.c.origin),)
+    return rows(coin_history_hourly, literal("snapshot", String())), rows(d, d.c.origin).where(d.c.origin == "backfill")
+
+
+def _coin_rollup_statements(coin_id: str, grain: str, since: datetime | None):
+    """One coin's price, market cap, volume and rank from the rollups over a window."""
+    return _rollup_rows_statements(
+        grain,
+        since,
+        lambda t: t.c.id == coin_id,
+        lambda t: (
             t.c.close_at.label("ts"),
             t.c.close.label("price"),
             t.c.market_cap,
             t.c.total_volume,
             t.c.market_cap_rank,
-            origin.label("origin"),
-            t.c.points,
-        ).where(t.c.id == coin_id)
-        return statement if start is None else statement.where(t.c.bucket >= start)
-
-    if grain == "daily":
-        return (rows(table, table.c.origin),)
-    d = coin_history_daily
-    backfill = rows(d, d.c.origin).where(d.c.origin == "backfill")
-    return rows(table, literal("snapshot", String())), backfill
+        ),
+    )
 
 
 def _market_raw_count_statement(since: datetime | None):
@@ -1111,22 +1118,14 @@ def _compare_points_statements(coin_ids: tuple[str, ...], since: datetime | None
 
 
 def _compare_rollup_statements(coin_ids: tuple[str, ...], grain: str, since: datetime | None):
-    """The chosen coins' last price per hour or day (the Compare page's step) from the rollups: the
-    hourly rows plus the backfilled days, or the daily rows. Bounded by the range, not the history."""
-    start = _rollup_start(since, grain)
-
-    def rows(t, origin):
-        statement = select(
-            t.c.id, t.c.close_at.label("ts"), t.c.close.label("price"), origin.label("origin"), t.c.points
-        )
-        statement = statement.where(_any_of(t.c.id, coin_ids))
-        return statement if start is None else statement.where(t.c.bucket >= start)
-
-    d = coin_history_daily
-    if grain == "daily":
-        return (rows(d, d.c.origin),)
-    h = coin_history_hourly
-    return rows(h, literal("snapshot", String())), rows(d, d.c.origin).where(d.c.origin == "backfill")
+    """The chosen coins' last price per hour or day (the Compare page's step) from the rollups.
+    Bounded by the range, not the history."""
+    return _rollup_rows_statements(
+        grain,
+        since,
+        lambda t: _any_of(t.c.id, coin_ids),
+        lambda t: (t.c.id, t.c.close_at.label("ts"), t.c.close.label("price")),
+    )
 
 
 @dataclass(frozen=True)
