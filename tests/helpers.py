@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 
@@ -14,6 +15,30 @@ def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "cond
             return value
         time.sleep(interval)
     raise AssertionError(f"{what} not met within {timeout}s")
+
+
+class OutputLines:
+    """Collect a child process's text output line by line on a thread, so a test can wait for
+    what the process *said* (its log lines) rather than for a side effect that precedes them."""
+
+    def __init__(self, stream) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.lines.append(line)
+
+    def wait_for(self, needle: str, timeout: float) -> None:
+        wait_for(lambda: needle in self.text(), timeout, what=f"output line {needle!r}")
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def close(self, timeout: float = 15) -> str:
+        self._thread.join(timeout)
+        return self.text()
 
 
 def refuse_inserts(conn, table: str, message: str) -> None:

@@ -306,34 +306,27 @@ def test_the_pipeline_page_lists_held_snapshots_with_their_reasons(settings, fak
 def test_the_scheduler_backs_off_after_held_runs(settings, fake_coingecko):
     import signal
 
-    from tests.helpers import wait_for
+    from tests.helpers import OutputLines
 
     run_pipeline(settings, source="api")
     fake_coingecko.set_markets(caps_x1000(real()))
     # 0.01 minutes = 0.6 s between runs; after the second held run in a row it waits 2x as long.
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "schedule", "--interval", "0.01"],
-        env=settings_env(settings),
+        env={**settings_env(settings), "PYTHONUNBUFFERED": "1"},
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    # Wait on the scheduler's own words: the ledger says 'held' before the scheduler logs it, so
+    # a stop sent when the second held row appears could land between the two (CI saw this).
+    lines = OutputLines(proc.stdout)
     try:
-        wait_for(
-            lambda: (
-                (
-                    read(settings, "SELECT status FROM pipeline_runs WHERE trigger = 'schedule'")
-                    .status.tolist()
-                    .count("held")
-                    >= 2
-                )
-                or None
-            ),
-            timeout=60,
-        )
+        lines.wait_for("backing off, next try in 0.02 minutes", timeout=60)
         proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=15)
+        proc.wait(timeout=15)
+        output = lines.close()
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -17,7 +17,7 @@ from pipeline.db import make_engine, prepare_database, utcnow
 from pipeline.runs import get_run
 from pipeline.schema import sidecar_heartbeats
 from tests.conftest import REPO_ROOT, settings_env
-from tests.helpers import wait_for
+from tests.helpers import OutputLines, wait_for
 
 
 @pytest.fixture
@@ -152,6 +152,7 @@ def test_a_request_meeting_a_running_run_is_superseded_by_it(settings, engine):
 def test_a_running_sidecar_claims_and_runs_a_request_within_two_seconds(settings, fake_coingecko):
     env = settings_env(settings)
     env["PIPELINE_SIDECAR_HEARTBEAT_SECONDS"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "schedule", "--interval", "10"],
         env=env,
@@ -160,6 +161,7 @@ def test_a_running_sidecar_claims_and_runs_a_request_within_two_seconds(settings
         stderr=subprocess.STDOUT,
         text=True,
     )
+    lines = OutputLines(proc.stdout)
     engine = make_engine(settings.database_url)
 
     def scheduled_run_done() -> bool:
@@ -198,15 +200,17 @@ def test_a_running_sidecar_claims_and_runs_a_request_within_two_seconds(settings
         assert (run["trigger"], run["source"], run["status"]) == ("button", "api", "success")
         assert run["pid"] == proc.pid
         assert fake_coingecko.calls_to("markets") == calls_before + 1
+        # The request row says 'done' before the sidecar logs it: wait for the line itself.
+        lines.wait_for(f"refresh request {request.request_id} done", timeout=10)
 
         proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=10)
+        proc.wait(timeout=10)
+        output = lines.close()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, output
-    assert f"refresh request {request.request_id} done" in output
     assert not requests.sidecar_alive(engine, 1.0), "a clean stop removes the heartbeat"
 
 
