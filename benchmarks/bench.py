@@ -842,13 +842,18 @@ def bench_size(
     )
     gen_seconds = time.perf_counter() - began
     bronze_bytes = sum(p.stat().st_size for p in (data_dir / "raw").rglob("*") if p.is_file())
-    say(f"  bronze: {records:,} records, {bronze_bytes / 1e6:,.0f} MB in {gen_seconds:.1f}s")
+    parquet_copies = sum(1 for _ in (data_dir / "raw").rglob("markets_p*.parquet"))
+    say(
+        f"  bronze: {records:,} records, {bronze_bytes / 1e6:,.0f} MB in {gen_seconds:.1f}s "
+        f"(JSON bodies + {parquet_copies:,} Parquet copies, as live runs write them; replay reads the copies)"
+    )
     entry: dict = {
         "records": records,
         "coins": coins,
         "snapshots": snapshots,
         "generate_seconds": gen_seconds,
         "bronze_mb": bronze_bytes / 1e6,
+        "bronze_parquet_copies": parquet_copies,
     }
 
     sqlite_url = f"sqlite:///{workdir / f'warehouse_{size}.db'}"

@@ -435,7 +435,7 @@ def write_bodies(
     pages: list[bytes],
     global_body: bytes,
     *,
-    write_parquet: bool = False,
+    write_parquet: bool = True,
     vs_currency: str = "usd",
 ) -> int:
     """One bronze run through BronzeWriter, as a live fetch of ``top_n`` coins would leave it."""
@@ -489,7 +489,7 @@ def generate_bronze(
     seed: int = 0,
     start: datetime = DEFAULT_START,
     step: timedelta = HOUR,
-    write_parquet: bool = False,
+    write_parquet: bool = True,
     sparklines: str = "last",
     null_rate: float = NULL_RATE,
     bad_rate: float = BAD_RATE,
@@ -497,6 +497,9 @@ def generate_bronze(
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Write ``snapshots`` bronze runs of ``coins`` records each under ``raw_dir``; returns the record count.
+
+    With the Parquet copies beside the JSON, as a live run leaves them (replay reads the copies;
+    ``write_parquet=False`` gives old bronze, which replay reads through the JSON fallback).
 
     The simulation and JSON encoding run here; BronzeWriter (which parses each
     body again, hashes and writes it) runs in one helper process when the
@@ -542,7 +545,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--start", default=DEFAULT_START.isoformat(), help="first snapshot, UTC (ISO)")
     parser.add_argument("--step-minutes", type=float, default=60.0)
-    parser.add_argument("--parquet", action="store_true", help="also write the Parquet copies (slower)")
+    parser.add_argument(
+        "--no-parquet",
+        dest="parquet",
+        action="store_false",
+        help="JSON bodies only, as bronze written before the Parquet copies existed (replay then reads the JSON)",
+    )
     parser.add_argument("--sparklines", choices=["last", "all", "none"], default="last")
     args = parser.parse_args(argv)
     began = time.perf_counter()

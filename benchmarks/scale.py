@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         snapshots = max(1, args.records // args.coins)
         print(f"bronze: {args.coins} coins x {snapshots} snapshots ...", flush=True)
-        records = generate_bronze(work / "raw", args.coins, snapshots, write_parquet=True)
+        records = generate_bronze(work / "raw", args.coins, snapshots)
         server = PgServer(args.postgres_url) if args.database == "postgresql" else None
 
         def database(name: str) -> str:

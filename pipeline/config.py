@@ -28,16 +28,6 @@ API_KEY_HEADERS = {"demo": "x-cg-demo-api-key", "pro": "x-cg-pro-api-key"}
 SETTING_NAMES = ("DATABASE_URL", "DATA_DIR", "VS_CURRENCY", "LAKE_URL", "BRONZE_URL", "DASK_SCHEDULER_ADDRESS")
 SETTING_PREFIXES = ("COINGECKO_", "PIPELINE_", "ALERTS_", "AWS_")
 
-#: The standard AWS variables an ``s3://`` LAKE_URL is opened with (delta-rs storage option names).
-LAKE_AWS_VARIABLES = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_REGION",
-    "AWS_ENDPOINT_URL",
-    "AWS_ALLOW_HTTP",
-)
-
 #: Sectors whose coins are fetched by default (ids as in /coins/categories/list).
 DEFAULT_TRACKED_SECTORS = (
     "layer-1",
@@ -267,6 +257,7 @@ class Settings:
             raise ConfigError("DATABASE_URL must start with sqlite:/// or postgresql://")
         lake_url = (env.get("LAKE_URL") or "").strip().rstrip("/") or None
         bronze_url = _bronze_url(env)
+        s3 = _s3_options(env, bronze_url)
         return cls(
             database_url=normalize_database_url(database_url),
             data_dir=data_dir,
@@ -308,23 +299,17 @@ class Settings:
             sector_members_every_minutes=_float(env, "PIPELINE_SECTOR_MEMBERS_EVERY_MINUTES", 1440.0),
             tracked_sectors=_sector_ids(env),
             lake_url=lake_url,
-            lake_storage_options=_lake_storage_options(env, lake_url),
+            lake_storage_options=_lake_storage_options(s3, lake_url),
             bronze_url=bronze_url,
-            s3=_s3_options(env, bronze_url),
+            s3=s3,
         )
 
 
-def _lake_storage_options(env: Mapping[str, str], lake_url: str | None) -> tuple[tuple[str, str], ...]:
-    """delta-rs storage options of an ``s3://`` LAKE_URL, from the standard AWS_* variables (AWS_DEFAULT_REGION
-    stands in for AWS_REGION). An ``http://`` AWS_ENDPOINT_URL (MinIO, moto) needs AWS_ALLOW_HTTP: implied unless set."""
+def _lake_storage_options(s3: S3Options, lake_url: str | None) -> tuple[tuple[str, str], ...]:
+    """delta-rs storage options of an ``s3://`` LAKE_URL: the AWS_* settings bronze uses too."""
     if lake_url is None or not lake_url.startswith(("s3://", "s3a://")):
         return ()
-    options = {name: value for name in LAKE_AWS_VARIABLES if (value := (env.get(name) or "").strip())}
-    if "AWS_REGION" not in options and (region := (env.get("AWS_DEFAULT_REGION") or "").strip()):
-        options["AWS_REGION"] = region
-    if options.get("AWS_ENDPOINT_URL", "").startswith("http://"):
-        options.setdefault("AWS_ALLOW_HTTP", "true")
-    return tuple(sorted(options.items()))
+    return tuple(sorted(s3.delta_options().items()))
 
 
 def _bronze_url(env: Mapping[str, str]) -> str | None:
@@ -340,13 +325,19 @@ def _bronze_url(env: Mapping[str, str]) -> str | None:
 
 
 def _s3_options(env: Mapping[str, str], bronze_url: str | None) -> S3Options:
-    """The AWS_* settings; an s3:// BRONZE_URL needs both keys (a ConfigError before any work)."""
+    """The AWS_* settings, the one reader of them (bronze and the lake); an s3:// BRONZE_URL needs
+    both keys (a ConfigError before any work). AWS_REGION wins over AWS_DEFAULT_REGION, as in the AWS SDKs."""
+
+    def value(name: str) -> str | None:
+        return (env.get(name) or "").strip() or None
+
     options = S3Options(
-        endpoint_url=(env.get("AWS_ENDPOINT_URL") or "").strip() or None,
-        region=(env.get("AWS_DEFAULT_REGION") or "").strip() or None,
-        access_key=(env.get("AWS_ACCESS_KEY_ID") or "").strip() or None,
-        secret_key=(env.get("AWS_SECRET_ACCESS_KEY") or "").strip() or None,
-        session_token=(env.get("AWS_SESSION_TOKEN") or "").strip() or None,
+        endpoint_url=value("AWS_ENDPOINT_URL"),
+        region=value("AWS_REGION") or value("AWS_DEFAULT_REGION"),
+        access_key=value("AWS_ACCESS_KEY_ID"),
+        secret_key=value("AWS_SECRET_ACCESS_KEY"),
+        session_token=value("AWS_SESSION_TOKEN"),
+        allow_http=value("AWS_ALLOW_HTTP"),
     )
     if bronze_url is not None and bronze_url.startswith("s3://"):
         missing = [

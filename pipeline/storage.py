@@ -162,13 +162,31 @@ class LocalStore(Store):
 
 @dataclass(frozen=True)
 class S3Options:
-    """How to reach an S3-compatible store, from the AWS_* settings. Keys stay out of repr."""
+    """How to reach an S3-compatible store, from the AWS_* settings (read once, in
+    ``pipeline.config``, for bronze and the lake alike). Keys stay out of repr."""
 
     endpoint_url: str | None = None
     region: str | None = None
     access_key: str | None = field(default=None, repr=False)
     secret_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
+    #: AWS_ALLOW_HTTP as given (delta-rs refuses a plain-http endpoint without it); None: unset.
+    allow_http: str | None = None
+
+    def delta_options(self) -> dict[str, str]:
+        """The same settings under delta-rs's storage option names (for an ``s3://`` lake).
+        An ``http://`` endpoint (MinIO, moto) implies AWS_ALLOW_HTTP=true unless it is set."""
+        options = {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_SESSION_TOKEN": self.session_token,
+            "AWS_REGION": self.region,
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ALLOW_HTTP": self.allow_http,
+        }
+        if self.allow_http is None and (self.endpoint_url or "").startswith("http://"):
+            options["AWS_ALLOW_HTTP"] = "true"
+        return {name: value for name, value in options.items() if value}
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:

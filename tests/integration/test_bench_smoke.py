@@ -69,6 +69,8 @@ def test_bench_small_run(tmp_path: Path):
     results = json.loads(out.read_text())
     size = results["sizes"][0]
     assert size["records"] == 2000
+    # replay reads the bronze a live run leaves: the markets bodies' Parquet copies, one per run here
+    assert size["bronze_parquet_copies"] == size["snapshots"]
     for db in ("sqlite", "postgresql"):
         replay = size[db]
         assert replay["rows_per_s"] > 0 and replay["seconds"] > 0

@@ -328,3 +328,28 @@ def test_lake_settings_from_the_environment():
     }
     assert "s3cr3t" not in repr(s3) and "s3cr3t" not in str(s3.describe())
     assert s3.describe()["lake_url"] == "s3://bucket/silver"
+
+
+def test_bronze_and_the_lake_read_the_same_aws_settings():
+    """One reader of AWS_*: AWS_REGION wins over AWS_DEFAULT_REGION for both stores (as in the AWS
+    SDKs), and an AWS_ALLOW_HTTP that is set is passed on as given, not overridden."""
+    settings = Settings.from_env(
+        {
+            "LAKE_URL": "s3://bucket/silver",
+            "BRONZE_URL": "s3://bucket/bronze",
+            "AWS_ACCESS_KEY_ID": "key",
+            "AWS_SECRET_ACCESS_KEY": "s3cr3t",
+            "AWS_REGION": "eu-central-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9000",
+            "AWS_ALLOW_HTTP": "false",
+        }
+    )
+    assert settings.s3.region == "eu-central-1"
+    lake = dict(settings.lake_storage_options)
+    assert lake["AWS_REGION"] == "eu-central-1" and lake["AWS_ALLOW_HTTP"] == "false"
+    assert lake == settings.s3.delta_options()
+    only_default = Settings.from_env({"AWS_DEFAULT_REGION": "us-east-1", "LAKE_URL": "s3://b/p"})
+    assert only_default.s3.region == "us-east-1" and dict(only_default.lake_storage_options) == {
+        "AWS_REGION": "us-east-1"
+    }
