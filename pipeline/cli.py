@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from pipeline import logs, maintenance
+from pipeline import interrupts, logs, maintenance
 from pipeline.config import Settings, parse_top_n
 from pipeline.errors import ConfigError, Interrupted, PipelineError, RunLocked
 from pipeline.maintenance import Command
@@ -233,7 +233,7 @@ def interruptible() -> Iterator[None]:
         if fired:
             return
         fired.append(signum)
-        raise Interrupted(signum)
+        interrupts.raise_or_defer(Interrupted(signum))  # not inside the lock's bookkeeping (pipeline.interrupts)
 
     previous: dict[signal.Signals, Callable[[int, FrameType | None], object] | int | None] = {}
     try:

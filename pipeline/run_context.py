@@ -34,7 +34,7 @@ from typing import Protocol, TypeVar
 
 from sqlalchemy import Engine
 
-from pipeline import budget, logs
+from pipeline import budget, interrupts, logs
 from pipeline.config import Settings
 from pipeline.db import as_pipeline_error, prepare_database
 from pipeline.errors import PipelineError, SnapshotHeld
@@ -160,11 +160,16 @@ def run_context(
         logs.bound_run(run_id),
         budget.metering(engine, settings.monthly_calls),
     ):
-        run_log.start()
         run = RunContext(settings, engine, run_log, lease)
+        started = False
         try:
+            with interrupts.shielded():  # a stop (SIGTERM) waits for the 'running' row, then ends it as failed
+                run_log.start()
+                started = True
             yield run
         except BaseException as exc:
+            if not started:
+                raise
             error = run._ended_by(exc)
             if error is exc:
                 raise

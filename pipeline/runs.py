@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
+from pipeline import interrupts
 from pipeline.db import utcnow
 from pipeline.errors import DatabaseUnavailable, RunLocked
 from pipeline.schema import pipeline_lock, pipeline_runs
@@ -81,22 +82,31 @@ class RunLease:
 
         SQLite's "database is locked" (another process wrote between our read and
         write) is retried; any other database error is an outage, not a lock.
+        A stop (SIGTERM) on the way in waits until the lock is ours, then gives it back.
         """
-        for attempt in range(5):
-            try:
-                self._try_acquire()
-                break
-            except OperationalError as exc:
-                if not any(word in str(exc.orig).lower() for word in _SQLITE_BUSY):
-                    raise DatabaseUnavailable(
-                        f"cannot take the pipeline lock: {str(exc.orig).strip().splitlines()[0]}"
-                    ) from exc
-                if attempt == 4:
-                    raise RunLocked("another pipeline run is starting right now") from None
-                time.sleep(0.2 * (attempt + 1))
-        _ACTIVE_RUNS.add(self.run_id)
-        self._thread = threading.Thread(target=self._renew, name="pipeline-lock-renewal", daemon=True)
-        self._thread.start()
+        taken = False
+        try:
+            with interrupts.shielded():
+                for attempt in range(5):
+                    try:
+                        self._try_acquire()
+                        break
+                    except OperationalError as exc:
+                        if not any(word in str(exc.orig).lower() for word in _SQLITE_BUSY):
+                            raise DatabaseUnavailable(
+                                f"cannot take the pipeline lock: {str(exc.orig).strip().splitlines()[0]}"
+                            ) from exc
+                        if attempt == 4:
+                            raise RunLocked("another pipeline run is starting right now") from None
+                        time.sleep(0.2 * (attempt + 1))
+                taken = True
+                _ACTIVE_RUNS.add(self.run_id)
+                self._thread = threading.Thread(target=self._renew, name="pipeline-lock-renewal", daemon=True)
+                self._thread.start()
+        except BaseException:
+            if taken:  # not yet owned by a `with`: nobody else would release it
+                self.release()
+            raise
         return self
 
     def _try_acquire(self) -> None:
@@ -155,7 +165,11 @@ class RunLease:
     def release(self) -> None:
         """Give the lock back. Never raises: a release that cannot be written (database full or
         down) leaves a lease that ``holder_is_alive`` already calls dead in this process, and that
-        expires within the TTL everywhere else."""
+        expires within the TTL everywhere else. A stop (SIGTERM) waits until it is given back."""
+        with interrupts.shielded():
+            self._release()
+
+    def _release(self) -> None:
         self._stop.set()
         _ACTIVE_RUNS.discard(self.run_id)
         if self._thread:

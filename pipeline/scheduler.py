@@ -28,7 +28,7 @@ from types import FrameType
 import schedule
 from sqlalchemy import Engine
 
-from pipeline import budget, logs
+from pipeline import budget, interrupts, logs
 from pipeline import run_requests as requests
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, RunLocked, SnapshotHeld
@@ -83,7 +83,7 @@ def run_forever(settings: Settings, *, source: str = "api", interval_minutes: fl
         logs.outcome(f"scheduler: received {signal.Signals(signum).name}, stopping")
         stop.set()
         if in_job.is_set():
-            raise Shutdown()
+            interrupts.raise_or_defer(Shutdown())  # not inside the lock's bookkeeping (pipeline.interrupts)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

@@ -175,3 +175,79 @@ def test_sigkill_of_a_real_run_midway_keeps_gold_and_frees_the_next_run(settings
     runs = runs_by_id(settings)
     assert runs[killed]["status"] == "abandoned"
     assert runs[result.run_id]["status"] == "success" and result.run_id != first.run_id
+
+
+class _Stop(BaseException):
+    """What a signal handler raises (the scheduler's Shutdown, the CLI's Interrupted)."""
+
+
+@pytest.fixture
+def stop_on_sigusr1():
+    """SIGUSR1 raises _Stop the way SIGTERM raises Shutdown in the sidecar (pipeline.interrupts)."""
+    from pipeline import interrupts
+
+    def handler(_signum, _frame):
+        interrupts.raise_or_defer(_Stop())
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    yield lambda: signal.raise_signal(signal.SIGUSR1)
+    signal.signal(signal.SIGUSR1, previous)
+
+
+def lock_rows(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT COUNT(*) FROM pipeline_lock")).scalar()
+
+
+def test_a_stop_right_after_the_lock_commits_gives_the_lock_back(settings, monkeypatch, stop_on_sigusr1):
+    """CI saw a sidecar stopped while it took the lock for a refresh request leave the lock row
+    behind: the stop landed after the row was committed, before any ``with`` owned the lease."""
+    engine = prepare_database(settings)
+    original = RunLease._try_acquire
+
+    def commit_then_signal(self):
+        original(self)
+        stop_on_sigusr1()  # the handler runs here, the lock row already committed
+
+    monkeypatch.setattr(RunLease, "_try_acquire", commit_then_signal)
+    with pytest.raises(_Stop):
+        with RunLease(engine, "stopped-on-the-way-in"):
+            pytest.fail("the stop must not let the run begin")
+    assert lock_rows(engine) == 0
+
+
+def test_a_stop_during_the_release_lets_the_release_finish(settings, monkeypatch, stop_on_sigusr1):
+    engine = prepare_database(settings)
+    original = RunLease._release
+
+    def signal_then_release(self):
+        stop_on_sigusr1()  # the handler runs before the row is deleted
+        original(self)
+
+    monkeypatch.setattr(RunLease, "_release", signal_then_release)
+    with pytest.raises(_Stop):
+        with RunLease(engine, "stopped-on-the-way-out"):
+            assert lock_rows(engine) == 1
+    assert lock_rows(engine) == 0
+    assert current_holder(engine) is None
+
+
+def test_a_stop_while_the_run_row_is_written_ends_the_run_failed(settings, monkeypatch, stop_on_sigusr1):
+    """The 'running' row committed, then the stop: the run is recorded failed, never left running."""
+    from pipeline.run_context import run_context
+
+    engine = prepare_database(settings)
+    original = RunLog.start
+
+    def write_then_signal(self):
+        original(self)
+        stop_on_sigusr1()
+
+    monkeypatch.setattr(RunLog, "start", write_then_signal)
+    with pytest.raises(_Stop):
+        with run_context(settings, trigger="cli", origin="replay", engine=engine):
+            pytest.fail("the stop must not let the run's work begin")
+    with engine.connect() as conn:
+        statuses = conn.execute(text("SELECT status FROM pipeline_runs")).scalars().all()
+    assert statuses == ["failed"]
+    assert lock_rows(engine) == 0
