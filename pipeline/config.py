@@ -182,12 +182,18 @@ class Settings:
     #: LAKE_URL: the Delta Lake table every run appends its silver rows to (pipeline.lake): a local
     #: folder or ``s3://bucket/prefix``; None: no lake.
     lake_url: str | None = None
-    #: How an ``s3://`` lake is opened (from the AWS_* variables). Kept out of repr: it holds the secret key.
-    lake_storage_options: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     #: BRONZE_URL: where bronze lives; None: the local ``DATA_DIR/raw`` (``raw_dir``), else ``s3://bucket/prefix``
     #: on any S3-compatible store, reached with ``s3`` (the AWS_* settings; its keys are never printed).
     bronze_url: str | None = None
     s3: S3Options = field(default_factory=S3Options, repr=False)
+
+    @property
+    def lake_storage_options(self) -> tuple[tuple[str, str], ...]:
+        """How an ``s3://`` lake is opened: the AWS_* settings bronze uses, under delta-rs's names
+        (holds the secret key: never printed). Empty for a lake in a folder."""
+        if self.lake_url is None or not self.lake_url.startswith(("s3://", "s3a://")):
+            return ()
+        return tuple(sorted(self.s3.delta_options().items()))
 
     @property
     def raw_dir(self) -> Path:
@@ -257,7 +263,6 @@ class Settings:
             raise ConfigError("DATABASE_URL must start with sqlite:/// or postgresql://")
         lake_url = (env.get("LAKE_URL") or "").strip().rstrip("/") or None
         bronze_url = _bronze_url(env)
-        s3 = _s3_options(env, bronze_url)
         return cls(
             database_url=normalize_database_url(database_url),
             data_dir=data_dir,
@@ -299,17 +304,9 @@ class Settings:
             sector_members_every_minutes=_float(env, "PIPELINE_SECTOR_MEMBERS_EVERY_MINUTES", 1440.0),
             tracked_sectors=_sector_ids(env),
             lake_url=lake_url,
-            lake_storage_options=_lake_storage_options(s3, lake_url),
             bronze_url=bronze_url,
-            s3=s3,
+            s3=_s3_options(env, bronze_url),
         )
-
-
-def _lake_storage_options(s3: S3Options, lake_url: str | None) -> tuple[tuple[str, str], ...]:
-    """delta-rs storage options of an ``s3://`` LAKE_URL: the AWS_* settings bronze uses too."""
-    if lake_url is None or not lake_url.startswith(("s3://", "s3a://")):
-        return ()
-    return tuple(sorted(s3.delta_options().items()))
 
 
 def _bronze_url(env: Mapping[str, str]) -> str | None:

@@ -235,7 +235,7 @@ def _s3_settings(settings: Settings, url: str, endpoint: str) -> Settings:
             "AWS_ENDPOINT_URL": endpoint,  # http: AWS_ALLOW_HTTP is implied
         }
     )
-    return settings.with_overrides(lake_url=env.lake_url, lake_storage_options=env.lake_storage_options)
+    return settings.with_overrides(lake_url=env.lake_url, s3=env.s3)
 
 
 def test_a_lake_on_s3(settings, s3_endpoint, caplog):

@@ -211,6 +211,7 @@ def test_a_running_sidecar_claims_and_runs_a_request_within_two_seconds(settings
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, output
+    assert f"refresh request {request.request_id} done" in output
     assert not requests.sidecar_alive(engine, 1.0), "a clean stop removes the heartbeat"
 
 
