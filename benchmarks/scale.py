@@ -31,7 +31,8 @@ from pipeline import bronze, engines
 from pipeline.config import Settings
 from pipeline.db import make_engine, prepare_database
 from pipeline.flow import RunResult, _plan_batches, replay
-from pipeline.silver.batches import load_batch, prepare_batch
+from pipeline.silver.batches import prepare_batch
+from pipeline.silver.load import load_batch
 
 #: A year of the whole market every 15 minutes: ~17,000 coins x 96 snapshots x 365 days.
 YEAR_RECORDS = 17_000 * 96 * 365

@@ -187,6 +187,7 @@ def ensure_schema(engine: Engine) -> int:
                 conn.execute(insert(schema.schema_version).values(version=version, applied_at=utcnow()))
                 current = version
             add_missing_columns(conn)
+            ensure_silver_indexes(conn)
             rebuilt = _sync_gold_tables(conn)
             _load_seeds(conn)
     except SQLAlchemyError as exc:
@@ -203,6 +204,14 @@ def ensure_schema(engine: Engine) -> int:
                 f"cannot rebuild gold after changing {', '.join(rebuilt)}: {describe_db_error(exc)}"
             ) from exc
     return current
+
+
+def ensure_silver_indexes(conn: Connection) -> None:
+    """Create silver's secondary indexes where they are missing: a replay into an empty database
+    builds them after its load (``pipeline.silver.load.indexes_built_after``), and a process
+    killed during that load leaves them to be made here."""
+    for index in schema.staging_crypto_market.indexes:
+        index.create(conn, checkfirst=True)
 
 
 def _sync_gold_tables(conn: Connection) -> list[str]:

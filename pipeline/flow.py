@@ -27,9 +27,15 @@ from pipeline.providers.base import COINS, SnapshotRequest, Unavailable
 from pipeline.providers.registry import get_provider
 from pipeline.providers.sample import sample_snapshots
 from pipeline.run_context import RunContext, run_context
-from pipeline.silver.batches import PreparedBatch, load_batch, prepare_batch
+from pipeline.silver.batches import PreparedBatch, prepare_batch
 from pipeline.silver.data_time import data_time, last_updated_values
-from pipeline.silver.load import count_run_rows, load_coin_history, unused_snapshot_time
+from pipeline.silver.load import (
+    count_run_rows,
+    indexes_built_after,
+    load_batch,
+    load_coin_history,
+    unused_snapshot_time,
+)
 from pipeline.silver.market_chart import market_chart_rows
 from pipeline.silver.transform import STALE_RECORD_AFTER
 
@@ -497,7 +503,7 @@ def replay(
         if plan is not None:
             progress("silver", f"transforming on {plan.describe()}")
         # LAKE_URL: the lake table is rebuilt from the replayed silver rows
-        with lake.writing(settings, result, rebuild=True, progress=progress):
+        with lake.writing(settings, result, rebuild=True, progress=progress), indexes_built_after(engine):
             _load_silver(
                 engine,
                 runs,

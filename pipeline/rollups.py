@@ -30,7 +30,9 @@ from sqlalchemy.sql.elements import TextClause
 
 Grain = Literal["hourly", "daily"]
 WIDTHS: dict[Grain, timedelta] = {"hourly": timedelta(hours=1), "daily": timedelta(days=1)}
-_SQLITE_FORMAT: dict[Grain, str] = {"hourly": "%Y-%m-%d %H:00:00.000000", "daily": "%Y-%m-%d 00:00:00.000000"}
+#: SQLite: how much of 'YYYY-MM-DD HH:MM:SS.ffffff' names the bucket, and the zeros that complete it.
+_SQLITE_KEPT: dict[Grain, int] = {"hourly": 13, "daily": 10}
+_SQLITE_ZEROS: dict[Grain, str] = {"hourly": ":00:00.000000", "daily": " 00:00:00.000000"}
 _PG_UNIT: dict[Grain, str] = {"hourly": "hour", "daily": "day"}
 
 COIN_COLUMNS = (
@@ -50,10 +52,16 @@ def truncate(moment: datetime, grain: Grain) -> datetime:
 
 def bucket_sql(dialect: str, grain: Grain, column: str) -> str:
     """SQL for the start of the bucket of ``column``: date_trunc on PostgreSQL; on SQLite text in
-    SQLAlchemy's own 'YYYY-MM-DD HH:MM:SS.ffffff' form, so it compares with bound datetimes."""
+    SQLAlchemy's own 'YYYY-MM-DD HH:MM:SS.ffffff' form, so it compares with bound datetimes.
+
+    SQLite stores every time in that form (SQLAlchemy's DateTime, and ``arrow_load.sqlite_rows``
+    writes the same text), so the bucket is the text's date (and hour) with the rest put back as
+    zeros: ~2x faster than ``strftime``, which parses each value (measured: the hourly rollup of
+    1M snapshots' select, 8.3 s -> 5.4 s).
+    """
     if dialect == "postgresql":
         return f"date_trunc('{_PG_UNIT[grain]}', {column})"
-    return f"strftime('{_SQLITE_FORMAT[grain]}', {column})"
+    return f"substr({column}, 1, {_SQLITE_KEPT[grain]}) || '{_SQLITE_ZEROS[grain]}'"
 
 
 def refresh(conn: Connection, since: datetime | None) -> dict[str, int]:
@@ -102,34 +110,8 @@ def _refresh_coins(conn: Connection, since: datetime | None) -> dict[str, int]:
     start = _hourly_start(conn, since, "coin_history_hourly", "SELECT min(snapshot_at) FROM staging_crypto_market")
     counts = {"coin_history_hourly": 0, "coin_history_daily": 0}
     if start is not None:
-        hour = bucket_sql(dialect, "hourly", "s.snapshot_at")
         conn.execute(_sql("DELETE FROM coin_history_hourly WHERE bucket >= :start"), {"start": start})
-        counts["coin_history_hourly"] = _rowcount(
-            conn.execute(
-                _sql(
-                    f"""
-                    INSERT INTO coin_history_hourly ({COIN_COLUMNS})
-                    WITH rows_in AS (
-                        SELECT s.id, {hour} AS bucket, s.snapshot_at, s.current_price
-                        FROM staging_crypto_market AS s
-                        INNER JOIN snapshots AS p ON p.snapshot_at = s.snapshot_at AND p.status = 'published'
-                        WHERE s.snapshot_at >= :start
-                    ),
-                    buckets AS (
-                        SELECT id, bucket, min(snapshot_at) AS open_at, max(snapshot_at) AS close_at,
-                               max(current_price) AS high, min(current_price) AS low, count(*) AS points
-                        FROM rows_in GROUP BY id, bucket
-                    )
-                    SELECT b.id, b.bucket, o.current_price, b.high, b.low, c.current_price, c.market_cap,
-                           c.total_volume, c.market_cap_rank, b.points, b.open_at, b.close_at
-                    FROM buckets AS b
-                    INNER JOIN staging_crypto_market AS o ON o.id = b.id AND o.snapshot_at = b.open_at
-                    INNER JOIN staging_crypto_market AS c ON c.id = b.id AND c.snapshot_at = b.close_at
-                    """
-                ),
-                {"start": start},
-            )
-        )
+        counts["coin_history_hourly"] = _rowcount(conn.execute(_sql(_coin_hourly_sql(dialect)), {"start": start}))
     day_start = truncate(start, "daily") if start is not None else None
     if day_start is None and since is None:
         day_start = _scalar_time(conn, "SELECT min(bucket) FROM coin_history_hourly")
@@ -162,6 +144,57 @@ def _refresh_coins(conn: Connection, since: datetime | None) -> dict[str, int]:
     elif day_start is not None:
         counts["coin_history_daily"] += _insert_backfill_days(conn, None, day_start)
     return counts
+
+
+#: The published snapshots' rows from :start on, with their hourly bucket ({hour}).
+_PUBLISHED_ROWS = """
+    SELECT s.id, {hour} AS bucket, s.snapshot_at, s.current_price{more}
+    FROM staging_crypto_market AS s
+    INNER JOIN snapshots AS p ON p.snapshot_at = s.snapshot_at AND p.status = 'published'
+    WHERE s.snapshot_at >= :start
+"""
+
+
+def _coin_hourly_sql(dialect: str) -> str:
+    """The INSERT of every coin's hourly rows from :start on: one statement per dialect, as each
+    planner does it fastest (measured on 1M snapshots, select only).
+
+    PostgreSQL: one window pass over the rows sorted by (coin, bucket, time) (2.6 s); grouping and
+    then joining back for the first and last point sorts three times over (7.5 s). SQLite: the
+    grouping with the join back through the primary key (5.4 s; the window pass takes 7.8 s).
+    """
+    hour = bucket_sql(dialect, "hourly", "s.snapshot_at")
+    if dialect == "postgresql":
+        rows = _PUBLISHED_ROWS.format(hour=hour, more=", s.market_cap, s.total_volume, s.market_cap_rank")
+        return f"""
+            INSERT INTO coin_history_hourly ({COIN_COLUMNS})
+            WITH rows_in AS ({rows}),
+            points AS (
+                SELECT r.*, first_value(current_price) OVER b AS open, max(current_price) OVER b AS high,
+                       min(current_price) OVER b AS low, count(*) OVER b AS points,
+                       first_value(snapshot_at) OVER b AS open_at, last_value(snapshot_at) OVER b AS close_at
+                FROM rows_in AS r
+                WINDOW b AS (PARTITION BY id, bucket ORDER BY snapshot_at
+                             ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+            )
+            SELECT id, bucket, open, high, low, current_price, market_cap, total_volume, market_cap_rank, points,
+                   open_at, close_at
+            FROM points WHERE snapshot_at = close_at
+        """
+    return f"""
+        INSERT INTO coin_history_hourly ({COIN_COLUMNS})
+        WITH rows_in AS ({_PUBLISHED_ROWS.format(hour=hour, more="")}),
+        buckets AS (
+            SELECT id, bucket, min(snapshot_at) AS open_at, max(snapshot_at) AS close_at,
+                   max(current_price) AS high, min(current_price) AS low, count(*) AS points
+            FROM rows_in GROUP BY id, bucket
+        )
+        SELECT b.id, b.bucket, o.current_price, b.high, b.low, c.current_price, c.market_cap,
+               c.total_volume, c.market_cap_rank, b.points, b.open_at, b.close_at
+        FROM buckets AS b
+        INNER JOIN staging_crypto_market AS o ON o.id = b.id AND o.snapshot_at = b.open_at
+        INNER JOIN staging_crypto_market AS c ON c.id = b.id AND c.snapshot_at = b.close_at
+    """
 
 
 def merge_backfill(conn: Connection, coin_ids: Sequence[str] | None = None) -> int:
@@ -281,18 +314,21 @@ def upsert_coins_seen(conn: Connection, since: datetime | None, coin_ids: Sequen
     written = 0
     if coin_ids is None:
         where = "" if since is None else " AND s.snapshot_at >= :since"
+        # The span per coin first, then its newest row by the primary key: a window over every
+        # row sorted per coin took 6x longer (measured on 1M snapshots: 1.3 s -> 0.2 s on PostgreSQL,
+        # 3.6 s -> 0.9 s on SQLite).
         snapshots_sql = f"""
             INSERT INTO coins_seen ({columns})
-            WITH rows_in AS (
-                SELECT s.id, s.name, s.symbol, s.market_cap_rank, s.snapshot_at,
-                       row_number() OVER (PARTITION BY s.id ORDER BY s.snapshot_at DESC) AS newest,
-                       min(s.snapshot_at) OVER (PARTITION BY s.id) AS first_seen
+            WITH spans AS (
+                SELECT s.id, min(s.snapshot_at) AS first_seen, max(s.snapshot_at) AS last_seen
                 FROM staging_crypto_market AS s
                 INNER JOIN snapshots AS p ON p.snapshot_at = s.snapshot_at AND p.status = 'published'
                 WHERE 1 = 1{where}
+                GROUP BY s.id
             )
-            SELECT id, name, symbol, market_cap_rank, snapshot_at, first_seen, snapshot_at
-            FROM rows_in WHERE newest = 1{update}
+            SELECT s.id, s.name, s.symbol, s.market_cap_rank, s.snapshot_at, spans.first_seen, spans.last_seen
+            FROM spans INNER JOIN staging_crypto_market AS s ON s.id = spans.id AND s.snapshot_at = spans.last_seen
+            WHERE 1 = 1{update}
         """
         written += _rowcount(conn.execute(_sql(snapshots_sql), {} if since is None else {"since": since}))
         if since is not None:

@@ -1,4 +1,4 @@
-"""Bronze runs → load-ready silver batches, and loading them.
+"""Bronze runs → load-ready silver batches (``pipeline.silver.load.load_batch`` loads them).
 
 ``prepare_batch`` does the CPU work (read the bronze Parquet copies, validate, type,
 derive, all column-wise in Arrow) and touches no database, so a replay can run it in a
@@ -12,12 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection
-
 from pipeline.bronze import BronzeRun
 from pipeline.errors import SchemaDrift
 from pipeline.providers.base import TOTALS
-from pipeline.silver import load
 from pipeline.silver.transform import (
     GLOBAL_COLUMNS,
     RAW_KEYS,
@@ -152,16 +149,3 @@ def prepare_batch(
         duplicates_dropped=batch.duplicates_dropped,
         global_dominance=dominance,
     )
-
-
-def load_batch(conn: Connection, batch: PreparedBatch) -> int:
-    """Upsert one prepared batch in the caller's transaction; returns silver rows written."""
-    load.ensure_month_partitions(conn, batch.months)
-    written = load.load_market_rows(conn, batch.rows)  # Arrow straight to the loader: no Python rows
-    load.load_sparklines(conn, batch.sparklines)
-    load.replace_quarantine(conn, batch.quarantine_run_ids, batch.quarantine)
-    load.load_global_rows(conn, batch.globals)
-    load.load_global_dominance(
-        conn, [row[GLOBAL_COLUMNS.index("snapshot_at")] for row in batch.globals], batch.global_dominance
-    )
-    return written

@@ -184,6 +184,37 @@ def test_sparklines_from_arrow_keep_the_newest_per_coin(engine):
     assert [tuple(r) for r in got] == [("a", "new"), ("b", "old")]
 
 
+def test_a_sparkline_batch_replaces_only_coins_whose_stored_one_is_not_newer(engine):
+    def batch(rows: list[tuple[str, datetime, str]]) -> pa.Table:
+        return pa.table(
+            {
+                "id": [r[0] for r in rows],
+                "snapshot_at": pa.array([r[1] for r in rows], pa.timestamp("us")),
+                "run_id": [r[2] for r in rows],
+                "sparkline_7d": [f"[{r[2]}]" for r in rows],
+            }
+        )
+
+    later = T0 + timedelta(hours=2)
+    with engine.begin() as conn:
+        load.load_sparklines(conn, batch([("kept", later, "stored"), ("old", T0, "stored"), ("same", T0, "stored")]))
+    with engine.begin() as conn:
+        load.load_sparklines(
+            conn,
+            batch(
+                [
+                    ("kept", T0 + timedelta(hours=1), "replay"),  # older than the stored one: not written
+                    ("old", T0 + timedelta(hours=1), "run"),  # newer: replaces it
+                    ("same", T0, "run"),  # the same time: the later load wins, as an upsert's
+                    ("new", T0, "run"),  # a coin not stored yet
+                ]
+            ),
+        )
+    with engine.connect() as conn:
+        got = conn.execute(select(staging_sparkline.c.id, staging_sparkline.c.run_id).order_by("id")).all()
+    assert [tuple(r) for r in got] == [("kept", "stored"), ("new", "run"), ("old", "run"), ("same", "run")]
+
+
 def test_coin_history_from_arrow_matches_tuples(engine):
     tuples = [("a", T0, "r1", 1e-12, None, 5.0), ("a", T0, "r2", 2e-12, 3.0, 6.0), ("b", T0, "r1", 1.0, 2.0, 3.0)]
     columns = ["id", "ts", "run_id", "price", "market_cap", "total_volume"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import Column, DateTime, MetaData, Table, bindparam, create_engine, text
 
 from dashboard.ranges import MAX_POINTS, pick_grain
 from pipeline.rollups import bucket_sql, truncate
@@ -48,6 +49,25 @@ def test_buckets_start_at_the_hour_and_the_utc_day():
 def test_bucket_sql_per_dialect_keeps_the_stored_form():
     assert bucket_sql("postgresql", "hourly", "s.t") == "date_trunc('hour', s.t)"
     assert bucket_sql("postgresql", "daily", "t") == "date_trunc('day', t)"
-    # SQLite stores SQLAlchemy's 'YYYY-MM-DD HH:MM:SS.ffffff': a bucket must compare equal to a bound time.
-    assert bucket_sql("sqlite", "hourly", "t") == "strftime('%Y-%m-%d %H:00:00.000000', t)"
-    assert bucket_sql("sqlite", "daily", "t") == "strftime('%Y-%m-%d 00:00:00.000000', t)"
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [datetime(2024, 2, 29, 23, 59, 59, 999_999), datetime(2024, 3, 1), datetime(2026, 5, 1, 7, 30, 0, 1)],
+)
+def test_sqlite_buckets_equal_the_bound_start_of_their_bucket(moment):
+    """SQLite stores SQLAlchemy's 'YYYY-MM-DD HH:MM:SS.ffffff': a bucket computed in SQL must be the
+    very text a bound ``truncate(moment, grain)`` is stored as, or a rollup's delete and reads miss it."""
+    engine = create_engine("sqlite://")
+    stored = Table("t", MetaData(), Column("at", DateTime))
+    with engine.begin() as conn:
+        stored.create(conn)
+        conn.execute(stored.insert(), {"at": moment})
+        for grain in ("hourly", "daily"):
+            found = conn.execute(
+                text(f"SELECT count(*) FROM t WHERE {bucket_sql('sqlite', grain, 'at')} = :start").bindparams(
+                    bindparam("start", type_=DateTime())
+                ),
+                {"start": truncate(moment, grain)},
+            ).scalar()
+            assert found == 1, grain
