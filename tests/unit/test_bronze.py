@@ -464,6 +464,78 @@ def test_parquet_copy_size_and_sha256_are_in_the_manifest(tmp_path):
     assert manifest_of(w.folder)["manifest_version"] == 3  # 3: the manifest names its provider
 
 
+RAW_KEYS = ["id", "symbol", "current_price", "market_cap"]
+
+
+def _records_body(records: list[dict]) -> bytes:
+    return json.dumps(records).encode()
+
+
+def _bodies_read(run: BronzeRun, monkeypatch) -> list[str]:
+    """The names of the files the run's store reads from now on."""
+    read: list[str] = []
+    store = type(run.files)
+    original = store.read_bytes
+
+    def recording(self, path):
+        read.append(Path(str(path)).name)
+        return original(self, path)
+
+    monkeypatch.setattr(store, "read_bytes", recording)
+    return read
+
+
+def test_a_plain_body_marks_its_copy_exact_and_replay_reads_the_copy_alone(tmp_path, monkeypatch):
+    _complete_run(tmp_path, "run-a", STARTED, FETCHED, [(1, MARKETS_100)])
+    run = find_run(tmp_path, "run-a")
+    assert run.manifest["entries"][0]["parquet_exact"] is True
+    read = _bodies_read(run, monkeypatch)
+
+    tables = run.markets_parquet(RAW_KEYS)
+
+    assert tables is not None and tables[0].num_rows == 100
+    assert read == ["markets_p001.parquet"]  # the body was checked when it was written, not again
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        [{"id": "a", "current_price": 1.0, "is_listed": True}],  # a JSON bool: pyarrow would write 1.0 among floats
+        [{"id": "a", "current_price": 1.0}, {"id": "b", "current_price": 2.0, "market_cap": 5.0}],  # a late key
+        [{"id": "a", "current_price": 1.0}, {"id": "b", "current_price": "2.0"}],  # mixed types: the JSON-text form
+    ],
+    ids=["json-bool", "key-only-in-a-later-record", "json-text-form"],
+)
+def test_a_body_the_copy_cannot_stand_for_is_not_marked_and_replay_reads_the_json(tmp_path, records):
+    _complete_run(tmp_path, "run-a", STARTED, FETCHED, [(1, _records_body(records))])
+    run = find_run(tmp_path, "run-a")
+    assert "parquet_exact" not in run.manifest["entries"][0]
+    assert run.markets_parquet(RAW_KEYS) is None
+    assert [r["id"] for r in run.markets_records()] == [r["id"] for r in records]
+
+
+def test_an_older_manifest_without_the_mark_still_checks_the_body(tmp_path, monkeypatch):
+    _complete_run(tmp_path, "run-a", STARTED, FETCHED, [(1, MARKETS_100)])
+    manifest = manifest_of(tmp_path / "2024-03-05" / "run-a")
+    del manifest["entries"][0]["parquet_exact"]
+    (tmp_path / "2024-03-05" / "run-a" / MANIFEST).write_text(json.dumps(manifest))
+    run = find_run(tmp_path, "run-a")
+    read = _bodies_read(run, monkeypatch)
+
+    assert run.markets_parquet(RAW_KEYS) is not None
+    assert "markets_p001.json" in read
+
+
+def test_a_mark_that_is_not_true_or_false_damages_the_manifest(tmp_path):
+    _complete_run(tmp_path, "run-a", STARTED, FETCHED, [(1, MARKETS_100)])
+    folder = tmp_path / "2024-03-05" / "run-a"
+    manifest = manifest_of(folder)
+    manifest["entries"][0]["parquet_exact"] = "yes"
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    runs, damaged = scan_runs(tmp_path)
+    assert runs == [] and "'parquet_exact' is not true or false" in damaged[0].reason
+
+
 def test_deep_check_finds_a_garbled_parquet_copy(tmp_path):
     _complete_run(tmp_path, "run-a", STARTED, FETCHED, [(1, MARKETS_100)])
     run = find_run(tmp_path, "run-a")
