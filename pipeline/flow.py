@@ -175,7 +175,8 @@ def run_pipeline(
 def publish_gold(run: RunContext, result: RunResult, progress: Progress, since: datetime | None) -> RunResult:
     """Gold stage and the run's success record (``since=None``: rebuild all of gold)."""
     run.stage("gold")
-    result.gold_rows = build_gold(run.engine, since=since)
+    with run.lease.long_write():  # one transaction: on SQLite, as long as a full rebuild takes
+        result.gold_rows = build_gold(run.engine, since=since)
     progress("gold", "published " + ", ".join(f"{k}: {v}" for k, v in result.gold_rows.items()))
     run.succeed()
     return result

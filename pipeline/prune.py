@@ -28,6 +28,7 @@
 from __future__ import annotations
 
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import PurePath
@@ -351,5 +352,6 @@ def _prune(
         if any(report.rows.get(name) for name in GOLD_INPUTS):
             if run is not None:
                 run.stage("gold")
-            report.gold_rows = build_gold(engine)
+            with run.lease.long_write() if run is not None else nullcontext():
+                report.gold_rows = build_gold(engine)
     return report

@@ -18,7 +18,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -52,6 +53,9 @@ _ACTIVE_RUNS: set[str] = set()
 #: SQLite's words when another writer holds the file: a race to retry, not an outage.
 _SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
 
+#: The lease a run takes over its own long write transaction on SQLite (``RunLease.long_write``).
+LONG_WRITE_LEASE = timedelta(hours=1)
+
 ABANDONED_MESSAGE = "the process running it stopped without finishing (killed or crashed); marked abandoned"
 
 
@@ -75,6 +79,7 @@ class RunLease:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self._stop = threading.Event()
+        self._paused = threading.Event()
         self._thread: threading.Thread | None = None
 
     def acquire(self) -> RunLease:
@@ -152,15 +157,45 @@ class RunLease:
     def _renew(self) -> None:
         interval = max(0.5, self.ttl.total_seconds() / 3)
         while not self._stop.wait(interval):
+            if self._paused.is_set():
+                continue
             try:
-                with self.engine.begin() as conn:
-                    conn.execute(
-                        update(pipeline_lock)
-                        .where(pipeline_lock.c.name == LOCK_NAME, pipeline_lock.c.run_id == self.run_id)
-                        .values(expires_at=utcnow() + self.ttl)
-                    )
+                self._expire_in(self.ttl)
             except Exception:  # keep renewing through a transient database error
                 log.warning("could not renew the pipeline lock", exc_info=True)
+
+    def _expire_in(self, lease: timedelta) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(pipeline_lock)
+                .where(pipeline_lock.c.name == LOCK_NAME, pipeline_lock.c.run_id == self.run_id)
+                .values(expires_at=utcnow() + lease)
+            )
+
+    @contextmanager
+    def long_write(self) -> Iterator[None]:
+        """Hold the lock through one write transaction that may outlast the TTL (gold of a long
+        history: 200 s at 10M rows).
+
+        SQLite has one writer: while the transaction is open the renewal cannot be written, so the
+        lease would expire and the live run look dead to every other process (which could then take
+        the lock). The lease is set to ``LONG_WRITE_LEASE`` first; nobody else can write meanwhile
+        anyway, and a holder that dies is still seen dead at once on its host (its pid is gone).
+        PostgreSQL renews the lock row beside the transaction: nothing to do.
+        """
+        if self.engine.dialect.name != "sqlite":
+            yield
+            return
+        self._paused.set()
+        try:
+            self._expire_in(LONG_WRITE_LEASE)
+            yield
+        finally:
+            self._paused.clear()
+            try:
+                self._expire_in(self.ttl)
+            except Exception:  # the renewal thread tries again within a third of the TTL
+                log.warning("could not shorten the pipeline lock's lease after a long write", exc_info=True)
 
     def release(self) -> None:
         """Give the lock back. Never raises: a release that cannot be written (database full or

@@ -251,3 +251,57 @@ def test_a_stop_while_the_run_row_is_written_ends_the_run_failed(settings, monke
         statuses = conn.execute(text("SELECT status FROM pipeline_runs")).scalars().all()
     assert statuses == ["failed"]
     assert lock_rows(engine) == 0
+
+
+def test_a_gold_build_longer_than_the_lease_keeps_the_run_alive(settings, monkeypatch, caplog):
+    """SQLite has one writer: during the run's own long gold transaction (200 s at 10M rows) the lease
+    could not be renewed, so it expired and the live run looked dead to every other process."""
+    from pipeline import flow
+
+    settings = settings.with_overrides(lock_ttl_seconds=1.0)
+    real_build = flow.build_gold
+    seen = {}
+
+    def slow_build(engine, since=None, **kwargs):
+        with engine.begin() as conn:  # a write transaction that outlasts the lease's TTL
+            conn.execute(text("UPDATE snapshots SET reasons = reasons"))
+            time.sleep(2.5)
+            other = make_engine(settings.database_url)  # another connection, as another process reads it
+            seen["holder"] = current_holder(other)
+            other.dispose()
+        return real_build(engine, since=since, **kwargs)
+
+    monkeypatch.setattr(flow, "build_gold", slow_build)
+    result = run_pipeline(settings, source="sample")
+
+    assert result.status == "success"
+    assert seen["holder"] is not None and seen["holder"]["run_id"] == result.run_id
+    assert "could not renew" not in caplog.text
+    assert current_holder(make_engine(settings.database_url)) is None  # and given back at the end
+
+
+def test_the_long_write_lease_ends_with_the_write(settings):
+    from datetime import datetime, timedelta
+
+    from pipeline.runs import LONG_WRITE_LEASE
+
+    engine = prepare_database(settings)
+    lease = RunLease(engine, "run-long", ttl_seconds=5.0).acquire()
+    try:
+
+        def expires_in() -> timedelta:
+            with engine.connect() as conn:
+                expires = conn.execute(text("SELECT expires_at FROM pipeline_lock")).scalar()
+            return (datetime.fromisoformat(expires) if isinstance(expires, str) else expires) - utcnow()
+
+        assert expires_in() <= timedelta(seconds=5)
+        with lease.long_write():
+            during = expires_in()
+        after = expires_in()
+    finally:
+        lease.release()
+    if engine.dialect.name == "sqlite":
+        assert during > LONG_WRITE_LEASE - timedelta(minutes=1)
+    else:  # PostgreSQL renews beside the transaction: the lease stays short
+        assert during <= timedelta(seconds=5)
+    assert after <= timedelta(seconds=5)
