@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -611,12 +612,19 @@ def _load_run(store: Store, folder: PurePath) -> tuple[BronzeRun | None, Damaged
     return _parse_run(store, folder, data)
 
 
+def _shared_strings(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A manifest object whose keys and short texts are shared with every other manifest's: a replay
+    keeps one manifest per run in memory, and 40,000 runs' repeated names ("markets", "/coins/markets",
+    "usd", the keys) were most of the ~5 KB each took (measured: 44 MB for 4,000 runs before)."""
+    return {sys.intern(k): sys.intern(v) if isinstance(v, str) and len(v) <= 40 else v for k, v in pairs}
+
+
 def _parse_run(store: Store, folder: PurePath, data: bytes) -> tuple[BronzeRun | None, DamagedRun | None]:
     """The run whose manifest is ``data``, or why it cannot be replayed."""
     if not data.strip():
         return None, DamagedRun(folder, None, f"{MANIFEST} is empty ({len(data)} bytes)", store=store)
     try:
-        manifest = json.loads(data)
+        manifest = json.loads(data, object_pairs_hook=_shared_strings)
     except (ValueError, UnicodeDecodeError) as exc:
         return None, DamagedRun(folder, None, f"{MANIFEST} is not valid JSON ({_one_line(exc, 120)})", store=store)
     problem = manifest_problem(manifest, folder)

@@ -632,3 +632,16 @@ def test_a_full_disk_while_writing_the_manifest_leaves_no_manifest(tmp_path, mon
     assert not any(atomic.is_temp_name(name) for name in visible_files(w.folder))
     runs, damaged = scan_runs(tmp_path)
     assert runs == [] and [(d.name, d.incomplete) for d in damaged] == [("run-a", True)]
+
+
+def test_manifests_share_their_repeated_names_in_memory(tmp_path):
+    """A replay holds every run's manifest: 40,000 runs at 10M records. Their keys and short texts
+    are one object each, not one per manifest."""
+    _complete_run(tmp_path, "run-a", STARTED, FETCHED, [(1, MARKETS_10)])
+    _complete_run(tmp_path, "run-b", datetime(2024, 3, 6), datetime(2024, 3, 6, 0, 1), [(1, MARKETS_10)])
+    first, second = (run.manifest for run in scan_runs(tmp_path)[0])
+    assert first["run_id"] != second["run_id"]
+    entry_a, entry_b = first["entries"][0], second["entries"][0]
+    assert entry_a["endpoint"] is entry_b["endpoint"] and entry_a["path"] is entry_b["path"]
+    assert next(iter(entry_a)) is next(iter(entry_b))  # the keys too
+    assert entry_a == {**entry_b, "fetched_at": entry_a["fetched_at"]}  # the same values as before
