@@ -80,6 +80,8 @@ class RunLease:
         self.pid = os.getpid()
         self._stop = threading.Event()
         self._paused = threading.Event()
+        #: Serialises the renewal's write with ``long_write``'s, so a renewal cannot land after it.
+        self._lease_write = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def acquire(self) -> RunLease:
@@ -157,12 +159,13 @@ class RunLease:
     def _renew(self) -> None:
         interval = max(0.5, self.ttl.total_seconds() / 3)
         while not self._stop.wait(interval):
-            if self._paused.is_set():
-                continue
-            try:
-                self._expire_in(self.ttl)
-            except Exception:  # keep renewing through a transient database error
-                log.warning("could not renew the pipeline lock", exc_info=True)
+            with self._lease_write:
+                if self._paused.is_set():
+                    continue
+                try:
+                    self._expire_in(self.ttl)
+                except Exception:  # keep renewing through a transient database error
+                    log.warning("could not renew the pipeline lock", exc_info=True)
 
     def _expire_in(self, lease: timedelta) -> None:
         with self.engine.begin() as conn:
@@ -186,16 +189,18 @@ class RunLease:
         if self.engine.dialect.name != "sqlite":
             yield
             return
-        self._paused.set()
         try:
-            self._expire_in(LONG_WRITE_LEASE)
+            with self._lease_write:
+                self._paused.set()
+                self._expire_in(LONG_WRITE_LEASE)
             yield
         finally:
-            self._paused.clear()
-            try:
-                self._expire_in(self.ttl)
-            except Exception:  # the renewal thread tries again within a third of the TTL
-                log.warning("could not shorten the pipeline lock's lease after a long write", exc_info=True)
+            with self._lease_write:
+                self._paused.clear()
+                try:
+                    self._expire_in(self.ttl)
+                except Exception:  # the renewal thread tries again within a third of the TTL
+                    log.warning("could not shorten the pipeline lock's lease after a long write", exc_info=True)
 
     def release(self) -> None:
         """Give the lock back. Never raises: a release that cannot be written (database full or
