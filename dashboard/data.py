@@ -189,18 +189,6 @@ def _global_latest_statement():
     )
 
 
-def _coin_snapshots_statement(coin_id: str):
-    s = staging_crypto_market
-    return select(
-        s.c.snapshot_at.label("ts"), s.c.current_price.label("price"), s.c.market_cap, s.c.total_volume
-    ).where(s.c.id == coin_id)
-
-
-def _coin_backfill_statement(coin_id: str):
-    h = staging_coin_history
-    return select(h.c.ts, h.c.price, h.c.market_cap, h.c.total_volume).where(h.c.id == coin_id)
-
-
 def _runs_statement(limit: int):
     r = pipeline_runs
     return select(r).order_by(r.c.started_at.desc()).limit(limit)
@@ -238,7 +226,7 @@ def _last_api_run_statement():
     return select(func.max(r.c.started_at).label("started_at")).where(r.c.source == "api")
 
 
-def dashboard_queries(coin_id: str = "bitcoin") -> dict[str, tuple]:
+def dashboard_queries() -> dict[str, tuple]:
     """Every statement the pages run, by name -> (statement, params); values are bound in the statements."""
     statements = {
         "probe_latest_run": _latest_run_statement(),
@@ -248,8 +236,6 @@ def dashboard_queries(coin_id: str = "bitcoin") -> dict[str, tuple]:
         "segments": _segments_statement(),
         "market_history": _history_statement(HISTORY_LIMIT),
         "global_latest": _global_latest_statement(),
-        "coin_history_silver": _coin_snapshots_statement(coin_id),
-        "coin_history_backfill": _coin_backfill_statement(coin_id),
         "runs_latest": _runs_statement(RUNS_LIMIT),
         "quarantine_latest": _quarantine_statement(QUARANTINE_LIMIT),
         "quarantine_count": _quarantine_count_statement(),
@@ -260,7 +246,7 @@ def dashboard_queries(coin_id: str = "bitcoin") -> dict[str, tuple]:
     return {name: (statement, {}) for name, statement in statements.items()}
 
 
-#: For ``python -m benchmarks.bench``: the dashboard's queries, for the largest coin.
+#: For ``python -m benchmarks.bench``: the dashboard's queries (the history ranges' and others' are added below).
 DASHBOARD_QUERIES = dashboard_queries()
 
 
@@ -330,33 +316,6 @@ def load_global_latest(database_url: str, version: str) -> dict | None:
     return None if frame.empty else frame.iloc[0].to_dict()
 
 
-# -- silver, for one coin -------------------------------------------------------
-
-
-@st.cache_data(ttl=DATA_TTL, show_spinner=False, max_entries=64)
-def load_coin_history(database_url: str, version: str, coin_id: str) -> pd.DataFrame:
-    """Price, market cap and volume over time for one coin: silver snapshots plus backfills.
-
-    Two indexed lookups (``WHERE id = :id`` on each primary key); where both have
-    a point at the same time, the snapshot wins. Columns: ts, price, market_cap,
-    total_volume, origin ('snapshot' | 'backfill').
-    """
-    snapshots = _frame(database_url, _coin_snapshots_statement(coin_id))
-    snapshots["origin"] = "snapshot"
-    try:
-        backfill = _frame(database_url, _coin_backfill_statement(coin_id))
-    except DataUnavailable:  # an older database without the backfill table: snapshots only
-        backfill = snapshots.iloc[0:0].drop(columns="origin")
-    backfill["origin"] = "backfill"
-    frames = [f for f in (snapshots, backfill) if not f.empty]
-    if not frames:
-        return snapshots
-    history = pd.concat(frames, ignore_index=True)
-    history["ts"] = pd.to_datetime(history["ts"])
-    history = history.sort_values(["ts", "origin"], ascending=[True, False])
-    return history.drop_duplicates("ts", keep="first").reset_index(drop=True)
-
-
 # -- operations -------------------------------------------------------------------
 
 
@@ -412,7 +371,6 @@ def clear_caches() -> None:
         load_segments,
         load_market_history,
         load_global_latest,
-        load_coin_history,
         load_runs,
         load_quarantine,
         count_quarantine,

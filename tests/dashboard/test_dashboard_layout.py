@@ -155,10 +155,10 @@ def test_dashboard_queries_for_the_benchmark_all_run(sample_warehouse):
     from dashboard.data import DASHBOARD_QUERIES
     from pipeline.db import make_engine
 
-    assert {"mart", "coin_history_silver", "coin_history_backfill", "runs_latest"} <= set(DASHBOARD_QUERIES)
+    assert {"mart", "coin_window_silver", "coin_window_backfill", "runs_latest"} <= set(DASHBOARD_QUERIES)
     with make_engine(sample_warehouse.settings().database_url).connect() as conn:
         rows = {
             name: len(conn.execute(statement, params).fetchall())
             for name, (statement, params) in DASHBOARD_QUERIES.items()
         }
-    assert rows["mart"] == 250 and rows["coin_history_silver"] == 1 and rows["segments"] == 4
+    assert rows["mart"] == 250 and rows["coin_window_silver"] == 1 and rows["segments"] == 4

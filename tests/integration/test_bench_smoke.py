@@ -93,7 +93,7 @@ def test_bench_small_run(tmp_path: Path):
         assert dashboard["build_gold"][db]["median_s"] > 0
         mart = queries.get("mart") or queries.get("mart_all")
         assert mart is not None and mart["rows"] == 250, sorted(queries)
-        assert queries["coin_history_silver"]["rows"] > 50  # bitcoin's whole history
+        assert queries["coin_window_silver"]["rows"] > 50  # bitcoin's newest points
 
     summary = results["summary"]
     assert summary["replay_pg_rows_per_s"] == pytest.approx(size["postgresql"]["rows_per_s"])
