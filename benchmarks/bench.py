@@ -487,13 +487,24 @@ def time_queries(database_url: str, queries: dict, repeat: int) -> dict:
     return out
 
 
+def history_start(snapshots: int, step: timedelta) -> datetime:
+    """Where generated histories start: after the newest recorded body (``benchgen.DEFAULT_START``), or
+    earlier when that many snapshots would run past now. The refresh timing fetches a snapshot of now,
+    and one older than the history's newest is held by the plausibility gate (the 10M history from
+    DEFAULT_START runs to 2030)."""
+    from benchmarks.benchgen import DEFAULT_START
+
+    latest = datetime.now(UTC).replace(tzinfo=None, minute=0, second=0, microsecond=0) - step * (snapshots + 24)
+    return min(DEFAULT_START, latest)
+
+
 def top_up_history(args, workdir: Path, dbs: dict, have_rows: int, coins: int, step: timedelta) -> dict:
     """Older generated history, replayed into the largest size's databases until silver has --dashboard-rows.
 
     The extra bronze runs end where the benchmark's history starts, so the newest snapshot
     (the mart) stays the same; ``replay`` upserts them next to the rows already there.
     """
-    from benchmarks.benchgen import BAD_RATE, DEFAULT_START, generate_bronze
+    from benchmarks.benchgen import BAD_RATE, generate_bronze
 
     missing = args.dashboard_rows - have_rows
     info: dict = {"rows_before": have_rows, "snapshots_added": 0, "replays": {}}
@@ -508,7 +519,7 @@ def top_up_history(args, workdir: Path, dbs: dict, have_rows: int, coins: int, s
         coins,
         snapshots,
         seed=args.seed + 1,
-        start=DEFAULT_START - step * snapshots,
+        start=args.history_start - step * snapshots,
         step=step,
         sparklines="none",
         progress=lambda n, r: say(f"    generated {n}/{snapshots} snapshots ({r:,} records)"),
@@ -746,6 +757,7 @@ def run(args) -> int:
         raise SystemExit("--sizes needs positive record counts, e.g. 10000,100000")
     coins = args.coins
     step = timedelta(hours=1)
+    args.history_start = history_start(max(math.ceil(size / coins) for size in sizes), step)
     pg = PgServer(args.postgres_url)
     try:
         pg_version = pg.check()
@@ -824,7 +836,7 @@ def _write(results: dict, out: Path) -> None:
 def bench_size(
     args, pg: PgServer, workdir: Path, size: int, coins: int, step: timedelta, *, keep_dbs: bool
 ) -> tuple[dict, dict]:
-    from benchmarks.benchgen import DEFAULT_START, generate_bronze
+    from benchmarks.benchgen import generate_bronze
 
     snapshots = max(1, math.ceil(size / coins))
     data_dir = workdir / f"data_{size}"
@@ -835,7 +847,7 @@ def bench_size(
         coins,
         snapshots,
         seed=args.seed,
-        start=DEFAULT_START,
+        start=args.history_start,
         step=step,
         sparklines=args.sparklines,
         progress=lambda n, r: say(f"    generated {n}/{snapshots} snapshots ({r:,} records)"),
