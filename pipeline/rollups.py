@@ -30,9 +30,9 @@ from sqlalchemy.sql.elements import TextClause
 
 Grain = Literal["hourly", "daily"]
 WIDTHS: dict[Grain, timedelta] = {"hourly": timedelta(hours=1), "daily": timedelta(days=1)}
-#: SQLite: how much of 'YYYY-MM-DD HH:MM:SS.ffffff' names the bucket, and the zeros that complete it.
+#: SQLite: how much of the stored 'YYYY-MM-DD HH:MM:SS.ffffff' names the bucket; the rest becomes zeros.
 _SQLITE_KEPT: dict[Grain, int] = {"hourly": 13, "daily": 10}
-_SQLITE_ZEROS: dict[Grain, str] = {"hourly": ":00:00.000000", "daily": " 00:00:00.000000"}
+_SQLITE_ZERO_TIME = "0000-00-00 00:00:00.000000"
 _PG_UNIT: dict[Grain, str] = {"hourly": "hour", "daily": "day"}
 
 COIN_COLUMNS = (
@@ -61,7 +61,8 @@ def bucket_sql(dialect: str, grain: Grain, column: str) -> str:
     """
     if dialect == "postgresql":
         return f"date_trunc('{_PG_UNIT[grain]}', {column})"
-    return f"substr({column}, 1, {_SQLITE_KEPT[grain]}) || '{_SQLITE_ZEROS[grain]}'"
+    kept = _SQLITE_KEPT[grain]
+    return f"substr({column}, 1, {kept}) || '{_SQLITE_ZERO_TIME[kept:]}'"
 
 
 def refresh(conn: Connection, since: datetime | None) -> dict[str, int]:

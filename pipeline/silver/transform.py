@@ -50,6 +50,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.arrow_load import whole
 from pipeline.categories import (
     LIQUIDITY_BANDS,
     MARKET_CAP_BANDS,
@@ -440,10 +441,10 @@ def _is_text_type(kind: Any) -> bool:
 
 def _normalised(table: Any, keys: list[str]) -> dict[str, Column]:
     """``keys`` of an Arrow table of records: numbers as float64, absent or all-null text as string."""
-    n = table.num_rows
+    n, names = table.num_rows, set(table.column_names)
     columns: dict[str, Column] = {}
     for key in keys:
-        column = table.column(key).combine_chunks() if key in table.column_names else pa.nulls(n)
+        column = whole(table.column(key)) if key in names else pa.nulls(n)
         kind = column.type
         if key in RAW_NUMERIC_KEYS and (
             pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)
@@ -503,13 +504,7 @@ def parquet_records(tables: list[Any]) -> dict[str, Column] | None:
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return None
     n, names = table.num_rows, set(table.column_names)
-    return {key: _one_array(table.column(key)) if key in names else pa.nulls(n) for key in RAW_KEYS}
-
-
-def _one_array(column: Any) -> Any:
-    """A column as one array; a page's single chunk as it is (``combine_chunks`` would copy it:
-    7x slower per replayed run)."""
-    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    return {key: whole(table.column(key)) if key in names else pa.nulls(n) for key in RAW_KEYS}
 
 
 def limit_columns(columns: dict[str, Column], top_n: int | None) -> tuple[dict[str, Column], Any] | None:
@@ -542,9 +537,7 @@ def _filled(mask: Any) -> BoolArray:
 
 def _codes(values: Any) -> npt.NDArray[np.int64]:
     """Dense integer codes of an Arrow array's values (equal values, equal codes; NULL gets one too)."""
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    encoded = pc.dictionary_encode(values, null_encoding="encode")
+    encoded = pc.dictionary_encode(whole(values), null_encoding="encode")
     return np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
