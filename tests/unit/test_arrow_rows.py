@@ -137,14 +137,16 @@ def test_copy_reader_gives_the_same_stream_in_any_read_size():
 
 
 def test_sqlite_rows_use_sqlalchemys_text_formats():
-    rows = arrow_load.sqlite_rows(arrow_load.conform(sample(), TABLE, COLUMNS))
+    rows = list(arrow_load.sqlite_rows(arrow_load.conform(sample(), TABLE, COLUMNS)))
     assert rows == [
         ("ab", "x", "2026-03-01 12:00:00.123456", "2026-03-01", 1e-12, 1, True),
         (None, "y", None, None, None, None, None),
         ("ü", None, "2026-03-01 12:00:00.123456", "2026-03-01", None, 2**20, False),
     ]
     whole_second = pa.table({"at": pa.array([datetime(2026, 1, 1)], pa.timestamp("s"))})
-    assert arrow_load.sqlite_rows(arrow_load.conform(whole_second, None, ["at"])) == [("2026-01-01 00:00:00.000000",)]
+    assert list(arrow_load.sqlite_rows(arrow_load.conform(whole_second, None, ["at"]))) == [
+        ("2026-01-01 00:00:00.000000",)
+    ]
 
 
 def test_dedupe_last_keeps_the_last_row_of_a_key_in_order():
