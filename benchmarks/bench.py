@@ -449,8 +449,10 @@ def dashboard_queries() -> tuple[str, dict]:
     import streamlit.logger
 
     streamlit.logger.set_log_level("error")  # no "No runtime found" warning per cached loader
+    from dashboard import gc_policy
     from dashboard.data import DASHBOARD_QUERIES
 
+    gc_policy.freeze_startup_heap()  # as dashboard/app.py does once its libraries are loaded
     return "dashboard.data.DASHBOARD_QUERIES", dict(DASHBOARD_QUERIES)
 
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import data, navigation, state, ui
+from dashboard import data, gc_policy, navigation, state, ui
 from dashboard import formatting as fmt
 from pipeline.api import ConfigError, Settings
+
+gc_policy.freeze_startup_heap()  # the libraries just imported stay out of every later collection
 
 
 def build_navigation():
