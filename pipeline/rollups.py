@@ -29,6 +29,8 @@ from sqlalchemy import Connection, DateTime, bindparam, text
 from sqlalchemy.sql.elements import TextClause
 
 Grain = Literal["hourly", "daily"]
+#: Later than any bucket: the upper end of an incremental build's range (``_bounded``).
+FAR_FUTURE = datetime(9999, 12, 31)
 WIDTHS: dict[Grain, timedelta] = {"hourly": timedelta(hours=1), "daily": timedelta(days=1)}
 #: SQLite: how much of the stored 'YYYY-MM-DD HH:MM:SS.ffffff' names the bucket; the rest becomes zeros.
 _SQLITE_KEPT: dict[Grain, int] = {"hourly": 13, "daily": 10}
@@ -128,7 +130,7 @@ def _refresh_coins(conn: Connection, since: datetime | None) -> dict[str, int]:
                     WITH days AS (
                         SELECT id, {day} AS day, min(bucket) AS first_hour, max(bucket) AS last_hour,
                                max(high) AS high, min(low) AS low, sum(points) AS points
-                        FROM coin_history_hourly WHERE bucket >= :start GROUP BY id, {day}
+                        FROM coin_history_hourly WHERE bucket >= :start{_bounded(since)} GROUP BY id, {day}
                     )
                     SELECT d.id, d.day, o.open, d.high, d.low, c.close, c.market_cap, c.total_volume,
                            c.market_cap_rank, d.points, o.open_at, c.close_at, 'snapshot'
@@ -137,7 +139,7 @@ def _refresh_coins(conn: Connection, since: datetime | None) -> dict[str, int]:
                     INNER JOIN coin_history_hourly AS c ON c.id = d.id AND c.bucket = d.last_hour
                     """
                 ),
-                {"start": day_start},
+                {"start": day_start, "end": FAR_FUTURE},
             )
         )
     if since is None:
@@ -196,6 +198,17 @@ def _coin_hourly_sql(dialect: str) -> str:
         INNER JOIN staging_crypto_market AS o ON o.id = b.id AND o.snapshot_at = b.open_at
         INNER JOIN staging_crypto_market AS c ON c.id = b.id AND c.snapshot_at = b.close_at
     """
+
+
+def _bounded(since: datetime | None) -> str:
+    """An incremental build's upper bound on the hourly buckets it reads (every bucket is below it).
+
+    Without statistics SQLite guesses that a one-sided range keeps a large part of the table and
+    reads the whole primary key in (id, bucket) order for the GROUP BY instead of the bucket index:
+    a run's daily refresh took ~1 s at 10M hourly rows; two-sided, the bucket index is searched
+    (<1 ms). A full rebuild reads everything, where the primary key's order is the faster way.
+    """
+    return "" if since is None else " AND bucket < :end"
 
 
 def merge_backfill(conn: Connection, coin_ids: Sequence[str] | None = None) -> int:
@@ -352,7 +365,7 @@ def after_backfill(conn: Connection, coin_ids: Sequence[str]) -> None:
         upsert_coins_seen(conn, None, coin_ids)
 
 
-_TIMES = ("start", "since", "b")
+_TIMES = ("start", "since", "b", "end")
 
 
 def _sql(statement: str) -> TextClause:
