@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy import Connection, DateTime, Engine, bindparam, exists, func, select, text
 
 from pipeline import rollups
+from pipeline.db import analyze_after_bulk_change
 from pipeline.gold_catalog import GOLD_SQL_DIR, GoldModel, build_order, load_catalog
 from pipeline.schema import market_history, snapshots
 
@@ -78,7 +79,9 @@ def build_gold(engine: Engine, sql_dir: Path = GOLD_SQL_DIR, *, since: datetime 
                 since = behind
         counts = rebuild(conn, models, since)
         rollups.refresh(conn, since)  # same transaction: readers see gold and its rollups together
-        return counts
+    if since is None:  # a full rebuild follows a bulk change (replay, prune): plans for the next runs
+        analyze_after_bulk_change(engine)
+    return counts
 
 
 def rebuild(conn: Connection, models: dict[str, GoldModel], since: datetime | None) -> dict[str, int]:

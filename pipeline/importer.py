@@ -33,7 +33,7 @@ from sqlalchemy import Engine, select
 from pipeline import bronze, logs
 from pipeline import snapshots as snapshot_ledger
 from pipeline.config import Settings
-from pipeline.db import utcnow
+from pipeline.db import analyze_after_bulk_change, utcnow
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.flow import Progress, RunResult, _load_silver, _quiet, _record_snapshots, publish_gold
 from pipeline.providers.coingecko.client import ApiResponse
@@ -432,4 +432,5 @@ def import_bodies(
         ]
         run.warnings = run.warnings[:50]
         publish_gold(ctx, run, progress, since=min(r.snapshot_at for r in runs))
+        analyze_after_bulk_change(engine)  # many snapshots at once: plans for the next runs
         return result
