@@ -3,8 +3,8 @@
 A chart's read creates tens of thousands of short-lived objects (a Compare page over "all": 16,670
 rows), which sets off full collections, and a full collection walks every object the process
 holds: Streamlit, pandas, Plotly and SQLAlchemy loaded at start are most of them. Measured on the
-Compare "all" query at 10M silver rows (PostgreSQL, 21 reads): p95 136 ms with the startup heap
-scanned, 48 ms with it frozen; p50 ~40 ms either way. ``gc.freeze`` moves what exists now to a
+Compare "all" query at 10M silver rows (PostgreSQL, 21 reads): p95 136-148 ms with the startup heap
+scanned, 48 ms with collection off; the benchmark's timing with the heap frozen: p95 37 ms. ``gc.freeze`` moves what exists now to a
 generation the collector never scans; modules and their objects live as long as the process anyway.
 """
 
