@@ -47,7 +47,8 @@ MANIFEST = "manifest.json"
 #: 2: entries also record ``parquet_bytes`` and ``parquet_sha256`` (version 1 manifests stay valid).
 #: 3: the manifest records its ``provider``, entries their ``key`` (older manifests read as CoinGecko's).
 #: Entries may also say ``parquet_exact``: the copy holds every record's every key with its JSON type
-#: (no true/false in the body), so replay reads the copy without reading the body to check it.
+#: (no true/false in the body; an integer beyond 2**53 among floats is its float, as silver reads it),
+#: so replay reads the copy without reading the body to check it.
 MANIFEST_VERSION = 3
 
 #: Providers whose coin records are their bodies as sent, so a body's Parquet copy holds the records.
@@ -133,7 +134,29 @@ def _parquet_table(payload: Json) -> Any:  # a pyarrow.Table (pyarrow is untyped
             return pa.Table.from_pylist(rows)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
             pass
+        try:  # an integer pyarrow will not put in a column of floats: the float silver reads it as
+            return pa.Table.from_pylist(_big_ints_as_floats(rows))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+            pass
     return _json_text_table(payload)
+
+
+#: Integers beyond this are not all exact as float64, and pyarrow refuses them in a column of floats.
+_EXACT_FLOAT_INT = 2**53
+
+
+def _big_ints_as_floats(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records with each top-level integer beyond 2**53 as its float (OverflowError past float's range).
+
+    CoinGecko sends some supplies as such integers among floats (156124856092293500): one in a page
+    made its whole copy JSON text, and one such page sent a whole-market snapshot (68 pages) down
+    replay's JSON path. Silver reads every number as a float64, so the copy keeps what silver reads.
+    """
+
+    def widened(value: Any) -> Any:
+        return float(value) if type(value) is int and abs(value) > _EXACT_FLOAT_INT else value
+
+    return [{key: widened(value) for key, value in row.items()} for row in rows]
 
 
 def _json_text_table(payload: Json) -> Any:

@@ -18,6 +18,8 @@ from pipeline.bronze import MANIFEST, BronzeRun, BronzeWriter, DamagedRun, check
 from pipeline.errors import BronzeError
 from pipeline.providers.coingecko import fetch_global, fetch_markets
 from pipeline.providers.coingecko.client import ApiResponse, CoinGeckoClient
+from pipeline.silver.transform import RAW_KEYS as SILVER_RAW_KEYS
+from pipeline.silver.transform import Snapshot, parquet_records, transform_snapshots
 from tests.fakes.coingecko import DEFAULT_GLOBAL, FIXTURES_DIR
 
 STARTED = datetime(2024, 3, 5, 23, 59, 58, 123456)
@@ -105,6 +107,7 @@ def test_no_parquet_when_disabled(tmp_path):
         (b'[{"id":"a","roi":null},{"id":"b","roi":[1,"x"]}]', 2),
         (b'[{"id":"a"},7,"text",null]', 4),
         (b"[]", 0),
+        (b'[{"id":"a","total_supply":1.5},{"id":"b","total_supply":1' + b"0" * 400 + b"}]", 2),  # beyond a float
     ],
 )
 def test_mixed_types_fall_back_to_json_text(tmp_path, body, rows):
@@ -116,6 +119,35 @@ def test_mixed_types_fall_back_to_json_text(tmp_path, body, rows):
         assert table.column_names == ["record_json"]
         assert [json.loads(v) for v in table.column("record_json").to_pylist()] == json.loads(body)
     assert (w.folder / "markets_p001.json").read_bytes() == body
+
+
+def test_an_integer_beyond_2_53_among_floats_gets_a_typed_copy_replay_reads(tmp_path):
+    """CoinGecko sends some supplies as integers beyond 2**53 (156124856092293500) in a column of floats.
+    pyarrow refuses to type such a column; the whole page then fell back to JSON text, and one such page
+    sent a whole-market snapshot (68 pages) down the slow JSON path. Silver reads every number as a
+    float64, so the copy holds the float silver reads, typed, and replay reads it: same silver rows."""
+    records = json.loads(MARKETS_100)
+    records[3]["total_supply"] = 156124856092293500
+    records[4]["max_supply"] = -(2**60) - 1
+    body = json.dumps(records).encode()
+    w = writer(tmp_path)
+    w.add(response(body))
+    w.finish(snapshot_at=FETCHED, complete=True)
+    table = pq.read_table(w.folder / "markets_p001.parquet")
+    assert "record_json" not in table.column_names
+    assert table.column("total_supply")[3].as_py() == float(156124856092293500)
+    assert table.column("max_supply")[4].as_py() == float(-(2**60) - 1)
+    assert manifest_of(w.folder)["entries"][0]["parquet_exact"] is True
+    run = find_run(tmp_path, "run-a")
+    tables = run.markets_parquet(SILVER_RAW_KEYS)
+    assert tables is not None  # replay reads the copy, not the JSON
+    from_copy = Snapshot(
+        "run-a", FETCHED, "api", [], FETCHED, table=parquet_records(tables), load_records=lambda: records
+    )
+    from_json = Snapshot("run-a", FETCHED, "api", records, FETCHED)
+    copied, parsed = transform_snapshots([from_copy]), transform_snapshots([from_json])
+    assert copied.table.equals(parsed.table)
+    assert copied.table.column("total_supply")[3].as_py() == float(156124856092293500)
 
 
 def test_empty_object_field_still_yields_parquet(tmp_path):
