@@ -54,6 +54,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from benchmarks.spy import py_spy_command, summarise_file
+from pipeline.atomic import atomic_write_text
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -200,9 +203,10 @@ def _tree_memory_mb(pid: int) -> tuple[float, float]:
     return rss / 1024, pss / 1024
 
 
-def run_child_replay(database_url: str, data_dir: Path, profile: Path | None = None) -> dict:
+def run_child_replay(database_url: str, data_dir: Path, profile: Path | None = None, spy: Path | None = None) -> dict:
     """``replay`` in a fresh process; its memory is the whole process tree (replay may use worker processes),
-    sampled every 20 ms."""
+    sampled every 20 ms. ``spy``: run it under py-spy, raw stacks there and their summary beside them
+    (``.txt``: the loading process under ``replay``, the batch preparation under ``prepare_batch``)."""
     cmd = [
         sys.executable,
         "-m",
@@ -215,6 +219,8 @@ def run_child_replay(database_url: str, data_dir: Path, profile: Path | None = N
     ]
     if profile:
         cmd += ["--profile-out", str(profile)]
+    if spy:
+        cmd = py_spy_command(spy, cmd)
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True)
@@ -230,7 +236,14 @@ def run_child_replay(database_url: str, data_dir: Path, profile: Path | None = N
     text_out = "".join(output)
     if proc.returncode != 0:
         raise RuntimeError(f"replay child failed with exit code {proc.returncode}: {text_out[-2000:]}")
-    measured = json.loads(text_out.strip().splitlines()[-1])
+    # the child's result is its last JSON line (py-spy, when sampling, writes its own lines after it)
+    measured = json.loads([line for line in text_out.splitlines() if line.startswith("{")][-1])
+    if spy:
+        atomic_write_text(
+            spy.with_suffix(".txt"),
+            "\n\n".join(summarise_file(spy, root=root, top=30) for root in ("replay", "prepare_batch")) + "\n",
+            overwrite=True,
+        )
     measured["tree_peak_rss_sampled_mb"] = peak_rss
     measured["tree_peak_pss_sampled_mb"] = peak_pss
     # The headline: the larger of the sampled process-tree sum and the main process's own exact peak.
@@ -878,9 +891,10 @@ def bench_size(
             pg.checkpoint()
         say(f"  replay on {label} ...")
         profile = profile_dir / f"replay_{label}_{size}.prof" if profile_dir else None
-        if profile:
-            profile.parent.mkdir(parents=True, exist_ok=True)
-        measured = run_child_replay(url, data_dir, profile)
+        spy = Path(args.py_spy_dir) / f"replay_{label}_{size}.raw" if args.py_spy_dir else None
+        for folder in {p.parent for p in (profile, spy) if p}:
+            folder.mkdir(parents=True, exist_ok=True)
+        measured = run_child_replay(url, data_dir, profile, spy)
         measured["rows_per_s"] = measured["silver_rows"] / measured["seconds"]
         measured["loadavg"] = os.getloadavg()[0]
         entry[label] = measured
@@ -1132,6 +1146,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--tmp-dir", default=None, help="parent of the temporary work folder (default: /tmp)")
     parser.add_argument("--profile-dir", default=None, help="write a cProfile of each replay here (slower)")
+    parser.add_argument(
+        "--py-spy-dir",
+        default=None,
+        help="sample each replay with py-spy: raw stacks and a summary here (benchmarks.spy; RSS then includes py-spy)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the generated bronze and the databases")
     parser.add_argument("--child-replay", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)

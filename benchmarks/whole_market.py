@@ -8,6 +8,7 @@ gold. A cold database each time (schema created first, not timed), so gold has n
 
     python -m benchmarks.whole_market                  # 17,000 coins, SQLite and PostgreSQL
     python -m benchmarks.whole_market --profile 25     # and the top 25 cProfile entries per database
+    python -m benchmarks.whole_market --pg-admin ''    # SQLite only (--no-sqlite: PostgreSQL only)
 
 Last line: ``whole_market_coins=<n> sqlite_s=<s> postgresql_s=<p>``.
 """
@@ -80,7 +81,7 @@ def _timed(label: str, action: Callable[[], dict[str, float]], profile: int) -> 
 
 
 def bench_whole_market_snapshot(
-    coins: int = DEFAULT_COINS, *, pg_admin: str | None = DEFAULT_PG_ADMIN, profile: int = 0
+    coins: int = DEFAULT_COINS, *, pg_admin: str | None = DEFAULT_PG_ADMIN, profile: int = 0, sqlite: bool = True
 ) -> dict[str, dict[str, float]]:
     """Seconds to process one ``coins``-coin snapshot (silver + gold, fetch excluded) per database; prints them."""
     results: dict[str, dict[str, float]] = {}
@@ -89,7 +90,7 @@ def bench_whole_market_snapshot(
         generate_bronze(data_dir / "raw", coins, 1, sparklines="all")
         (run,) = [r for r in bronze.healthy_runs(data_dir / "raw")[0]]
         print(f"one snapshot of {run.markets_record_count:,} coins, {len(run.manifest['entries'])} bodies")
-        targets = {"sqlite": f"sqlite:///{folder}/warehouse.db"}
+        targets = {"sqlite": f"sqlite:///{folder}/warehouse.db"} if sqlite else {}
         pg = PgServer(pg_admin) if pg_admin else None
         try:
             if pg is not None:
@@ -115,9 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.whole_market", description=__doc__.splitlines()[0])
     parser.add_argument("--coins", type=int, default=DEFAULT_COINS, help="coins in the snapshot (default 17,000)")
     parser.add_argument("--pg-admin", default=DEFAULT_PG_ADMIN, help="PostgreSQL server URL ('' to skip PostgreSQL)")
+    parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the top N cProfile entries")
     args = parser.parse_args(argv)
-    bench_whole_market_snapshot(args.coins, pg_admin=args.pg_admin or None, profile=args.profile)
+    bench_whole_market_snapshot(
+        args.coins, pg_admin=args.pg_admin or None, profile=args.profile, sqlite=not args.no_sqlite
+    )
     return 0
 
 

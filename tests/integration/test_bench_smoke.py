@@ -55,6 +55,8 @@ def test_bench_small_run(tmp_path: Path):
             str(out),
             "--tmp-dir",
             str(tmp_path),
+            "--py-spy-dir",
+            str(tmp_path / "spy"),
         ],
         cwd=REPO_ROOT,
         env=env,
@@ -77,6 +79,13 @@ def test_bench_small_run(tmp_path: Path):
         assert replay["silver_rows"] == size["records"] - replay["quarantined"] - replay["duplicates_dropped"]
         assert replay["silver_rows"] >= 0.99 * size["records"]
         assert 20 < replay["peak_rss_mb"] < 4000
+    # each replay sampled by py-spy: raw stacks kept, the summary names the loading and the transforming code
+    for db in ("sqlite", "postgresql"):
+        raw = tmp_path / "spy" / f"replay_{db}_2000.raw"
+        assert raw.stat().st_size > 0
+        text = raw.with_suffix(".txt").read_text()
+        assert "under replay:" in text and "under prepare_batch:" in text
+        assert "replay (pipeline/flow.py)" in text and "no samples" not in text
     assert size["baseline"]["rows_per_s"] > 0 and size["baseline"]["rows_measured"] == 1000
     assert size["baseline"]["extrapolated"] is True
     assert size["ceiling"]["rows_per_s"] > 0 and size["ceiling"]["rows"] == size["sqlite"]["silver_rows"]
