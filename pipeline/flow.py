@@ -411,11 +411,12 @@ def _load_silver(
 ) -> None:
     """Transform and upsert bronze runs in bounded batches: memory stays flat as history grows.
 
-    With many batches, ``workers`` processes prepare the next batches while this one
-    loads (CPU-bound parsing overlaps database writes). Each process holds ~250 MB at
-    10k-record batches: one worker keeps a replay under 500 MB; two are ~30 % faster
-    on two idle cores (PIPELINE_REPLAY_WORKERS). ``plan`` sends the transforms to a Dask
-    cluster instead (``pipeline.engines``); loading stays here, in batch order, either way.
+    With many batches, ``workers`` prepare the next batches while this one loads (CPU-bound
+    parsing overlaps database writes): threads of this process into PostgreSQL, spawned processes
+    into SQLite (``engines.for_database`` says why). A worker process holds ~185 MB at 10k-record
+    batches (PIPELINE_REPLAY_WORKERS; two are faster only on two idle cores). ``plan`` sends the
+    transforms to a Dask cluster instead (``pipeline.engines``); loading stays here, in batch order,
+    either way.
     """
     batches = _plan_batches(runs, batch_records)
     options = [
@@ -426,9 +427,9 @@ def _load_silver(
         )
         for number in range(len(batches))
     ]
-    chosen = plan or engines.EnginePlan("local", workers=workers)
+    chosen = engines.for_database(plan or engines.EnginePlan("local", workers=workers), engine.dialect.name)
     if chosen.engine == "local" and (len(batches) <= 3 or (os.cpu_count() or 1) < 2):
-        chosen = engines.EnginePlan("local", workers=0)  # a short run is not worth starting a process
+        chosen = engines.EnginePlan("local", workers=0)  # a short run is not worth starting a worker
 
     def apply(prepared: PreparedBatch) -> None:
         with engine.begin() as conn:
