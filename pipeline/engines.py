@@ -86,7 +86,8 @@ def for_database(chosen: EnginePlan, dialect: str) -> EnginePlan:
     transforms as fast as a spawned process did (1M records: silver 29-31 s either way) without a
     second interpreter holding its own pyarrow, pandas and batches: the replay's process tree peaked at
     413-417 MB with a worker process, 232-233 MB with a thread. SQLite's inserts run in this process's
-    own Python (executemany converts every value holding the GIL): a thread was ~20 % slower there.
+    own Python (executemany converts every value holding the GIL): with a thread its silver stage took
+    38-49 s instead of 30-37 s (tree 321-325 MB instead of 462-463 MB), so the worker stays a process.
     """
     if chosen.engine == "local" and chosen.workers and dialect == "postgresql":
         return replace(chosen, threads=True)
