@@ -7,7 +7,7 @@ worker, PostgreSQL and SQLite, side by side on this 2-core machine): the loading
 noise. An operator's own ARROW_DEFAULT_MEMORY_POOL (Arrow's variable) is left as it is.
 
 Imported by ``pipeline.arrow_load``, which every process that builds Arrow tables imports (the
-replay workers too, whether local processes or Dask workers).
+replay workers too, whether local threads, processes or Dask workers).
 """
 
 from __future__ import annotations

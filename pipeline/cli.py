@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine",
         choices=["local", "dask"],
         default="local",
-        help="where batch transforms run: local processes (default) or a Dask cluster",
+        help="where batch transforms run: local workers (default) or a Dask cluster",
     )
     replay.add_argument(
         "--scheduler",
@@ -163,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="local processes (default PIPELINE_REPLAY_WORKERS) or LocalCluster workers (default 2)",
+        help="local workers: threads into PostgreSQL, processes into SQLite (default PIPELINE_REPLAY_WORKERS); "
+        "or LocalCluster workers (default 2)",
     )
 
     schedule = add("schedule", cmd_schedule, "the sidecar: run now, then every interval")

@@ -477,7 +477,8 @@ def replay(
 
     Silver upserts are keyed by (coin, snapshot), so replaying twice gives the same tables.
     ``plan``: where the batch transforms run (``pipeline.engines``; default: PIPELINE_REPLAY_WORKERS
-    local processes); the result is the same wherever they run.
+    local workers, threads into PostgreSQL and processes into SQLite); the result is the same wherever
+    they run.
     """
     with run_context(settings, trigger=trigger, origin="replay", engine=engine) as run:
         engine = run.engine
