@@ -314,6 +314,15 @@ class BronzeWriter:
 
 
 @dataclass(frozen=True)
+class PageCopy:
+    """One coins page of a run: its manifest entry and, when it stands for the body, its Parquet copy."""
+
+    entry: Entry
+    #: A pyarrow Table of the asked columns, or None: read this page's JSON (``BronzeRun.page_records``).
+    table: Any
+
+
+@dataclass(frozen=True)
 class BronzeRun:
     """A run's folder and manifest, read back for replay.
 
@@ -394,66 +403,78 @@ class BronzeRun:
 
     def markets_records(self) -> list[Record]:
         """All coin records of the run, in page order, in the silver contract (the provider maps them)."""
-        provider = self._provider()
         records: list[Record] = []
         for entry in self.role_entries(COINS):
-            records.extend(provider.coin_records(loads(self._read(entry))))
+            records.extend(self.page_records(entry))
         return records
+
+    def page_records(self, entry: Entry) -> list[Record]:
+        """The coin records of one coins body (one of ``role_entries(COINS)``), checked against its sha256."""
+        return self._provider().coin_records(loads(self._read(entry)))
 
     def markets_parquet(self, keys: list[str]) -> list[Any] | None:
         """The run's coin records from the bronze Parquet copies (one pyarrow Table per page, only
-        ``keys``' columns), each checked against the manifest's sha256; None when a copy cannot
-        stand for its body, and the caller reads the JSON instead.
+        ``keys``' columns); None when any page's copy cannot stand for its body (see :meth:`markets_pages`)."""
+        pages = self.markets_pages(keys)
+        if pages is None or any(page.table is None for page in pages):
+            return None
+        return [page.table for page in pages]
 
-        It cannot when it is missing or changed, was written without a hash, holds the JSON-text
-        fallback, or has another row count; when the provider maps its bodies (only records kept
-        as sent are in the copy); and where pyarrow's typing lost what silver's rules read: a
-        ``true``/``false`` in the body (a bool among floats is written as 1.0/0.0), or one of
-        ``keys`` named in the body but not a column (pyarrow took the columns from the first record).
+    def markets_pages(self, keys: list[str]) -> list[PageCopy] | None:
+        """Each coins page of the run with its bronze Parquet copy (only ``keys``' columns) when that
+        copy stands for the body, checked against the manifest's sha256; None when the provider maps
+        its bodies (only records kept as sent are in a copy).
+
+        A page's copy cannot stand (``table`` None: read that page's JSON) when it is missing or
+        changed, was written without a hash, holds the JSON-text fallback, or has another row count;
+        or where pyarrow's typing lost what silver's rules read: a ``true``/``false`` in the body (a
+        bool among floats is written as 1.0/0.0), or one of ``keys`` named in the body but not a
+        column (pyarrow took the columns from the first record). One such page leaves the others
+        standing: one malformed record must not send a whole-market snapshot's 68 pages through JSON.
         """
+        if self.provider not in RECORDS_AS_SENT:
+            return None
+        return [PageCopy(entry, self._page_copy(entry, keys)) for entry in self.role_entries(COINS)]
+
+    def _page_copy(self, entry: Entry, keys: list[str]) -> Any | None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        if self.provider not in RECORDS_AS_SENT:
+        name, digest = entry.get("parquet"), entry.get("parquet_sha256")
+        if not name or not digest:
             return None
-        tables = []
-        for entry in self.role_entries(COINS):
-            name, digest = entry.get("parquet"), entry.get("parquet_sha256")
-            if not name or not digest:
-                return None
-            try:
-                data = self.files.read_bytes(self.folder / name)
+        try:
+            data = self.files.read_bytes(self.folder / name)
+        except OSError:
+            return None
+        if hashlib.sha256(data).hexdigest() != digest:
+            log.warning(
+                "bronze Parquet copy changed since it was written (sha256 mismatch): %s",
+                self.files.location(self.folder / name),
+            )
+            return None
+        # The writer checked the body once (``parquet_exact``); an older copy's body is read to check it here.
+        body = None
+        if entry.get("parquet_exact") is not True:
+            try:  # read for the checks below only: the records' text comes from markets_records (verified)
+                body = self.files.read_bytes(self.folder / entry["file"])
             except OSError:
                 return None
-            if hashlib.sha256(data).hexdigest() != digest:
-                log.warning(
-                    "bronze Parquet copy changed since it was written (sha256 mismatch): %s",
-                    self.files.location(self.folder / name),
-                )
+            if _has_json_bool(body):
                 return None
-            # The writer checked the body once (``parquet_exact``); an older copy's body is read to check it here.
-            body = None
-            if entry.get("parquet_exact") is not True:
-                try:  # read for the checks below only: the records' text comes from markets_records (verified)
-                    body = self.files.read_bytes(self.folder / entry["file"])
-                except OSError:
-                    return None
-                if _has_json_bool(body):
-                    return None
-            try:
-                handle = pq.ParquetFile(pa.BufferReader(data))
-                present = set(handle.schema_arrow.names)
-                if "record_json" in present:
-                    return None
-                if body is not None and any(key not in present and f'"{key}"'.encode() in body for key in keys):
-                    return None
-                table = handle.read(columns=[key for key in keys if key in present], use_threads=False)
-            except (pa.ArrowException, OSError):
+        try:
+            handle = pq.ParquetFile(pa.BufferReader(data))
+            present = set(handle.schema_arrow.names)
+            if "record_json" in present:
                 return None
-            if table.num_rows != entry.get("records"):
+            if body is not None and any(key not in present and f'"{key}"'.encode() in body for key in keys):
                 return None
-            tables.append(table)
-        return tables
+            table = handle.read(columns=[key for key in keys if key in present], use_threads=False)
+        except (pa.ArrowException, OSError):
+            return None
+        if table.num_rows != entry.get("records"):
+            return None
+        return table
 
     def global_body(self) -> Json:
         """The run's market-wide figures in the silver contract's shape (/global's), or None."""

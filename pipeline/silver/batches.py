@@ -8,23 +8,31 @@ process boundary as Arrow tables (pickled as their buffers), not as Python rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
-from pipeline.bronze import BronzeRun
+import numpy as np
+import pyarrow as pa
+
+from pipeline.bronze import BronzeRun, PageCopy
 from pipeline.errors import SchemaDrift
 from pipeline.providers.base import TOTALS
 from pipeline.silver.transform import (
     GLOBAL_COLUMNS,
     RAW_KEYS,
+    SPARKLINE_KEY,
     STALE_RECORD_AFTER,
     Row,
     Snapshot,
     global_dominance_rows,
     limit_columns,
     limit_records,
-    parquet_records,
+    merge_columns,
+    page_columns,
+    parquet_sparkline_prices,
+    records_table,
     transform_global,
     transform_snapshots,
 )
@@ -67,23 +75,72 @@ def _coins_times(rows: Any) -> dict[datetime, datetime]:
     }
 
 
-def _snapshot(run: BronzeRun) -> Snapshot:
-    """The run's records: the bronze Parquet copy's columns when it can stand for the body, else the JSON."""
-    tables = run.markets_parquet(RAW_KEYS)
-    columns = parquet_records(tables) if tables else None
-    limited = limit_columns(columns, run.top_n) if columns is not None else None
+class _PagedRecords(Sequence[Any]):
+    """A run's coin records in page order, each page's JSON parsed the first time one of its records
+    is asked for (a quarantined row needs its raw text; the other 67 pages of a whole market need not)."""
+
+    def __init__(self, run: BronzeRun, pages: list[PageCopy], counts: list[int], parsed: dict[int, list[Any]]) -> None:
+        self._run, self._pages, self._parsed = run, pages, parsed
+        self._starts = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        page = int(np.searchsorted(self._starts, index, side="right")) - 1
+        if page not in self._parsed:
+            self._parsed[page] = self._run.page_records(self._pages[page].entry)
+        return self._parsed[page][index - int(self._starts[page])]
+
+
+def _snapshot(run: BronzeRun, *, with_sparklines: bool = False) -> Snapshot:
+    """The run's records: each page's bronze Parquet copy columns where it stands for the body, that
+    page's JSON where not (one malformed record costs its page the copy, not the snapshot)."""
+    json_snapshot = Snapshot(run.run_id, run.snapshot_at, run.source, [], markets_fetched_at(run), run.provider)
+    pages = run.markets_pages([*RAW_KEYS, SPARKLINE_KEY] if with_sparklines else RAW_KEYS)
+    if not pages or all(page.table is None for page in pages):
+        return replace(json_snapshot, records=limit_records(run.markets_records(), run.top_n))
+    parts, prices, counts, parsed = [], [], [], {}
+    for number, page in enumerate(pages):
+        if page.table is not None:
+            parts.append(page_columns(page.table))
+            prices.append(parquet_sparkline_prices(page.table) if with_sparklines else None)
+            counts.append(page.table.num_rows)
+            continue
+        page_records = parsed[number] = run.page_records(page.entry)
+        if not all(isinstance(record, dict) for record in page_records):  # the JSON path places non-objects
+            return replace(json_snapshot, records=limit_records(run.markets_records(), run.top_n))
+        parts.append(records_table(page_records))
+        prices.append(None)
+        counts.append(len(page_records))
+    limited = limit_columns(merge_columns(parts), run.top_n)
     if limited is None:
-        records = limit_records(run.markets_records(), run.top_n)
-        return Snapshot(run.run_id, run.snapshot_at, run.source, records, markets_fetched_at(run), run.provider)
-    return Snapshot(
-        run.run_id,
-        run.snapshot_at,
-        run.source,
-        [],
-        markets_fetched_at(run),
-        run.provider,
-        table=limited[0],
-        load_records=lambda: limit_records(run.markets_records(), run.top_n),
+        return replace(json_snapshot, records=limit_records(run.markets_records(), run.top_n))
+    columns, kept = limited
+    load_records: Callable[[], Sequence[Any]] = lambda: _PagedRecords(run, pages, counts, parsed)  # noqa: E731
+    if len(kept) != sum(counts):  # rows left out by top_n: the records are the limited list
+        load_records = lambda: limit_records(run.markets_records(), run.top_n)  # noqa: E731
+    sparkline_prices = sparkline_from_records = None
+    if with_sparklines:
+        from_records = np.repeat([p is None for p in prices], counts)[kept]
+        sparkline_prices = pa.concat_arrays(
+            [p if p is not None else pa.nulls(n, pa.list_(pa.float64())) for p, n in zip(prices, counts)]
+        ).take(pa.array(kept))
+        sparkline_from_records = from_records if from_records.any() else None
+    return replace(
+        json_snapshot,
+        table=columns,
+        load_records=load_records,
+        sparkline_prices=sparkline_prices,
+        sparkline_from_records=sparkline_from_records,
     )
 
 
@@ -114,7 +171,7 @@ def prepare_batch(
     snapshots = []
     bodies = []
     for run in runs:
-        snapshots.append(_snapshot(run))
+        snapshots.append(_snapshot(run, with_sparklines=with_sparklines))
         body = run.global_body()
         if body is not None:
             bodies.append((run, body))

@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -167,7 +167,7 @@ class Snapshot:
     ``records`` is the parsed JSON body (a live run, an imported file, a test). A replay gives
     ``table`` instead: the columns of the run's bronze Parquet copy (:func:`parquet_records`),
     and ``load_records`` reads the JSON body only if a row needs its raw text (a quarantine
-    reason, a note, a sparkline).
+    reason, a note, a sparkline not given in ``sparkline_prices``).
     """
 
     run_id: str
@@ -181,7 +181,13 @@ class Snapshot:
     provider: str = PROVIDER_DEFAULT
     #: The records as Arrow columns (every record an object), when read from a Parquet copy.
     table: dict[str, Any] | None = None
-    load_records: Callable[[], list[Any]] | None = None
+    load_records: Callable[[], Sequence[Any]] | None = None
+    #: With ``table``: each row's ``sparkline_in_7d.price`` as an Arrow list<double> array (from the copy),
+    #: or None to encode every sparkline from the raw records.
+    sparkline_prices: Any = None
+    #: With ``sparkline_prices``: True for the rows whose sparkline is read from their raw record
+    #: instead (a page whose copy could not stand); None when none is.
+    sparkline_from_records: BoolArray | None = None
 
     def columns(self) -> tuple[dict[str, Any], npt.NDArray[np.int64]]:
         """(the objects' silver keys as columns, their positions in the records): the body as Arrow, once."""
@@ -197,7 +203,7 @@ class Snapshot:
             return []
         return [i for i, rec in enumerate(self.records) if not isinstance(rec, dict)]
 
-    def raw_records(self) -> list[Any]:
+    def raw_records(self) -> Sequence[Any]:
         """The parsed JSON records (read from bronze when only the Parquet columns were given)."""
         if self.table is not None and self.load_records is not None:
             return self.load_records()
@@ -341,6 +347,8 @@ def _id_problem(value: str | None) -> str | None:
 
 
 def _sparkline(value: object) -> str | None:
+    """A record's ``sparkline_in_7d`` as the JSON text silver keeps: its price points as floats (an
+    integer ``5`` is written ``5.0``, as a Parquet copy holds it), a point that is no price as null."""
     if not isinstance(value, dict):
         return None
     prices = value.get("price")
@@ -355,11 +363,49 @@ def _sparkline(value: object) -> str | None:
         except OverflowError:
             points = np.array([np.nan])
         if bool(points.min() >= low) and bool(points.max() <= high):
-            return _json_list(prices)
+            return _json_list(points.tolist())
     clean = [
-        p if isinstance(p, (int, float)) and not isinstance(p, bool) and _within(p, low, high) else None for p in prices
+        float(p) if isinstance(p, (int, float)) and not isinstance(p, bool) and _within(p, low, high) else None
+        for p in prices
     ]
     return _json_list(clean)
+
+
+def sparkline_texts(prices: Any) -> list[str | None]:
+    """:func:`_sparkline` of each list of an Arrow list array (a row of a Parquet copy's
+    ``sparkline_in_7d.price``), checked column-wise: the same text, without a Python list per point."""
+    prices = whole(prices)
+    if pa.types.is_null(prices.type):
+        return [None] * len(prices)
+    lengths = np.asarray(pc.fill_null(pc.list_value_length(prices), 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    values = np.asarray(
+        pc.list_flatten(prices).cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
+    )  # NULL points as NaN
+    low, high = NUMERIC_LIMITS["current_price"]
+    with np.errstate(invalid="ignore"):
+        good = (values >= low) & (values <= high)
+    starts = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=starts[1:])
+    bad_before = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(~good, out=bad_before[1:])
+    bad = bad_before[starts[1:]] - bad_before[starts[:-1]]
+    texts: list[str | None] = []
+    for start, end, count in zip(starts[:-1].tolist(), starts[1:].tolist(), bad.tolist()):
+        if start == end:
+            texts.append(None)
+        elif not count:
+            texts.append(_json_points(values[start:end]))
+        else:
+            texts.append(_json_list([v if ok else None for v, ok in zip(values[start:end].tolist(), good[start:end])]))
+    return texts
+
+
+def _json_points(points: FloatArray) -> str:
+    """:func:`_json_list` of finite float64 points, written by orjson straight from numpy."""
+    out = orjson.dumps(points, option=orjson.OPT_SERIALIZE_NUMPY)
+    if b"e" in out or b".0000" in out:
+        return json.dumps(points.tolist(), separators=(",", ":"))
+    return out.decode()
 
 
 def _json_list(values: list[Any]) -> str:
@@ -496,15 +542,61 @@ def records_table(records: list[Record]) -> dict[str, Column]:
 
 def parquet_records(tables: list[Any]) -> dict[str, Column] | None:
     """The pages of a bronze Parquet copy as one group of silver columns, or None when the copy
-    cannot stand for the records (its JSON-text fallback form, or pages typed differently)."""
+    cannot stand for the records (its JSON-text fallback form)."""
     if any("record_json" in t.column_names for t in tables):
         return None
-    try:
-        table = pa.concat_tables(tables, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+    return merge_columns([page_columns(table) for table in tables])
+
+
+def page_columns(table: Any) -> dict[str, Column]:
+    """One page's Parquet copy (a pyarrow Table of its records) as silver columns."""
+    return _normalised(table, RAW_KEYS)
+
+
+def merge_columns(parts: list[dict[str, Column]]) -> dict[str, Column]:
+    """Several pages' silver columns (a Parquet copy's, or :func:`records_table`'s) as one snapshot's.
+
+    A key whose pages are Arrow arrays of one type is one Arrow array; otherwise its Python values,
+    as :func:`records_table` keeps a column Arrow cannot type as one kind (the transform reads both
+    forms alike: a page's values are checked the same whichever form it arrives in).
+    """
+    merged: dict[str, Column] = {}
+    for key in RAW_KEYS:
+        columns = [part[key] for part in parts]
+        if len(columns) == 1:
+            merged[key] = columns[0]
+        elif all(not isinstance(c, list) for c in columns) and len({c.type for c in columns}) == 1:
+            merged[key] = pa.concat_arrays([whole(c) for c in columns])
+        else:
+            merged[key] = [v for c in columns for v in _values(c)]
+    return merged
+
+
+#: The record key of the 7-day price sparkline (read only when a run keeps sparklines).
+SPARKLINE_KEY = "sparkline_in_7d"
+_PRICE_LISTS = pa.list_(pa.float64())
+
+
+def parquet_sparkline_prices(table: Any) -> Any | None:
+    """A Parquet copy's ``sparkline_in_7d.price`` per row as list<double> (NULL where a record has
+    none), or None when the copy holds it in a shape other than lists of numbers (read the records)."""
+    n = table.num_rows
+    column = whole(table.column(SPARKLINE_KEY)) if SPARKLINE_KEY in table.column_names else pa.nulls(n)
+    if pa.types.is_null(column.type):
+        return pa.nulls(n, _PRICE_LISTS)
+    if not pa.types.is_struct(column.type):
         return None
-    n, names = table.num_rows, set(table.column_names)
-    return {key: whole(table.column(key)) if key in names else pa.nulls(n) for key in RAW_KEYS}
+    if column.type.get_field_index("price") < 0:
+        return pa.nulls(n, _PRICE_LISTS)
+    prices = pc.struct_field(column, "price")
+    if pa.types.is_null(prices.type):
+        return pa.nulls(n, _PRICE_LISTS)
+    if not (pa.types.is_list(prices.type) or pa.types.is_large_list(prices.type)):
+        return None
+    item = prices.type.value_type
+    if not (pa.types.is_integer(item) or pa.types.is_floating(item) or pa.types.is_null(item)):
+        return None
+    return prices.cast(_PRICE_LISTS, safe=False)
 
 
 def limit_columns(columns: dict[str, Column], top_n: int | None) -> tuple[dict[str, Column], Any] | None:
@@ -728,7 +820,7 @@ class _Origin:
         self.snapshots = snapshots
         self.starts: list[int] = []
         self.indexes: list[npt.NDArray[np.int64]] = []
-        self._records: dict[int, list[Any]] = {}
+        self._records: dict[int, Sequence[Any]] = {}
 
     def add(self, start: int, indexes: npt.NDArray[np.int64]) -> None:
         self.starts.append(start)
@@ -743,7 +835,7 @@ class _Origin:
         value: Record = self.records_of(snap)[index]
         return value
 
-    def records_of(self, snap: int) -> list[Any]:
+    def records_of(self, snap: int) -> Sequence[Any]:
         if snap not in self._records:
             self._records[snap] = self.snapshots[snap].raw_records()
         return self._records[snap]
@@ -878,19 +970,45 @@ def transform_snapshots(
                 nulled.append(Nulled(snap.run_id, snap.snapshot_at, index, ids_by_obj.get(obj), name, reason))
         nulled.sort(key=lambda x: (x.snapshot_at, x.run_id, x.record_index))
 
-    sparklines = []
-    if with_sparklines:
-        # Object numbers run on across snapshots, so one flat array gives each its index (no per-row search).
-        positions = np.concatenate(origin.indexes)[objs].tolist() if len(objs) else []
-        for index, snap_no, coin_id in zip(positions, snaps.tolist(), table.column("id").to_pylist()):
-            encoded = _sparkline(origin.records_of(snap_no)[index].get("sparkline_in_7d"))
-            if encoded is not None:
-                snap = snapshots[snap_no]
-                sparklines.append((coin_id, snap.snapshot_at, snap.run_id, encoded))
+    sparklines = _kept_sparklines(origin, objs, snaps, table.column("id")) if with_sparklines else []
     quarantined.sort(key=lambda q: (q.snapshot_at, q.run_id, q.record_index))
     return MarketsBatch(
         table=table, quarantined=quarantined, duplicates_dropped=duplicates, sparklines=sparklines, nulled=nulled
     )
+
+
+def _kept_sparklines(
+    origin: _Origin, objs: npt.NDArray[np.int64], snaps: npt.NDArray[np.int64], ids: Any
+) -> list[tuple[str, datetime, str, str]]:
+    """(id, snapshot_at, run_id, sparkline JSON) of the kept rows that have one: from a snapshot's
+    ``sparkline_prices`` column-wise where given, else from each row's raw record."""
+    if not len(objs):
+        return []
+    # Object numbers run on across snapshots, so one flat array gives each its index (no per-row search);
+    # kept objects are in order, so each snapshot's rows are one run of them.
+    positions = np.concatenate(origin.indexes)[objs]
+    bounds = np.searchsorted(snaps, np.arange(len(origin.snapshots) + 1))
+    texts: list[str | None] = [None] * len(objs)
+    for snap_no, snap in enumerate(origin.snapshots):
+        low, high = int(bounds[snap_no]), int(bounds[snap_no + 1])
+        rows = positions[low:high]
+        if not len(rows):
+            continue
+        from_copy = np.full(len(rows), snap.sparkline_prices is not None)
+        if snap.sparkline_from_records is not None:
+            from_copy &= ~snap.sparkline_from_records[rows]
+        if from_copy.any():
+            chosen = np.flatnonzero(from_copy)
+            for k, text in zip(chosen.tolist(), sparkline_texts(snap.sparkline_prices.take(pa.array(rows[chosen])))):
+                texts[low + k] = text
+        for k in np.flatnonzero(~from_copy).tolist():
+            texts[low + k] = _sparkline(origin.records_of(snap_no)[int(rows[k])].get("sparkline_in_7d"))
+    shown = [(s.snapshot_at, s.run_id) for s in origin.snapshots]
+    return [
+        (coin_id, *shown[snap_no], text)
+        for coin_id, snap_no, text in zip(ids.to_pylist(), snaps.tolist(), texts)
+        if text is not None
+    ]
 
 
 def _check(
