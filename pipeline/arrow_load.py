@@ -91,9 +91,17 @@ def _conform_column(values: Any, target: Any) -> Any:
         nan = pc.is_nan(values)
         if pc.any(nan).as_py():
             values = pc.if_else(nan, pa.scalar(None, target), values)
-    elif pa.types.is_string(target) and pc.any(pc.match_substring(values, "\x00")).as_py():
+    elif pa.types.is_string(target) and _may_hold_nul(values) and pc.any(pc.match_substring(values, "\x00")).as_py():
         values = pc.replace_substring(values, "\x00", "")
     return values
+
+
+def _may_hold_nul(text: Any) -> bool:
+    """Whether a string array's character buffer holds a zero byte anywhere (a slice's neighbours
+    included, so True only means "look closer"). One pass of numpy over the bytes: 2 ms for 17,000
+    sparklines of ~3 kB where pyarrow's match_substring took 90 ms."""
+    data = text.buffers()[2]
+    return data is not None and data.size > 0 and int(np.frombuffer(data, dtype=np.uint8).min()) == 0
 
 
 def conform(data: Any, table: Table | None, columns: Sequence[str]) -> Any:
@@ -125,6 +133,12 @@ def dedupe_last(data: Any, key: Sequence[str]) -> Any:
     if last.num_rows == data.num_rows:
         return data
     return data.take(np.sort(last.column("__row_max").to_numpy()))
+
+
+def without_values(data: Any, column: str, values: Sequence[Any]) -> Any:
+    """The rows whose ``column`` holds none of ``values``."""
+    found = pc.is_in(data.column(column), pa.array(values, data.schema.field(column).type))
+    return data.filter(pc.invert(pc.fill_null(found, False)))
 
 
 def in_key_order(data: Any, key: Sequence[str]) -> Any:

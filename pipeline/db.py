@@ -538,6 +538,35 @@ def upsert_rows(
     return _row_count(rows)
 
 
+def replace_unless_newer(
+    conn: Connection, table: Table, rows: Any, columns: Sequence[str], *, key: str, time: str
+) -> int:
+    """PostgreSQL, a pyarrow Table: what ``upsert_rows(..., key=[key], only_if_newer=time)`` leaves, each
+    row written once. The upsert COPies into a temporary table and inserts from there, so every byte
+    is written twice; for wide rows (a whole market's sparklines: 17,000 texts of ~3 kB) the second
+    write is a third of the load. Here the stored rows the batch replaces (same key, not newer) are
+    deleted and the batch COPied straight in, less the keys whose stored row is newer.
+    """
+    rows = arrow_load.dedupe_last(arrow_load.conform(rows, table, columns), [key])
+    if not rows.num_rows:
+        return 0
+    keys, times = rows.column(key).to_pylist(), rows.column(time).to_pylist()
+    key_type = table.c[key].type.compile(dialect=conn.dialect)
+    time_type = table.c[time].type.compile(dialect=conn.dialect)
+    with _driver_connection(conn).cursor() as cur:
+        cur.execute(
+            f"DELETE FROM {table.name} AS stored USING unnest(%s::{key_type}[], %s::{time_type}[]) AS batch(k, t)"
+            f" WHERE stored.{key} = batch.k AND stored.{time} <= batch.t",
+            (keys, times),
+        )
+        cur.execute(f"SELECT {key} FROM {table.name} WHERE {key} = ANY(%s::{key_type}[])", (keys,))
+        newer = [found for (found,) in cur.fetchall()]
+        if newer:
+            rows = arrow_load.without_values(rows, key, newer)
+        copy_rows(cur, table.name, columns, rows, like=table)
+    return int(rows.num_rows)
+
+
 def copy_or_upsert(
     conn: Connection,
     table: Table,

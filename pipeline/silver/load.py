@@ -12,7 +12,7 @@ import pyarrow as pa
 from sqlalchemy import Connection, Engine, delete, func, select, text
 
 from pipeline.arrow_load import dedupe_last, is_arrow
-from pipeline.db import Rows, copy_or_upsert, ensure_silver_indexes, is_postgres, upsert_rows
+from pipeline.db import Rows, copy_or_upsert, ensure_silver_indexes, is_postgres, replace_unless_newer, upsert_rows
 from pipeline.db import ensure_month_partitions as _ensure_month_partitions
 from pipeline.schema import (
     PROVIDER_DEFAULT,
@@ -128,18 +128,18 @@ def load_sparklines(conn: Connection, sparklines: Rows) -> None:
 
 def _postgres_sparklines(conn: Connection, sparklines: Rows) -> None:
     """A whole market is 17,000 texts of ~3 kB. PostgreSQL tries to compress each with pglz, which barely
-    shrinks 168 floats and costs ~2 s per write (twice: the upsert's temp table, then the table); lz4
-    takes a quarter of that. Set for this load only; values read back the same either way.
-    The tuples go as Arrow (binary COPY from the buffers)."""
+    shrinks 168 floats and costs ~2 s per write; lz4 takes a quarter of that. Set for this load only;
+    values read back the same either way. The tuples go as Arrow (binary COPY from the buffers),
+    written once (``replace_unless_newer``, not an upsert through a temporary table)."""
     table: Any = sparklines if is_arrow(sparklines) else _sparkline_table(sparklines)  # pyarrow is untyped
     if not table.num_rows:
         return
     previous = conn.execute(text(_CURRENT_IF_LZ4)).scalar()
     if previous is not None:
         conn.execute(text("SELECT set_config('default_toast_compression', 'lz4', true)"))
-    # Sorted by time (stably), the last row per coin is its newest (the upsert keeps a key's last row).
+    # Sorted by time (stably), the last row per coin is its newest (the load keeps a key's last row).
     ordered = table.select(SPARKLINE_COLUMNS).sort_by([("snapshot_at", "ascending")])
-    upsert_rows(conn, staging_sparkline, ordered, SPARKLINE_COLUMNS, key=["id"], only_if_newer="snapshot_at")
+    replace_unless_newer(conn, staging_sparkline, ordered, SPARKLINE_COLUMNS, key="id", time="snapshot_at")
     if previous is not None:
         conn.execute(text("SELECT set_config('default_toast_compression', :v, true)"), {"v": previous})
 

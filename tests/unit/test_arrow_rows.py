@@ -158,3 +158,18 @@ def test_dedupe_last_keeps_the_last_row_of_a_key_in_order():
     ]
     unique = pa.table({"k": ["a", "b"]})
     assert arrow_load.dedupe_last(unique, ["k"]) is unique
+
+
+@pytest.mark.parametrize("kind", [pa.string(), pa.large_string()])
+def test_conform_strips_nul_from_text_and_a_slice_keeps_its_neighbours_text(kind):
+    """The zero-byte scan looks at the whole character buffer: a NUL beside a slice must not change
+    the slice, and one inside it (anywhere in a long text) is stripped."""
+    long = "[" + ",".join(["1.5"] * 500) + "]"
+    texts = pa.array(["a\x00b", long, long[:700] + "\x00" + long[700:], "plain", None], kind)
+    table = pa.table({"name": texts})
+    got = arrow_load.conform(table, TABLE, ["name"]).column("name").to_pylist()
+    assert got == ["ab", long, long, "plain", None]
+    sliced = arrow_load.conform(table.slice(3, 2), TABLE, ["name"]).column("name").to_pylist()
+    assert sliced == ["plain", None]
+    clean = arrow_load.conform(table.slice(1, 1), TABLE, ["name"]).column("name").to_pylist()
+    assert clean == [long]
