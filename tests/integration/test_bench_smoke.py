@@ -161,3 +161,29 @@ def test_scale_benchmark_small_run(tmp_path: Path):
     assert int(match.group(1)) == 6000 and 20 < int(match.group(2)) < 1024  # each worker under its 1 GiB limit
     assert "one partition (1,000 records)" in proc.stdout
     assert any(line.strip().startswith("32 workers:") for line in lines)
+
+
+@pytest.mark.parametrize("full_gold", [False, True], ids=["from-the-snapshot", "full-gold"])
+def test_whole_market_benchmark_small_run(tmp_path: Path, full_gold: bool):
+    """``python -m benchmarks.whole_market`` at 600 coins (3 pages): both
+    databases take the snapshot through silver, the gate and gold, with either gold stage."""
+    problem = postgres_available()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(problem + " (CI must run the benchmark smoke test)")
+        pytest.skip(problem)
+    args = [sys.executable, "-m", "benchmarks.whole_market", "--coins", "600", "--pg-admin", ADMIN_URL]
+    proc = subprocess.run(
+        args + (["--full-gold"] if full_gold else []),
+        cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT), TMPDIR=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert re.match(r"^whole_market_coins=600 sqlite_s=\d+\.\d\d postgresql_s=\d+\.\d\d$", proc.stdout.splitlines()[-1])
+    assert re.search(r"^sqlite: .*gold \d", proc.stdout, re.M) and re.search(
+        r"^postgresql: .*gold \d", proc.stdout, re.M
+    )
+    assert list(tmp_path.iterdir()) == []  # its bronze and SQLite file removed
