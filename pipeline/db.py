@@ -409,6 +409,12 @@ MIGRATIONS: dict[int, dict[str, list[Migration]]] = {
         "postgresql": list(provider_steps("postgresql")),
         "sqlite": list(provider_steps("sqlite")),
     },
+    7: {  # sparklines stored as they are (schema.SPARKLINE_STORAGE); rows written from now on
+        "postgresql": [
+            f"ALTER TABLE {table} SET (" + ", ".join(f"{k} = {v}" for k, v in schema.SPARKLINE_STORAGE.items()) + ")"
+            for table in ("staging_sparkline", "crypto_analytics_mart")
+        ],
+    },
 }
 
 

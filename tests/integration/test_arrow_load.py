@@ -274,3 +274,38 @@ def test_copy_rows_into_a_table_outside_the_schema_casts_like_a_schema_table(eng
             copy_rows(cur, "bare", SILVER_COLUMNS, table, like=staging_crypto_market)
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*), sum(market_cap_rank) FROM bare").one() == (5, 28)
+
+
+@pytest.mark.postgres
+def test_sparklines_are_stored_uncompressed_inline_on_a_new_and_an_upgraded_database(postgres_url):
+    """PostgreSQL keeps a ~3 kB sparkline row as it is (schema.SPARKLINE_STORAGE), in silver and in
+    the mart: created so, and a version-6 database gains it; the values read back the same."""
+
+    def target(engine) -> list[list[str] | None]:
+        with engine.connect() as conn:
+            found = "SELECT relname, reloptions FROM pg_class WHERE relname IN ('staging_sparkline', 'crypto_analytics_mart')"
+            return [options for _, options in sorted(conn.execute(text(found)).all())]
+
+    engine = make_engine(postgres_url)
+    ensure_schema(engine)
+    assert target(engine) == [["toast_tuple_target=8160"]] * 2
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE staging_sparkline RESET (toast_tuple_target)"))
+        conn.execute(text("ALTER TABLE crypto_analytics_mart RESET (toast_tuple_target)"))
+        conn.execute(text("UPDATE schema_version SET version = 6 WHERE version = 7"))
+    assert target(engine) == [None, None]
+    assert ensure_schema(engine) == 7
+    assert target(engine) == [["toast_tuple_target=8160"]] * 2
+    text_3kb = "[" + ",".join(f"{1234.5678901234 + i / 7:.10f}" for i in range(168)) + "]"
+    rows = pa.table(
+        {"id": ["a"], "snapshot_at": pa.array([T0], pa.timestamp("us")), "run_id": ["r"], "sparkline_7d": [text_3kb]}
+    )
+    with engine.begin() as conn:
+        load.load_sparklines(conn, rows)
+    with engine.connect() as conn:
+        assert conn.execute(select(staging_sparkline.c.sparkline_7d)).scalar() == text_3kb
+        # stored inline: nothing went to the TOAST table
+        toast = conn.execute(
+            text("SELECT reltoastrelid::regclass::text FROM pg_class WHERE relname = 'staging_sparkline'")
+        ).scalar()
+        assert conn.execute(text(f"SELECT count(*) FROM {toast}")).scalar() == 0
