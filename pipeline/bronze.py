@@ -129,14 +129,15 @@ def _parquet_table(payload: Json) -> Any:  # a pyarrow.Table (pyarrow is untyped
         if isinstance(payload, list)
         else [payload.get("data", payload) if isinstance(payload, dict) else payload]
     )
+    untypable = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError)
     if rows and all(isinstance(r, dict) for r in rows):
         try:
             return pa.Table.from_pylist(rows)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+        except untypable:
             pass
         try:  # an integer pyarrow will not put in a column of floats: the float silver reads it as
             return pa.Table.from_pylist(_big_ints_as_floats(rows))
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+        except untypable:
             pass
     return _json_text_table(payload)
 

@@ -6,75 +6,18 @@ exit code 8 within the connect deadline."""
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 import threading
 import time
 
-import pandas as pd
 import pytest
-from sqlalchemy import text
 
-from benchmarks.benchgen import generate_bronze
 from pipeline import engines
-from pipeline.db import make_engine
 from pipeline.flow import replay
-from tests.conftest import REPO_ROOT, make_settings
+from tests.conftest import REPO_ROOT
 from tests.fakes.dask_cluster import loopback_cluster
-
-#: Tables a replay writes, with the columns that name the moment of the replay itself (left out).
-COMPARED = {
-    "staging_crypto_market": (),
-    "staging_global_market": (),
-    "staging_global_dominance": (),
-    "quarantine_crypto_market": (),
-    "snapshots": ("decided_at",),
-    "crypto_analytics_mart": (),
-    "market_segment_analysis": (),
-    "market_history": (),
-    "coin_history_hourly": (),
-    "coin_history_daily": (),
-    "market_history_hourly": (),
-    "market_history_daily": (),
-    "coins_seen": (),
-}
-COINS, SNAPSHOTS, BATCH = 120, 60, 600  # 7,200 records in 12 batches of 5 snapshots
-
-
-@pytest.fixture(scope="module")
-def bronze(tmp_path_factory):
-    """Generated bronze runs (with the generator's malformed records, so quarantine is compared too)."""
-    data_dir = tmp_path_factory.mktemp("dask_bronze")
-    records = generate_bronze(
-        data_dir / "raw", COINS, SNAPSHOTS, write_parquet=True, writer_process=False, bad_rate=0.005
-    )
-    assert records == COINS * SNAPSHOTS
-    return data_dir
-
-
-def settings_for(database_url, data_dir):
-    return make_settings(database_url, data_dir, replay_batch_records=BATCH)
-
-
-def _text(value) -> str:
-    """A cell as text; floats to 12 significant digits: a SUM in SQL adds in the table's physical order,
-    which differs between a live run and a replay by a last bit (seen on PostgreSQL)."""
-    if isinstance(value, float):
-        return "nan" if value != value else f"{value:.12g}"
-    return str(value)
-
-
-def contents(database_url) -> dict[str, str]:
-    """A hash of every compared table's rows, in a fixed order."""
-    engine = make_engine(settings_for(database_url, ".").database_url)
-    hashes = {}
-    with engine.connect() as conn:
-        for table, volatile in COMPARED.items():
-            frame = pd.read_sql(text(f"SELECT * FROM {table}"), conn).drop(columns=list(volatile))
-            frame = frame.map(_text).sort_values(list(frame.columns)).reset_index(drop=True)
-            hashes[table] = hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest() + f" ({len(frame)} rows)"
-    return hashes
+from tests.replay_compare import contents, settings_for
 
 
 def local_replay(database_url, data_dir):
@@ -82,12 +25,12 @@ def local_replay(database_url, data_dir):
     return result, contents(database_url)
 
 
-def test_a_local_cluster_replay_equals_the_single_process_replay(bronze, database_url, second_database_url):
-    single, expected = local_replay(database_url, bronze)
+def test_a_local_cluster_replay_equals_the_single_process_replay(replay_bronze, database_url, second_database_url):
+    single, expected = local_replay(database_url, replay_bronze)
     assert single.quarantined > 0 and single.silver_rows > 0
 
     plan = engines.plan("dask", workers=2, scheduler=None, worker_memory="1GiB", timeout=30)
-    result = replay(settings_for(second_database_url, bronze), plan=plan)
+    result = replay(settings_for(second_database_url, replay_bronze), plan=plan)
     assert (result.silver_rows, result.quarantined, result.bronze_runs) == (
         single.silver_rows,
         single.quarantined,
@@ -97,18 +40,18 @@ def test_a_local_cluster_replay_equals_the_single_process_replay(bronze, databas
 
 
 def test_a_worker_killed_mid_replay_has_its_batches_rerun_and_the_result_is_identical(
-    bronze, database_url, second_database_url, tmp_path
+    replay_bronze, database_url, second_database_url, tmp_path
 ):
     from distributed import Client
 
-    _, expected = local_replay(database_url, bronze)
+    _, expected = local_replay(database_url, replay_bronze)
     with loopback_cluster(2, logs=tmp_path / "cluster.log") as cluster:
         plan = engines.plan("dask", workers=2, scheduler=cluster.address, worker_memory="1GiB", timeout=30)
         outcome: dict[str, object] = {}
 
         def run() -> None:
             try:
-                outcome["result"] = replay(settings_for(second_database_url, bronze), plan=plan)
+                outcome["result"] = replay(settings_for(second_database_url, replay_bronze), plan=plan)
             except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
                 outcome["error"] = exc
 
@@ -132,9 +75,9 @@ def test_a_worker_killed_mid_replay_has_its_batches_rerun_and_the_result_is_iden
 
 
 @pytest.mark.parametrize("given_by", ["--scheduler", "DASK_SCHEDULER_ADDRESS"])
-def test_an_unreachable_scheduler_is_one_line_with_its_exit_code_within_the_deadline(bronze, tmp_path, given_by):
+def test_an_unreachable_scheduler_is_one_line_with_its_exit_code_within_the_deadline(replay_bronze, tmp_path, given_by):
     env = {
-        "DATA_DIR": str(bronze),
+        "DATA_DIR": str(replay_bronze),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'w.db'}",
         "PYTHONPATH": str(REPO_ROOT),
         "PATH": "/usr/bin:/bin",

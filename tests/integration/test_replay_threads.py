@@ -12,13 +12,12 @@ import threading
 
 from pipeline import engines, flow
 from pipeline.flow import replay
-from tests.integration.test_dask_replay import bronze, contents, settings_for  # noqa: F401 - a fixture
+from tests.conftest import _fresh_postgres_database
+from tests.replay_compare import contents, settings_for
 
-assert bronze  # the module-scoped generated bronze, used below by name
 
-
-def test_postgresql_transforms_in_a_thread_and_loads_the_same_rows(bronze, postgres_url, tmp_path, monkeypatch):  # noqa: F811
-    single = replay(settings_for(postgres_url, bronze), plan=engines.EnginePlan("local", workers=0))
+def test_postgresql_transforms_in_a_thread_and_loads_the_same_rows(replay_bronze, postgres_url, monkeypatch):
+    single = replay(settings_for(postgres_url, replay_bronze), plan=engines.EnginePlan("local", workers=0))
     expected = contents(postgres_url)
     assert single.silver_rows > 0 and single.quarantined > 0
 
@@ -30,11 +29,9 @@ def test_postgresql_transforms_in_a_thread_and_loads_the_same_rows(bronze, postg
         return prepare(*args, **kwargs)
 
     monkeypatch.setattr(flow, "prepare_batch", recorded)
-    from tests.conftest import _fresh_postgres_database
-
     with _fresh_postgres_database() as second:
         result = replay(
-            settings_for(second, bronze),
+            settings_for(second, replay_bronze),
             plan=engines.plan("local", workers=1, scheduler=None, worker_memory="1GiB", timeout=10),
         )
         assert (result.silver_rows, result.quarantined) == (single.silver_rows, single.quarantined)

@@ -18,7 +18,7 @@ from pipeline.flow import run_pipeline
 from tests.conftest import REPO_ROOT, make_settings, settings_env
 from tests.fakes.dask_cluster import loopback_cluster
 from tests.fakes.s3_server import FakeS3
-from tests.integration.test_dask_replay import contents
+from tests.replay_compare import contents
 
 pytestmark = pytest.mark.slow
 
