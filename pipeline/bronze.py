@@ -413,14 +413,6 @@ class BronzeRun:
         """The coin records of one coins body (one of ``role_entries(COINS)``), checked against its sha256."""
         return self._provider().coin_records(loads(self._read(entry)))
 
-    def markets_parquet(self, keys: list[str]) -> list[Any] | None:
-        """The run's coin records from the bronze Parquet copies (one pyarrow Table per page, only
-        ``keys``' columns); None when any page's copy cannot stand for its body (see :meth:`markets_pages`)."""
-        pages = self.markets_pages(keys)
-        if pages is None or any(page.table is None for page in pages):
-            return None
-        return [page.table for page in pages]
-
     def markets_pages(self, keys: list[str]) -> list[PageCopy] | None:
         """Each coins page of the run with its bronze Parquet copy (only ``keys``' columns) when that
         copy stands for the body, checked against the manifest's sha256; None when the provider maps

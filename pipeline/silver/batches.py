@@ -101,13 +101,18 @@ class _PagedRecords(Sequence[Any]):
         return self._parsed[page][index - int(self._starts[page])]
 
 
-def _snapshot(run: BronzeRun, *, with_sparklines: bool = False) -> Snapshot:
-    """The run's records: each page's bronze Parquet copy columns where it stands for the body, that
-    page's JSON where not (one malformed record costs its page the copy, not the snapshot)."""
+def bronze_snapshot(run: BronzeRun, *, with_sparklines: bool = False) -> Snapshot:
+    """A bronze run's coin records as ``transform_snapshots`` takes them: each page's Parquet copy
+    columns where it stands for the body (sparklines too, when asked for), that page's JSON where not
+    (one malformed record costs its page the copy, not the snapshot)."""
     json_snapshot = Snapshot(run.run_id, run.snapshot_at, run.source, [], markets_fetched_at(run), run.provider)
+
+    def from_json() -> Snapshot:
+        return replace(json_snapshot, records=limit_records(run.markets_records(), run.top_n))
+
     pages = run.markets_pages([*RAW_KEYS, SPARKLINE_KEY] if with_sparklines else RAW_KEYS)
     if not pages or all(page.table is None for page in pages):
-        return replace(json_snapshot, records=limit_records(run.markets_records(), run.top_n))
+        return from_json()
     parts, prices, counts, parsed = [], [], [], {}
     for number, page in enumerate(pages):
         if page.table is not None:
@@ -117,13 +122,13 @@ def _snapshot(run: BronzeRun, *, with_sparklines: bool = False) -> Snapshot:
             continue
         page_records = parsed[number] = run.page_records(page.entry)
         if not all(isinstance(record, dict) for record in page_records):  # the JSON path places non-objects
-            return replace(json_snapshot, records=limit_records(run.markets_records(), run.top_n))
+            return from_json()
         parts.append(records_table(page_records))
         prices.append(None)
         counts.append(len(page_records))
     limited = limit_columns(merge_columns(parts), run.top_n)
     if limited is None:
-        return replace(json_snapshot, records=limit_records(run.markets_records(), run.top_n))
+        return from_json()
     columns, kept = limited
     load_records: Callable[[], Sequence[Any]] = lambda: _PagedRecords(run, pages, counts, parsed)  # noqa: E731
     if len(kept) != sum(counts):  # rows left out by top_n: the records are the limited list
@@ -171,7 +176,7 @@ def prepare_batch(
     snapshots = []
     bodies = []
     for run in runs:
-        snapshots.append(_snapshot(run, with_sparklines=with_sparklines))
+        snapshots.append(bronze_snapshot(run, with_sparklines=with_sparklines))
         body = run.global_body()
         if body is not None:
             bodies.append((run, body))

@@ -165,7 +165,7 @@ class Snapshot:
     """The /coins/markets records of one bronze run, with where they came from.
 
     ``records`` is the parsed JSON body (a live run, an imported file, a test). A replay gives
-    ``table`` instead: the columns of the run's bronze Parquet copy (:func:`parquet_records`),
+    ``table`` instead: the columns of the run's bronze Parquet copies (``batches.bronze_snapshot``),
     and ``load_records`` reads the JSON body only if a row needs its raw text (a quarantine
     reason, a note, a sparkline not given in ``sparkline_prices``).
     """
@@ -466,6 +466,8 @@ NUMERIC_FIELDS = ["market_cap_rank", *MARKET_NUMERIC_COLUMNS]
 RAW_KEYS: list[str] = list(
     dict.fromkeys(["id", *TEXT_FIELDS, *(k for n in NUMERIC_FIELDS for k in SOURCE_KEYS.get(n, [n])), *DATE_FIELDS])
 )
+#: The record key of the 7-day price sparkline (read only when a run keeps sparklines).
+SPARKLINE_KEY = "sparkline_in_7d"
 #: What Python's str.strip() strips (str.isspace), so Arrow trims ids and numbers exactly as it did.
 _PY_WHITESPACE = (
     "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
@@ -540,14 +542,6 @@ def records_table(records: list[Record]) -> dict[str, Column]:
     return columns
 
 
-def parquet_records(tables: list[Any]) -> dict[str, Column] | None:
-    """The pages of a bronze Parquet copy as one group of silver columns, or None when the copy
-    cannot stand for the records (its JSON-text fallback form)."""
-    if any("record_json" in t.column_names for t in tables):
-        return None
-    return merge_columns([page_columns(table) for table in tables])
-
-
 def page_columns(table: Any) -> dict[str, Column]:
     """One page's Parquet copy (a pyarrow Table of its records) as silver columns."""
     return _normalised(table, RAW_KEYS)
@@ -572,8 +566,6 @@ def merge_columns(parts: list[dict[str, Column]]) -> dict[str, Column]:
     return merged
 
 
-#: The record key of the 7-day price sparkline (read only when a run keeps sparklines).
-SPARKLINE_KEY = "sparkline_in_7d"
 _PRICE_LISTS = pa.list_(pa.float64())
 
 
@@ -1002,7 +994,7 @@ def _kept_sparklines(
             for k, text in zip(chosen.tolist(), sparkline_texts(snap.sparkline_prices.take(pa.array(rows[chosen])))):
                 texts[low + k] = text
         for k in np.flatnonzero(~from_copy).tolist():
-            texts[low + k] = _sparkline(origin.records_of(snap_no)[int(rows[k])].get("sparkline_in_7d"))
+            texts[low + k] = _sparkline(origin.records_of(snap_no)[int(rows[k])].get(SPARKLINE_KEY))
     shown = [(s.snapshot_at, s.run_id) for s in origin.snapshots]
     return [
         (coin_id, *shown[snap_no], text)

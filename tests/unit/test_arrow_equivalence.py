@@ -31,13 +31,12 @@ import pytest
 
 from pipeline import bronze
 from pipeline.providers.base import Body
+from pipeline.silver.batches import bronze_snapshot
 from pipeline.silver.transform import (
-    RAW_KEYS,
     SILVER_COLUMNS,
     MarketsBatch,
     Snapshot,
     frame_to_tuples,
-    parquet_records,
     transform_snapshots,
 )
 
@@ -147,28 +146,20 @@ def test_from_parsed_records_equals_the_previous_transform():
 
 
 def test_from_the_bronze_parquet_copy_equals_the_previous_transform(tmp_path):
-    """A replay's path: each body written by BronzeWriter, its Parquet copy read back (checked
-    against the manifest) into Arrow columns; the JSON is read only for rows needing their text."""
+    """A replay's path (``batches.bronze_snapshot``): each body written by BronzeWriter, its Parquet
+    copy read back (checked against the manifest) into Arrow columns, sparklines included; the JSON
+    is read only for rows needing their text."""
     golden = _golden()
     wrong, from_parquet = [], 0
     for number, (name, body) in enumerate(real_bodies()):
-        writer = bronze.BronzeWriter(
-            tmp_path, f"run{number:05d}", source="api", started_at=SNAPSHOT_AT, vs_currency="usd"
-        )
+        folder = tmp_path / f"{number:05d}"
+        writer = bronze.BronzeWriter(folder, "r", source="api", started_at=SNAPSHOT_AT, vs_currency="usd")
         writer.add(Body("markets", "/coins/markets", {}, 200, body, FETCHED_AT, 1, page=1))
-        writer.finish(snapshot_at=SNAPSHOT_AT, complete=True)
-        run = bronze.find_run(tmp_path, f"run{number:05d}")
-        tables = run.markets_parquet(RAW_KEYS)
-        columns = parquet_records(tables) if tables else None
-        if columns is None:
-            batch = _from_records(body)
-        else:
-            from_parquet += 1
-            snapshot = Snapshot(
-                "r", SNAPSHOT_AT, "api", [], FETCHED_AT, table=columns, load_records=lambda b=body: bronze.loads(b)
-            )
-            batch = transform_snapshots([snapshot], with_sparklines=True)
-        if _digest(batch) != golden[name]:
+        writer.finish(snapshot_at=SNAPSHOT_AT, complete=True, extra={"fetched_at": FETCHED_AT.isoformat()})
+        run = bronze.find_run(folder, "r")
+        snapshot = bronze_snapshot(run, with_sparklines=True)
+        from_parquet += snapshot.table is not None
+        if _digest(transform_snapshots([snapshot], with_sparklines=True)) != golden[name]:
             wrong.append(name)
     assert wrong == []
     assert from_parquet >= len(golden) * 0.9  # the Parquet copy stands for nearly every real body

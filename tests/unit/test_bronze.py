@@ -18,8 +18,9 @@ from pipeline.bronze import MANIFEST, BronzeRun, BronzeWriter, DamagedRun, check
 from pipeline.errors import BronzeError
 from pipeline.providers.coingecko import fetch_global, fetch_markets
 from pipeline.providers.coingecko.client import ApiResponse, CoinGeckoClient
+from pipeline.silver.batches import bronze_snapshot
 from pipeline.silver.transform import RAW_KEYS as SILVER_RAW_KEYS
-from pipeline.silver.transform import Snapshot, parquet_records, transform_snapshots
+from pipeline.silver.transform import Snapshot, transform_snapshots
 from tests.fakes.coingecko import DEFAULT_GLOBAL, FIXTURES_DIR
 
 STARTED = datetime(2024, 3, 5, 23, 59, 58, 123456)
@@ -139,12 +140,10 @@ def test_an_integer_beyond_2_53_among_floats_gets_a_typed_copy_replay_reads(tmp_
     assert table.column("max_supply")[4].as_py() == float(-(2**60) - 1)
     assert manifest_of(w.folder)["entries"][0]["parquet_exact"] is True
     run = find_run(tmp_path, "run-a")
-    tables = run.markets_parquet(SILVER_RAW_KEYS)
-    assert tables is not None  # replay reads the copy, not the JSON
-    from_copy = Snapshot(
-        "run-a", FETCHED, "api", [], FETCHED, table=parquet_records(tables), load_records=lambda: records
-    )
-    from_json = Snapshot("run-a", FETCHED, "api", records, FETCHED)
+    assert run.markets_pages(SILVER_RAW_KEYS)[0].table is not None  # replay reads the copy, not the JSON
+    from_copy = bronze_snapshot(run)
+    assert from_copy.table is not None and from_copy.records == []
+    from_json = Snapshot("run-a", FETCHED, "api", records, from_copy.fetched_at)
     copied, parsed = transform_snapshots([from_copy]), transform_snapshots([from_json])
     assert copied.table.equals(parsed.table)
     assert copied.table.column("total_supply")[3].as_py() == float(156124856092293500)
@@ -523,9 +522,9 @@ def test_a_plain_body_marks_its_copy_exact_and_replay_reads_the_copy_alone(tmp_p
     assert run.manifest["entries"][0]["parquet_exact"] is True
     read = _bodies_read(run, monkeypatch)
 
-    tables = run.markets_parquet(RAW_KEYS)
+    (page,) = run.markets_pages(RAW_KEYS)
 
-    assert tables is not None and tables[0].num_rows == 100
+    assert page.table is not None and page.table.num_rows == 100
     assert read == ["markets_p001.parquet"]  # the body was checked when it was written, not again
 
 
@@ -542,7 +541,7 @@ def test_a_body_the_copy_cannot_stand_for_is_not_marked_and_replay_reads_the_jso
     _complete_run(tmp_path, "run-a", STARTED, FETCHED, [(1, _records_body(records))])
     run = find_run(tmp_path, "run-a")
     assert "parquet_exact" not in run.manifest["entries"][0]
-    assert run.markets_parquet(RAW_KEYS) is None
+    assert run.markets_pages(RAW_KEYS)[0].table is None
     assert [r["id"] for r in run.markets_records()] == [r["id"] for r in records]
 
 
@@ -554,7 +553,7 @@ def test_an_older_manifest_without_the_mark_still_checks_the_body(tmp_path, monk
     run = find_run(tmp_path, "run-a")
     read = _bodies_read(run, monkeypatch)
 
-    assert run.markets_parquet(RAW_KEYS) is not None
+    assert run.markets_pages(RAW_KEYS)[0].table is not None
     assert "markets_p001.json" in read
 
 
