@@ -21,6 +21,7 @@ from pipeline.errors import SchemaDrift
 from pipeline.providers.base import TOTALS
 from pipeline.silver.transform import (
     GLOBAL_COLUMNS,
+    PRICE_LISTS,
     RAW_KEYS,
     SPARKLINE_KEY,
     STALE_RECORD_AFTER,
@@ -137,7 +138,7 @@ def bronze_snapshot(run: BronzeRun, *, with_sparklines: bool = False) -> Snapsho
     if with_sparklines:
         from_records = np.repeat([p is None for p in prices], counts)[kept]
         sparkline_prices = pa.concat_arrays(
-            [p if p is not None else pa.nulls(n, pa.list_(pa.float64())) for p, n in zip(prices, counts)]
+            [p if p is not None else pa.nulls(n, PRICE_LISTS) for p, n in zip(prices, counts)]
         ).take(pa.array(kept))
         sparkline_from_records = from_records if from_records.any() else None
     return replace(

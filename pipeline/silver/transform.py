@@ -566,7 +566,8 @@ def merge_columns(parts: list[dict[str, Column]]) -> dict[str, Column]:
     return merged
 
 
-_PRICE_LISTS = pa.list_(pa.float64())
+#: The Arrow type sparkline prices are read as (one list of float64 points per record).
+PRICE_LISTS = pa.list_(pa.float64())
 
 
 def parquet_sparkline_prices(table: Any) -> Any | None:
@@ -575,20 +576,20 @@ def parquet_sparkline_prices(table: Any) -> Any | None:
     n = table.num_rows
     column = whole(table.column(SPARKLINE_KEY)) if SPARKLINE_KEY in table.column_names else pa.nulls(n)
     if pa.types.is_null(column.type):
-        return pa.nulls(n, _PRICE_LISTS)
+        return pa.nulls(n, PRICE_LISTS)
     if not pa.types.is_struct(column.type):
         return None
     if column.type.get_field_index("price") < 0:
-        return pa.nulls(n, _PRICE_LISTS)
+        return pa.nulls(n, PRICE_LISTS)
     prices = pc.struct_field(column, "price")
     if pa.types.is_null(prices.type):
-        return pa.nulls(n, _PRICE_LISTS)
+        return pa.nulls(n, PRICE_LISTS)
     if not (pa.types.is_list(prices.type) or pa.types.is_large_list(prices.type)):
         return None
     item = prices.type.value_type
     if not (pa.types.is_integer(item) or pa.types.is_floating(item) or pa.types.is_null(item)):
         return None
-    return prices.cast(_PRICE_LISTS, safe=False)
+    return prices.cast(PRICE_LISTS, safe=False)
 
 
 def limit_columns(columns: dict[str, Column], top_n: int | None) -> tuple[dict[str, Column], Any] | None:
