@@ -28,7 +28,7 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path, PurePath
@@ -323,16 +323,77 @@ class PageCopy:
     table: Any
 
 
-@dataclass(frozen=True)
+#: Shared key tuples of listed manifests (one per shape of manifest, not one per run).
+_KEY_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _shared_tuple(names: tuple[str, ...]) -> tuple[str, ...]:
+    return _KEY_TUPLES.setdefault(names, names)
+
+
+class ListedManifest(Mapping[str, Any]):
+    """A listed run's manifest, kept small: its top-level fields held, its lists and objects (the
+    entries: most of what a parsed manifest takes) read again from the store when asked for.
+
+    A replay lists every run before loading any; 37,586 runs' parsed manifests took 118 MB (3.2 KB a
+    run) and grew the replay's memory with the history kept. What is read again must be the manifest
+    that was listed (its sha256 is kept): bronze is never rewritten, so a change is damage.
+    """
+
+    __slots__ = ("_names", "_values", "_lazy", "_store", "_folder", "_sha256", "coin_records")
+
+    def __init__(self, manifest: Mapping[str, Any], store: Store, folder: PurePath, sha256: bytes, coin_records: int):
+        held = [(k, v) for k, v in manifest.items() if v is None or isinstance(v, str | int | float)]
+        same: dict[object, object] = {}  # started_at and snapshot_at are most often one text
+        self._names = _shared_tuple(tuple(sys.intern(k) for k, _ in held))
+        self._values = tuple(same.setdefault(v, v) for _, v in held)
+        self._lazy = _shared_tuple(tuple(sys.intern(k) for k in manifest if k not in self._names))
+        self._store, self._folder, self._sha256 = store, folder, sha256
+        #: Records in the run's coins bodies (``BronzeRun.markets_record_count``), counted when listed.
+        self.coin_records = coin_records
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._names:
+            return self._values[self._names.index(key)]
+        if key in self._lazy:
+            return self.read()[key]
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._names or key in self._lazy
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._names
+        yield from self._lazy
+
+    def __len__(self) -> int:
+        return len(self._names) + len(self._lazy)
+
+    def read(self) -> dict[str, Any]:
+        """The whole manifest, read again; BronzeError when it is not the one listed."""
+        path = self._folder / MANIFEST
+        location = self._store.location(path)
+        try:
+            data = self._store.read_bytes(path)
+        except OSError as exc:
+            raise BronzeError(f"{location} unreadable since the run was listed: {_one_line(exc)}") from exc
+        if hashlib.sha256(data).digest() != self._sha256:
+            raise BronzeError(f"{location} changed since the run was listed (sha256 mismatch)")
+        manifest: dict[str, Any] = json.loads(data, object_pairs_hook=_shared_strings)
+        return manifest
+
+
+@dataclass(frozen=True, slots=True)
 class BronzeRun:
     """A run's folder and manifest, read back for replay.
 
     ``store`` is where the folder is (None: ``folder`` is a local path). It pickles as its
     location, never as a connection: a replay worker reads the run's files from the store itself.
+    A listed run's manifest is a :class:`ListedManifest` (see :meth:`loaded`).
     """
 
     folder: PurePath
-    manifest: dict[str, Any]
+    manifest: Mapping[str, Any]
     store: Store | None = field(default=None, compare=False)
 
     @property
@@ -344,8 +405,21 @@ class BronzeRun:
         """The run folder as a person reads it (an ``s3://`` URL on an object store)."""
         return self.files.location(self.folder)
 
-    def with_manifest(self, manifest: dict[str, Any]) -> BronzeRun:
+    def with_manifest(self, manifest: Mapping[str, Any]) -> BronzeRun:
         return replace(self, manifest=manifest)
+
+    def loaded(self) -> BronzeRun:
+        """This run with its whole manifest in memory: read once for a run about to be loaded,
+        instead of once for each of its entries' questions (a listed run holds only the top fields)."""
+        return replace(self, manifest=self.manifest.read()) if isinstance(self.manifest, ListedManifest) else self
+
+    def listed(self, manifest_sha256: bytes) -> BronzeRun:
+        """This run kept small for a listing (:class:`ListedManifest`); ``manifest_sha256``: of its manifest file."""
+        if isinstance(self.manifest, ListedManifest):
+            return self
+        store = self.store if self.store is not None else LocalStore(Path(self.folder))
+        small = ListedManifest(self.manifest, store, self.folder, manifest_sha256, self.markets_record_count)
+        return replace(self, manifest=small, store=store)
 
     @property
     def run_id(self) -> str:
@@ -400,6 +474,8 @@ class BronzeRun:
     @property
     def markets_record_count(self) -> int:
         """Records in the run's coins bodies, from the manifest (no file is read)."""
+        if isinstance(self.manifest, ListedManifest):
+            return self.manifest.coin_records
         return sum(e.get("records") or 0 for e in self.role_entries(COINS))
 
     def markets_records(self) -> list[Record]:
@@ -630,11 +706,11 @@ def manifest_problem(manifest: object, folder: PurePath) -> str | None:
     return None
 
 
-def _load_run(store: Store, folder: PurePath) -> tuple[BronzeRun | None, DamagedRun | None]:
-    """The run in ``folder``, or why there is none (exactly one of the two is set)."""
+def _read_manifest(store: Store, folder: PurePath) -> tuple[bytes | None, DamagedRun | None]:
+    """The bytes of the manifest in ``folder``, or why there are none (exactly one of the two is set)."""
     path = folder / MANIFEST
     try:
-        data = store.read_bytes(path)
+        return store.read_bytes(path), None
     except FileNotFoundError:
         files = store.files(folder)
         return None, DamagedRun(
@@ -646,14 +722,13 @@ def _load_run(store: Store, folder: PurePath) -> tuple[BronzeRun | None, Damaged
         )
     except OSError as exc:
         return None, DamagedRun(folder, None, f"{MANIFEST} unreadable: {_one_line(exc.strerror or exc)}", store=store)
-    return _parse_run(store, folder, data)
 
 
 def _shared_strings(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A manifest object whose keys and short texts are shared with every other manifest's: a replay
-    keeps one manifest per run in memory, and 40,000 runs' repeated names ("markets", "/coins/markets",
-    "usd", the keys) were most of the ~5 KB each took (measured: 44 MB for 4,000 runs before)."""
-    return {sys.intern(k): sys.intern(v) if isinstance(v, str) and len(v) <= 40 else v for k, v in pairs}
+    """A manifest object whose keys and short names ("markets", "/coins/markets", "usd", file names)
+    are shared with every other manifest's. Times and run ids (over 20 characters) are not: each is
+    one run's, and interning them grew the interpreter's table of interned texts with every run listed."""
+    return {sys.intern(k): sys.intern(v) if isinstance(v, str) and len(v) <= 20 else v for k, v in pairs}
 
 
 def _parse_run(store: Store, folder: PurePath, data: bytes) -> tuple[BronzeRun | None, DamagedRun | None]:
@@ -685,20 +760,33 @@ def run_folders(raw_dir: Root) -> list[PurePath]:
 def scan_runs(raw_dir: Root, *, include_incomplete: bool = False) -> tuple[list[BronzeRun], list[DamagedRun]]:
     """Every run folder under ``raw_dir``: the readable runs and, apart, the ones that are not.
 
-    Runs come oldest snapshot first (ties by run id); with ``include_incomplete``
-    also the runs whose manifest says they did not finish (a failed fetch). Damaged
-    runs (an unreadable, empty, non-JSON or wrong-shaped manifest) and folders
-    without a manifest (``incomplete=True``) come back as :class:`DamagedRun`,
-    by folder. Reads manifests only: :func:`check_run` checks a run's files. Never raises
-    for what is on disk.
+    Runs come oldest snapshot first (ties by run id), each kept small (:class:`ListedManifest`);
+    with ``include_incomplete`` also the runs whose manifest says they did not finish (a failed
+    fetch). Damaged runs (an unreadable, empty, non-JSON or wrong-shaped manifest) and folders
+    without a manifest (``incomplete=True``) come back as :class:`DamagedRun`, by folder. Reads
+    manifests only: :func:`check_run` checks a run's files. Never raises for what is on disk.
     """
+    return _scan(raw_dir, include_incomplete=include_incomplete, checked=False)
+
+
+def _scan(raw_dir: Root, *, include_incomplete: bool, checked: bool) -> tuple[list[BronzeRun], list[DamagedRun]]:
+    """scan_runs; ``checked``: each run's replayed bodies are checked (check_run) while its whole
+    manifest is in hand, and a run that fails is damaged."""
     store = as_store(raw_dir)
     runs: list[BronzeRun] = []
     damaged: list[DamagedRun] = []
     for folder in run_folders(store):
-        run, problem = _load_run(store, folder)
+        data, problem = _read_manifest(store, folder)
+        run = None
+        if data is not None:
+            run, problem = _parse_run(store, folder, data)
         if run is not None and (run.manifest["complete"] or include_incomplete):
-            runs.append(run)
+            problems = check_run(run, used_only=True) if checked else []
+            if problems:
+                shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+                damaged.append(DamagedRun(run.folder, run.run_id, shown, store=run.store))
+            else:
+                runs.append(run.listed(hashlib.sha256(data or b"").digest()))
         elif problem is not None:
             damaged.append(problem)
     return sorted(runs, key=_run_order), damaged
@@ -793,6 +881,10 @@ def check_run(run: BronzeRun, *, deep: bool = False, used_only: bool = False) ->
     record count. ``used_only=True`` checks only the bodies a replay reads (not the
     kept failed attempts). Reads every checked file once; never raises for what is on disk.
     """
+    try:
+        run = run.loaded()
+    except BronzeError as exc:
+        return [str(exc)]
     problem = manifest_problem(run.manifest, run.folder)
     if problem:
         return [problem]
@@ -811,23 +903,15 @@ def check_run(run: BronzeRun, *, deep: bool = False, used_only: bool = False) ->
 
 
 def healthy_runs(raw_dir: Root, *, include_incomplete: bool = False) -> tuple[list[BronzeRun], list[DamagedRun]]:
-    """:func:`scan_runs`, then :func:`check_run` (``used_only=True``) on each run: what replay can read safely.
+    """:func:`scan_runs`, with :func:`check_run` (``used_only=True``) on each run: what replay can read safely.
 
     Returns the runs whose replayed bodies are intact (oldest first) and every other
-    folder as a :class:`DamagedRun`: unreadable manifests, runs whose bodies are
+    folder as a :class:`DamagedRun`, by folder: unreadable manifests, runs whose bodies are
     missing, truncated or changed (the problems joined into the reason), and folders
     without a manifest (``incomplete=True``, not damage). Reads every used body once.
     """
-    runs, damaged = scan_runs(raw_dir, include_incomplete=include_incomplete)
-    healthy = []
-    for run in runs:
-        problems = check_run(run, used_only=True)
-        if problems:
-            shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
-            damaged.append(DamagedRun(run.folder, run.run_id, shown, store=run.store))
-        else:
-            healthy.append(run)
-    return healthy, sorted(damaged, key=lambda d: str(d.folder))
+    runs, damaged = _scan(raw_dir, include_incomplete=include_incomplete, checked=True)
+    return runs, sorted(damaged, key=lambda d: str(d.folder))
 
 
 def remove_folder(folder: PurePath, store: Store | None = None) -> None:

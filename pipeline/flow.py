@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypedDict
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from pipeline import alerts, bronze, budget, classes, engines, lake, logs, sectors
 from pipeline import snapshots as snapshot_ledger
@@ -192,40 +192,52 @@ def _record_snapshots(
     """Ledger rows for the snapshots just loaded into silver. A snapshot the ledger already
     knows keeps its status (a replay never publishes what was held); one the plausibility
     gate held (``held``: time -> reasons) is recorded 'held' with its reasons."""
-    held = held or {}
     with engine.begin() as conn:
-        known = snapshot_ledger.statuses(conn, [r.snapshot_at for r in runs])
-        # A whole-market sweep cut short that the ledger does not know (a replay into an empty database)
-        # is held too; one it knows keeps its status (a forced publish stays published).
-        held = {
-            **{r.snapshot_at: [why] for r in runs if r.snapshot_at not in known and (why := partial_sweep(r))},
-            **held,
-        }
-        snapshot_ledger.record(
-            conn,
-            [
-                {
-                    "snapshot_at": r.snapshot_at,
-                    "run_id": r.run_id,
-                    "source": r.source,
-                    "fetched_at": _manifest_time(
-                        r.manifest["fetched_at"] if "fetched_at" in r.manifest else r.manifest.get("started_at")
-                    ),
-                    "requested_coins": requested if requested is not None else r.top_n,
-                    "coin_count": r.markets_record_count,
-                    "status": snapshot_ledger.HELD
+        for start in range(0, len(runs), LEDGER_CHUNK):
+            _record_chunk(conn, runs[start : start + LEDGER_CHUNK], requested=requested, held=held or {})
+
+
+#: Runs the ledger is written for at a time: a replay of 40,000 runs does not build 40,000 rows at
+#: once (~20 MB of dicts), nor ask the database about 40,000 times in one statement.
+LEDGER_CHUNK = 2_000
+
+
+def _record_chunk(
+    conn: Connection, runs: list[bronze.BronzeRun], *, requested: int | None, held: dict[datetime, list[str]]
+) -> None:
+    """Ledger rows for one chunk of runs (see _record_snapshots)."""
+    known = snapshot_ledger.statuses(conn, [r.snapshot_at for r in runs])
+    # A whole-market sweep cut short that the ledger does not know (a replay into an empty database)
+    # is held too; one it knows keeps its status (a forced publish stays published).
+    held = {
+        **{r.snapshot_at: [why] for r in runs if r.snapshot_at not in known and (why := partial_sweep(r))},
+        **held,
+    }
+    snapshot_ledger.record(
+        conn,
+        [
+            {
+                "snapshot_at": r.snapshot_at,
+                "run_id": r.run_id,
+                "source": r.source,
+                "fetched_at": _manifest_time(
+                    r.manifest["fetched_at"] if "fetched_at" in r.manifest else r.manifest.get("started_at")
+                ),
+                "requested_coins": requested if requested is not None else r.top_n,
+                "coin_count": r.markets_record_count,
+                "status": snapshot_ledger.HELD
+                if r.snapshot_at in held
+                else known.get(r.snapshot_at, snapshot_ledger.PUBLISHED),
+                **(
+                    {"reasons": snapshot_ledger.REASON_SEPARATOR.join(held[r.snapshot_at])}
                     if r.snapshot_at in held
-                    else known.get(r.snapshot_at, snapshot_ledger.PUBLISHED),
-                    **(
-                        {"reasons": snapshot_ledger.REASON_SEPARATOR.join(held[r.snapshot_at])}
-                        if r.snapshot_at in held
-                        else {}
-                    ),
-                }
-                for r in runs
-                if r.snapshot_at not in known or known[r.snapshot_at] == snapshot_ledger.PUBLISHED
-            ],
-        )
+                    else {}
+                ),
+            }
+            for r in runs
+            if r.snapshot_at not in known or known[r.snapshot_at] == snapshot_ledger.PUBLISHED
+        ],
+    )
 
 
 #: Bronze manifest field of a whole-market sweep cut short: why, as the held snapshot's reason.

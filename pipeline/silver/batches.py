@@ -176,7 +176,8 @@ def prepare_batch(
     """
     snapshots = []
     bodies = []
-    for run in runs:
+    for listed in runs:
+        run = listed.loaded()
         snapshots.append(bronze_snapshot(run, with_sparklines=with_sparklines))
         body = run.global_body()
         if body is not None:

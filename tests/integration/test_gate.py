@@ -249,6 +249,30 @@ def test_cli_exit_6_then_publish_force_and_replay(settings, fake_coingecko):
     assert mart_snapshot(settings) == [held_at]
 
 
+def test_replay_writes_the_ledger_in_chunks_and_keeps_every_status(settings, fake_coingecko, monkeypatch):
+    """A replay of 40,000 runs writes the ledger LEDGER_CHUNK runs at a time: a chunk boundary
+    between a held snapshot and its neighbours changes nothing."""
+    from pipeline import flow
+
+    run_pipeline(settings, source="api")
+    fake_coingecko.set_markets(real()[:100])
+    with pytest.raises(SnapshotHeld):
+        run_pipeline(settings, source="api")
+    fake_coingecko.set_markets(real())
+    run_pipeline(settings, source="api")
+    before = ledger(settings)
+    assert before.status.tolist() == ["published", "held", "published"]
+
+    monkeypatch.setattr(flow, "LEDGER_CHUNK", 1)
+    replay(settings)
+    after = ledger(settings)
+    assert after.status.tolist() == ["published", "held", "published"]
+    assert after.reasons.iloc[1].startswith("only 100 coins")
+    assert after[["run_id", "coin_count", "requested_coins"]].equals(
+        before[["run_id", "coin_count", "requested_coins"]]
+    )
+
+
 def test_publish_refuses_what_is_not_held(settings, fake_coingecko):
     from pipeline.errors import PipelineError
 

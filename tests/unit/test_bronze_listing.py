@@ -1,0 +1,102 @@
+"""A listed run is kept small: its manifest's top fields held, its entries read again when asked for."""
+
+from __future__ import annotations
+
+import gc
+import json
+import pickle
+import tracemalloc
+from datetime import timedelta
+
+import pytest
+
+from pipeline.bronze import MANIFEST, ListedManifest, check_run, healthy_runs, list_runs, scan_runs
+from pipeline.errors import BronzeError
+from pipeline.silver.batches import prepare_batch
+from tests.unit.test_bronze import FETCHED, GLOBAL, MARKETS_10, STARTED, response, writer
+
+RUNS = 150
+
+
+def write_runs(raw_dir, count: int) -> None:
+    for number in range(count):
+        w = writer(raw_dir, run_id=f"run-{number:05d}", started_at=STARTED + timedelta(hours=number))
+        at = FETCHED + timedelta(hours=number)
+        w.add(response(MARKETS_10, fetched_at=at))
+        w.add(response(GLOBAL, endpoint="global", path="/global", params={}, page=None, fetched_at=at))
+        w.finish(snapshot_at=at, complete=True)
+
+
+@pytest.fixture(scope="module")
+def raw_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("raw")
+    write_runs(folder, RUNS)
+    return folder
+
+
+def test_listed_runs_hold_a_fraction_of_their_parsed_manifests(raw_dir):
+    """A replay lists every run before loading one: 37,586 parsed manifests took 118 MB (3.2 KB a run)."""
+    healthy_runs(raw_dir)  # the first listing interns the names every manifest shares
+    gc.collect()
+    tracemalloc.start()
+    try:
+        runs, _ = healthy_runs(raw_dir)
+        gc.collect()
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(runs) == RUNS
+    assert held / RUNS < 1_500, f"{held / RUNS:.0f} bytes a listed run (3,010 before)"
+
+
+def test_a_listed_manifest_answers_as_the_file_does(raw_dir):
+    for run in list_runs(raw_dir):
+        on_disk = json.loads((run.folder / MANIFEST).read_text())
+        assert isinstance(run.manifest, ListedManifest)
+        assert dict(run.manifest) == on_disk
+        assert run.manifest["entries"] == on_disk["entries"]
+        assert run.loaded().manifest == on_disk
+        assert run.markets_record_count == 10
+        assert ("partial_sweep" in run.manifest, run.manifest.get("partial_sweep")) == (False, None)
+
+
+def test_top_fields_need_no_read(tmp_path):
+    """Sorting, batching and the snapshot ledger ask only top fields: no file is read for them."""
+    write_runs(tmp_path, 2)
+    runs = list_runs(tmp_path)
+    for run in runs:
+        (run.folder / MANIFEST).chmod(0o600)
+        (run.folder / MANIFEST).unlink()
+    run = runs[0]
+    assert (run.run_id, run.source, run.top_n, run.snapshot_at) == ("run-00000", "api", 100, FETCHED)
+    assert run.markets_record_count == 10
+    assert run.manifest.get("fetched_at") is None and run.manifest.get("partial_sweep") is None
+    with pytest.raises(BronzeError, match="unreadable since the run was listed"):
+        run.loaded()
+
+
+def test_a_manifest_changed_after_listing_is_refused(tmp_path):
+    """Bronze is never rewritten: a manifest that is not the one listed is damage, never read as if it were."""
+    write_runs(tmp_path, 2)
+    runs, _ = scan_runs(tmp_path)
+    path = runs[1].folder / MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest["entries"][0]["records"] = 3
+    path.chmod(0o600)
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(BronzeError, match="changed since the run was listed"):
+        runs[1].loaded()
+    assert check_run(runs[1]) == [f"{path} changed since the run was listed (sha256 mismatch)"]
+    with pytest.raises(BronzeError, match="changed since the run was listed"):
+        prepare_batch(runs)
+    assert check_run(runs[0]) == []
+
+
+def test_a_listed_run_travels_to_a_worker(raw_dir):
+    """Replay workers get their batch pickled: a listed run pickles small and reads its manifest there."""
+    run = list_runs(raw_dir)[0]
+    travelled = pickle.loads(pickle.dumps(run))
+    assert travelled.manifest["entries"] == run.manifest["entries"]
+    assert len(pickle.dumps(run)) < len(pickle.dumps(run.loaded()))
+    batch = prepare_batch([travelled])
+    assert batch.rows.num_rows == 10
