@@ -123,9 +123,14 @@ def test_compose_topology_as_processes(stack, fake_coingecko, browser):
 
     # 3. Make the sidecar's next run slow (twelve attempts hang past the 1 s timeout: ~12 s), wait until it
     #    holds the lock, then click Refresh: the dashboard follows that run instead of starting one.
+    #    The holder is a run started after the fault: one already going may have fetched its bodies and end
+    #    at once, before the click is answered (seen on a loaded machine).
+    before = {r["run_id"] for r in runs(settings)}
     fake_coingecko.add_fault("hang", hang_seconds=1.5, times=12)
     holder = wait_for(
-        lambda: [r for r in runs(settings) if r["status"] == "running"], timeout=30, what="a running scheduled run"
+        lambda: [r for r in runs(settings) if r["status"] == "running" and r["run_id"] not in before],
+        timeout=30,
+        what="a running scheduled run",
     )[0]
     assert holder["trigger"] == "schedule"
     page.get_by_role("button", name=re.compile("Refresh data")).click()
