@@ -22,11 +22,15 @@ as it was computed (its ``open_at`` is older than any raw row left), never rebui
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import Connection, DateTime, bindparam, text
 from sqlalchemy.sql.elements import TextClause
+
+from pipeline import schema
+from pipeline.db import keys_built_after
 
 Grain = Literal["hourly", "daily"]
 #: Later than any bucket: the upper end of an incremental build's range (``_bounded``).
@@ -113,8 +117,11 @@ def _refresh_coins(conn: Connection, since: datetime | None) -> dict[str, int]:
     start = _hourly_start(conn, since, "coin_history_hourly", "SELECT min(snapshot_at) FROM staging_crypto_market")
     counts = {"coin_history_hourly": 0, "coin_history_daily": 0}
     if start is not None:
+        # An empty rollup (a replay into a new database) gets its key and index after its rows.
+        empty = conn.execute(_sql("SELECT 1 FROM coin_history_hourly LIMIT 1")).first() is None
         conn.execute(_sql("DELETE FROM coin_history_hourly WHERE bucket >= :start"), {"start": start})
-        counts["coin_history_hourly"] = _rowcount(conn.execute(_sql(_coin_hourly_sql(dialect)), {"start": start}))
+        with keys_built_after(conn, schema.coin_history_hourly) if empty else nullcontext():
+            counts["coin_history_hourly"] = _rowcount(conn.execute(_sql(_coin_hourly_sql(dialect)), {"start": start}))
     day_start = truncate(start, "daily") if start is not None else None
     if day_start is None and since is None:
         day_start = _scalar_time(conn, "SELECT min(bucket) FROM coin_history_hourly")

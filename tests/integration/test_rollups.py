@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import event, insert, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from pipeline import rollups
 from pipeline.db import ensure_month_partitions, make_engine
@@ -273,3 +274,43 @@ def test_a_backfill_merges_its_days_into_the_daily_rollup(engine):
     # A rebuild gives the same daily rows.
     build_gold(engine)
     pd.testing.assert_frame_equal(read(engine, "coin_history_daily", "id, bucket"), daily)
+
+
+def _statements_during(engine, action) -> list[str]:
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(" ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        action()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return seen
+
+
+def test_an_empty_hourly_rollup_gets_its_key_and_index_after_its_rows_and_keeps_them(engine):
+    """A replay into a new database fills the hourly rollup with its key (PostgreSQL) and bucket index
+    built once after the rows; a rebuild over rows readers may be reading never drops them."""
+    for n in range(6):
+        add_snapshot(engine, n)
+    first = _statements_during(engine, lambda: build_gold(engine))
+    assert any(s.startswith("DROP INDEX ix_coin_history_hourly_bucket") for s in first)
+    assert any(s.startswith("CREATE INDEX ix_coin_history_hourly_bucket") for s in first)
+    assert_rollup_matches(read(engine, "coin_history_hourly", "id, bucket"), expected_coin(engine, "h"))
+    found = inspect(engine)
+    assert found.get_pk_constraint("coin_history_hourly")["constrained_columns"] == ["id", "bucket"]
+    assert "ix_coin_history_hourly_bucket" in {index["name"] for index in found.get_indexes("coin_history_hourly")}
+    with pytest.raises(IntegrityError), engine.begin() as conn:  # the key is enforced again
+        conn.execute(
+            text(
+                "INSERT INTO coin_history_hourly (id, bucket, points, open_at, close_at) "
+                "SELECT id, bucket, 1, open_at, close_at FROM coin_history_hourly LIMIT 1"
+            )
+        )
+
+    again = _statements_during(engine, lambda: build_gold(engine))
+    assert not [s for s in again if s.startswith(("DROP INDEX", "ALTER TABLE"))]
+    build_gold(engine, since=add_snapshot(engine, 6))
+    assert_rollup_matches(read(engine, "coin_history_hourly", "id, bucket"), expected_coin(engine, "h"))
