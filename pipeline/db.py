@@ -73,9 +73,15 @@ def _sqlite_datetime(value: datetime) -> str:
 sqlite3.register_adapter(datetime, _sqlite_datetime)
 
 
+#: SQLite's page cache per connection (KiB): gold's sorts and joins and the upserts into a large key.
+SQLITE_CACHE_KIB = 32_768
+#: ... and while a replay appends silver batches (``batch_page_cache``).
+SQLITE_BATCH_CACHE_KIB = 4_096
+
+
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA cache_size=-32768")  # 32 MiB: bulk upserts into a large PK index
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.execute("PRAGMA busy_timeout=30000")
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -233,6 +239,28 @@ def keys_built_after(conn: Connection, table: Table) -> Iterator[None]:
         conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD CONSTRAINT {key.name} PRIMARY KEY ({columns})")
     for index in table.indexes:
         index.create(conn)
+
+
+@contextmanager
+def batch_page_cache(conn: Connection) -> Iterator[None]:
+    """SQLite: a small page cache while one replayed silver batch is appended, the usual one after.
+
+    A batch in key order touches each coin's last page of the key once; a larger cache only keeps
+    pages of earlier batches, in the process that also holds the batches in flight. Measured on a
+    replay of 1M records (4,000 runs, one worker process): the loading process peaked at 224 MB with
+    4 MiB instead of 261 MB with 32 MiB, the process tree at 422 MB instead of 454-463 MB, silver no
+    slower (20.1 s; 22.7-24.8 s). Gold (big sorts and joins) keeps ``SQLITE_CACHE_KIB``.
+    """
+    if is_postgres(conn):
+        yield
+        return
+    driver = _driver_connection(conn)
+    before = driver.execute("PRAGMA cache_size").fetchone()[0]
+    driver.execute(f"PRAGMA cache_size=-{SQLITE_BATCH_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        driver.execute(f"PRAGMA cache_size={int(before)}")
 
 
 def ensure_silver_indexes(conn: Connection) -> None:

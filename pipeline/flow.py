@@ -20,7 +20,7 @@ from pipeline import alerts, bronze, budget, classes, engines, lake, logs, secto
 from pipeline import snapshots as snapshot_ledger
 from pipeline.config import Settings
 from pipeline.db import prepare_database as prepare_database  # re-exported: the scheduler imports it from here
-from pipeline.db import utcnow
+from pipeline.db import batch_page_cache, utcnow
 from pipeline.errors import PipelineError, SnapshotHeld
 from pipeline.gold import build_gold
 from pipeline.providers.base import COINS, SnapshotRequest, Unavailable
@@ -444,7 +444,7 @@ def _load_silver(
         chosen = engines.EnginePlan("local", workers=0)  # a short run is not worth starting a worker
 
     def apply(prepared: PreparedBatch) -> None:
-        with engine.begin() as conn:
+        with engine.begin() as conn, batch_page_cache(conn):
             result.silver_rows += load_batch(conn, prepared)
         if result.lake is not None:
             result.lake.add(prepared.rows)
