@@ -30,7 +30,7 @@ from benchmarks.benchgen import generate_bronze
 from pipeline import bronze, engines
 from pipeline.config import Settings
 from pipeline.db import make_engine, prepare_database
-from pipeline.flow import RunResult, _plan_batches, replay
+from pipeline.flow import DEFAULT_BATCH_RECORDS, RunResult, _plan_batches, replay
 from pipeline.silver.batches import prepare_batch
 from pipeline.silver.load import load_batch
 
@@ -86,8 +86,9 @@ def _worker_peaks(settings: Settings, workers: int, memory: str) -> tuple[float,
 def _partition_costs(settings: Settings, samples: int) -> tuple[float, float, int]:
     """Median seconds to transform one partition and to load it (into a fresh database), and its rows."""
     runs = [r for r in bronze.list_runs(settings.raw_dir) if r.source != "backfill"]
-    batches = _plan_batches(runs, settings.replay_batch_records)
-    full = [b for b in batches[:-1] if sum(r.markets_record_count for r in b) >= settings.replay_batch_records]
+    size = settings.replay_batch_records or DEFAULT_BATCH_RECORDS  # set by _settings
+    batches = _plan_batches(runs, size)
+    full = [b for b in batches[:-1] if sum(r.markets_record_count for r in b) >= size]
     picked = (full or batches)[:samples]  # whole partitions (the last batch is the newest run alone)
     engine = prepare_database(settings)
     transform, load, rows = [], [], 0

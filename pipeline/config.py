@@ -139,8 +139,9 @@ class Settings:
     backoff_base_seconds: float = 2.0
     lock_ttl_seconds: float = 30.0
     replay_workers: int = 1
-    #: PIPELINE_REPLAY_BATCH_RECORDS: records per replay batch (a partition: the unit a worker transforms).
-    replay_batch_records: int = 10_000
+    #: PIPELINE_REPLAY_BATCH_RECORDS: records per replay batch (a partition: the unit a worker transforms);
+    #: None: the database's own size (``pipeline.flow.REPLAY_BATCH_RECORDS``).
+    replay_batch_records: int | None = None
     #: PIPELINE_DASK_WORKER_MEMORY: each worker's memory limit in a LocalCluster (``replay --engine dask``
     #: without ``--scheduler``); Dask pauses a worker at 80 % and restarts it at 95 % of it.
     dask_worker_memory: str = "1GiB"
@@ -282,7 +283,9 @@ class Settings:
             backoff_base_seconds=_float(env, "COINGECKO_BACKOFF_SECONDS", 2.0),
             lock_ttl_seconds=_float(env, "PIPELINE_LOCK_TTL_SECONDS", 30.0),
             replay_workers=_int(env, "PIPELINE_REPLAY_WORKERS", 1, minimum=0),
-            replay_batch_records=_int(env, "PIPELINE_REPLAY_BATCH_RECORDS", 10_000),
+            replay_batch_records=(
+                _int(env, "PIPELINE_REPLAY_BATCH_RECORDS", 0) if env.get("PIPELINE_REPLAY_BATCH_RECORDS") else None
+            ),
             dask_worker_memory=(env.get("PIPELINE_DASK_WORKER_MEMORY") or "1GiB").strip(),
             dask_scheduler=(env.get("DASK_SCHEDULER_ADDRESS") or "").strip() or None,
             backoff_cap_minutes=_float(env, "PIPELINE_BACKOFF_CAP_MINUTES", 60.0),

@@ -19,8 +19,8 @@ from sqlalchemy import Connection, Engine
 from pipeline import alerts, bronze, budget, classes, engines, lake, logs, sectors
 from pipeline import snapshots as snapshot_ledger
 from pipeline.config import Settings
-from pipeline.db import prepare_database as prepare_database  # re-exported: the scheduler imports it from here
 from pipeline.db import batch_page_cache, utcnow
+from pipeline.db import prepare_database as prepare_database  # re-exported: the scheduler imports it from here
 from pipeline.errors import PipelineError, SnapshotHeld
 from pipeline.gold import build_gold
 from pipeline.providers.base import COINS, SnapshotRequest, Unavailable
@@ -401,6 +401,19 @@ def _plan_batches(runs: list[bronze.BronzeRun], batch_records: int) -> list[list
     return batches
 
 
+#: Records per replay batch when PIPELINE_REPLAY_BATCH_RECORDS is not set. Into SQLite the batches
+#: are loaded in this process beside a worker process transforming the next ones, and both hold
+#: about what a batch holds: at 5,000 the replay of 1M records peaked at 392-396 MB (process tree),
+#: at 10,000 at 424-428 MB. PostgreSQL's transforms run in a thread (~230 MB either way), where
+#: fewer, larger COPYs are worth more.
+REPLAY_BATCH_RECORDS = {"sqlite": 5_000, "postgresql": 10_000}
+DEFAULT_BATCH_RECORDS = 10_000
+
+#: Silver rows a replay commits at a time, whatever its batch size: a SQLite commit costs ~7-35 ms
+#: of disk I/O (a WAL checkpoint), so small batches for memory need not mean more commits.
+COMMIT_RECORDS = 10_000
+
+
 class _BatchOptions(TypedDict):
     """``prepare_batch``'s keyword arguments for one batch."""
 
@@ -416,7 +429,7 @@ def _load_silver(
     progress: Progress,
     *,
     workers: int = 1,
-    batch_records: int = 10_000,
+    batch_records: int | None = None,
     global_max_age_minutes: float = 30.0,
     stale_after: timedelta | None = STALE_RECORD_AFTER,
     plan: engines.EnginePlan | None = None,
@@ -430,6 +443,8 @@ def _load_silver(
     transforms to a Dask cluster instead (``pipeline.engines``); loading stays here, in batch order,
     either way.
     """
+    if batch_records is None:
+        batch_records = REPLAY_BATCH_RECORDS.get(engine.dialect.name, DEFAULT_BATCH_RECORDS)
     batches = _plan_batches(runs, batch_records)
     options = [
         _BatchOptions(
@@ -443,27 +458,36 @@ def _load_silver(
     if chosen.engine == "local" and (len(batches) <= 3 or (os.cpu_count() or 1) < 2):
         chosen = engines.EnginePlan("local", workers=0)  # a short run is not worth starting a worker
 
-    def apply(prepared: PreparedBatch) -> None:
-        with engine.begin() as conn, batch_page_cache(conn):
+    uncommitted = 0
+
+    def apply(conn: Connection, prepared: PreparedBatch) -> None:
+        nonlocal uncommitted
+        with batch_page_cache(conn):
             result.silver_rows += load_batch(conn, prepared)
+        uncommitted += prepared.rows.num_rows
+        if uncommitted >= COMMIT_RECORDS:
+            conn.commit()
+            uncommitted = 0
         if result.lake is not None:
             result.lake.add(prepared.rows)
         result.quarantined += len(prepared.quarantine)
         result.duplicates_dropped += prepared.duplicates_dropped
         progress("silver", f"{result.silver_rows} rows loaded, {result.quarantined} quarantined")
 
-    with engines.batch_executor(chosen) as (pool, slots):
+    # One connection for the load; leaving it without the last commit (an error) rolls back what is not committed.
+    with engine.connect() as conn, engines.batch_executor(chosen) as (pool, slots):
         if pool is None:
             for batch, opts in zip(batches, options):
-                apply(prepare_batch(batch, **opts))
-            return
-        pending = []
-        for batch, opts in zip(batches, options):
-            pending.append(pool.submit(prepare_batch, batch, **opts))
-            if len(pending) > slots:  # at most slots+1 batches in memory
-                apply(pending.pop(0).result())
-        for future in pending:
-            apply(future.result())
+                apply(conn, prepare_batch(batch, **opts))
+        else:
+            pending = []
+            for batch, opts in zip(batches, options):
+                pending.append(pool.submit(prepare_batch, batch, **opts))
+                if len(pending) > slots:  # at most slots+1 batches in memory
+                    apply(conn, pending.pop(0).result())
+            for future in pending:
+                apply(conn, future.result())
+        conn.commit()
 
 
 def _reload_backfills(engine: Engine, backfills: list[bronze.BronzeRun], progress: Progress) -> None:
