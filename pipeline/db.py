@@ -247,9 +247,9 @@ def batch_page_cache(conn: Connection) -> Iterator[None]:
 
     A batch in key order touches each coin's last page of the key once; a larger cache only keeps
     pages of earlier batches, in the process that also holds the batches in flight. Measured on a
-    replay of 1M records (4,000 runs, one worker process): the loading process peaked at 224 MB with
-    4 MiB instead of 261 MB with 32 MiB, the process tree at 422 MB instead of 454-463 MB, silver no
-    slower (20.1 s; 22.7-24.8 s). Gold (big sorts and joins) keeps ``SQLITE_CACHE_KIB``.
+    replay of 1M records (4,000 runs, 10,000-record batches, one worker process): the loading process
+    peaked at 225-227 MB instead of 261 MB, the process tree at 426-428 MB instead of 454-463 MB,
+    silver 21.4-25.2 s against 22.7-24.8 s. Gold (big sorts and joins) keeps ``SQLITE_CACHE_KIB``.
     """
     if is_postgres(conn):
         yield
