@@ -460,19 +460,26 @@ def _load_silver(
 
     uncommitted = 0
 
+    def commit(conn: Connection) -> None:
+        """Commit what is loaded, then say so: a progress callback may write to the database
+        itself (a run request's progress), which on SQLite waits while this transaction is open."""
+        nonlocal uncommitted
+        conn.commit()
+        if uncommitted:
+            progress("silver", f"{result.silver_rows} rows loaded, {result.quarantined} quarantined")
+        uncommitted = 0
+
     def apply(conn: Connection, prepared: PreparedBatch) -> None:
         nonlocal uncommitted
         with batch_page_cache(conn):
             result.silver_rows += load_batch(conn, prepared)
-        uncommitted += prepared.rows.num_rows
-        if uncommitted >= COMMIT_RECORDS:
-            conn.commit()
-            uncommitted = 0
         if result.lake is not None:
             result.lake.add(prepared.rows)
         result.quarantined += len(prepared.quarantine)
         result.duplicates_dropped += prepared.duplicates_dropped
-        progress("silver", f"{result.silver_rows} rows loaded, {result.quarantined} quarantined")
+        uncommitted += max(prepared.rows.num_rows, 1)
+        if uncommitted >= COMMIT_RECORDS:
+            commit(conn)
 
     # One connection for the load; leaving it without the last commit (an error) rolls back what is not committed.
     with engine.connect() as conn, engines.batch_executor(chosen) as (pool, slots):
@@ -487,7 +494,7 @@ def _load_silver(
                     apply(conn, pending.pop(0).result())
             for future in pending:
                 apply(conn, future.result())
-        conn.commit()
+        commit(conn)
 
 
 def _reload_backfills(engine: Engine, backfills: list[bronze.BronzeRun], progress: Progress) -> None:
