@@ -10,9 +10,10 @@ from datetime import timedelta
 
 import pytest
 
-from pipeline.bronze import MANIFEST, ListedManifest, check_run, healthy_runs, list_runs, scan_runs
+from pipeline.bronze import MANIFEST, ListedManifest, check_run, healthy_runs, list_runs, run_folders, scan_runs
 from pipeline.errors import BronzeError
 from pipeline.silver.batches import prepare_batch
+from pipeline.storage import LocalStore
 from tests.unit.test_bronze import FETCHED, GLOBAL, MARKETS_10, STARTED, response, writer
 
 RUNS = 150
@@ -105,3 +106,21 @@ def test_a_listed_run_travels_to_a_worker(raw_dir):
     assert len(pickle.dumps(run)) < len(pickle.dumps(run.loaded()))
     batch = prepare_batch([travelled])
     assert batch.rows.num_rows == 10
+
+
+def test_run_folders_are_listed_a_date_folder_at_a_time(raw_dir):
+    """40,000 runs' paths listed at once took 12 MB during a replay's listing and left its memory
+    fragmented: the folders come a date folder at a time, still in path order."""
+    asked = []
+
+    class Recording(LocalStore):
+        def folders(self, path):
+            asked.append(path)
+            return super().folders(path)
+
+    folders = run_folders(Recording(raw_dir))
+    first = next(folders)
+    assert asked == [raw_dir, first.parent]
+    every = [first, *folders]
+    assert every == sorted(folder for day in raw_dir.iterdir() for folder in day.iterdir())
+    assert len(every) == RUNS and asked == [raw_dir, *sorted({folder.parent for folder in every})]
