@@ -23,16 +23,19 @@ run's files with its manifest.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
+import pickle
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from array import array
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, overload
 
 import orjson
 
@@ -356,6 +359,31 @@ class ListedManifest(Mapping[str, Any]):
         #: Records in the run's coins bodies (``BronzeRun.markets_record_count``), counted when listed.
         self.coin_records = coin_records
 
+    @classmethod
+    def of_parts(
+        cls,
+        shape: tuple[tuple[str, ...], tuple[str, ...]],
+        values: tuple[Any, ...],
+        store: Store,
+        parent: PurePath,
+        sha256: bytes,
+        coin_records: int,
+    ) -> ListedManifest:
+        """A listed manifest again from what :class:`RunListing` packed of it (``shape``: its held
+        and its lazy field names)."""
+        manifest = cls.__new__(cls)
+        manifest._names, manifest._lazy = shape
+        manifest._values = values
+        manifest._store, manifest._parent, manifest._sha256 = store, parent, sha256
+        manifest._name = values[manifest._names.index("run_id")]
+        manifest.coin_records = coin_records
+        return manifest
+
+    @property
+    def parts(self) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], tuple[Any, ...], bytes, int]:
+        """(shape, values, sha256, coin_records): what :meth:`of_parts` takes back."""
+        return (self._names, self._lazy), self._values, self._sha256, self.coin_records
+
     def __getitem__(self, key: str) -> Any:
         if key in self._names:
             return self._values[self._names.index(key)]
@@ -591,6 +619,95 @@ def _entry_key(entry: Entry, provider: Provider) -> str | None:
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
+class RunListing(Sequence[BronzeRun]):
+    """Listed runs packed into one buffer, oldest snapshot first; a run is built when it is asked for
+    (an index, an iteration) and let go after.
+
+    A replay lists every run before loading one. As objects a listed run took ~520 bytes (its
+    BronzeRun, manifest, values tuple, texts and digest), ~650 with what their scattered allocations
+    cost: 26 MB of the replay's memory at 40,000 runs (10M records), most of its growth with the
+    history kept. Packed (a pickle of its held values, and its digest) it takes a third of that, in
+    three buffers. Slices, :meth:`select` and :meth:`with_snapshot_times` are views of the same buffers.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._parents: list[PurePath] = []
+        self._parent_numbers: dict[PurePath, int] = {}
+        self._shapes: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+        self._shape_numbers: dict[tuple[tuple[str, ...], tuple[str, ...]], int] = {}
+        self._records = bytearray()
+        self._ends = array("Q")
+        self._digests = bytearray()
+        #: The records this listing holds, in its order.
+        self._rows: Sequence[int] = range(0)
+        #: Record -> the snapshot time it is replayed at (see ``flow._distinct_snapshot_times``).
+        self._times: dict[int, str] = {}
+
+    def add(self, run: BronzeRun, manifest_sha256: bytes) -> None:
+        """Append a run (kept as :meth:`BronzeRun.listed` keeps it); only while the listing is built."""
+        listed = run.listed(manifest_sha256).manifest
+        assert isinstance(listed, ListedManifest)
+        shape, values, digest, coin_records = listed.parts
+        parent = self._parent_numbers.setdefault(run.parent, len(self._parents))
+        if parent == len(self._parents):
+            self._parents.append(run.parent)
+        number = self._shape_numbers.setdefault(shape, len(self._shapes))
+        if number == len(self._shapes):
+            self._shapes.append(shape)
+        self._records += pickle.dumps((parent, number, coin_records, values), protocol=pickle.HIGHEST_PROTOCOL)
+        self._ends.append(len(self._records))
+        self._digests += digest
+        self._rows = range(len(self._ends))
+
+    def _run(self, record: int) -> BronzeRun:
+        start = self._ends[record - 1] if record else 0
+        parent_number, shape_number, coin_records, values = pickle.loads(self._records[start : self._ends[record]])
+        parent = self._parents[parent_number]
+        sha256 = bytes(self._digests[record * 32 : record * 32 + 32])
+        manifest = ListedManifest.of_parts(
+            self._shapes[shape_number], values, self._store, parent, sha256, coin_records
+        )
+        run = BronzeRun(parent, manifest["run_id"], manifest, self._store)
+        if record in self._times:
+            run = run.with_manifest({**manifest, "snapshot_at": self._times[record]})
+        return run
+
+    def _view(self, rows: Sequence[int], times: dict[int, str] | None = None) -> RunListing:
+        view = copy.copy(self)
+        view._rows = rows
+        view._times = self._times if times is None else times
+        return view
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> BronzeRun: ...
+    @overload
+    def __getitem__(self, index: slice) -> RunListing: ...
+    def __getitem__(self, index: int | slice) -> BronzeRun | RunListing:
+        if isinstance(index, slice):
+            return self._view(self._rows[index])
+        return self._run(self._rows[index])
+
+    def __iter__(self) -> Iterator[BronzeRun]:
+        for record in self._rows:
+            yield self._run(record)
+
+    def sorted_by(self, key: Callable[[BronzeRun], Any]) -> RunListing:
+        """This listing ordered by ``key`` of each run."""
+        return self._view(array("Q", sorted(self._rows, key=lambda record: key(self._run(record)))))
+
+    def select(self, keep: Callable[[BronzeRun], bool]) -> RunListing:
+        """The runs ``keep`` says yes to, in this listing's order."""
+        return self._view(array("Q", (record for record in self._rows if keep(self._run(record)))))
+
+    def with_snapshot_times(self, times: Mapping[int, str]) -> RunListing:
+        """This listing with the runs at ``times``' positions replayed at other snapshot times (ISO text)."""
+        return self._view(self._rows, {**self._times, **{self._rows[at]: when for at, when in times.items()}})
+
+
 @dataclass(frozen=True)
 class DamagedRun:
     """A run folder that cannot be replayed as it is, and why (one line).
@@ -790,14 +907,15 @@ def scan_runs(raw_dir: Root, *, include_incomplete: bool = False) -> tuple[list[
     without a manifest (``incomplete=True``) come back as :class:`DamagedRun`, by folder. Reads
     manifests only: :func:`check_run` checks a run's files. Never raises for what is on disk.
     """
-    return _scan(raw_dir, include_incomplete=include_incomplete, checked=False)
+    runs, damaged = _scan(raw_dir, include_incomplete=include_incomplete, checked=False)
+    return list(runs), damaged
 
 
-def _scan(raw_dir: Root, *, include_incomplete: bool, checked: bool) -> tuple[list[BronzeRun], list[DamagedRun]]:
+def _scan(raw_dir: Root, *, include_incomplete: bool, checked: bool) -> tuple[RunListing, list[DamagedRun]]:
     """scan_runs; ``checked``: each run's replayed bodies are checked (check_run) while its whole
     manifest is in hand, and a run that fails is damaged."""
     store = as_store(raw_dir)
-    runs: list[BronzeRun] = []
+    runs = RunListing(store)
     damaged: list[DamagedRun] = []
     parents: dict[PurePath, PurePath] = {}
     for folder in run_folders(store):
@@ -812,10 +930,10 @@ def _scan(raw_dir: Root, *, include_incomplete: bool, checked: bool) -> tuple[li
                 shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
                 damaged.append(DamagedRun(run.folder, run.run_id, shown, store=run.store))
             else:
-                runs.append(run.listed(hashlib.sha256(data or b"").digest()))
+                runs.add(run, hashlib.sha256(data or b"").digest())
         elif problem is not None:
             damaged.append(problem)
-    return sorted(runs, key=_run_order), damaged
+    return runs.sorted_by(_run_order), damaged
 
 
 def list_runs(raw_dir: Root, *, include_incomplete: bool = False) -> list[BronzeRun]:
@@ -928,10 +1046,10 @@ def check_run(run: BronzeRun, *, deep: bool = False, used_only: bool = False) ->
     return problems
 
 
-def healthy_runs(raw_dir: Root, *, include_incomplete: bool = False) -> tuple[list[BronzeRun], list[DamagedRun]]:
+def healthy_runs(raw_dir: Root, *, include_incomplete: bool = False) -> tuple[RunListing, list[DamagedRun]]:
     """:func:`scan_runs`, with :func:`check_run` (``used_only=True``) on each run: what replay can read safely.
 
-    Returns the runs whose replayed bodies are intact (oldest first) and every other
+    Returns the runs whose replayed bodies are intact (oldest first, packed: :class:`RunListing`) and every other
     folder as a :class:`DamagedRun`, by folder: unreadable manifests, runs whose bodies are
     missing, truncated or changed (the problems joined into the reason), and folders
     without a manifest (``incomplete=True``, not damage). Reads every used body once.

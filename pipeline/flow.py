@@ -9,7 +9,7 @@ transaction.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypedDict
@@ -184,7 +184,7 @@ def publish_gold(run: RunContext, result: RunResult, progress: Progress, since: 
 
 def _record_snapshots(
     engine: Engine,
-    runs: list[bronze.BronzeRun],
+    runs: Sequence[bronze.BronzeRun],
     *,
     requested: int | None,
     held: dict[datetime, list[str]] | None = None,
@@ -194,7 +194,7 @@ def _record_snapshots(
     gate held (``held``: time -> reasons) is recorded 'held' with its reasons."""
     with engine.begin() as conn:
         for start in range(0, len(runs), LEDGER_CHUNK):
-            _record_chunk(conn, runs[start : start + LEDGER_CHUNK], requested=requested, held=held or {})
+            _record_chunk(conn, list(runs[start : start + LEDGER_CHUNK]), requested=requested, held=held or {})
 
 
 #: Runs the ledger is written for at a time: a replay of 40,000 runs does not build 40,000 rows at
@@ -258,22 +258,21 @@ def _iso_time(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(timespec="microseconds")
 
 
-def _distinct_snapshot_times(runs: list[bronze.BronzeRun]) -> list[bronze.BronzeRun]:
+def _distinct_snapshot_times(runs: bronze.RunListing) -> bronze.RunListing:
     """Give API runs that share a snapshot time (bronze written before times kept microseconds)
     a time of their own, one microsecond later, so neither overwrites the other in silver.
     Deterministic (runs come sorted by time, then run id), so replays stay identical."""
     taken: set[datetime] = set()
-    distinct = []
-    for run in runs:
+    moved: dict[int, str] = {}
+    for position, run in enumerate(runs):
         when = run.snapshot_at
         if run.source == "api":
             while when in taken:
                 when += timedelta(microseconds=1)
             if when != run.snapshot_at:
-                run = run.with_manifest({**run.manifest, "snapshot_at": when.isoformat()})
+                moved[position] = when.isoformat()
         taken.add(when)
-        distinct.append(run)
-    return distinct
+    return runs.with_snapshot_times(moved)
 
 
 def _fetch_api(
@@ -382,22 +381,21 @@ def _fetch_sample(settings: Settings, run_id: str, top_n: int | None, progress: 
     return runs
 
 
-def _plan_batches(runs: list[bronze.BronzeRun], batch_records: int) -> list[list[bronze.BronzeRun]]:
+def _plan_batches(runs: Sequence[bronze.BronzeRun], batch_records: int) -> list[Sequence[bronze.BronzeRun]]:
     """Group runs into batches of about ``batch_records`` records; the newest run alone at the end
-    (it is the only one whose 168-point sparklines are encoded)."""
-    batches: list[list[bronze.BronzeRun]] = []
-    current: list[bronze.BronzeRun] = []
-    size = 0
-    for run in runs[:-1]:
-        current.append(run)
+    (it is the only one whose 168-point sparklines are encoded). Each batch is a slice of ``runs``
+    (of a :class:`bronze.RunListing`, a view: its runs are built when the batch is prepared)."""
+    batches: list[Sequence[bronze.BronzeRun]] = []
+    start = size = 0
+    for end, run in enumerate(runs[:-1], start=1):
         size += run.markets_record_count
         if size >= batch_records:
-            batches.append(current)
-            current, size = [], 0
-    if current:
-        batches.append(current)
+            batches.append(runs[start:end])
+            start, size = end, 0
+    if start < len(runs) - 1:
+        batches.append(runs[start : len(runs) - 1])
     if runs:
-        batches.append([runs[-1]])
+        batches.append(runs[len(runs) - 1 :])
     return batches
 
 
@@ -424,7 +422,7 @@ class _BatchOptions(TypedDict):
 
 def _load_silver(
     engine: Engine,
-    runs: list[bronze.BronzeRun],
+    runs: Sequence[bronze.BronzeRun],
     result: RunResult,
     progress: Progress,
     *,
@@ -485,11 +483,11 @@ def _load_silver(
     with engine.connect() as conn, engines.batch_executor(chosen) as (pool, slots):
         if pool is None:
             for batch, opts in zip(batches, options):
-                apply(conn, prepare_batch(batch, **opts))
+                apply(conn, prepare_batch(list(batch), **opts))
         else:
             pending = []
             for batch, opts in zip(batches, options):
-                pending.append(pool.submit(prepare_batch, batch, **opts))
+                pending.append(pool.submit(prepare_batch, list(batch), **opts))
                 if len(pending) > slots:  # at most slots+1 batches in memory
                     apply(conn, pending.pop(0).result())
             for future in pending:
@@ -535,8 +533,8 @@ def replay(
                 result.warnings.append(f"skipped {item.line()}")
                 progress("bronze", f"skipped {item.line()}")
         skipped = ("backfill", classes.BRONZE_SOURCE, sectors.BRONZE_SOURCE)
-        runs = [r for r in found if r.source not in skipped and r.manifest["complete"]]
-        backfills = [r for r in found if r.source == "backfill"]
+        runs = found.select(lambda r: r.source not in skipped and r.manifest["complete"])
+        backfills = list(found.select(lambda r: r.source == "backfill"))
         if not runs:
             raise PipelineError(
                 f"no complete bronze runs under {settings.bronze_location}: nothing to replay "

@@ -6,11 +6,20 @@ import gc
 import json
 import pickle
 import tracemalloc
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
-from pipeline.bronze import MANIFEST, ListedManifest, check_run, healthy_runs, list_runs, run_folders, scan_runs
+from pipeline.bronze import (
+    MANIFEST,
+    ListedManifest,
+    RunListing,
+    check_run,
+    healthy_runs,
+    list_runs,
+    run_folders,
+    scan_runs,
+)
 from pipeline.errors import BronzeError
 from pipeline.silver.batches import prepare_batch
 from pipeline.storage import LocalStore
@@ -47,9 +56,9 @@ def test_listed_runs_hold_a_fraction_of_their_parsed_manifests(raw_dir):
     finally:
         tracemalloc.stop()
     assert len(runs) == RUNS
-    # here: 3,010 bytes with whole manifests, ~990 with a path object of each run's own, ~700 with the
-    # date folder shared (on the benchmark's bronze 934 -> 523)
-    assert held / RUNS < 800, f"{held / RUNS:.0f} bytes a listed run"
+    # here: 3,010 bytes with whole manifests, ~990 as objects with a path of each run's own, ~700 with
+    # the date folder shared, ~300 packed (RunListing)
+    assert held / RUNS < 400, f"{held / RUNS:.0f} bytes a listed run"
 
 
 def test_a_listed_manifest_answers_as_the_file_does(raw_dir):
@@ -124,3 +133,25 @@ def test_run_folders_are_listed_a_date_folder_at_a_time(raw_dir):
     every = [first, *folders]
     assert every == sorted(folder for day in raw_dir.iterdir() for folder in day.iterdir())
     assert len(every) == RUNS and asked == [raw_dir, *sorted({folder.parent for folder in every})]
+
+
+def test_a_run_listing_builds_each_run_when_asked_for(raw_dir):
+    """The replay's listing is packed: indexing, iterating, slicing and selecting give the runs
+    scan_runs gives, each built when asked for; moved snapshot times stay with their runs."""
+    listing, _ = healthy_runs(raw_dir)
+    runs = list_runs(raw_dir)
+    assert isinstance(listing, RunListing) and len(listing) == len(runs) == RUNS
+    assert [(r.run_id, r.folder, r.snapshot_at) for r in listing] == [(r.run_id, r.folder, r.snapshot_at) for r in runs]
+    assert listing[-1].run_id == runs[-1].run_id and listing[7].manifest["entries"] == runs[7].manifest["entries"]
+    assert listing[3].markets_record_count == 10 and listing[3].loaded().manifest == runs[3].loaded().manifest
+    part = listing[10:20]
+    assert isinstance(part, RunListing) and [r.run_id for r in part] == [r.run_id for r in runs[10:20]]
+    odd = listing.select(lambda r: int(r.run_id[-1]) % 2 == 1)
+    assert [r.run_id for r in odd] == [r.run_id for r in runs if int(r.run_id[-1]) % 2 == 1]
+    assert [r.run_id for r in odd[2:4]] == [runs[5].run_id, runs[7].run_id]
+    moved = odd.with_snapshot_times({1: "2030-01-01T00:00:00"})
+    assert moved[1].run_id == runs[3].run_id and moved[1].snapshot_at == datetime(2030, 1, 1)
+    assert moved[1].manifest["entries"] == runs[3].manifest["entries"]
+    assert moved[0:2][1].snapshot_at == datetime(2030, 1, 1) and moved[0].snapshot_at == runs[1].snapshot_at
+    assert odd[1].snapshot_at == runs[3].snapshot_at  # the listing it came from is unchanged
+    assert prepare_batch(list(moved[1:2])).rows.column("snapshot_at").to_pylist() == [datetime(2030, 1, 1)] * 10
