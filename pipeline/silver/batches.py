@@ -81,7 +81,9 @@ class _PagedRecords(Sequence[Any]):
     is asked for (a quarantined row needs its raw text; the other 67 pages of a whole market need not)."""
 
     def __init__(self, run: BronzeRun, pages: list[PageCopy], counts: list[int], parsed: dict[int, list[Any]]) -> None:
-        self._run, self._pages, self._parsed = run, pages, parsed
+        # ``parsed``: the pages read as JSON already (their copies did not stand). Pages parsed here
+        # stay with this object (the snapshot's dict would keep them for the whole batch).
+        self._run, self._pages, self._parsed = run, pages, dict(parsed)
         self._starts = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
 
     def __len__(self) -> int:

@@ -813,7 +813,10 @@ class _Origin:
         self.snapshots = snapshots
         self.starts: list[int] = []
         self.indexes: list[npt.NDArray[np.int64]] = []
-        self._records: dict[int, Sequence[Any]] = {}
+        # One snapshot's raw records at a time, and the records asked for: a parsed page of 250 coins
+        # takes ~1.5 MB, and a batch whose every run had a quarantined record held every run's page.
+        self._records_of: tuple[int, Sequence[Any]] | None = None
+        self._asked: dict[int, Record] = {}
 
     def add(self, start: int, indexes: npt.NDArray[np.int64]) -> None:
         self.starts.append(start)
@@ -824,14 +827,15 @@ class _Origin:
         return snap, int(self.indexes[snap][obj - self.starts[snap]])
 
     def record(self, obj: int) -> Record:
-        snap, index = self.locate(obj)
-        value: Record = self.records_of(snap)[index]
-        return value
+        if obj not in self._asked:
+            snap, index = self.locate(obj)
+            self._asked[obj] = self.records_of(snap)[index]
+        return self._asked[obj]
 
     def records_of(self, snap: int) -> Sequence[Any]:
-        if snap not in self._records:
-            self._records[snap] = self.snapshots[snap].raw_records()
-        return self._records[snap]
+        if self._records_of is None or self._records_of[0] != snap:
+            self._records_of = (snap, self.snapshots[snap].raw_records())
+        return self._records_of[1]
 
     def raw(self, obj: int, keys: list[str]) -> Any:
         record = self.record(obj)
