@@ -867,11 +867,8 @@ def _shared_strings(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return {sys.intern(k): sys.intern(v) if isinstance(v, str) and len(v) <= 20 else v for k, v in pairs}
 
 
-def _parse_run(
-    store: Store, folder: PurePath, data: bytes, parent: PurePath | None = None
-) -> tuple[BronzeRun | None, DamagedRun | None]:
-    """The run whose manifest is ``data``, or why it cannot be replayed (``parent``: the folder's,
-    one object shared by the runs of a day)."""
+def _parse_run(store: Store, folder: PurePath, data: bytes) -> tuple[BronzeRun | None, DamagedRun | None]:
+    """The run whose manifest is ``data``, or why it cannot be replayed."""
     if not data.strip():
         return None, DamagedRun(folder, None, f"{MANIFEST} is empty ({len(data)} bytes)", store=store)
     try:
@@ -882,7 +879,7 @@ def _parse_run(
     if problem:
         run_id = manifest.get("run_id") if isinstance(manifest, dict) else None
         return None, DamagedRun(folder, run_id if isinstance(run_id, str) and run_id else None, problem, store=store)
-    return BronzeRun(parent or folder.parent, folder.name, manifest, store), None
+    return BronzeRun.at(folder, manifest, store), None
 
 
 def _run_order(run: BronzeRun) -> tuple[str, str]:
@@ -917,13 +914,11 @@ def _scan(raw_dir: Root, *, include_incomplete: bool, checked: bool) -> tuple[Ru
     store = as_store(raw_dir)
     runs = RunListing(store)
     damaged: list[DamagedRun] = []
-    parents: dict[PurePath, PurePath] = {}
     for folder in run_folders(store):
         data, problem = _read_manifest(store, folder)
         run = None
         if data is not None:
-            parent = parents.setdefault(folder.parent, folder.parent)
-            run, problem = _parse_run(store, folder, data, parent)
+            run, problem = _parse_run(store, folder, data)
         if run is not None and (run.manifest["complete"] or include_incomplete):
             problems = check_run(run, used_only=True) if checked else []
             if problems:
