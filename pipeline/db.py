@@ -263,6 +263,44 @@ def batch_page_cache(conn: Connection) -> Iterator[None]:
         driver.execute(f"PRAGMA cache_size={int(before)}")
 
 
+@contextmanager
+def commits_flushed_later(conn: Connection) -> Iterator[None]:
+    """PostgreSQL: the commits of a batched silver load do not wait for their WAL to reach the disk.
+
+    A load commits every ``flow.COMMIT_RECORDS`` rows so progress shows; each commit waited for
+    a flush the server's WAL writer does anyway within ~0.6 s. Nothing is lost that matters: the
+    run's publish commits synchronously afterwards, which flushes every earlier commit's WAL with
+    its own (WAL is written in order), and a crash before it fails the run, whose batches are
+    loaded again from bronze. A crash never leaves the database inconsistent (unlike fsync off).
+    Measured, 300,000 silver rows in 10,000-row commits (three rounds alternated): 4.53-5.47 s,
+    4.17-4.85 s with this. SQLite's WAL mode with ``synchronous=NORMAL`` already commits so.
+    """
+    if not is_postgres(conn):
+        yield
+        return
+    conn.exec_driver_sql("SET synchronous_commit = off")
+    try:
+        yield
+    finally:
+        if not conn.invalidated:  # a SET is undone with its transaction: RESET in one that commits
+            conn.rollback()  # (the load committed what it keeps; a failed transaction runs nothing)
+            conn.exec_driver_sql("RESET synchronous_commit")
+            conn.commit()
+
+
+#: PostgreSQL's memory per sort or hash of a full gold rebuild (``big_sorts``); the server's default
+#: is 4 MB, so the window pass over every snapshot of the hourly rollup sorted on disk.
+GOLD_REBUILD_WORK_MEM = "64MB"
+
+
+def big_sorts(conn: Connection) -> None:
+    """PostgreSQL: let this transaction's sorts use ``GOLD_REBUILD_WORK_MEM`` (a full gold rebuild sorts
+    all of silver). Measured, build_gold over 1M silver rows, three rounds alternated: 8.75-10.09 s,
+    7.55-8.54 s with 64 MB (256 MB: 7.74-8.60 s, no better)."""
+    if is_postgres(conn):
+        conn.exec_driver_sql(f"SET LOCAL work_mem = '{GOLD_REBUILD_WORK_MEM}'")
+
+
 def ensure_silver_indexes(conn: Connection) -> None:
     """Create silver's secondary indexes where they are missing: a replay into an empty database
     builds them after its load (``pipeline.silver.load.indexes_built_after``), and a process

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine
 from pipeline import alerts, bronze, budget, classes, engines, lake, logs, sectors
 from pipeline import snapshots as snapshot_ledger
 from pipeline.config import Settings
-from pipeline.db import batch_page_cache, utcnow
+from pipeline.db import batch_page_cache, commits_flushed_later, utcnow
 from pipeline.db import prepare_database as prepare_database  # re-exported: the scheduler imports it from here
 from pipeline.errors import PipelineError, SnapshotHeld
 from pipeline.gold import build_gold
@@ -480,7 +480,7 @@ def _load_silver(
             commit(conn)
 
     # One connection for the load; leaving it without the last commit (an error) rolls back what is not committed.
-    with engine.connect() as conn, engines.batch_executor(chosen) as (pool, slots):
+    with engine.connect() as conn, commits_flushed_later(conn), engines.batch_executor(chosen) as (pool, slots):
         if pool is None:
             for batch, opts in zip(batches, options):
                 apply(conn, prepare_batch(list(batch), **opts))

@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import Connection, DateTime, Engine, bindparam, exists, func, select, text
 
 from pipeline import rollups
-from pipeline.db import analyze_after_bulk_change
+from pipeline.db import analyze_after_bulk_change, big_sorts
 from pipeline.gold_catalog import GOLD_SQL_DIR, GoldModel, build_order, load_catalog
 from pipeline.schema import market_history, snapshots
 
@@ -73,6 +73,8 @@ def build_gold(engine: Engine, sql_dir: Path = GOLD_SQL_DIR, *, since: datetime 
     """
     models = load_catalog(sql_dir)
     with engine.begin() as conn:
+        if since is None:
+            big_sorts(conn)
         if since is not None:
             behind = oldest_unpublished_snapshot(conn)
             if behind is not None and behind < since:
