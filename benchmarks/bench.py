@@ -110,6 +110,53 @@ def _pct(values: list[float], q: float) -> float:
 # -- the child: one replay, measured alone ----------------------------------------------
 
 
+class DatabaseTime:
+    """Wall time the replaying process spends in calls to the database: the silver bulk loads
+    (``load_market_rows``: COPY or executemany, the rows' encoding included) and every other SQL
+    statement (gold, rollups, index builds, the ledger). The statements are the database's own work
+    (the server's on PostgreSQL), done one after another on one connection, so ``rows / statements_s``
+    bounds the replay's rate however cheap the rest became; that bound is reported beside it."""
+
+    def __init__(self) -> None:
+        self.statements_s = 0.0
+        self.bulk_load_s = 0.0
+        self.bulk_loads = 0
+        self._loading = False
+
+    def attach(self, engine) -> None:
+        from sqlalchemy import event
+
+        from pipeline.silver import load
+
+        started: dict[int, float] = {}
+
+        def before(conn, cursor, statement, parameters, context, executemany) -> None:
+            started[id(cursor)] = time.perf_counter()
+
+        def after(conn, cursor, statement, parameters, context, executemany) -> None:
+            began = started.pop(id(cursor), None)
+            if began is not None and not self._loading:  # a bulk load's own statements are its time
+                self.statements_s += time.perf_counter() - began
+
+        event.listen(engine, "before_cursor_execute", before)
+        event.listen(engine, "after_cursor_execute", after)
+        bulk = load.load_market_rows
+
+        def timed_bulk(conn, rows):
+            began, self._loading = time.perf_counter(), True
+            try:
+                return bulk(conn, rows)
+            finally:
+                self._loading = False
+                self.bulk_load_s += time.perf_counter() - began
+                self.bulk_loads += 1
+
+        load.load_market_rows = timed_bulk
+
+    def summary(self) -> dict[str, float | int]:
+        return {"statements_s": self.statements_s, "bulk_load_s": self.bulk_load_s, "bulk_loads": self.bulk_loads}
+
+
 def child_replay(database_url: str, data_dir: str, profile: str | None = None) -> int:
     """Run ``replay`` once in this fresh process; print one JSON line with what it measured."""
     import logging
@@ -118,7 +165,11 @@ def child_replay(database_url: str, data_dir: str, profile: str | None = None) -
     from pipeline.flow import replay
 
     logging.basicConfig(level=logging.WARNING)
+    from pipeline.db import make_engine
+
     settings = Settings.from_env({"DATABASE_URL": database_url, "DATA_DIR": data_dir})
+    database_time = DatabaseTime()
+    database_time.attach(make_engine(settings.database_url))  # the engine replay gets (one per URL)
     marks: list[tuple[float, str, str]] = []
 
     def progress(stage: str, message: str) -> None:
@@ -165,6 +216,7 @@ def child_replay(database_url: str, data_dir: str, profile: str | None = None) -
                 "main_ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 "workers_max_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
                 "stages": stages,
+                "database": database_time.summary(),
             }
         ),
         flush=True,
@@ -904,6 +956,13 @@ def bench_size(
             f"{measured['peak_rss_mb']:.0f} MB (stages: "
             + ", ".join(f"{k} {v:.1f}" for k, v in measured["stages"].items() if v is not None)
             + ")"
+        )
+        used = measured["database"]
+        used["statements_bound_rows_per_s"] = measured["silver_rows"] / max(used["statements_s"], 1e-9)
+        say(
+            f"  in the database: {used['statements_s']:.1f}s of SQL statements (gold, rollups, index builds, ledger), "
+            f"{used['bulk_load_s']:.1f}s in {used['bulk_loads']} silver bulk loads (rows' encoding included); "
+            f"the statements alone allow at most {used['statements_bound_rows_per_s']:,.0f} rows/s"
         )
     if entry["sqlite"]["silver_rows"] != entry["postgresql"]["silver_rows"]:
         raise RuntimeError("SQLite and PostgreSQL replays loaded different row counts")

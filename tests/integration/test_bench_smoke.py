@@ -79,6 +79,11 @@ def test_bench_small_run(tmp_path: Path):
         assert replay["silver_rows"] == size["records"] - replay["quarantined"] - replay["duplicates_dropped"]
         assert replay["silver_rows"] >= 0.99 * size["records"]
         assert 20 < replay["peak_rss_mb"] < 4000
+        # where the replay waited on the database: the silver bulk loads apart from the other statements
+        used = replay["database"]
+        assert used["bulk_loads"] >= 1 and 0 < used["bulk_load_s"] < replay["seconds"]
+        assert 0 < used["statements_s"] and used["statements_s"] + used["bulk_load_s"] < replay["seconds"]
+        assert used["statements_bound_rows_per_s"] == pytest.approx(replay["silver_rows"] / used["statements_s"])
     # each replay sampled by py-spy: raw stacks kept, the summary names the loading and the transforming code
     for db in ("sqlite", "postgresql"):
         raw = tmp_path / "spy" / f"replay_{db}_2000.raw"
