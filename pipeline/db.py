@@ -269,9 +269,10 @@ def commits_flushed_later(conn: Connection) -> Iterator[None]:
 
     A load commits every ``flow.COMMIT_RECORDS`` rows so progress shows; each commit waited for
     a flush the server's WAL writer does anyway within ~0.6 s. Nothing is lost that matters: the
-    run's publish commits synchronously afterwards, which flushes every earlier commit's WAL with
-    its own (WAL is written in order), and a crash before it fails the run, whose batches are
-    loaded again from bronze. A crash never leaves the database inconsistent (unlike fsync off).
+    run's own later commits (its snapshots ledger, gold, its run log) wait for theirs, and WAL is
+    flushed in order, so each flushes every earlier commit with its own; a server crash before them
+    fails the run, whose batches are loaded again from bronze. The database is never left
+    inconsistent (unlike fsync off).
     Measured, 300,000 silver rows in 10,000-row commits (three rounds alternated): 4.53-5.47 s,
     4.17-4.85 s with this. SQLite's WAL mode with ``synchronous=NORMAL`` already commits so.
     """

@@ -75,7 +75,7 @@ def build_gold(engine: Engine, sql_dir: Path = GOLD_SQL_DIR, *, since: datetime 
     with engine.begin() as conn:
         if since is None:
             big_sorts(conn)
-        if since is not None:
+        else:
             behind = oldest_unpublished_snapshot(conn)
             if behind is not None and behind < since:
                 since = behind
