@@ -25,8 +25,10 @@ from pipeline.silver.transform import (
     frame_to_tuples,
     global_dominance_rows,
     global_usability,
+    limit_columns,
     limit_records,
     raw_record_text,
+    records_table,
     stale_flags,
     transform_global,
     transform_markets,
@@ -526,6 +528,25 @@ def test_limit_records_keeps_the_first_distinct_coins_and_passes_the_rest_throug
     assert limit_records(records, 2) == [coin("a"), coin("b"), coin("a"), {"id": None}, "junk"]
     assert limit_records(records, 3) == records[:6]
     assert limit_records(records, 0) == [{"id": None}, "junk"]
+
+
+@pytest.mark.parametrize("top_n", [None, 0, 1, 2, 3, 4, 5, 6, 7, 50])
+def test_limit_columns_keeps_what_limit_records_keeps(top_n):
+    records = [coin("a"), coin("b"), coin("a"), {"id": None}, {"id": " "}, coin("c"), coin("d")]
+    limited = limit_columns(records_table(records), top_n)
+    assert limited is not None
+    columns, kept = limited
+    expected = limit_records(records, top_n)
+    assert [records[i] for i in kept] == expected
+    assert len(columns["id"]) == len(expected)
+
+
+def test_a_page_within_top_n_is_kept_whole_whatever_its_ids():
+    # ids the ranking cannot read (not text): a page of at most top_n records needs no ranking
+    columns = {"id": [1, "a", None], "current_price": [1.0, 2.0, 3.0]}
+    limited = limit_columns(columns, 3)
+    assert limited is not None and limited[0] is columns and list(limited[1]) == [0, 1, 2]
+    assert limit_columns(columns, 2) is None  # beyond top_n they must be ranked: the records' path
 
 
 def test_duplicates_are_counted_and_the_fresher_one_kept():
