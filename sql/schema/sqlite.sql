@@ -87,6 +87,8 @@ CREATE TABLE coin_history_daily (
 
 CREATE INDEX ix_coin_history_daily_bucket ON coin_history_daily (bucket);
 
+CREATE INDEX ix_coin_history_daily_closes ON coin_history_daily (id, bucket, close_at, close, origin, points);
+
 CREATE TABLE coin_history_hourly (
 	id TEXT NOT NULL,
 	bucket DATETIME NOT NULL,
