@@ -595,7 +595,7 @@ def parquet_sparkline_prices(table: Any) -> Any | None:
 def limit_columns(columns: dict[str, Column], top_n: int | None) -> tuple[dict[str, Column], Any] | None:
     """:func:`limit_records` column-wise: (columns, kept positions); None when the ids are not all text.
 
-    A page of at most ``top_n`` records keeps them all (it cannot hold more distinct coins than
+    A snapshot of at most ``top_n`` records keeps them all (it cannot hold more distinct coins than
     records), as a run that asked for ``top_n`` coins usually gets: no ids are looked at then.
     """
     ids = columns["id"]
