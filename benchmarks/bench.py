@@ -112,10 +112,12 @@ def _pct(values: list[float], q: float) -> float:
 
 class DatabaseTime:
     """Wall time the replaying process spends in calls to the database: the silver bulk loads
-    (``load_market_rows``: COPY or executemany, the rows' encoding included) and every other SQL
-    statement (gold, rollups, index builds, the ledger). The statements are the database's own work
-    (the server's on PostgreSQL), done one after another on one connection, so ``rows / statements_s``
-    bounds the replay's rate however cheap the rest became; that bound is reported beside it."""
+    (``load_market_rows``: COPY or executemany, the rows' encoding included) and the other SQL
+    statements sent through SQLAlchemy (gold, rollups, index builds, the ledger; a batch's writes on the
+    driver's own cursor, its quarantine and sparklines, are in neither). The statements are the
+    database's own work (the server's on PostgreSQL), done one after another on one connection, so
+    ``rows / statements_s`` bounds the replay's rate however cheap the rest became (an upper bound: the
+    uncounted writes only lower it); that bound is reported beside it."""
 
     def __init__(self) -> None:
         self.statements_s = 0.0
@@ -162,11 +164,10 @@ def child_replay(database_url: str, data_dir: str, profile: str | None = None) -
     import logging
 
     from pipeline.config import Settings
+    from pipeline.db import make_engine
     from pipeline.flow import replay
 
     logging.basicConfig(level=logging.WARNING)
-    from pipeline.db import make_engine
-
     settings = Settings.from_env({"DATABASE_URL": database_url, "DATA_DIR": data_dir})
     database_time = DatabaseTime()
     database_time.attach(make_engine(settings.database_url))  # the engine replay gets (one per URL)
