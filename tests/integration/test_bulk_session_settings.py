@@ -85,7 +85,7 @@ def test_a_full_gold_rebuild_sorts_with_more_memory_and_a_run_does_not(postgres_
     settings = make_settings(postgres_url, tmp_path / "data")
     run_pipeline(settings, source="sample")
     engine = make_engine(settings.database_url)
-    seen: list[tuple[bool, str]] = []
+    seen: list[str] = []
 
     def on_execute(conn, cursor, statement, parameters, context, executemany) -> None:
         if statement.lstrip().upper().startswith("INSERT INTO COIN_HISTORY_HOURLY"):
